@@ -1,0 +1,232 @@
+"""The DuckDB metrics store. Only the agent opens it; every call is serialised by a lock.
+
+Writes are batched: collectors append samples to an in-memory buffer and :meth:`flush`
+inserts them as one Arrow table (DuckDB ingests Arrow at millions of rows per second where
+``executemany`` manages thousands).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from agent.store.schema import LATEST, MIGRATIONS
+from lightkeeper.logs import get_logger, redact
+
+log = get_logger("store")
+
+Sample = tuple[float, str, str, float]  # (ts, metric, label, value)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message says why and what to do."""
+
+
+def _describe_open_error(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "lock" in text.lower() or "Conflicting" in text:
+        return (f"metrics store {path} is locked by another process ({text.splitlines()[0]}); "
+                "only one agent may own it")
+    if "not a valid DuckDB" in text or "Corrupt" in text or "corrupt" in text or \
+            "Serialization" in text or "checksum" in text.lower():
+        return (f"metrics store {path} is unreadable or corrupt ({text.splitlines()[0]}). "
+                "The file was left untouched: move it aside (or restore it from a backup) "
+                "and start the agent again")
+    return f"cannot open metrics store {path}: {text.splitlines()[0] if text else exc!r}"
+
+
+class Store:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self._buffer: list[Sample] = []
+        self._buffer_lock = threading.Lock()
+        self.rows_written = 0
+        self.flushes = 0
+        self.last_flush: float | None = None
+        self.last_write_error: str | None = None
+        if not read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store directory {self.path.parent}: "
+                                 f"{exc.strerror}") from None
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except (duckdb.Error, OSError) as exc:
+            raise StoreError(_describe_open_error(self.path, exc)) from None
+        if not read_only:
+            self.migrate()
+
+    # -- schema ---------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self._lock:
+            exists = self.con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+            ).fetchone()[0]
+            if not exists:
+                return 0
+            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            return int(row[0]) if row else 0
+
+    def migrate(self) -> None:
+        current = self.schema_version()
+        if current > LATEST:
+            raise StoreError(f"metrics store {self.path} has schema {current}, newer than this "
+                             f"lightkeeper understands ({LATEST}); upgrade lightkeeper")
+        for version, name, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            with self._lock:
+                self.con.execute("BEGIN TRANSACTION")
+                try:
+                    for sql in statements:
+                        self.con.execute(sql)
+                    self.con.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(version)]
+                    )
+                    self.con.execute("COMMIT")
+                except Exception:
+                    self.con.execute("ROLLBACK")
+                    raise
+            log.info("store.migrated", version=version, name=name)
+
+    # -- generic access --------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        with self._lock:
+            return self.con.execute(sql, params or []).fetchall()
+
+    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self.con.execute(sql, params or [])
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        with self._lock:
+            self.con.register("_incoming", data)
+            try:
+                cols = ", ".join(data.column_names)
+                self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+            finally:
+                self.con.unregister("_incoming")
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    # -- samples ---------------------------------------------------------------------------
+    def add_samples(self, samples: Iterable[Sample]) -> None:
+        """Queue samples for the next :meth:`flush` (cheap, thread-safe)."""
+        with self._buffer_lock:
+            self._buffer.extend(samples)
+
+    def pending(self) -> int:
+        with self._buffer_lock:
+            return len(self._buffer)
+
+    def flush(self) -> int:
+        with self._buffer_lock:
+            batch, self._buffer = self._buffer, []
+        if not batch:
+            return 0
+        ts, metric, label, value = zip(*batch, strict=True)
+        table = pa.table({
+            "ts": pa.array(ts, pa.float64()),
+            "metric": pa.array(metric, pa.string()),
+            "label": pa.array(label, pa.string()),
+            "value": pa.array(value, pa.float64()),
+        })
+        try:
+            self.insert_arrow("samples", table)
+        except Exception as exc:
+            # Keep the batch for the next attempt (for example after disk space is freed).
+            with self._buffer_lock:
+                self._buffer[:0] = batch
+            self.last_write_error = f"{type(exc).__name__}: {exc}"
+            raise StoreError(f"cannot write {len(batch)} samples to {self.path}: {exc}") from None
+        self.last_write_error = None
+        self.rows_written += len(batch)
+        self.flushes += 1
+        self.last_flush = time.time()
+        return len(batch)
+
+    # -- events ----------------------------------------------------------------------------
+    def add_event(self, kind: str, event: str, level: str = "info", component: str = "agent",
+                  actor: str | None = None, ts: float | None = None, **context: Any) -> int:
+        ctx = json.dumps(redact(context), default=str)
+        with self._lock:
+            row = self.con.execute(
+                "INSERT INTO events (ts, level, kind, component, event, actor, context)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [ts or time.time(), level, kind, component, event, actor, ctx],
+            ).fetchone()
+        return int(row[0])
+
+    def events(self, since_id: int = 0, limit: int = 200, level: str | None = None,
+               kind: str | None = None, search: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, ts, level, kind, component, event, actor, context FROM events WHERE id > ?"
+        params: list[Any] = [since_id]
+        if level:
+            order = ["debug", "info", "warning", "error", "critical"]
+            allowed = order[order.index(level):] if level in order else [level]
+            sql += " AND level IN (" + ",".join("?" * len(allowed)) + ")"
+            params += allowed
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        if search:
+            sql += " AND (event ILIKE ? OR CAST(context AS VARCHAR) ILIKE ?)"
+            params += [f"%{search}%", f"%{search}%"]
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+        rows = self.query_dicts(sql, params)
+        for r in rows:
+            r["context"] = json.loads(r["context"]) if r["context"] else {}
+        return list(reversed(rows))
+
+    # -- maintenance -----------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        with self._lock:
+            self.con.execute("CHECKPOINT")
+
+    def size_bytes(self) -> int:
+        total = 0
+        for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self.con.execute("CHECKPOINT")
+            finally:
+                self.con.close()
+
+
+class _Transaction:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.store._lock.acquire()
+        self.store.con.execute("BEGIN TRANSACTION")
+        return self.store.con
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.store.con.execute("COMMIT")
+            else:
+                self.store.con.execute("ROLLBACK")
+        finally:
+            self.store._lock.release()

@@ -1,0 +1,231 @@
+"""Chart and analytics queries over the store.
+
+``series`` reads the coarsest resolution whose buckets are no wider than the requested step
+and whose retention still covers the window, and completes it with finer data for the part
+that has not been rolled up yet, so the newest points are never missing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from agent.store.db import Store
+from agent.store.rollup import Retention, _watermark
+
+WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 7 * 86400,
+           "30d": 30 * 86400}
+
+
+def parse_window(text: str | float | int) -> float:
+    """'5m', '1h', '24h', '7d', or seconds."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        s = str(text).strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        try:
+            value = float(s[:-1]) * units[s[-1]] if s and s[-1] in units else float(s)
+        except ValueError:
+            raise ValueError(f"invalid window {text!r}: use seconds or a number with s/m/h/d") \
+                from None
+    if not 0 < value <= 400 * 86400:
+        raise ValueError(f"invalid window {text!r}: must be between 1 s and 400 days")
+    return value
+
+
+def default_step(window: float, points: int = 120) -> float:
+    raw = window / points
+    for step in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
+        if step >= raw:
+            return float(step)
+    return 86400.0
+
+
+def choose_resolution(window: float, step: float, retention: Retention) -> str:
+    """The coarsest table whose buckets fit in ``step`` and whose retention covers the window."""
+    if step >= 3600 or window > retention.minute_days * 86400:
+        return "samples_1h"
+    if step >= 60 or window > retention.raw_hours * 3600:
+        return "samples_1m"
+    return "samples"
+
+
+def series(store: Store, metric: str, label: str | None = None, window: float = 3600,
+           step: float | None = None, retention: Retention | None = None,
+           now: float | None = None, agg: str = "avg") -> dict[str, Any]:
+    """Return ``{"metric", "step", "resolution", "series": {label: [[ts, value], ...]}}``.
+
+    ``label`` filters exactly, or with a trailing ``*`` as a prefix. ``agg`` is avg, min,
+    max or last within each bucket.
+    """
+    if agg not in ("avg", "min", "max", "last"):
+        raise ValueError(f"invalid agg {agg!r}: use avg, min, max or last")
+    now = time.time() if now is None else now
+    retention = retention or Retention()
+    step = step or default_step(window)
+    start = math.floor((now - window) / step) * step
+    table = choose_resolution(window, step, retention)
+    where = "metric = ? AND ts >= ?"
+    params: list[Any] = [metric, start]
+    if label is not None:
+        if label.endswith("*"):
+            where += " AND label LIKE ?"
+            params.append(label[:-1].replace("%", r"\%") + "%")
+        else:
+            where += " AND label = ?"
+            params.append(label)
+    parts = []
+    all_params: list[Any] = []
+    raw_value = {"avg": "value", "min": "value", "max": "value", "last": "value"}[agg]
+    if table == "samples":
+        parts.append(f"SELECT ts, label, {raw_value} AS v, 1 AS n FROM samples WHERE {where}")
+        all_params += params
+    else:
+        mark = _watermark(store, table) or start
+        col = {"avg": "avg", "min": "min", "max": "max", "last": "last"}[agg]
+        parts.append(f"SELECT ts, label, {col} AS v, n FROM {table} WHERE {where} AND ts < ?")
+        all_params += params + [mark]
+        # the part not rolled up yet comes from raw samples
+        parts.append(f"SELECT ts, label, value AS v, 1 AS n FROM samples WHERE {where} AND ts >= ?")
+        all_params += params + [mark]
+    inner = " UNION ALL ".join(parts)
+    outer_agg = {"avg": "sum(v * n) / sum(n)", "min": "min(v)", "max": "max(v)",
+                 "last": "arg_max(v, ts)"}[agg]
+    sql = (f"SELECT floor(ts / {step}) * {step} AS b, label, {outer_agg} FROM ({inner}) "
+           "GROUP BY b, label ORDER BY label, b")
+    rows = store.execute(sql, all_params)
+    out: dict[str, list[list[float]]] = {}
+    for b, lab, v in rows:
+        out.setdefault(lab, []).append([float(b), None if v is None else float(v)])
+    return {"metric": metric, "step": step, "window": window, "resolution": table,
+            "start": start, "end": now, "series": out}
+
+
+def latest(store: Store, metrics: list[str] | None = None, max_age: float = 600,
+           now: float | None = None) -> dict[str, dict[str, float]]:
+    """The newest value of each (metric, label) seen in the last ``max_age`` seconds."""
+    now = time.time() if now is None else now
+    sql = ("SELECT metric, label, arg_max(value, ts), max(ts) FROM samples WHERE ts >= ?")
+    params: list[Any] = [now - max_age]
+    if metrics:
+        sql += " AND metric IN (" + ",".join("?" * len(metrics)) + ")"
+        params += metrics
+    sql += " GROUP BY metric, label"
+    out: dict[str, dict[str, float]] = {}
+    for metric, label, value, _ts in store.execute(sql, params):
+        out.setdefault(metric, {})[label] = value
+    return out
+
+
+# -- LightRAG operation analytics ------------------------------------------------------------
+
+def _ops_filter(window: float, now: float, user: str | None, op: str | None,
+                tuning_version: int | None = None, run_id: str | None = None
+                ) -> tuple[str, list[Any]]:
+    where = "ts >= ?"
+    params: list[Any] = [now - window]
+    if user:
+        where += " AND user_id = ?"
+        params.append(user)
+    if op:
+        where += " AND op = ?"
+        params.append(op)
+    if tuning_version is not None:
+        where += " AND tuning_version = ?"
+        params.append(tuning_version)
+    if run_id:
+        where += " AND run_id = ?"
+        params.append(run_id)
+    return where, params
+
+
+def latency(store: Store, window: float = 3600, step: float | None = None,
+            user: str | None = None, op: str | None = None, now: float | None = None
+            ) -> dict[str, Any]:
+    """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode."""
+    now = time.time() if now is None else now
+    step = step or default_step(window, 60)
+    where, params = _ops_filter(window, now, user, op)
+    sql = (f"SELECT floor(ts / {step}) * {step} AS b, op, coalesce(mode, '') AS mode, "
+           "quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS q, count(*) AS n, "
+           "count(*) FILTER (WHERE outcome <> 'ok') AS errors "
+           f"FROM rag_ops WHERE {where} GROUP BY b, op, mode ORDER BY op, mode, b")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for b, o, m, q, n, errors in store.execute(sql, params):
+        key = f"{o}/{m}" if m else o
+        out.setdefault(key, []).append({"ts": b, "p50": q[0], "p95": q[1], "p99": q[2],
+                                        "count": n, "errors": errors})
+    return {"step": step, "window": window, "series": out}
+
+
+def ops_summary(store: Store, window: float = 3600, user: str | None = None,
+                tuning_version: int | None = None, run_id: str | None = None,
+                now: float | None = None) -> list[dict[str, Any]]:
+    """Per operation and mode: count, throughput, error rate, quantiles and time split."""
+    now = time.time() if now is None else now
+    where, params = _ops_filter(window, now, user, None, tuning_version, run_id)
+    sql = ("SELECT op, coalesce(mode, '') AS mode, count(*) AS n, "
+           "quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS q, avg(duration_s) AS mean, "
+           "sum(duration_s) AS total_s, sum(coalesce(llm_s, 0)) AS llm_s, "
+           "sum(coalesce(embed_s, 0)) AS embed_s, count(*) FILTER (WHERE outcome <> 'ok') AS errors,"
+           " min(ts) AS first, max(ts) AS last "
+           f"FROM rag_ops WHERE {where} GROUP BY op, mode ORDER BY op, mode")
+    result = []
+    for op, mode, n, q, mean, total, llm, emb, errors, first, last in store.execute(sql, params):
+        own = max(total - llm - emb, 0.0)
+        span = max(last - first, 1e-9) if n > 1 else None
+        result.append({
+            "op": op, "mode": mode, "count": n, "p50": q[0], "p95": q[1], "p99": q[2],
+            "mean": mean, "errors": errors, "error_rate": errors / n if n else 0.0,
+            "throughput_per_s": (n / span) if span else None,
+            "time_total_s": total,
+            "share_llm": llm / total if total else 0.0,
+            "share_embed": emb / total if total else 0.0,
+            "share_lightrag": own / total if total else 0.0,
+        })
+    return result
+
+
+def top_users(store: Store, window: float = 3600, limit: int = 10,
+              now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    rows = store.execute(
+        "SELECT user_id, count(*), sum(duration_s), count(*) FILTER (WHERE outcome <> 'ok') "
+        "FROM rag_ops WHERE ts >= ? GROUP BY user_id ORDER BY 3 DESC LIMIT ?",
+        [now - window, limit])
+    return [{"user": u, "count": n, "time_s": t, "errors": e} for u, n, t, e in rows]
+
+
+def slowest_ops(store: Store, window: float = 3600, limit: int = 20, user: str | None = None,
+                now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    where, params = _ops_filter(window, now, user, None)
+    return store.query_dicts(
+        "SELECT ts, user_id AS user, op, mode, duration_s, llm_s, embed_s, outcome, error_class,"
+        f" tuning_version FROM rag_ops WHERE {where} ORDER BY duration_s DESC LIMIT ?",
+        params + [limit])
+
+
+def compare_versions(store: Store, a: int, b: int, window: float = 365 * 86400,
+                     now: float | None = None) -> dict[str, Any]:
+    """Latency per operation and mode under tuning version ``a`` and ``b``, with counts."""
+    sa = {(r["op"], r["mode"]): r for r in ops_summary(store, window, tuning_version=a, now=now)}
+    sb = {(r["op"], r["mode"]): r for r in ops_summary(store, window, tuning_version=b, now=now)}
+    rows = []
+    for key in sorted(set(sa) | set(sb)):
+        ra, rb = sa.get(key), sb.get(key)
+        row: dict[str, Any] = {"op": key[0], "mode": key[1]}
+        for tag, r in (("a", ra), ("b", rb)):
+            row[f"{tag}_count"] = r["count"] if r else 0
+            for q in ("p50", "p95", "p99"):
+                row[f"{tag}_{q}"] = r[q] if r else None
+        for q in ("p50", "p95", "p99"):
+            if ra and rb and ra[q]:
+                row[f"change_{q}"] = (rb[q] - ra[q]) / ra[q]
+            else:
+                row[f"change_{q}"] = None
+        row["thin_evidence"] = min(row["a_count"], row["b_count"]) < 30
+        rows.append(row)
+    return {"a": a, "b": b, "rows": rows}

@@ -1,0 +1,88 @@
+"""Rollups (1 minute, 1 hour) and retention per resolution, so the store stays bounded.
+
+Each pass re-aggregates the buckets from a little before the watermark up to the last complete
+bucket, replacing them (delete then insert in one transaction), so it is idempotent and late
+samples in recent buckets are counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from agent.store.db import Store
+
+RESOLUTIONS = (("samples_1m", 60.0, "samples"), ("samples_1h", 3600.0, "samples_1m"))
+
+
+@dataclass
+class Retention:
+    raw_hours: float = 48.0
+    minute_days: float = 30.0
+    hour_days: float = 400.0
+    ops_days: float = 30.0
+
+
+def _watermark(store: Store, name: str) -> float | None:
+    rows = store.execute("SELECT value FROM meta WHERE key = ?", [f"rollup:{name}"])
+    return float(rows[0][0]) if rows else None
+
+
+def rollup(store: Store, now: float | None = None) -> dict[str, int]:
+    """Aggregate complete buckets into the rollup tables. Returns rows written per table."""
+    now = time.time() if now is None else now
+    written: dict[str, int] = {}
+    for table, step, source in RESOLUTIONS:
+        end = math.floor(now / step) * step  # last complete bucket ends here
+        mark = _watermark(store, table)
+        if mark is None:
+            first = store.execute(f"SELECT min(ts) FROM {source}")[0][0]
+            if first is None:
+                continue
+            start = math.floor(first / step) * step
+        else:
+            start = mark - step  # re-do one bucket for late arrivals
+        if end <= start:
+            continue
+        if source == "samples":
+            agg = ("avg(value), min(value), max(value), arg_max(value, ts), count(*)")
+        else:  # combine minute rollups into hours, weighting averages by counts
+            agg = ("sum(avg * n) / sum(n), min(min), max(max), arg_max(last, ts), sum(n)::INTEGER")
+        with store.transaction() as con:
+            con.execute(f"DELETE FROM {table} WHERE ts >= ? AND ts < ?", [start, end])
+            con.execute(
+                f"INSERT INTO {table} (ts, metric, label, avg, min, max, last, n) "
+                f"SELECT floor(ts / {step}) * {step} AS b, metric, label, {agg} "
+                f"FROM {source} WHERE ts >= ? AND ts < ? GROUP BY b, metric, label",
+                [start, end],
+            )
+            n = con.execute(f"SELECT count(*) FROM {table} WHERE ts >= ? AND ts < ?",
+                            [start, end]).fetchone()[0]
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"rollup:{table}", str(end)])
+        written[table] = int(n)
+    return written
+
+
+def apply_retention(store: Store, retention: Retention, now: float | None = None) -> dict[str, int]:
+    """Delete what is older than each resolution keeps. Returns rows deleted per table."""
+    now = time.time() if now is None else now
+    limits = {
+        "samples": now - retention.raw_hours * 3600,
+        "samples_1m": now - retention.minute_days * 86400,
+        "samples_1h": now - retention.hour_days * 86400,
+        "rag_ops": now - retention.ops_days * 86400,
+    }
+    # Never delete raw samples that have not been rolled up yet.
+    mark = _watermark(store, "samples_1m")
+    if mark is not None:
+        limits["samples"] = min(limits["samples"], mark)
+    else:
+        limits["samples"] = -math.inf
+    deleted = {}
+    for table, limit in limits.items():
+        if limit == -math.inf:
+            continue
+        rows = store.execute(f"DELETE FROM {table} WHERE ts < ?", [limit])
+        deleted[table] = int(rows[0][0]) if rows else 0
+    return deleted

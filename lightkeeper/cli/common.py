@@ -1,0 +1,163 @@
+"""Shared pieces of the command line: exit codes, output in text or JSON, the agent client.
+
+Each command module in ``lightkeeper/cli/`` exposes ``register(subparsers)`` and sets
+``func=handler`` on its parsers, where ``handler(args, ctx: CliContext) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from lightkeeper import config as config_mod
+
+# Documented exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1          # the operation ran and failed
+EXIT_USAGE = 2           # bad arguments or configuration
+EXIT_AGENT = 3           # the agent is not reachable (and could not be started)
+EXIT_PROBLEMS = 4        # a check found problems (verify, alerts firing with --check)
+EXIT_PARTIAL = 5         # some parts succeeded, some failed (e.g. one zone of three)
+EXIT_CANCELLED = 130     # cancelled by the operator
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CliContext:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._cfg: config_mod.Config | None = None
+        self._client: Any = None
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def cfg(self) -> config_mod.Config:
+        if self._cfg is None:
+            overrides: list[tuple[str, Any]] = []
+            for text in getattr(self.args, "set", None) or []:
+                overrides.append(config_mod.parse_assignment(text))
+            if getattr(self.args, "state_dir", None):
+                overrides.append(("paths.state_dir", self.args.state_dir))
+            if getattr(self.args, "data_root", None):
+                overrides.append(("paths.data_root", self.args.data_root))
+            try:
+                self._cfg = config_mod.load(getattr(self.args, "config", None), overrides)
+            except config_mod.ConfigError as exc:
+                raise CliError(f"configuration error: {exc}", EXIT_USAGE) from None
+        return self._cfg
+
+    def client(self, autostart: bool = True) -> Any:
+        """An ``AgentClient``; starts the agent in the background if none runs."""
+        if self._client is None:
+            from lightkeeper.client import AgentUnavailable, connect
+
+            try:
+                self._client = connect(self.cfg, autostart=autostart)
+            except AgentUnavailable as exc:
+                raise CliError(str(exc), EXIT_AGENT) from None
+        return self._client
+
+    def emit(self, data: Any, human: Callable[[Any], str] | str | None = None) -> None:
+        """Print ``data`` as JSON with --json, else the human rendering."""
+        if self.json or human is None:
+            print(json.dumps(data, indent=2, default=str))
+        else:
+            text = human(data) if callable(human) else human
+            if text:
+                print(text)
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]],
+          empty: str = "(none)") -> str:
+    """Render rows as a plain aligned table: columns are (key, heading)."""
+    if not rows:
+        return empty
+    cells = [[h for _, h in columns]]
+    for r in rows:
+        cells.append(["" if r.get(k) is None else str(r.get(k)) for k, _ in columns])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in cells)
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = float(seconds)
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+def follow_job(ctx: CliContext, job_id: str, quiet: bool = False) -> dict[str, Any]:
+    """Stream a job's progress (a status line on a terminal, JSON lines with --json) and
+    return its final record. Ctrl-C asks the agent to cancel the job."""
+    client = ctx.client()
+    final: dict[str, Any] = {}
+    tty = sys.stderr.isatty() and not ctx.json
+    try:
+        for msg in client.follow_job(job_id):
+            if ctx.json:
+                print(json.dumps(msg, default=str), flush=True)
+            elif not quiet and msg.get("type") == "status" and tty:
+                p = msg.get("progress") or {}
+                pct = p.get("percent")
+                line = (f"\r{msg.get('kind', '')} {p.get('phase', '')} "
+                        f"{'' if pct is None else f'{pct:5.1f}% '}"
+                        f"{human_bytes(p.get('bytes_done'))}/{human_bytes(p.get('bytes_total'))} "
+                        f"{human_bytes(p.get('rate_bytes_s'))}/s "
+                        f"ETA {human_duration(p.get('eta_s'))} {str(p.get('current', ''))[-40:]}")
+                sys.stderr.write(line[:160].ljust(100))
+                sys.stderr.flush()
+            if msg.get("type") == "summary":
+                final = msg.get("job") or {}
+        if tty:
+            sys.stderr.write("\n")
+    except KeyboardInterrupt:
+        client.cancel_job(job_id)
+        raise CliError(f"job {job_id} cancelled", EXIT_CANCELLED) from None
+    return final
+
+
+def job_exit_code(job: dict[str, Any]) -> int:
+    state = job.get("state")
+    if state == "succeeded":
+        return EXIT_OK
+    if state == "cancelled":
+        return EXIT_CANCELLED
+    if state == "partial":
+        return EXIT_PARTIAL
+    if state == "problems":
+        return EXIT_PROBLEMS
+    return EXIT_FAILED

@@ -1,0 +1,90 @@
+"""``lightkeeper``: the console, and every action as a subcommand for scripts and cron."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from lightkeeper import __version__
+from lightkeeper.cli.common import EXIT_USAGE, CliContext, CliError
+
+# Each module exposes register(subparsers). Listed in the order `--help` shows them.
+COMMAND_MODULES = [
+    "lightkeeper.cli.console",
+    "lightkeeper.cli.agent",
+    "lightkeeper.cli.status",
+    "lightkeeper.cli.config",
+    "lightkeeper.cli.alerts",
+    "lightkeeper.cli.events",
+    "lightkeeper.cli.metrics",
+    "lightkeeper.cli.jobs",
+    "lightkeeper.cli.rag",
+    "lightkeeper.cli.demo",
+    "lightkeeper.cli.bench",
+    "lightkeeper.cli.backup",
+    "lightkeeper.cli.restore",
+    "lightkeeper.cli.zones",
+    "lightkeeper.cli.replicate",
+    "lightkeeper.cli.tuning",
+]
+
+EPILOG = """exit codes:
+  0    success
+  1    the operation failed
+  2    bad arguments or configuration
+  3    the agent is not reachable and could not be started
+  4    a check found problems (verify found damage, alerts firing with --check)
+  5    partly done (for example one zone of several failed)
+  130  cancelled
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightkeeper",
+        description="Console and agent for servers that run LightRAG for many users. "
+        "Without a command, opens the console (starting the agent if none runs).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"lightkeeper {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="config file (overrides LIGHTKEEPER_CONFIG and the default files)")
+    parser.add_argument("--state-dir", metavar="DIR", help="sets paths.state_dir")
+    parser.add_argument("--data-root", metavar="DIR", help="sets paths.data_root")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="set any configuration key (repeatable)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        if args.command is None and importlib.util.find_spec("lightkeeper.cli.console"):
+            args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "console"])
+        else:
+            parser.print_help()
+            return EXIT_USAGE
+    ctx = CliContext(args)
+    try:
+        return int(args.func(args, ctx) or 0)
+    except CliError as exc:
+        print(f"lightkeeper: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("lightkeeper: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,505 @@
+"""Layered configuration: one TOML schema, documented precedence, origins for every value.
+
+Precedence, lowest first::
+
+    built-in defaults
+    < /etc/lightkeeper/config.toml
+    < $XDG_CONFIG_HOME/lightkeeper/config.toml (~/.config/lightkeeper/config.toml)
+    < --config FILE, or LIGHTKEEPER_CONFIG=FILE
+    < LIGHTKEEPER_<SECTION>__<KEY> environment variables
+    < command-line flags (--set section.key=value and the dedicated flags)
+
+Keys are dotted (``store.retention_raw_hours``). Tables of named entries (``zones.NAME.*``,
+``alerts.NAME.*``, ``sources.sqlite.NAME.*``, ``sources.postgres.NAME.*``) have their own
+sub-schema. Unknown keys are refused with a "did you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LIGHTKEEPER_"
+ENV_CONFIG_FILE = "LIGHTKEEPER_CONFIG"
+# Environment variables that are ours but are not configuration keys.
+ENV_RESERVED = {ENV_CONFIG_FILE, "LIGHTKEEPER_AGENT_CHILD", "LIGHTKEEPER_TUNING_VERSION"}
+
+SYSTEM_CONFIG = Path("/etc/lightkeeper/config.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the source, key, bad value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key with its type, default, bounds and meaning."""
+
+    key: str
+    type: str  # "int", "float", "str", "bool", "path", "list", "secret"
+    default: Any
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        parts = [{"int": "an integer", "float": "a number", "bool": "true or false",
+                  "path": "a path", "list": "a list of strings", "secret": "a string",
+                  "str": "a string"}[self.type]]
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return " ".join(parts)
+
+
+def _state_default(sub: str) -> Callable[[Config], str]:
+    return lambda cfg: str(Path(cfg["paths.state_dir"]) / sub)
+
+
+def _default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "lightkeeper")
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "lightkeeper" / "config.toml"
+
+
+S = Setting
+SETTINGS: tuple[Setting, ...] = (
+    # paths
+    S("paths.state_dir", "path", _default_state_dir,
+      "Agent state: store, socket, logs, pid and lock files. Default $XDG_STATE_HOME/lightkeeper."),
+    S("paths.data_root", "path", _state_default("data"),
+      "Directory holding one LightRAG working directory per user."),
+    S("paths.spool_dir", "path", _state_default("spool"),
+      "Where instrumented LightRAG processes append their operation records."),
+    S("paths.tuning_file", "path", _state_default("tuning/active.toml"),
+      "The active LightRAG tuning parameters, read and watched by LightRAG processes."),
+    # agent
+    S("agent.socket", "path", _state_default("agent.sock"),
+      "Unix socket of the agent's local API (created owner-only)."),
+    S("agent.shutdown_timeout", "float", 15.0, "Seconds to wait for jobs to stop on shutdown.",
+      min=0, max=600),
+    # store
+    S("store.path", "path", _state_default("metrics.duckdb"), "The DuckDB metrics store."),
+    S("store.flush_interval", "float", 2.0, "Seconds between batched writes.", min=0.1, max=60),
+    S("store.retention_raw_hours", "float", 48.0, "Keep raw samples this long.", min=1, max=24 * 90),
+    S("store.retention_1m_days", "float", 30.0, "Keep 1-minute rollups this long.", min=1, max=3650),
+    S("store.retention_1h_days", "float", 400.0, "Keep 1-hour rollups this long.", min=1, max=36500),
+    S("store.retention_ops_days", "float", 30.0, "Keep LightRAG operation records this long.",
+      min=1, max=3650),
+    S("store.size_budget_mb", "float", 2048.0, "Alert when the store file grows past this.",
+      min=1),
+    S("store.maintenance_interval", "float", 60.0,
+      "Seconds between rollup and retention passes.", min=1, max=3600),
+    # collectors
+    S("collect.system_interval", "float", 5.0, "Seconds between system samples.", min=0.5, max=3600),
+    S("collect.userdir_interval", "float", 60.0, "Seconds between per-user usage passes.",
+      min=1, max=86400),
+    S("collect.userdir_full_rescan", "float", 3600.0,
+      "Seconds between full rescans of every user directory (catches missed changes).",
+      min=10, max=7 * 86400),
+    S("collect.process_pidfiles", "list", [], "Pid files of LightRAG processes to watch."),
+    S("collect.process_patterns", "list", ["lightrag", "lightkeeper rag", "lightkeeper demo"],
+      "Command-line substrings that identify LightRAG processes to watch."),
+    S("collect.mounts_exclude", "list", ["/proc", "/sys", "/dev", "/run", "/snap"],
+      "Mount point prefixes not reported."),
+    S("collect.interfaces_exclude", "list", [], "Network interfaces not reported (e.g. 'lo')."),
+    # http endpoints
+    S("http.enabled", "bool", True, "Serve /metrics, /api/v1/resources, /healthz, /readyz."),
+    S("http.listen", "str", "127.0.0.1:9464",
+      "host:port of the monitoring listener. Binds loopback unless you change it."),
+    # logs
+    S("log.level", "str", "info", "Minimum log level.",
+      choices=("debug", "info", "warning", "error")),
+    S("log.file", "path", _state_default("logs/lightkeeper.jsonl"), "JSON-lines log file."),
+    S("log.max_bytes", "int", 10 * 1024 * 1024, "Rotate the log file at this size.", min=4096),
+    S("log.backups", "int", 5, "Rotated log files kept.", min=0, max=100),
+    # lightrag runtime
+    S("rag.provider", "str", "offline", "LLM/embedding provider.", choices=("offline", "openai")),
+    S("rag.pool_size", "int", 8, "LightRAG workspaces kept open per process (LRU).", min=1, max=1024),
+    S("rag.simulate_llm_ms", "float", 0.0,
+      "Offline provider: fixed delay per LLM call, to behave like a real model.", min=0),
+    S("rag.simulate_llm_ms_per_token", "float", 0.0,
+      "Offline provider: extra delay per output token.", min=0),
+    S("rag.simulate_embed_ms", "float", 0.0, "Offline provider: delay per embedding call.", min=0),
+    S("rag.llm_url", "str", "", "OpenAI-compatible base URL for the LLM (provider=openai)."),
+    S("rag.llm_model", "str", "", "LLM model name (provider=openai)."),
+    S("rag.embed_url", "str", "", "OpenAI-compatible base URL for embeddings."),
+    S("rag.embed_model", "str", "", "Embedding model name."),
+    S("rag.embed_dim", "int", 0, "Embedding dimension of embed_model (0: ask the tuning file).",
+      min=0, max=65536),
+    S("rag.api_key_env", "str", "OPENAI_API_KEY", "Environment variable holding the API key."),
+    S("rag.api_key_file", "path", "", "File holding the API key (owner-only)."),
+    S("rag.spool_max_bytes", "int", 16 * 1024 * 1024, "Rotate a spool file at this size.",
+      min=4096),
+    # backup
+    S("backup.repository", "path", _state_default("repo"), "Local backup repository."),
+    S("backup.key_file", "path", _state_default("keys/repo.key"),
+      "Repository key. Without it the backups cannot be read: export it and keep a copy."),
+    S("backup.encrypt", "bool", True, "Encrypt the repository at rest."),
+    S("backup.schedule", "str", "", "Backup schedule: '' (off), 'hourly', 'daily', or 'every 30m'."),
+    S("backup.compression_level", "int", 3, "zstd level.", min=1, max=19),
+    S("backup.include_metrics", "bool", True, "Back up the metrics store too."),
+    S("backup.keep_last", "int", 10, "Retention: keep the last N snapshots.", min=0),
+    S("backup.keep_hourly", "int", 24, "Retention: hourly snapshots kept.", min=0),
+    S("backup.keep_daily", "int", 7, "Retention: daily snapshots kept.", min=0),
+    S("backup.keep_weekly", "int", 4, "Retention: weekly snapshots kept.", min=0),
+    S("backup.keep_monthly", "int", 12, "Retention: monthly snapshots kept.", min=0),
+    S("backup.keep_yearly", "int", 0, "Retention: yearly snapshots kept.", min=0),
+    S("backup.max_age_hours", "float", 26.0, "Alert when the newest snapshot is older.", min=0.1),
+    S("replication.schedule", "str", "", "Default replication schedule for zones."),
+    S("replication.max_lag_minutes", "float", 120.0, "Alert when a zone lags more.", min=1),
+    S("replication.unreachable_minutes", "float", 30.0,
+      "Alert when a zone is unreachable longer.", min=1),
+    S("replication.connections", "int", 2, "SFTP channels per zone during a sync.", min=1, max=16),
+)
+
+ZONE_SETTINGS: tuple[Setting, ...] = (
+    S("host", "str", "", "Host name or address of the zone's SSH server."),
+    S("port", "int", 22, "SSH port.", min=1, max=65535),
+    S("user", "str", "", "SSH user."),
+    S("key_file", "path", "", "Private key file ('' uses the operator's ssh-agent)."),
+    S("remote_path", "str", "", "Repository path on the zone; every write stays inside it."),
+    S("known_hosts", "path", "", "known_hosts file for this zone (default: state_dir/known_hosts)."),
+    S("bandwidth_limit_kbps", "int", 0, "Upload limit in KiB/s (0: none).", min=0),
+    S("schedule", "str", "", "Replication schedule for this zone (overrides replication.schedule)."),
+    S("keep_last", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+    S("keep_daily", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+    S("keep_weekly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+    S("keep_monthly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+)
+
+ALERT_SETTINGS: tuple[Setting, ...] = (
+    S("warning", "float", None, "Warning level."),
+    S("critical", "float", None, "Critical level."),
+    S("for_seconds", "float", None, "How long the condition must hold before it fires.", min=0),
+    S("enabled", "bool", True, "Evaluate this alert."),
+)
+
+SQLITE_SETTINGS: tuple[Setting, ...] = (
+    S("path", "path", "", "SQLite database file, backed up with the online backup API."),
+)
+
+POSTGRES_SETTINGS: tuple[Setting, ...] = (
+    S("dsn", "secret", "", "libpq connection string for pg_dump (password never logged)."),
+    S("pg_dump", "str", "pg_dump", "pg_dump executable."),
+)
+
+TABLES: dict[str, tuple[Setting, ...]] = {
+    "zones": ZONE_SETTINGS,
+    "alerts": ALERT_SETTINGS,
+    "sources.sqlite": SQLITE_SETTINGS,
+    "sources.postgres": POSTGRES_SETTINGS,
+}
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+def _table_setting(key: str) -> tuple[str, str, Setting] | None:
+    for prefix, schema in TABLES.items():
+        if key.startswith(prefix + "."):
+            rest = key[len(prefix) + 1:]
+            name, _, field_name = rest.partition(".")
+            for s in schema:
+                if s.key == field_name:
+                    return prefix, name, s
+    return None
+
+
+def _all_known_keys() -> list[str]:
+    keys = list(_BY_KEY)
+    for prefix, schema in TABLES.items():
+        keys += [f"{prefix}.NAME.{s.key}" for s in schema]
+    return keys
+
+
+def _suggest(key: str) -> str:
+    candidates = _all_known_keys()
+    # compare against concrete table keys too, with the name substituted
+    concrete = []
+    for c in candidates:
+        if ".NAME." in c:
+            prefix, _, field_name = c.partition(".NAME.")
+            if key.startswith(prefix + "."):
+                name = key[len(prefix) + 1:].partition(".")[0]
+                concrete.append((f"{prefix}.{name}.{field_name}", c))
+                continue
+        concrete.append((c, c))
+    match = difflib.get_close_matches(key, [c for c, _ in concrete], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def coerce(setting: Setting, value: Any, source: str, key: str) -> Any:
+    """Convert ``value`` (from TOML or a string) to the setting's type, or raise ConfigError."""
+
+    def bad(reason: str = "") -> ConfigError:
+        extra = f": {reason}" if reason else ""
+        return ConfigError(
+            f"{source}: {key} = {value!r} is not allowed{extra}; expected {setting.allowed()}"
+        )
+
+    t = setting.type
+    from_string = isinstance(value, str)
+    try:
+        if t == "int":
+            if isinstance(value, bool):
+                raise bad()
+            if from_string:
+                value = int(value.strip())
+            elif isinstance(value, float) and value.is_integer():
+                value = int(value)
+            elif not isinstance(value, int):
+                raise bad()
+        elif t == "float":
+            if isinstance(value, bool):
+                raise bad()
+            value = float(value.strip()) if from_string else float(value)
+        elif t == "bool":
+            if from_string:
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    value = True
+                elif low in ("0", "false", "no", "off"):
+                    value = False
+                else:
+                    raise bad()
+            elif not isinstance(value, bool):
+                raise bad()
+        elif t == "list":
+            if from_string:
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise bad()
+        elif t in ("str", "secret", "path"):
+            if not isinstance(value, str):
+                raise bad()
+            if t == "path" and value:
+                value = os.path.expanduser(value)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise bad() from None
+    if setting.choices and value not in setting.choices:
+        raise bad()
+    if t in ("int", "float"):
+        if setting.min is not None and value < setting.min:
+            raise bad("too small")
+        if setting.max is not None and value > setting.max:
+            raise bad("too large")
+    return value
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            yield from _flatten(v, key + ".")
+        else:
+            yield key, v
+
+
+class Config:
+    """Effective configuration: values and, for every key, the source that set it."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._origins: dict[str, str] = {}
+        self.files_read: list[str] = []
+
+    # -- building -----------------------------------------------------------------------
+    def set(self, key: str, value: Any, source: str) -> None:
+        setting = _BY_KEY.get(key)
+        if setting is None:
+            found = _table_setting(key)
+            if found is None:
+                raise ConfigError(f"{source}: unknown key {key!r}{_suggest(key)}")
+            prefix, name, setting = found
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ConfigError(f"{source}: bad name {name!r} in {key!r}: use letters, digits, - and _")
+        self._values[key] = coerce(setting, value, source, key)
+        self._origins[key] = source
+
+    def load_file(self, path: Path, source: str | None = None, required: bool = True) -> None:
+        path = Path(path)
+        label = source or str(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            if required:
+                raise ConfigError(f"{label}: config file not found") from None
+            return
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read config file: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{label}: invalid TOML: {exc}") from None
+        self.files_read.append(str(path))
+        for key, value in _flatten(data):
+            self.set(key, value, str(path))
+
+    # -- reading ------------------------------------------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if key in self._values:
+            return self._values[key]
+        setting = _BY_KEY.get(key)
+        if setting is None:
+            found = _table_setting(key)
+            if found is None:
+                raise KeyError(key)
+            setting = found[2]
+        default = setting.default
+        return default(self) if callable(default) else default
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def path(self, key: str) -> Path:
+        return Path(self[key])
+
+    def origin(self, key: str) -> str:
+        return self._origins.get(key, "default")
+
+    def table(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """Named entries of a table (``zones``, ``alerts``...), each with defaults filled in."""
+        schema = TABLES[prefix]
+        names = sorted({k[len(prefix) + 1:].partition(".")[0] for k in self._values
+                        if k.startswith(prefix + ".")})
+        result: dict[str, dict[str, Any]] = {}
+        for name in names:
+            entry = {}
+            for s in schema:
+                entry[s.key] = self._values.get(f"{prefix}.{name}.{s.key}", s.default)
+            result[name] = entry
+        return result
+
+    def items(self, with_tables: bool = True) -> list[tuple[str, Any, str]]:
+        """Every effective key with its value and origin (secrets masked)."""
+        out = []
+        for s in SETTINGS:
+            out.append((s.key, self[s.key], self.origin(s.key)))
+        if with_tables:
+            for key in sorted(k for k in self._values if k not in _BY_KEY):
+                found = _table_setting(key)
+                value = self._values[key]
+                if found and found[2].type == "secret":
+                    value = mask_secret(str(value))
+                out.append((key, value, self._origins[key]))
+        return out
+
+
+def mask_secret(value: str) -> str:
+    return "***" if value else ""
+
+
+def env_key(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _key_from_env(name: str) -> str:
+    return name[len(ENV_PREFIX):].lower().replace("__", ".")
+
+
+def load(
+    config_file: str | Path | None = None,
+    overrides: Iterable[tuple[str, Any]] = (),
+    env: Mapping[str, str] | None = None,
+    read_system: bool = True,
+) -> Config:
+    """Build the effective configuration following the documented precedence."""
+    env = os.environ if env is None else env
+    cfg = Config()
+    if read_system:
+        cfg.load_file(SYSTEM_CONFIG, required=False)
+        cfg.load_file(user_config_path(), required=False)
+    explicit = config_file or env.get(ENV_CONFIG_FILE)
+    if explicit:
+        cfg.load_file(Path(explicit))
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        key = _key_from_env(name)
+        try:
+            cfg.set(key, value, f"environment {name}")
+        except ConfigError as exc:
+            if "unknown key" in str(exc):
+                hint = _suggest(key)
+                raise ConfigError(
+                    f"environment {name}: unknown key {key!r}{hint}; "
+                    f"variables are named {ENV_PREFIX}<SECTION>__<KEY>"
+                ) from None
+            raise
+    for key, value in overrides:
+        cfg.set(key, value, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a single key cannot express."""
+    host, _, port = str(cfg["http.listen"]).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"{cfg.origin('http.listen')}: http.listen = {cfg['http.listen']!r} is not allowed; "
+            "expected host:port, for example 127.0.0.1:9464"
+        )
+    for name, zone in cfg.table("zones").items():
+        for required in ("host", "user", "remote_path"):
+            if not zone[required]:
+                raise ConfigError(
+                    f"{cfg.origin(f'zones.{name}.host')}: zone {name!r} needs zones.{name}.{required}"
+                )
+    if cfg["store.retention_1m_days"] * 24 < cfg["store.retention_raw_hours"]:
+        raise ConfigError(
+            f"{cfg.origin('store.retention_1m_days')}: store.retention_1m_days must cover at least "
+            "store.retention_raw_hours"
+        )
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """Parse ``key=value`` from ``--set``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"command line: --set expects KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def reference_markdown() -> str:
+    """The configuration reference, generated from the schema (docs/configuration.md)."""
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+
+    def row(key: str, s: Setting) -> str:
+        default = s.default
+        if callable(default):
+            default = "(derived, see meaning)" if s.key != "paths.state_dir" else "$XDG_STATE_HOME/lightkeeper"
+            if s.key.startswith(("paths.", "agent.", "store.", "log.", "backup.")) and s.key != "paths.state_dir":
+                default = "state_dir/" + str(Path(s.default(_FakeCfg())).relative_to("/STATE"))
+        allowed = s.allowed()
+        return f"| `{key}` | {allowed} | `{default!r}` | {s.help} |"
+
+    for s in SETTINGS:
+        lines.append(row(s.key, s))
+    for prefix, schema in TABLES.items():
+        for s in schema:
+            lines.append(row(f"{prefix}.NAME.{s.key}", s))
+    return "\n".join(lines) + "\n"
+
+
+class _FakeCfg:
+    def __getitem__(self, key: str) -> str:
+        return "/STATE"

@@ -1,0 +1,49 @@
+"""Validation of user ids and of paths derived from them (no traversal, ever)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+USER_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class InvalidUserId(ValueError):
+    """A user id that does not match the allowed pattern."""
+
+
+class UnsafePath(ValueError):
+    """A path that would escape the directory it must stay in."""
+
+
+def validate_user_id(user: str) -> str:
+    """Return ``user`` if it is a valid id, else raise :class:`InvalidUserId`."""
+    if not isinstance(user, str) or not USER_ID_RE.match(user):
+        raise InvalidUserId(
+            f"invalid user id {user!r}: use 1-64 characters from a-z, 0-9, '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return user
+
+
+def user_dir(data_root: Path, user: str) -> Path:
+    """The working directory of ``user`` under ``data_root`` (validated)."""
+    validate_user_id(user)
+    return Path(data_root) / user
+
+
+def safe_join(base: Path, relative: str | Path) -> Path:
+    """Join ``relative`` onto ``base`` and refuse anything that leaves ``base``.
+
+    Absolute paths, ``..`` components and symlinks out of ``base`` are refused.
+    """
+    rel = Path(relative)
+    if rel.is_absolute():
+        raise UnsafePath(f"absolute path {str(relative)!r} not allowed here")
+    if any(part == ".." for part in rel.parts):
+        raise UnsafePath(f"path {str(relative)!r} contains '..'")
+    base_resolved = Path(base).resolve()
+    candidate = (base_resolved / rel).resolve()
+    if candidate != base_resolved and base_resolved not in candidate.parents:
+        raise UnsafePath(f"path {str(relative)!r} escapes {base_resolved}")
+    return candidate

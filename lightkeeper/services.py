@@ -1,0 +1,62 @@
+"""What the agent offers to the calls and jobs that other packages register with it.
+
+Packages (``backup``, ``tuning``, ``rag``...) never import the agent. Each may expose, in a
+module named ``calls`` (for example ``backup/calls.py``):
+
+- ``CALLS: dict[str, Callable[[Services, dict], Any]]``: request/response functions served at
+  ``POST /v1/call/<name>`` and reached with ``AgentClient.call(name, **params)``. They return
+  JSON-serialisable data and raise ``CallError`` (or ``ValueError``) for bad input.
+- ``JOBS: dict[str, Callable[[JobContext, Services, dict], dict]]``: long-running work run by the
+  agent in a worker thread with progress, cancellation and a record in the job history. The
+  returned dict is the job's summary.
+- ``SCHEDULES: Callable[[Services], list[tuple[str, str, dict]]]`` (optional): returns
+  ``(kind, schedule_text, params)`` triples the agent's scheduler runs.
+
+The agent lists these modules in ``agent/registry.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from lightkeeper.config import Config
+
+
+class CallError(Exception):
+    """A request that cannot be served; ``status`` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Services(Protocol):
+    cfg: Config
+
+    @property
+    def store(self) -> Any:
+        """The agent's ``agent.store.db.Store`` (DuckDB). Use ``execute``/``query_dicts``/
+        ``transaction``; never keep a cursor across calls."""
+
+    def audit(self, event: str, actor: str | None = None, level: str = "info",
+              component: str = "agent", **context: Any) -> None:
+        """Record a critical operation: an audit event in the store and a log line."""
+
+    def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
+        """Queue (ts, metric, label, value) samples for the store."""
+
+    def metrics_snapshot(self, dest: Path) -> Path:
+        """Write a consistent copy of the metrics store to ``dest`` and return its path."""
+
+    def start_job(self, kind: str, params: dict[str, Any], actor: str | None = None) -> str:
+        """Start another job (for schedules and chained work); returns its id."""
+
+    def repository_lock_holder(self) -> str | None:
+        """The id of the running job that holds the backup repository, if any."""
+
+
+JobFn = Callable[[Any, Services, dict[str, Any]], dict[str, Any]]
+CallFn = Callable[[Services, dict[str, Any]], Any]
