@@ -1,0 +1,137 @@
+"""Repository locks: files in ``<repo>/locks/`` naming the holder's host, pid and start time.
+
+A job that changes the repository (backup, prune, forget, in-place restore) takes an exclusive
+lock; a job that only reads it (verify, restore) a shared one. Any exclusive lock excludes every
+other lock. A lock whose process is gone (same host, pid not running or running a different
+process) is stale and removed. A lock from another host is stale when it has not been refreshed
+for ``STALE_AFTER`` seconds; holders refresh theirs every ``REFRESH_EVERY`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from lightkeeper.logs import get_logger
+
+log = get_logger("backup.lock")
+
+STALE_AFTER = 1800.0
+REFRESH_EVERY = 300.0
+
+
+class RepositoryLocked(Exception):
+    """Another job holds the repository."""
+
+
+def _proc_start(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def _is_stale(doc: dict, mtime: float, host: str) -> bool:
+    if doc.get("host") != host:
+        return time.time() - mtime > STALE_AFTER
+    pid = int(doc.get("pid", -1))
+    start = _proc_start(pid)
+    if start is None:
+        return True
+    recorded = doc.get("proc_start")
+    return recorded is not None and abs(float(recorded) - start) > 1.0
+
+
+class RepoLock:
+    def __init__(self, repo_path: Path, exclusive: bool, purpose: str, job_id: str = "") -> None:
+        self.dir = Path(repo_path) / "locks"
+        self.exclusive = exclusive
+        self.purpose = purpose
+        self.job_id = job_id
+        self.path: Path | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def holders(self) -> list[dict]:
+        """Live locks other than ours (stale ones are removed on the way)."""
+        host = socket.gethostname()
+        out = []
+        for p in sorted(self.dir.glob("*.lock")):
+            if self.path is not None and p == self.path:
+                continue
+            try:
+                doc = json.loads(p.read_text())
+                mtime = p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                doc, mtime = {}, p.stat().st_mtime if p.exists() else 0.0
+            if _is_stale(doc, mtime, host):
+                log.warning("lock.stale_removed", lock=p.name, holder_pid=doc.get("pid"),
+                            holder_host=doc.get("host"))
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            out.append(doc)
+        return out
+
+    def acquire(self) -> RepoLock:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        pid = os.getpid()
+        doc = {"host": socket.gethostname(), "pid": pid, "proc_start": _proc_start(pid),
+               "exclusive": self.exclusive, "purpose": self.purpose, "job_id": self.job_id,
+               "time": time.time()}
+        path = self.dir / f"{secrets.token_hex(8)}.lock"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        self.path = path
+        others = self.holders()
+        conflict = [o for o in others if self.exclusive or o.get("exclusive")]
+        if conflict:
+            self.release()
+            o = conflict[0]
+            what = "exclusively" if o.get("exclusive") else "shared"
+            raise RepositoryLocked(
+                f"the backup repository is locked {what} by {o.get('purpose', '?')} "
+                f"(job {o.get('job_id') or '-'}, pid {o.get('pid')} on {o.get('host')}); "
+                "wait for it to finish or cancel it"
+            )
+        self._thread = threading.Thread(target=self._refresh, name="repo-lock-refresh",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY):
+            if self.path is not None:
+                try:
+                    os.utime(self.path)
+                except FileNotFoundError:
+                    return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self.path is not None:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            self.path = None
+
+    def __enter__(self) -> RepoLock:
+        return self.acquire()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()

@@ -1,0 +1,477 @@
+"""The backup repository (layout in docs/architecture.md, "Backup repository layout").
+
+::
+
+    <repo>/config                   JSON: format, repo id, chunker params, key id (immutable)
+    <repo>/data/<2 hex>/<pack id>   packs of compressed, sealed blocks of chunks (immutable)
+    <repo>/index/<index id>         chunk -> (pack, block, offset) (immutable)
+    <repo>/snapshots/<snapshot id>  one manifest per snapshot, written last
+    <repo>/locks/                   repository locks (never replicated)
+
+Every name except ``config`` and ``locks/`` is the BLAKE3 hash of the file's bytes, so a file
+can be checked against its own name. Snapshot manifests list files; a file's content is a
+*content list* (the ids of its chunks, concatenated) stored as a tree chunk, so an unchanged
+file costs a manifest line and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from backup import index as index_mod
+from backup.crypto import (
+    IntegrityError,
+    KeyFileError,
+    Keys,
+    Sealer,
+    new_keys,
+    read_key_file,
+    write_key_file,
+)
+from backup.fsutil import TMP_PREFIX, atomic_write
+from backup.index import Loc, PackInfo
+from backup.packs import AAD_BLOCK, PackWriter, decode_block, encode_block
+from lightkeeper.logs import get_logger
+
+log = get_logger("backup.repository")
+
+FORMAT = 1
+ID_LEN = 32
+AAD_INDEX = b"lk-index"
+AAD_SNAPSHOT = b"lk-snapshot"
+DEFAULT_CHUNKER = {"algorithm": "fastcdc2020", "min": 2048, "avg": 8192, "max": 65536}
+DEFAULT_BLOCK_SIZE = 256 * 1024
+DEFAULT_PACK_SIZE = 8 << 20
+
+
+class RepositoryError(Exception):
+    """The repository is missing, not a repository, or cannot be used as asked."""
+
+
+class SnapshotNotFound(RepositoryError):
+    pass
+
+
+@dataclass
+class SnapshotInfo:
+    id: str
+    time: float
+    host: str
+    tags: list[str]
+    users: list[str]
+    summary: dict[str, Any]
+    parent: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "short_id": self.id[:8], "time": self.time,
+                "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
+                "host": self.host, "tags": self.tags, "users": self.users,
+                "parent": self.parent, "summary": self.summary}
+
+
+def _hash_name(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+class Repository:
+    """An open repository. Not thread-safe: one job uses one instance."""
+
+    def __init__(self, path: Path, config: dict[str, Any], keys: Keys) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.keys = keys
+        self.sealer = Sealer(keys)
+        self.level = int(config.get("compression_level", 3))
+        self._index: dict[bytes, Loc] | None = None
+        self._pack_index: dict[str, str] = {}       # pack id -> index file name
+        self._pack_sizes: dict[str, int] = {}
+        self._index_files: dict[str, list[str]] = {}  # index name -> packs it lists
+        self._unindexed: list[PackInfo] = []
+        self._block_cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self.bytes_added = 0
+
+    # -- creating and opening -------------------------------------------------------------
+    @classmethod
+    def init(cls, path: Path, key_file: Path, encrypt: bool = True,
+             chunker: dict[str, Any] | None = None, compression_level: int = 3,
+             block_size: int = DEFAULT_BLOCK_SIZE, pack_size: int = DEFAULT_PACK_SIZE
+             ) -> Repository:
+        """Create a repository (and its key file unless one exists for... nothing else)."""
+        path = Path(path)
+        if (path / "config").exists():
+            raise RepositoryError(f"{path} is already a backup repository")
+        if path.exists() and any(p for p in path.iterdir() if p.name != "locks"):
+            raise RepositoryError(f"{path} exists and is not empty; refusing to create a "
+                                  "repository there")
+        repo_id = secrets.token_hex(16)
+        key_file = Path(key_file)
+        if key_file.exists():
+            keys, _ = read_key_file(key_file)
+            if keys.encrypted != encrypt:
+                raise RepositoryError(f"key file {key_file} exists but its encryption setting "
+                                      "differs from backup.encrypt")
+        else:
+            keys = new_keys(encrypt)
+            write_key_file(key_file, keys, repo_id)
+        config = {"format": FORMAT, "id": repo_id, "created": time.time(),
+                  "chunker": dict(chunker or DEFAULT_CHUNKER), "block_size": block_size,
+                  "pack_size": pack_size, "compression": "zstd",
+                  "compression_level": compression_level, "hash": "blake3-keyed",
+                  "encryption": "aes-256-gcm" if keys.encrypted else None,
+                  "key_id": keys.fingerprint}
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for sub in ("data", "index", "snapshots", "locks"):
+            (path / sub).mkdir(exist_ok=True, mode=0o700)
+        atomic_write(path / "config", (json.dumps(config, indent=2) + "\n").encode())
+        log.info("repository.created", repo=str(path), encrypted=keys.encrypted)
+        return cls(path, config, keys)
+
+    @classmethod
+    def open(cls, path: Path, key_file: Path) -> Repository:
+        path = Path(path)
+        try:
+            config = json.loads((path / "config").read_text())
+        except FileNotFoundError:
+            raise RepositoryError(f"no backup repository at {path} (run a backup to create "
+                                  "one)") from None
+        except (OSError, ValueError) as exc:
+            raise RepositoryError(f"{path}/config is unreadable: {exc}") from None
+        if config.get("format") != FORMAT:
+            raise RepositoryError(f"{path}: repository format {config.get('format')} not "
+                                  "supported")
+        keys, _ = read_key_file(Path(key_file))
+        if keys.fingerprint != config.get("key_id"):
+            raise KeyFileError(f"key file {key_file} does not belong to the repository at {path} "
+                            f"(key id {keys.fingerprint[:12]}, repository expects "
+                            f"{str(config.get('key_id'))[:12]})")
+        return cls(path, config, keys)
+
+    @classmethod
+    def open_or_init(cls, path: Path, key_file: Path, encrypt: bool = True,
+                     compression_level: int = 3) -> Repository:
+        if (Path(path) / "config").exists():
+            return cls.open(path, key_file)
+        return cls.init(path, key_file, encrypt=encrypt, compression_level=compression_level)
+
+    @property
+    def id(self) -> str:
+        return str(self.config["id"])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            workers = max(2, min(4, os.cpu_count() or 2))
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="backup-zstd")
+        return self._pool
+
+    # -- layout ---------------------------------------------------------------------------
+    @staticmethod
+    def pack_relpath(pack_id: str) -> str:
+        return f"data/{pack_id[:2]}/{pack_id}"
+
+    def pack_path(self, pack_id: str) -> Path:
+        return self.path / self.pack_relpath(pack_id)
+
+    def list_pack_files(self) -> dict[str, int]:
+        """Packs present on disk (complete ones only) with their sizes."""
+        out = {}
+        data = self.path / "data"
+        for sub in data.iterdir() if data.exists() else ():
+            if not sub.is_dir():
+                continue
+            for p in sub.iterdir():
+                if not p.name.startswith(TMP_PREFIX):
+                    out[p.name] = p.stat().st_size
+        return out
+
+    def list_index_files(self) -> list[str]:
+        return sorted(p.name for p in (self.path / "index").iterdir()
+                      if not p.name.startswith(TMP_PREFIX))
+
+    def temp_files(self) -> list[Path]:
+        """Leftovers of interrupted writes (safe to delete under an exclusive lock)."""
+        out = []
+        for sub in ("data", "index", "snapshots", ""):
+            base = self.path / sub
+            out += list(base.glob(TMP_PREFIX + "*"))
+            if sub == "data" and base.exists():
+                out += list(base.glob("*/" + TMP_PREFIX + "*"))
+        return out
+
+    # -- sealed small objects -------------------------------------------------------------
+    def _write_object(self, sub: str, payload: bytes, aad: bytes) -> tuple[str, int]:
+        data = encode_block(self.sealer, payload, self.level, aad)
+        name = _hash_name(data)
+        atomic_write(self.path / sub / name, data)
+        self.bytes_added += len(data)
+        return name, len(data)
+
+    def _read_object(self, sub: str, name: str, aad: bytes) -> bytes:
+        data = (self.path / sub / name).read_bytes()
+        if _hash_name(data) != name:
+            raise IntegrityError(f"{sub}/{name} does not match its name (corrupted)")
+        return decode_block(self.sealer, data, aad)
+
+    # -- index ----------------------------------------------------------------------------
+    def load_index(self, strict: bool = False) -> list[tuple[str, str]]:
+        """Read every index file; returns (index name, error) for unreadable ones."""
+        self._index = {}
+        self._pack_index.clear()
+        self._pack_sizes.clear()
+        self._index_files.clear()
+        errors = []
+        for name in self.list_index_files():
+            try:
+                packs = index_mod.decode(self._read_object("index", name, AAD_INDEX))
+            except (IntegrityError, index_mod.IndexFormatError, OSError) as exc:
+                if strict:
+                    raise
+                errors.append((name, str(exc)))
+                continue
+            self._register(packs, name)
+        for info in self._unindexed:
+            self._register([info], None)
+        return errors
+
+    def _register(self, packs: Iterable[PackInfo], index_name: str | None) -> None:
+        assert self._index is not None
+        for p in packs:
+            pid = p.pack
+            if index_name is not None:
+                self._pack_index.setdefault(pid, index_name)
+                self._index_files.setdefault(index_name, []).append(pid)
+            self._pack_sizes[pid] = p.size
+            for cid, boff, blen, inner, length in p.entries:
+                self._index[cid] = Loc(pid, boff, blen, inner, length)
+
+    @property
+    def index(self) -> dict[bytes, Loc]:
+        if self._index is None:
+            self.load_index()
+        assert self._index is not None
+        return self._index
+
+    def has_chunk(self, cid: bytes) -> bool:
+        return cid in self.index
+
+    def index_of_pack(self) -> dict[str, str]:
+        self.index  # noqa: B018 - loads
+        return dict(self._pack_index)
+
+    def indexed_packs(self) -> dict[str, int]:
+        self.index  # noqa: B018
+        return dict(self._pack_sizes)
+
+    def index_file_packs(self) -> dict[str, list[str]]:
+        self.index  # noqa: B018
+        return {k: list(v) for k, v in self._index_files.items()}
+
+    def write_index(self, packs: list[PackInfo]) -> str | None:
+        """Write one index file for ``packs`` (already durable). Returns its name."""
+        if not packs:
+            return None
+        name, _ = self._write_object("index", index_mod.encode(packs), AAD_INDEX)
+        self.index  # noqa: B018
+        self._register(packs, name)
+        self._unindexed = [p for p in self._unindexed if p.pack not in {q.pack for q in packs}]
+        return name
+
+    # -- writing chunks -------------------------------------------------------------------
+    def pack_writer(self) -> PackWriter:
+        def on_pack(info: PackInfo) -> None:
+            self.index  # noqa: B018
+            self._unindexed.append(info)
+            self._register([info], None)
+
+        return PackWriter(self.path / "data", self.sealer, self.pool(), level=self.level,
+                          block_size=int(self.config.get("block_size", DEFAULT_BLOCK_SIZE)),
+                          pack_size=int(self.config.get("pack_size", DEFAULT_PACK_SIZE)),
+                          on_pack=on_pack)
+
+    def flush_index(self) -> str | None:
+        """Index every pack finished since the last index write."""
+        return self.write_index(list(self._unindexed))
+
+    # -- reading chunks -------------------------------------------------------------------
+    def read_block(self, pack_id: str, off: int, length: int) -> bytes:
+        key = (pack_id, off)
+        with self._cache_lock:
+            hit = self._block_cache.get(key)
+            if hit is not None:
+                self._block_cache.move_to_end(key)
+                return hit
+        with open(self.pack_path(pack_id), "rb") as f:
+            f.seek(off)
+            data = f.read(length)
+        if len(data) != length:
+            raise IntegrityError(f"pack {pack_id[:12]} is truncated")
+        raw = decode_block(self.sealer, data, AAD_BLOCK)
+        with self._cache_lock:
+            self._block_cache[key] = raw
+            while len(self._block_cache) > 32:
+                self._block_cache.popitem(last=False)
+        return raw
+
+    def read_chunk(self, cid: bytes, check: bool = True) -> bytes:
+        loc = self.index.get(cid)
+        if loc is None:
+            raise IntegrityError(f"chunk {cid.hex()[:16]} is not in any index")
+        raw = self.read_block(loc.pack, loc.block_off, loc.block_len)
+        data = raw[loc.inner_off:loc.inner_off + loc.length]
+        if len(data) != loc.length or (check and self.sealer.chunk_id(data) != cid):
+            raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does not "
+                                 "match its hash")
+        return data
+
+    def content_list(self, list_id: str | None) -> list[bytes]:
+        """The chunk ids of a file, from its content-list tree chunk."""
+        if not list_id:
+            return []
+        raw = self.read_chunk(bytes.fromhex(list_id))
+        return [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
+
+    # -- snapshots ------------------------------------------------------------------------
+    def snapshot_ids(self) -> list[str]:
+        d = self.path / "snapshots"
+        return sorted(p.name for p in d.iterdir() if not p.name.startswith(TMP_PREFIX))
+
+    def read_snapshot(self, snapshot_id: str) -> dict[str, Any]:
+        sid = self.resolve_snapshot(snapshot_id)
+        doc = json.loads(self._read_object("snapshots", sid, AAD_SNAPSHOT))
+        doc["id"] = sid
+        return doc
+
+    def write_snapshot(self, manifest: dict[str, Any]) -> str:
+        """Write the manifest (the commit point of a snapshot); returns the snapshot id."""
+        payload = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+        name, _ = self._write_object("snapshots", payload, AAD_SNAPSHOT)
+        return name
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        sid = self.resolve_snapshot(snapshot_id)
+        (self.path / "snapshots" / sid).unlink()
+
+    def resolve_snapshot(self, prefix: str) -> str:
+        """Full snapshot id from an id or a unique prefix (or ``latest``)."""
+        ids = self.snapshot_ids()
+        if prefix == "latest":
+            infos = self.snapshots()
+            if not infos:
+                raise SnapshotNotFound("the repository has no snapshots yet")
+            return infos[-1].id
+        if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+            raise SnapshotNotFound(f"invalid snapshot id {prefix!r}")
+        matches = [i for i in ids if i.startswith(prefix)]
+        if not matches:
+            raise SnapshotNotFound(f"no snapshot {prefix!r} in the repository")
+        if len(matches) > 1:
+            raise SnapshotNotFound(f"snapshot id prefix {prefix!r} is ambiguous")
+        return matches[0]
+
+    def snapshots(self) -> list[SnapshotInfo]:
+        """Every readable snapshot, oldest first."""
+        out = []
+        for sid in self.snapshot_ids():
+            try:
+                doc = self.read_snapshot(sid)
+            except (IntegrityError, OSError, ValueError) as exc:
+                log.warning("snapshot.unreadable", snapshot=sid[:12], error=str(exc))
+                continue
+            out.append(info_from_manifest(doc))
+        out.sort(key=lambda s: (s.time, s.id))
+        return out
+
+    # -- what a snapshot needs ------------------------------------------------------------
+    def snapshot_chunks(self, manifest: dict[str, Any]) -> tuple[set[bytes], list[str]]:
+        """All chunk ids a manifest references (content lists included), and problems."""
+        needed: set[bytes] = set()
+        problems = []
+        for f in manifest.get("files", []):
+            lid = f.get("list")
+            if not lid:
+                continue
+            needed.add(bytes.fromhex(lid))
+            try:
+                needed.update(self.content_list(lid))
+            except (IntegrityError, OSError) as exc:
+                problems.append(f"{f['path']}: {exc}")
+        return needed, problems
+
+    def referenced_files(self, snapshot_id: str) -> set[str]:
+        """Relative paths (``data/xx/<pack>``, ``index/<name>``) that ``snapshot_id`` needs.
+
+        The snapshot's own manifest (``snapshots/<id>``) is not included: replication uploads
+        it last, after everything listed here.
+        """
+        manifest = self.read_snapshot(snapshot_id)
+        needed, problems = self.snapshot_chunks(manifest)
+        if problems:
+            raise IntegrityError(f"snapshot {snapshot_id[:12]} is damaged: {problems[0]}")
+        out: set[str] = set()
+        pack_index = self.index_of_pack()
+        for cid in needed:
+            loc = self.index.get(cid)
+            if loc is None:
+                raise IntegrityError(f"snapshot {snapshot_id[:12]} needs chunk "
+                                     f"{cid.hex()[:16]} which no index lists")
+            out.add(self.pack_relpath(loc.pack))
+            idx = pack_index.get(loc.pack)
+            if idx is not None:
+                out.add(f"index/{idx}")
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        size = 0
+        files = 0
+        for root, _dirs, names in os.walk(self.path):
+            for n in names:
+                try:
+                    size += os.stat(os.path.join(root, n)).st_size
+                    files += 1
+                except FileNotFoundError:
+                    pass
+        packs = self.list_pack_files()
+        return {"path": str(self.path), "id": self.id, "size_bytes": size, "files": files,
+                "packs": len(packs), "index_files": len(self.list_index_files()),
+                "snapshots": len(self.snapshot_ids()), "chunks": len(self.index),
+                "encrypted": self.keys.encrypted, "key_id": self.keys.fingerprint}
+
+    def iter_file_data(self, entry: dict[str, Any]) -> Iterator[bytes]:
+        for cid in self.content_list(entry.get("list")):
+            yield self.read_chunk(cid)
+
+
+def info_from_manifest(doc: dict[str, Any]) -> SnapshotInfo:
+    return SnapshotInfo(id=doc["id"], time=float(doc.get("time", 0)),
+                        host=str(doc.get("host", "")), tags=list(doc.get("tags", [])),
+                        users=sorted(doc.get("users", {})), summary=dict(doc.get("summary", {})),
+                        parent=doc.get("parent"))
+
+
+def repo_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.stat(os.path.join(root, n)).st_size
+            except FileNotFoundError:
+                pass
+    return total
