@@ -1,0 +1,5 @@
+"""psutil system, process and per-user directory collectors (contract in ``collectors.base``)."""
+
+from collectors.registry import build_collectors
+
+__all__ = ["build_collectors"]

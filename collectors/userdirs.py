@@ -1,0 +1,260 @@
+"""Per-user data directory usage under the data root: bytes, files and growth rate.
+
+Each direct subdirectory of the data root whose name is a valid user id
+(``lightkeeper.ids``) is one user. Scans are incremental:
+
+- a watcher thread (``watchfiles.watch``, recursive on the data root) marks the users whose
+  files changed as dirty;
+- each ``collect()`` lists the data root (new users are dirty, vanished users are dropped) and
+  rescans only the dirty users;
+- every ``full_rescan`` seconds all users are rescanned, which catches whatever the watcher
+  missed (events lost on overflow, a watch limit reached, a network filesystem).
+
+``userdir_bytes`` is the apparent size of the regular files (symlinks are not followed), the
+figure a user sees. Growth (``userdir_growth_bytes_per_second``) is the change of bytes over the
+last ``growth_window`` seconds (or since the user was first seen, if later), from the points
+where the size changed, so an idle user costs one remembered point. A user directory removed
+during a scan is skipped and its series stop; a missing data root is logged once and reported
+as ``userdir_data_root_present 0`` until it appears.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from collectors.base import Triple
+from lightkeeper.ids import USER_ID_RE
+from lightkeeper.logs import get_logger
+
+log = get_logger("collectors.userdirs")
+
+WATCH_STEP_MS = 500  # how often the watcher checks its stop event (lower = more wake-ups)
+WATCH_DEBOUNCE_MS = 2000
+WATCH_TIMEOUT_MS = 10_000  # the watcher wakes at least this often to notice a vanished root
+
+
+class UserDirGone(Exception):
+    """The user's directory disappeared while it was being scanned."""
+
+
+def scan_user(path: str) -> tuple[int, int]:
+    """(bytes, files) of the regular files under ``path``; raises UserDirGone if it vanished."""
+    total = files = 0
+    stack = [path]
+    first = True
+    while stack:
+        current = stack.pop()
+        try:
+            it = os.scandir(current)
+        except FileNotFoundError:
+            if first:
+                raise UserDirGone(path) from None
+            continue  # a subdirectory removed mid-scan
+        except (NotADirectoryError, PermissionError):
+            if first:
+                raise UserDirGone(path) from None
+            continue
+        first = False
+        with it:
+            for entry in it:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                        files += 1
+                except FileNotFoundError:
+                    continue  # removed between listing and stat
+    if not os.path.isdir(path):
+        raise UserDirGone(path)
+    return total, files
+
+
+class _Growth:
+    """Points where a user's size changed, trimmed to the growth window."""
+
+    __slots__ = ("first_seen", "points")
+
+    def __init__(self, now: float, size: int) -> None:
+        self.first_seen = now
+        self.points: deque[tuple[float, int]] = deque([(now, size)])
+
+    def add(self, now: float, size: int, window: float) -> None:
+        if self.points[-1][1] != size:
+            self.points.append((now, size))
+        # keep the last point at or before the window start (the size at that moment)
+        start = now - window
+        while len(self.points) >= 2 and self.points[1][0] <= start:
+            self.points.popleft()
+
+    def rate(self, now: float, window: float) -> float | None:
+        start = max(self.first_seen, now - window)
+        if now - start <= 0:
+            return None
+        base = self.points[0][1]
+        for t, size in self.points:
+            if t <= start:
+                base = size
+            else:
+                break
+        return (self.points[-1][1] - base) / (now - start)
+
+
+class UserDirCollector:
+    name = "userdirs"
+
+    def __init__(self, data_root: str | Path, interval: float = 60.0,
+                 full_rescan: float = 3600.0, growth_window: float = 3600.0,
+                 watch: bool = True) -> None:
+        self.data_root = Path(data_root)
+        self.interval = interval
+        self.full_rescan = full_rescan
+        self.growth_window = growth_window
+        self.watch = watch
+        self._sizes: dict[str, tuple[int, int]] = {}
+        self._growth: dict[str, _Growth] = {}
+        self._dirty: set[str] = set()
+        self._dirty_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_full = -float("inf")
+        self._root_missing_logged = False
+        self.watcher_error: str | None = None
+        self.full_rescans = 0
+
+    # -- watcher ----------------------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        if not self.watch or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch_loop, name="userdir-watcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def _user_of(self, path: str, root: str) -> str | None:
+        rel = os.path.relpath(path, root)
+        first = rel.split(os.sep, 1)[0]
+        if first in (".", "..") or not USER_ID_RE.match(first):
+            return None
+        return first
+
+    def mark_dirty(self, user: str) -> None:
+        with self._dirty_lock:
+            self._dirty.add(user)
+
+    def _watch_loop(self) -> None:
+        import watchfiles  # imported here: only the agent's collector thread needs it
+
+        root = str(self.data_root)
+        while not self._stop.is_set():
+            if not os.path.isdir(root):
+                self._stop.wait(min(self.interval, 10.0))
+                continue
+            try:
+                root_ino = os.stat(root).st_ino
+                for changes in watchfiles.watch(
+                        root, watch_filter=None, debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
+                        stop_event=self._stop, rust_timeout=WATCH_TIMEOUT_MS,
+                        yield_on_timeout=True, raise_interrupt=False, recursive=True,
+                        ignore_permission_denied=True):
+                    users = {u for _change, p in changes if (u := self._user_of(p, root))}
+                    if users:
+                        with self._dirty_lock:
+                            self._dirty |= users
+                    try:
+                        if os.stat(root).st_ino != root_ino:
+                            break  # the root was replaced: watch the new one
+                    except FileNotFoundError:
+                        break
+                self.watcher_error = None
+            except Exception as exc:  # a watch limit, a vanished root: full rescans cover it
+                if self.watcher_error is None:
+                    log.warning("userdirs.watcher_failed", path=root,
+                                error=f"{type(exc).__name__}: {exc}",
+                                hint="changes are still found by the periodic full rescan")
+                self.watcher_error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(min(self.interval, 30.0))
+
+    # -- collection ---------------------------------------------------------------------------
+    def _list_users(self) -> set[str] | None:
+        try:
+            with os.scandir(self.data_root) as it:
+                return {e.name for e in it
+                        if USER_ID_RE.match(e.name) and e.is_dir(follow_symlinks=False)}
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def collect(self) -> list[Triple]:
+        self._start_watcher()
+        started = time.perf_counter()
+        users = self._list_users()
+        if users is None:
+            if not self._root_missing_logged:
+                log.error("userdirs.data_root_missing", path=str(self.data_root),
+                          hint="create it or set paths.data_root; collection resumes when it "
+                               "exists")
+                self._root_missing_logged = True
+            self._sizes.clear()
+            self._growth.clear()
+            return [("userdir_data_root_present", "", 0.0), ("userdir_users", "", 0.0)]
+        if self._root_missing_logged:
+            log.info("userdirs.data_root_found", path=str(self.data_root))
+            self._root_missing_logged = False
+
+        now = time.monotonic()
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+        full = now - self._last_full >= self.full_rescan
+        if full:
+            dirty = set(users)
+            self._last_full = now
+            self.full_rescans += 1
+        for gone in set(self._sizes) - users:
+            self._drop(gone)
+        dirty |= users - set(self._sizes)  # new users
+        scanned = 0
+        for user in sorted(dirty & users):
+            try:
+                self._sizes[user] = scan_user(str(self.data_root / user))
+                scanned += 1
+            except UserDirGone:
+                self._drop(user)
+        out: list[Triple] = []
+        total_bytes = total_files = 0
+        for user, (size, files) in self._sizes.items():
+            growth = self._growth.get(user)
+            if growth is None:
+                growth = self._growth[user] = _Growth(now, size)
+            else:
+                growth.add(now, size, self.growth_window)
+            out.append(("userdir_bytes", user, float(size)))
+            out.append(("userdir_files", user, float(files)))
+            rate = growth.rate(now, self.growth_window)
+            if rate is not None:
+                out.append(("userdir_growth_bytes_per_second", user, rate))
+            total_bytes += size
+            total_files += files
+        out += [
+            ("userdir_data_root_present", "", 1.0),
+            ("userdir_users", "", float(len(self._sizes))),
+            ("userdir_total_bytes", "", float(total_bytes)),
+            ("userdir_total_files", "", float(total_files)),
+            ("userdir_scanned_users", "", float(scanned)),
+            ("userdir_full_rescan", "", 1.0 if full else 0.0),
+            ("userdir_watcher_ok", "", 0.0 if (self.watch and self.watcher_error) else 1.0),
+            ("userdir_scan_seconds", "", time.perf_counter() - started),
+        ]
+        return out
+
+    def _drop(self, user: str) -> None:
+        self._sizes.pop(user, None)
+        self._growth.pop(user, None)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
