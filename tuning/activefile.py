@@ -111,11 +111,31 @@ def render_active(version: int | None, tset: TuningSet) -> str:
     return tomlkit.dumps(doc)
 
 
+def last_good_path(path: Path | str) -> Path:
+    """Where lightkeeper keeps a copy of the last file it wrote (hidden, next to it)."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.last-good")
+
+
+def read_last_good(path: Path | str) -> tuple[int | None, TuningSet] | None:
+    """The last version lightkeeper wrote, for a process that starts while the active file
+    holds an invalid hand edit. None when there is no usable copy."""
+    try:
+        return parse_active(last_good_path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, TuningError):
+        return None
+
+
 def write_active(path: Path | str, version: int | None, tset: TuningSet) -> Path:
-    """Replace the active file atomically (temp file, fsync, rename)."""
+    """Replace the active file (and its last-good copy) atomically: temp, fsync, rename."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = render_active(version, tset)
+    _write_atomic(last_good_path(p), text)
+    return _write_atomic(p, text)
+
+
+def _write_atomic(p: Path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

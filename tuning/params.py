@@ -137,8 +137,8 @@ PARAMS: tuple[Param, ...] = (
     # -- LLM and pipeline concurrency -------------------------------------------------------
     P("llm_model_max_async", "int", 4, "calls",
       "Concurrent LLM calls per LightRAG instance.",
-      "restart", min=1, max=256, lightrag_field="llm_model_max_async", env="MAX_ASYNC",
-      source="constants.DEFAULT_MAX_ASYNC"),
+      "restart", min=1, max=256, lightrag_field="llm_model_max_async", env="MAX_ASYNC_LLM",
+      source="constants.DEFAULT_MAX_ASYNC (env MAX_ASYNC_LLM, then the older MAX_ASYNC)"),
     P("max_parallel_insert", "int", 3, "documents",
       "Documents processed in parallel by one insert pipeline.",
       "restart", min=1, max=64, lightrag_field="max_parallel_insert",

@@ -98,21 +98,30 @@ class TuningSet:
         tset.check()
         return tset
 
-    def check(self) -> None:
-        """Cross-field rules on the global set and on every user's effective set."""
+    def cross_errors(self) -> dict[str, str]:
+        """Cross-field errors of the global set and of every user's effective set."""
         errors = dict(check_cross(self.effective()))
         for user in sorted(self.users):
             for k, v in check_cross(self.effective(user)).items():
                 errors.setdefault(f"users.{user}.{k}", v)
+        return errors
+
+    def check(self) -> None:
+        """Raise TuningError when a cross-field rule fails."""
+        errors = self.cross_errors()
         if errors:
             raise TuningError(errors)
 
-    def with_changes(self, changes: Mapping[str, Any], user: str | None = None) -> TuningSet:
-        """A new, validated set with ``changes`` (names to raw values) applied.
+    def try_changes(self, changes: Mapping[str, Any],
+                    user: str | None = None) -> tuple[TuningSet, dict[str, str]]:
+        """Apply the valid part of ``changes``; return (new set, every error found).
 
-        A value of ``None`` (or the string ``"default"``) under a user removes that override;
-        globally it resets the parameter to LightRAG's default.
+        Field errors (type, range, unknown name) and the cross-field errors of the result
+        are reported together, so a form can mark every bad input at once. A value of
+        ``None`` (or the string ``"default"``) under a user removes that override; globally
+        it resets the parameter to LightRAG's default.
         """
+        prefix = "" if user is None else f"users.{user}."
         new = self.copy()
         target = new.params if user is None else new.users.setdefault(user, {})
         raw: dict[str, Any] = {}
@@ -126,16 +135,21 @@ class TuningSet:
         for name in resets:
             if name not in NAMES:
                 errors[name] = check_fields({name: 0})[1][name]
-        if errors:
-            prefix = "" if user is None else f"users.{user}."
-            raise TuningError({f"{prefix}{k}": v for k, v in errors.items()})
-        for name in resets:
-            if user is None:
+            elif user is None:
                 target[name] = defaults()[name]
             else:
                 target.pop(name, None)
         target.update(values)
         if user is not None and not target:
             new.users.pop(user, None)
-        new.check()
+        all_errors = {f"{prefix}{k}": v for k, v in errors.items()}
+        for k, v in new.cross_errors().items():
+            all_errors.setdefault(k, v)
+        return new, all_errors
+
+    def with_changes(self, changes: Mapping[str, Any], user: str | None = None) -> TuningSet:
+        """A new, validated set with ``changes`` applied; raises TuningError."""
+        new, errors = self.try_changes(changes, user)
+        if errors:
+            raise TuningError(errors)
         return new

@@ -24,7 +24,7 @@ from typing import Any
 import watchfiles
 
 from lightkeeper.logs import get_logger
-from tuning.activefile import read_active_set
+from tuning.activefile import read_active_set, read_last_good
 from tuning.tuningset import TuningSet
 from tuning.validate import TuningError
 
@@ -61,7 +61,13 @@ class ActiveFileWatcher:
         self.last_error: str | None = None
         self.reloads = 0
         self.rejected = 0
-        self.reload()
+        if not self.reload() and self.last_error is not None:
+            # Starting while the file holds an invalid edit: use what lightkeeper last wrote.
+            fallback = read_last_good(self.path)
+            if fallback is not None:
+                self.version, self.tuning = fallback
+                log.warning("tuning.using_last_good", path=str(self.path),
+                            version=self.version)
 
     # -- reading -------------------------------------------------------------------------------
     def params(self, user: str | None = None) -> dict[str, Any]:
