@@ -1,0 +1,154 @@
+"""What replication needs from a local repository directory (layout in docs/architecture.md,
+"Backup repository layout"): the immutable files, the snapshots and their times, and which
+files each snapshot references (through ``backup.repository`` when it can open the repo)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lightkeeper.logs import get_logger
+
+log = get_logger("zones.local_repo")
+
+TEMP_SUFFIX = ".lktmp"
+REPLICATED_DIRS = ("data", "index")
+
+
+def is_temp_name(name: str) -> bool:
+    """Temp files of ours or of the backup writer (``*.tmp``, ``.tmp-*``, dot files)."""
+    return name.startswith(".") or name.endswith(TEMP_SUFFIX) or ".tmp" in name
+
+
+def scan_files(root: Path) -> dict[str, int]:
+    """Relative path -> size of ``config`` and every file under data/ and index/."""
+    out: dict[str, int] = {}
+    try:
+        out["config"] = (root / "config").stat().st_size
+    except FileNotFoundError:
+        pass
+
+    def walk(rel: str) -> None:
+        try:
+            it = os.scandir(root / rel)
+        except FileNotFoundError:
+            return
+        with it:
+            for entry in it:
+                if is_temp_name(entry.name):
+                    continue
+                sub = f"{rel}/{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    walk(sub)
+                elif entry.is_file(follow_symlinks=False):
+                    out[sub] = entry.stat(follow_symlinks=False).st_size
+
+    for d in REPLICATED_DIRS:
+        walk(d)
+    return out
+
+
+def scan_snapshot_files(root: Path) -> dict[str, tuple[int, float]]:
+    """Snapshot id -> (manifest size, manifest mtime)."""
+    out: dict[str, tuple[int, float]] = {}
+    try:
+        it = os.scandir(root / "snapshots")
+    except FileNotFoundError:
+        return out
+    with it:
+        for entry in it:
+            if is_temp_name(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            out[entry.name] = (st.st_size, st.st_mtime)
+    return out
+
+
+RepoOpener = Callable[[Path], Any]
+
+
+def default_opener(cfg: Any) -> RepoOpener | None:
+    """A function opening ``backup.repository.Repository`` at a path with the configured key,
+    or None when the backup package cannot do it."""
+    try:
+        from backup.repository import Repository  # noqa: PLC0415
+    except ImportError:
+        return None
+    key_file = Path(cfg["backup.key_file"])
+    return lambda path: Repository.open(path, key_file)
+
+
+class LocalRepo:
+    """A repository directory seen as immutable files plus snapshots written last."""
+
+    def __init__(self, path: Path, opener: RepoOpener | None = None) -> None:
+        self.path = Path(path)
+        self._opener = opener
+        self._repo: Any = None
+        self._meta: dict[str, dict[str, Any]] | None = None
+
+    def exists(self) -> bool:
+        return (self.path / "config").is_file()
+
+    @property
+    def repo(self) -> Any:
+        """The ``backup.repository`` object, or None when unavailable."""
+        if self._repo is None and self._opener is not None and self.exists():
+            try:
+                self._repo = self._opener(self.path)
+            except Exception as exc:  # noqa: BLE001 - fall back to the file layout
+                log.warning("zones.repo_open_failed", path=str(self.path),
+                            error=f"{type(exc).__name__}: {exc}")
+                self._opener = None
+        return self._repo
+
+    def files(self) -> dict[str, int]:
+        return scan_files(self.path)
+
+    def snapshot_files(self) -> dict[str, tuple[int, float]]:
+        return scan_snapshot_files(self.path)
+
+    def snapshot_times(self) -> dict[str, float]:
+        """Snapshot id -> creation time (epoch seconds)."""
+        files = self.snapshot_files()
+        times = {sid: mtime for sid, (_, mtime) in files.items()}
+        repo = self.repo
+        if repo is not None and hasattr(repo, "snapshots"):
+            try:
+                for snap in repo.snapshots():
+                    sid, ts = _snap_id(snap), _snap_time(snap)
+                    if sid in times and ts is not None:
+                        times[sid] = ts
+            except Exception as exc:  # noqa: BLE001
+                log.warning("zones.list_snapshots_failed", error=f"{type(exc).__name__}: {exc}")
+        return times
+
+    def referenced_files(self, snapshot_id: str) -> set[str] | None:
+        repo = self.repo
+        if repo is None or not hasattr(repo, "referenced_files"):
+            return None
+        return {str(p) for p in repo.referenced_files(snapshot_id)}
+
+
+def _snap_id(snap: Any) -> str:
+    if isinstance(snap, dict):
+        return str(snap.get("id"))
+    return str(getattr(snap, "id", snap))
+
+
+def _snap_time(snap: Any) -> float | None:
+    value = snap.get("time") if isinstance(snap, dict) else getattr(snap, "time", None)
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        from datetime import datetime  # noqa: PLC0415
+
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,245 @@
+"""Remote filesystem operations on one SFTP channel: listing, atomic upload, download,
+free space. Every path goes through :class:`RemoteRoot`."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import stat as stat_mod
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import paramiko
+from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+
+from backup.zones.local_repo import TEMP_SUFFIX, is_temp_name
+from backup.zones.remote_path import RemoteRoot
+
+CHUNK = 256 * 1024
+SYNC_TOKEN = ".lightkeeper-sync"
+
+
+class Throttle:
+    """A token bucket shared by every transfer of a zone (``bandwidth_limit_kbps``)."""
+
+    def __init__(self, kib_per_s: int) -> None:
+        self.rate = kib_per_s * 1024.0
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def take(self, nbytes: int) -> None:
+        if self.rate <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(self._next, now)
+            self._next = start + nbytes / self.rate
+            wait = start - now
+        if wait > 0:
+            time.sleep(wait)
+
+
+@dataclass
+class Listing:
+    files: dict[str, int] = field(default_factory=dict)  # rel -> size (not snapshots)
+    snapshots: dict[str, int] = field(default_factory=dict)  # id -> size
+    temps: list[str] = field(default_factory=list)
+    dirs: set[str] = field(default_factory=set)
+
+
+def _listdir(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttributes]:
+    try:
+        return sftp.listdir_attr(path)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return []
+        raise
+
+
+def list_snapshots(sftp: paramiko.SFTPClient, root: RemoteRoot) -> tuple[dict[str, int],
+                                                                           list[str]]:
+    snaps: dict[str, int] = {}
+    temps: list[str] = []
+    for a in _listdir(sftp, root.join("snapshots")):
+        if is_temp_name(a.filename):
+            temps.append(f"snapshots/{a.filename}")
+        elif a.st_mode is not None and stat_mod.S_ISREG(a.st_mode):
+            snaps[a.filename] = a.st_size or 0
+    return snaps, temps
+
+
+def list_dir_files(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str,
+                   listing: Listing) -> list[str]:
+    """Add the regular files of ``rel`` to ``listing``; return its subdirectories."""
+    subdirs = []
+    for a in _listdir(sftp, root.join(rel)):
+        sub = f"{rel}/{a.filename}"
+        mode = a.st_mode or 0
+        if stat_mod.S_ISDIR(mode):
+            subdirs.append(sub)
+        elif is_temp_name(a.filename):
+            listing.temps.append(sub)
+        elif stat_mod.S_ISREG(mode):
+            listing.files[sub] = a.st_size or 0
+    return subdirs
+
+
+def full_listing(clients: list[paramiko.SFTPClient], root: RemoteRoot) -> Listing:
+    """Everything the zone holds, listing data/XX directories on all channels at once."""
+    listing = Listing()
+    sftp = clients[0]
+    top = {a.filename: a for a in _listdir(sftp, root.root)}
+    if "config" in top and stat_mod.S_ISREG(top["config"].st_mode or 0):
+        listing.files["config"] = top["config"].st_size or 0
+    for name in ("data", "index", "snapshots"):
+        if name in top:
+            listing.dirs.add(name)
+    listing.snapshots, snap_temps = list_snapshots(sftp, root)
+    listing.temps += snap_temps
+    if "index" in listing.dirs:
+        list_dir_files(sftp, root, "index", listing)
+    if "data" in listing.dirs:
+        subdirs = list_dir_files(sftp, root, "data", listing)
+        listing.dirs.update(subdirs)
+        parts: list[Listing] = [Listing() for _ in clients]
+        errors: list[BaseException] = []
+
+        def work(i: int) -> None:
+            try:
+                for d in subdirs[i::len(clients)]:
+                    deeper = list_dir_files(clients[i], root, d, parts[i])
+                    for dd in deeper:  # tolerate one more level, never written by us
+                        list_dir_files(clients[i], root, dd, parts[i])
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True)
+                   for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        for p in parts:
+            listing.files.update(p.files)
+            listing.temps += p.temps
+    return listing
+
+
+def read_small(sftp: paramiko.SFTPClient, path: str, limit: int = 1 << 20) -> bytes | None:
+    try:
+        with sftp.open(path, "rb") as f:
+            return f.read(limit)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.mkdir(path, 0o700)
+    except OSError:
+        st = sftp.stat(path)  # raises if it does not exist after all
+        if not stat_mod.S_ISDIR(st.st_mode or 0):
+            raise NotADirectoryError(path) from None
+
+
+def remove_quiet(sftp: paramiko.SFTPClient, path: str) -> None:
+    try:
+        sftp.remove(path)
+    except OSError:
+        pass
+
+
+def upload(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: BinaryIO, size: int,
+           throttle: Throttle | None = None, on_bytes: Callable[[int], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> int:
+    """Write ``src`` to ``rel`` atomically: pipelined writes to a temp name, size check,
+    then posix-rename. Returns bytes sent. A failure removes the temp file (best effort)."""
+    final = root.join(rel)
+    tmp = root.join(rel + TEMP_SUFFIX)
+    sent = 0
+    try:
+        with sftp.open(tmp, "wb") as f:
+            f.set_pipelined(True)
+            while True:
+                if should_stop is not None and should_stop():
+                    raise InterruptedError(f"stopped while sending {rel}")
+                chunk = src.read(CHUNK)
+                if not chunk:
+                    break
+                if throttle is not None:
+                    throttle.take(len(chunk))
+                f.write(chunk)
+                sent += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+            remote_size = f.stat().st_size
+        if sent != size or remote_size != size:
+            raise OSError(errno.EIO, f"size mismatch after upload of {rel}: local {size}, "
+                          f"sent {sent}, remote {remote_size}")
+        sftp.posix_rename(tmp, final)
+    except BaseException:
+        try:
+            remove_quiet(sftp, tmp)
+        except Exception:  # noqa: BLE001 - the connection may be gone
+            pass
+        raise
+    return sent
+
+
+def download(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest: BinaryIO,
+             on_bytes: Callable[[int], None] | None = None, hasher: object | None = None,
+             should_stop: Callable[[], bool] | None = None) -> int:
+    """Read ``rel`` with prefetch (pipelined reads) into ``dest``; returns the size."""
+    path = root.join(rel)
+    got = 0
+    with sftp.open(path, "rb") as f:
+        size = f.stat().st_size or 0
+        f.prefetch(size, max_concurrent_requests=64)
+        while True:
+            if should_stop is not None and should_stop():
+                raise InterruptedError(f"stopped while reading {rel}")
+            chunk = f.read(CHUNK)
+            if not chunk:
+                break
+            dest.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)  # type: ignore[attr-defined]
+            got += len(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    if got != size:
+        raise OSError(errno.EIO, f"short read of {rel}: {got} of {size} bytes")
+    return got
+
+
+def statvfs(sftp: paramiko.SFTPClient, path: str) -> tuple[int, int] | None:
+    """(bytes available, total bytes) of the remote filesystem, via OpenSSH's
+    statvfs@openssh.com extension; None when the server does not offer it."""
+    try:
+        t, msg = sftp._request(CMD_EXTENDED, "statvfs@openssh.com", path)  # noqa: SLF001
+    except (OSError, paramiko.SSHException):
+        return None
+    if t != CMD_EXTENDED_REPLY:
+        return None
+    _bsize, frsize, blocks, _bfree, bavail = (msg.get_int64() for _ in range(5))
+    return bavail * frsize, blocks * frsize
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

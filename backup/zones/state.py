@@ -1,0 +1,100 @@
+"""Local state of each zone: the remote listing cache and the status record (last success,
+bytes sent, failures, what the zone holds), kept under state_dir/zones/NAME/."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # a damaged cache is rebuilt from the zone
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+class ListingCache:
+    """What we believe the zone holds, valid while the zone's sync token matches and no write
+    of ours was interrupted (``dirty``)."""
+
+    def __init__(self, zone_dir: Path) -> None:
+        self.path = zone_dir / "listing.json"
+
+    def load(self) -> dict[str, Any] | None:
+        return _read_json(self.path)
+
+    def save(self, token: str | None, files: dict[str, int], snapshots: dict[str, int],
+             dirty: bool) -> None:
+        _write_json(self.path, {"token": token, "dirty": dirty, "saved": time.time(),
+                                "files": files, "snapshots": snapshots})
+
+    def mark_dirty(self) -> None:
+        data = self.load() or {"token": None, "files": {}, "snapshots": {}}
+        data["dirty"] = True
+        _write_json(self.path, data)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+STATUS_DEFAULTS: dict[str, Any] = {
+    "last_attempt": None, "last_success": None, "last_error": None, "reachable": None,
+    "last_reachable": None, "unreachable_since": None, "bytes_sent_total": 0,
+    "failures_total": 0, "remote_snapshots": {}, "remote_bytes": None, "remote_files": None,
+}
+
+
+class ZoneStatus:
+    def __init__(self, zone_dir: Path) -> None:
+        self.path = zone_dir / "status.json"
+        self.lock_path = zone_dir / "status.lock"
+
+    def read(self) -> dict[str, Any]:
+        return {**STATUS_DEFAULTS, **(_read_json(self.path) or {})}
+
+    @contextmanager
+    def update(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            data = self.read()
+            yield data
+            _write_json(self.path, data)
+
+    def record_reachability(self, data: dict[str, Any], reachable: bool, now: float) -> None:
+        data["reachable"] = reachable
+        if reachable:
+            data["last_reachable"] = now
+            data["unreachable_since"] = None
+        elif data.get("unreachable_since") is None:
+            data["unreachable_since"] = now
+
+
+@contextmanager
+def zone_lock(zone_dir: Path, what: str) -> Iterator[None]:
+    """One writer per zone at a time (sync, prune, rebuild); raises BlockingIOError if taken."""
+    zone_dir.mkdir(parents=True, exist_ok=True)
+    with open(zone_dir / "zone.lock", "a+") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lk.seek(0)
+        lk.truncate()
+        lk.write(f"{os.getpid()} {what}\n")
+        lk.flush()
+        yield

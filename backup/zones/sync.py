@@ -1,0 +1,396 @@
+"""Incremental, resumable replication of a local repository to one zone.
+
+Order of work: list what the zone holds (from the cache when the zone's sync token still
+matches, else a full listing), upload missing data/ and index/ files on several channels
+(temp name, size check, rename), then publish each snapshot manifest whose referenced files
+are all present (temp name then rename, so it appears whole or not at all), then write a
+new sync token. Network errors are retried with backoff; each retry re-lists, so files that
+arrived whole are never sent again and interrupted temp files are discarded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from backup.zones import remote_ops
+from backup.zones.connection import ZoneSession, is_network_error
+from backup.zones.errors import (
+    RemoteIntegrityError,
+    RemoteSpaceError,
+    ZoneError,
+    ZoneUnreachable,
+)
+from backup.zones.local_repo import LocalRepo
+from backup.zones.model import Zone
+from backup.zones.pool import Counters, run_tasks
+from backup.zones.remote_path import RemoteRoot
+from backup.zones.state import ListingCache, ZoneStatus, zone_lock
+from lightkeeper.logs import get_logger
+from lightkeeper.progress import JobCancelled
+
+log = get_logger("zones.sync")
+
+
+@dataclass
+class SyncOptions:
+    connections: int = 2
+    channels: int = 2
+    retries: int = 3
+    backoff: float = 1.0
+    backoff_max: float = 30.0
+    timeout: float = 15.0
+    check_space: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SyncOptions:
+        return cls(connections=int(cfg["replication.connections"]),
+                   channels=int(cfg.get("replication.channels", 2)),
+                   retries=int(cfg.get("replication.retries", 3)),
+                   timeout=float(cfg.get("replication.timeout_seconds", 15.0)))
+
+
+def _order_key(rel: str) -> tuple[int, str]:
+    top = rel.split("/", 1)[0]
+    return ({"config": 0, "data": 1, "index": 2}.get(top, 3), rel)
+
+
+def _ensure_root(sftp: paramiko.SFTPClient, zone: Zone, root: RemoteRoot) -> None:
+    try:
+        remote_ops.ensure_dir(sftp, root.root)
+    except FileNotFoundError:
+        raise ZoneError(zone.name, f"remote_path {root.root} cannot be created: its parent "
+                        "directory does not exist on the zone") from None
+    except NotADirectoryError:
+        raise ZoneError(zone.name, f"remote_path {root.root} exists and is not a directory") \
+            from None
+    except PermissionError:
+        raise ZoneError(zone.name, f"remote_path {root.root}: permission denied") from None
+
+
+class _Pass:
+    def __init__(self, zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any,
+                 opts: SyncOptions, throttle: remote_ops.Throttle) -> None:
+        self.zone = zone
+        self.local = local
+        self.zone_dir = zone_dir
+        self.ctx = ctx
+        self.opts = opts
+        self.throttle = throttle
+        self.root = RemoteRoot(zone.name, zone.remote_path)
+        self.cache = ListingCache(zone_dir)
+        self.counters = Counters()
+        self.bytes_total = 0
+        self.files_total = 0
+        self.phase = "list"
+        self.sent = 0
+        self._dirs: set[str] = set()
+        self._dirs_lock = threading.Lock()
+
+    # -- progress ------------------------------------------------------------------------
+    def report(self) -> None:
+        if self.ctx is None:
+            return
+        c = self.counters
+        with c.lock:
+            done, nbytes, cur = c.files_done, c.bytes_done, c.current
+        self.ctx.progress(phase=self.phase, files_done=done, files_total=self.files_total,
+                          bytes_done=nbytes, bytes_total=self.bytes_total, current=cur,
+                          zone=self.zone.name)
+
+    # -- remote directories --------------------------------------------------------------
+    def _ensure_parent(self, sftp: paramiko.SFTPClient, rel: str) -> None:
+        parent = rel.rpartition("/")[0]
+        if not parent:
+            return
+        chain = parent.split("/")
+        for i in range(1, len(chain) + 1):
+            d = "/".join(chain[:i])
+            with self._dirs_lock:
+                if d in self._dirs:
+                    continue
+            remote_ops.ensure_dir(sftp, self.root.join(d))
+            with self._dirs_lock:
+                self._dirs.add(d)
+
+    # -- one file ------------------------------------------------------------------------
+    def _put(self, sftp: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
+        size = self.sizes[rel]
+        try:
+            src = open(self.local.path / rel, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            log.warning("zones.local_file_vanished", zone=self.zone.name, file=rel)
+            self.vanished.append(rel)
+            return
+        with src:
+            self._ensure_parent(sftp, rel)
+            try:
+                sent = remote_ops.upload(sftp, self.root, rel, src, size, self.throttle,
+                                         self._add_bytes, stop.is_set)
+            except InterruptedError:
+                return
+            except OSError as exc:
+                if is_network_error(exc) or not sftp.get_channel().get_transport().is_active():
+                    raise
+                raise self._write_error(sftp, rel, exc) from None
+        if sent != size:
+            raise ZoneError(self.zone.name, f"{rel}: sent {sent} bytes, expected {size}")
+        self.uploaded[rel] = size
+        self.counters.file_done(rel)
+
+    def _add_bytes(self, n: int) -> None:
+        self.counters.add_bytes(n)
+        with self.counters.lock:
+            self.sent += n
+
+    def _write_error(self, sftp: paramiko.SFTPClient, rel: str, exc: OSError) -> ZoneError:
+        space = remote_ops.statvfs(sftp, self.root.root)
+        remaining = self.bytes_total - self.counters.bytes_done
+        if space is not None:
+            avail, total = space
+            if avail < max(remaining, 1 << 20) or "space" in str(exc).lower():
+                return RemoteSpaceError(
+                    self.zone.name,
+                    f"remote disk full at {self.root.root}: writing {rel} failed; {avail} bytes "
+                    f"free of {total}, about {remaining} bytes still to send. No snapshot was "
+                    "published; free space (or prune the zone) and run the sync again")
+        return ZoneError(self.zone.name, f"remote write of {rel} failed: {exc}")
+
+    # -- the pass ------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        local_snaps = self.local.snapshot_files()  # before the files: written last locally
+        snap_times = self.local.snapshot_times()
+        files = self.local.files()
+        if "config" not in files:
+            raise ZoneError(self.zone.name, f"local repository {self.local.path} has no config "
+                            "file; nothing to replicate")
+        self.sizes = dict(files)
+        self.uploaded: dict[str, int] = {}
+        self.vanished: list[str] = []
+        self.report()
+        with ZoneSession(self.zone, self.opts.connections, self.opts.channels,
+                         self.opts.timeout, lazy=True) as sess:
+            try:
+                return self._run(sess, started, local_snaps, snap_times, files)
+            except OSError as exc:
+                if not all(t.is_active() for t in sess.transports):
+                    raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}") from None
+                raise
+            except (paramiko.SSHException, EOFError) as exc:
+                raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}") from None
+
+    def _run(self, sess: ZoneSession, started: float, local_snaps: dict[str, tuple[int, float]],
+             snap_times: dict[str, float], files: dict[str, int]) -> dict[str, Any]:
+        sftp = sess.sftp
+        root = self.root
+        _ensure_root(sftp, self.zone, root)
+        raw_token = remote_ops.read_small(sftp, root.join(remote_ops.SYNC_TOKEN), 4096)
+        token = raw_token.decode(errors="replace").strip() if raw_token else None
+        cached = self.cache.load()
+        temps: list[str] = []
+        if cached and not cached.get("dirty") and token and cached.get("token") == token:
+            mode = "cached"
+            remote_files: dict[str, int] = {k: int(v) for k, v in cached["files"].items()}
+            remote_snaps, temps = remote_ops.list_snapshots(sftp, root)
+            self._dirs = {"data", "index", "snapshots"} | {
+                rel.rpartition("/")[0] for rel in remote_files if "/" in rel}
+        else:
+            mode = "full"
+            sess.expand()
+            listing = remote_ops.full_listing(sess.clients, root)
+            remote_files, remote_snaps, temps = listing.files, listing.snapshots, listing.temps
+            self._dirs = set(listing.dirs)
+            if "config" in remote_files:
+                theirs = remote_ops.read_small(sftp, root.join("config"))
+                ours = (self.local.path / "config").read_bytes()
+                if theirs != ours:
+                    raise RemoteIntegrityError(
+                        self.zone.name, f"{root.root} holds a different repository (its config "
+                        "differs from the local one); refusing to mix them. Point remote_path "
+                        "at an empty directory")
+        for t in temps:
+            remote_ops.remove_quiet(sftp, root.join(t))
+        todo = sorted((rel for rel, size in files.items() if remote_files.get(rel) != size),
+                      key=_order_key)
+        for rel in todo:
+            if rel in remote_files:
+                log.warning("zones.remote_size_mismatch", zone=self.zone.name, file=rel,
+                            remote=remote_files[rel], local=files[rel])
+        missing = sorted((sid for sid in local_snaps if sid not in remote_snaps),
+                         key=lambda s: (snap_times.get(s, 0.0), s))
+        self.files_total = len(todo) + len(missing)
+        self.bytes_total = sum(files[r] for r in todo) + sum(local_snaps[s][0] for s in missing)
+        summary: dict[str, Any] = {
+            "zone": self.zone.name, "listing": mode, "files_uploaded": 0, "bytes_sent": 0,
+            "snapshots_published": [], "snapshots_unpublished": [], "temps_removed": len(temps),
+        }
+        if not todo and not missing and mode == "cached" and not temps:
+            summary.update(self._finish_summary(remote_files, remote_snaps, started))
+            return summary
+        self.cache.save(token, remote_files, remote_snaps, dirty=True)
+        if todo:
+            sess.expand()
+        if self.opts.check_space and self.bytes_total:
+            space = remote_ops.statvfs(sftp, root.root)
+            if space is not None and space[0] < self.bytes_total:
+                raise RemoteSpaceError(
+                    self.zone.name, f"remote disk full at {root.root}: {space[0]} bytes free, "
+                    f"{self.bytes_total} bytes to send. Nothing was sent and no snapshot was "
+                    "published; free space (or prune the zone) and run the sync again")
+        # 1. data and index, on every channel
+        self.phase = "upload"
+        data_todo = [r for r in todo if r != "config"]
+        if "config" in todo:
+            self._put(sftp, "config", threading.Event())
+        run_tasks(sess.clients, data_todo, self._put, self.ctx, self.report)
+        present = {**remote_files, **self.uploaded}
+        data_complete = all(r in present for r in files)
+        # 2. manifests, last, each only when everything it references is present
+        self.phase = "publish"
+        for sid in missing:
+            if self.ctx is not None:
+                self.ctx.check_cancelled()
+            refs = self.local.referenced_files(sid)
+            if refs is None:
+                ok, lacking = data_complete, [r for r in files if r not in present]
+            else:
+                lacking = sorted(r for r in refs | {"config"} if r not in present)
+                ok = not lacking
+            if not ok:
+                summary["snapshots_unpublished"].append({"id": sid, "missing_files": len(lacking)})
+                log.warning("zones.snapshot_not_published", zone=self.zone.name, snapshot=sid,
+                            missing_files=len(lacking))
+                continue
+            rel = f"snapshots/{sid}"
+            self.sizes[rel] = local_snaps[sid][0]
+            self._put(sftp, rel, threading.Event())
+            if rel in self.uploaded:
+                remote_snaps[sid] = local_snaps[sid][0]
+                summary["snapshots_published"].append(sid)
+        self.report()
+        # 3. a new token: the cache is valid for exactly this state of the zone
+        new_token = uuid.uuid4().hex
+        remote_ops.upload(sftp, root, remote_ops.SYNC_TOKEN, _BytesReader(new_token.encode()),
+                          len(new_token))
+        present_files = {r: s for r, s in present.items() if not r.startswith("snapshots/")}
+        self.cache.save(new_token, present_files, remote_snaps, dirty=False)
+        summary["files_uploaded"] = len([r for r in self.uploaded if not r.startswith("snap")])
+        summary["bytes_sent"] = self.sent
+        summary.update(self._finish_summary(present_files, remote_snaps, started))
+        return summary
+
+    def _finish_summary(self, files: dict[str, int], snaps: dict[str, int],
+                        started: float) -> dict[str, Any]:
+        return {"remote_snapshots": sorted(snaps), "remote_files": len(files),
+                "remote_bytes": sum(files.values()) + sum(snaps.values()),
+                "elapsed_s": round(time.monotonic() - started, 3)}
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.data) if n < 0 else self.pos + n
+        chunk = self.data[self.pos:end]
+        self.pos += len(chunk)
+        return chunk
+
+
+def sync_zone(zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any = None,
+              opts: SyncOptions | None = None) -> dict[str, Any]:
+    """Replicate ``local`` to ``zone``; returns a summary, raises ZoneError on failure."""
+    opts = opts or SyncOptions()
+    status = ZoneStatus(zone_dir)
+    throttle = remote_ops.Throttle(zone.bandwidth_limit_kbps)
+    try:
+        lock = zone_lock(zone_dir, "sync")
+        lock.__enter__()
+    except BlockingIOError:
+        raise ZoneError(zone.name, "another sync, prune or rebuild of this zone is running") \
+            from None
+    attempt = 0
+    sent_total = 0
+    try:
+        while True:
+            p = _Pass(zone, local, zone_dir, ctx, opts, throttle)
+            try:
+                result = p.run()
+                sent_total += p.sent
+                break
+            except JobCancelled:
+                sent_total += p.sent
+                _record_failure(status, "cancelled", sent_total, network=False, count=False)
+                raise
+            except Exception as exc:
+                sent_total += p.sent
+                network = isinstance(exc, ZoneUnreachable) or (
+                    not isinstance(exc, ZoneError) and is_network_error(exc))
+                if network and attempt < opts.retries:
+                    delay = min(opts.backoff * (2 ** attempt), opts.backoff_max)
+                    attempt += 1
+                    log.warning("zones.sync_retry", zone=zone.name, attempt=attempt,
+                                delay_s=delay, error=str(exc))
+                    if ctx is not None:
+                        ctx.log("zones.sync_retry", level="warning", zone=zone.name,
+                                attempt=attempt, error=str(exc))
+                    _sleep(delay, ctx)
+                    continue
+                if network and not isinstance(exc, ZoneError):
+                    exc = ZoneUnreachable(zone.name, f"{type(exc).__name__}: {exc}")
+                _record_failure(status, str(exc), sent_total, network=network)
+                log.error("zones.sync_failed", zone=zone.name, error=str(exc),
+                          attempts=attempt + 1, bytes_sent=sent_total)
+                if exc is not None and not isinstance(exc, ZoneError):
+                    raise ZoneError(zone.name, f"{type(exc).__name__}: {exc}") from exc
+                raise exc from None
+    finally:
+        lock.__exit__(None, None, None)
+    now = time.time()
+    with status.update() as st:
+        st["last_attempt"] = now
+        st["last_success"] = now
+        st["last_error"] = None
+        status.record_reachability(st, True, now)
+        st["bytes_sent_total"] = int(st.get("bytes_sent_total") or 0) + sent_total
+        st["remote_snapshots"] = {sid: None for sid in result["remote_snapshots"]}
+        st["remote_bytes"] = result["remote_bytes"]
+        st["remote_files"] = result["remote_files"]
+    result["bytes_sent"] = sent_total
+    result["attempts"] = attempt + 1
+    log.info("zones.sync_done", zone=zone.name, files=result["files_uploaded"],
+             bytes_sent=sent_total, snapshots=len(result["snapshots_published"]),
+             listing=result["listing"], elapsed_s=result["elapsed_s"])
+    return result
+
+
+def _record_failure(status: ZoneStatus, error: str, sent: int, network: bool,
+                    count: bool = True) -> None:
+    now = time.time()
+    with status.update() as st:
+        st["last_attempt"] = now
+        st["last_error"] = error
+        st["bytes_sent_total"] = int(st.get("bytes_sent_total") or 0) + sent
+        if count:
+            st["failures_total"] = int(st.get("failures_total") or 0) + 1
+        if network:
+            status.record_reachability(st, False, now)
+
+
+def _sleep(seconds: float, ctx: Any) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        if ctx is not None:
+            ctx.check_cancelled()
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.2))
