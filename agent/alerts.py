@@ -1,0 +1,198 @@
+"""Alert thresholds: rules declared as data, evaluated by the agent on the newest values.
+
+Each rule watches one metric (every label of it separately), compares against a warning and a
+critical level, and fires only after the condition has held for ``for_seconds``. Firing and
+resolving are recorded in the ``alerts`` table (start and end time), as events, and as log lines.
+``alerts.NAME.warning|critical|for_seconds|enabled`` in the configuration override a rule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from lightkeeper.config import Config
+from lightkeeper.logs import get_logger
+
+log = get_logger("alerts")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    metric: str
+    direction: str  # "above" or "below"
+    warning: float | None
+    critical: float | None
+    for_seconds: float
+    summary: str  # format with {label} and {value}
+    enabled: bool = True
+
+    def severity(self, value: float) -> str | None:
+        def hit(level: float | None) -> bool:
+            if level is None:
+                return False
+            return value > level if self.direction == "above" else value < level
+
+        if hit(self.critical):
+            return "critical"
+        if hit(self.warning):
+            return "warning"
+        return None
+
+
+def default_rules(cfg: Config) -> list[Rule]:
+    return [
+        Rule("disk_free_low", "disk_free_ratio", "below", 0.15, 0.05, 60,
+             "filesystem {label} has {value:.1%} free"),
+        Rule("memory_available_low", "memory_available_ratio", "below", 0.10, 0.05, 60,
+             "memory available is {value:.1%}"),
+        Rule("cpu_high", "cpu_usage_ratio", "above", 0.90, 0.98, 300,
+             "CPU busy at {value:.0%} (sustained)"),
+        Rule("collector_stale", "lightkeeper_collector_staleness_ratio", "above", 3.0, 10.0, 0,
+             "collector {label} last succeeded {value:.0f} intervals ago"),
+        Rule("store_near_budget", "lightkeeper_store_budget_ratio", "above", 0.80, 0.95, 0,
+             "metrics store at {value:.0%} of its size budget"),
+        Rule("ingest_lag", "lightkeeper_ingest_lag_seconds", "above", 60.0, 300.0, 30,
+             "LightRAG operations wait {value:.0f} s to be ingested"),
+        Rule("backup_stale", "backup_age_seconds", "above", cfg["backup.max_age_hours"] * 3600,
+             cfg["backup.max_age_hours"] * 3600 * 2, 0,
+             "newest backup is {value:.0f} s old"),
+        Rule("zone_lag", "zone_lag_seconds", "above", cfg["replication.max_lag_minutes"] * 60,
+             cfg["replication.max_lag_minutes"] * 120, 0,
+             "zone {label} lags {value:.0f} s behind the local repository"),
+        Rule("zone_unreachable", "zone_down_seconds", "above",
+             cfg["replication.unreachable_minutes"] * 60,
+             cfg["replication.unreachable_minutes"] * 240, 0,
+             "zone {label} unreachable for {value:.0f} s"),
+        Rule("tuning_invalid_edit", "tuning_invalid_edit", "above", 0.5, None, 0,
+             "the active tuning file holds an invalid edit; processes keep the last good version"),
+    ]
+
+
+def configured_rules(cfg: Config) -> list[Rule]:
+    overrides = cfg.table("alerts")
+    rules = []
+    known = set()
+    for rule in default_rules(cfg):
+        known.add(rule.name)
+        o = overrides.get(rule.name)
+        if o:
+            rule = replace(
+                rule,
+                warning=rule.warning if o["warning"] is None else o["warning"],
+                critical=rule.critical if o["critical"] is None else o["critical"],
+                for_seconds=rule.for_seconds if o["for_seconds"] is None else o["for_seconds"],
+                enabled=o["enabled"],
+            )
+        rules.append(rule)
+    unknown = set(overrides) - known
+    if unknown:
+        from lightkeeper.config import ConfigError
+        raise ConfigError(f"alerts.{sorted(unknown)[0]}: unknown alert; known alerts: "
+                          + ", ".join(sorted(known)))
+    return rules
+
+
+@dataclass
+class _State:
+    pending_since: float | None = None
+    pending_severity: str | None = None
+    alert_id: int | None = None
+    severity: str | None = None
+    value: float | None = None
+    started: float | None = None
+
+
+class AlertEvaluator:
+    def __init__(self, rules: list[Rule], store: Any, audit: Any) -> None:
+        self.rules = [r for r in rules if r.enabled]
+        self.store = store
+        self.audit = audit
+        self.state: dict[tuple[str, str], _State] = {}
+
+    def restore_open(self) -> None:
+        """Alerts left open by a previous run are closed: they are re-evaluated from scratch."""
+        now = time.time()
+        self.store.execute("UPDATE alerts SET ended = ? WHERE ended IS NULL", [now])
+
+    def evaluate(self, current: dict[tuple[str, str], tuple[float, float]],
+                 now: float | None = None) -> list[dict[str, Any]]:
+        """Evaluate every rule on ``current`` ((metric, label) -> (ts, value)); return changes."""
+        now = time.time() if now is None else now
+        changes = []
+        by_metric: dict[str, list[tuple[str, float]]] = {}
+        for (metric, label), (_ts, value) in current.items():
+            by_metric.setdefault(metric, []).append((label, value))
+        seen: set[tuple[str, str]] = set()
+        for rule in self.rules:
+            for label, value in by_metric.get(rule.metric, []):
+                if value is None:
+                    continue
+                key = (rule.name, label)
+                seen.add(key)
+                changes += self._step(rule, label, value, now)
+        # series that disappeared resolve their alerts
+        for key, st in list(self.state.items()):
+            if key not in seen and st.alert_id is not None:
+                rule = next(r for r in self.rules if r.name == key[0])
+                changes += self._resolve(rule, key[1], st, now)
+        return changes
+
+    def _step(self, rule: Rule, label: str, value: float, now: float) -> list[dict[str, Any]]:
+        st = self.state.setdefault((rule.name, label), _State())
+        st.value = value
+        sev = rule.severity(value)
+        if sev is None:
+            st.pending_since = None
+            st.pending_severity = None
+            if st.alert_id is not None:
+                return self._resolve(rule, label, st, now)
+            return []
+        if st.pending_severity != sev:
+            if st.pending_since is None or st.pending_severity is None:
+                st.pending_since = now
+            st.pending_severity = sev
+        if now - (st.pending_since or now) < rule.for_seconds:
+            return []
+        if st.alert_id is None:
+            return self._fire(rule, label, sev, value, now)
+        if st.severity != sev:
+            st.severity = sev
+            self.store.execute("UPDATE alerts SET severity = ?, value = ? WHERE id = ?",
+                               [sev, value, st.alert_id])
+            self.audit("alert.changed", level="warning" if sev == "warning" else "error",
+                       component="alerts", rule=rule.name, label=label, severity=sev, value=value)
+            return [{"rule": rule.name, "label": label, "change": "severity", "severity": sev}]
+        self.store.execute("UPDATE alerts SET value = ? WHERE id = ?", [value, st.alert_id])
+        return []
+
+    def _fire(self, rule: Rule, label: str, sev: str, value: float, now: float
+              ) -> list[dict[str, Any]]:
+        st = self.state[(rule.name, label)]
+        message = rule.summary.format(label=label or "-", value=value)
+        row = self.store.execute(
+            "INSERT INTO alerts (rule, label, severity, started, value, message) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            [rule.name, label, sev, st.pending_since or now, value, message])
+        st.alert_id, st.severity, st.started = int(row[0][0]), sev, st.pending_since or now
+        self.audit("alert.firing", level="warning" if sev == "warning" else "error",
+                   component="alerts", rule=rule.name, label=label, severity=sev, value=value,
+                   message=message)
+        return [{"rule": rule.name, "label": label, "change": "firing", "severity": sev}]
+
+    def _resolve(self, rule: Rule, label: str, st: _State, now: float) -> list[dict[str, Any]]:
+        self.store.execute("UPDATE alerts SET ended = ? WHERE id = ?", [now, st.alert_id])
+        self.audit("alert.resolved", component="alerts", rule=rule.name, label=label,
+                   severity=st.severity, duration_s=round(now - (st.started or now), 1))
+        self.state.pop((rule.name, label), None)
+        return [{"rule": rule.name, "label": label, "change": "resolved"}]
+
+
+def list_alerts(store: Any, active: bool = True, limit: int = 100) -> list[dict[str, Any]]:
+    sql = "SELECT id, rule, label, severity, started, ended, value, message FROM alerts"
+    if active:
+        sql += " WHERE ended IS NULL"
+    sql += " ORDER BY started DESC LIMIT ?"
+    return store.query_dicts(sql, [limit])

@@ -1,0 +1,168 @@
+"""The agent's local API: HTTP/JSON on a Unix socket that only its owner can open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agent import alerts as alerts_mod
+from agent.store import queries
+from lightkeeper.logs import get_logger
+from lightkeeper.services import CallError
+
+if TYPE_CHECKING:
+    from agent.daemon import Agent
+
+log = get_logger("api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data, default=str), status=status,
+                        content_type="application/json")
+
+
+def _error(message: str, status: int = 400, code: str = "bad_request") -> web.Response:
+    return _json({"error": {"message": message, "code": code}}, status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except CallError as exc:
+        return _error(str(exc), exc.status, exc.code)
+    except (ValueError, KeyError, TypeError) as exc:
+        return _error(f"bad request: {exc}", 400)
+    except Exception as exc:
+        log.exception("api.error", path=request.path)
+        return _error(f"internal error: {type(exc).__name__}: {exc}", 500, "internal")
+
+
+def _int(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise CallError(f"query parameter {name} must be an integer, got {raw!r}") from None
+
+
+def build_app(agent: Agent) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=8 * 1024 * 1024)
+    run = agent.run_blocking
+
+    async def health(request: web.Request) -> web.Response:
+        return _json({"ok": True, "pid": os.getpid()})
+
+    async def status(request: web.Request) -> web.Response:
+        return _json(await run(agent.status))
+
+    async def series(request: web.Request) -> web.Response:
+        q = request.query
+        if "metric" not in q:
+            raise CallError("series needs ?metric=")
+        window = queries.parse_window(q.get("window", "1h"))
+        step = float(q["step"]) if q.get("step") else None
+        return _json(await run(queries.series, agent.store, q["metric"], q.get("label"), window,
+                               step, agent.retention, None, q.get("agg", "avg")))
+
+    async def events(request: web.Request) -> web.Response:
+        q = request.query
+        level = q.get("level")
+        if level and level not in ("debug", "info", "warning", "error", "critical"):
+            raise CallError(f"invalid level {level!r}: use debug, info, warning, error")
+        return _json(await run(agent.store.events, _int(request, "since", 0),
+                               min(_int(request, "limit", 200), 5000), level, q.get("kind"),
+                               q.get("q")))
+
+    async def alerts(request: web.Request) -> web.Response:
+        active = request.query.get("active", "1") not in ("0", "false")
+        return _json(await run(alerts_mod.list_alerts, agent.store, active,
+                               _int(request, "limit", 100)))
+
+    async def call(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        fn = agent.calls.get(name)
+        if fn is None:
+            raise CallError(f"unknown call {name!r}", 404, "unknown_call")
+        body = await _body(request)
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise CallError("params must be a JSON object")
+        result = await run(fn, agent.services, params)
+        return _json({"result": result})
+
+    async def start_job(request: web.Request) -> web.Response:
+        body = await _body(request)
+        kind = body.get("kind")
+        if not isinstance(kind, str):
+            raise CallError("a job needs a kind")
+        job = await run(agent.jobs.start, kind, body.get("params") or {}, body.get("actor"))
+        return _json({"id": job.id, "state": job.state}, 201)
+
+    async def list_jobs(request: web.Request) -> web.Response:
+        active = request.query.get("active", "0") not in ("0", "false")
+        return _json(await run(agent.jobs.list, _int(request, "limit", 50), active))
+
+    async def get_job(request: web.Request) -> web.Response:
+        return _json(await run(agent.jobs.get, request.match_info["id"]))
+
+    async def cancel_job(request: web.Request) -> web.Response:
+        job = agent.jobs.cancel(request.match_info["id"])
+        return _json({"id": job.id, "state": job.state, "cancel_requested": True})
+
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/series", series)
+    app.router.add_get("/v1/events", events)
+    app.router.add_get("/v1/alerts", alerts)
+    app.router.add_post("/v1/call/{name}", call)
+    app.router.add_post("/v1/jobs", start_job)
+    app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_get("/v1/jobs/{id}", get_job)
+    app.router.add_post("/v1/jobs/{id}/cancel", cancel_job)
+    return app
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise CallError("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise CallError("request body must be a JSON object")
+    return body
+
+
+async def serve_unix(app: web.Application, path: Path) -> web.AppRunner:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists() or path.is_socket():
+        path.unlink()  # stale: we hold the agent lock, so no live agent owns it
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    old = os.umask(0o177)  # the socket is created owner-only, never world-accessible
+    try:
+        site = web.UnixSite(runner, str(path))
+        await site.start()
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return runner
+
+
+def run_in_thread(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+    return asyncio.to_thread(fn, *args)

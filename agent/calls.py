@@ -1,0 +1,145 @@
+"""The agent's own calls: store analytics for the console and the CLI."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from agent import ingest
+from agent.store import queries
+from agent.store.rollup import Retention
+from lightkeeper.services import CallError, Services
+
+
+def _window(params: dict[str, Any], default: str = "1h") -> float:
+    try:
+        return queries.parse_window(params.get("window", default))
+    except ValueError as exc:
+        raise CallError(str(exc)) from None
+
+
+def _retention(services: Services) -> Retention:
+    c = services.cfg
+    return Retention(c["store.retention_raw_hours"], c["store.retention_1m_days"],
+                     c["store.retention_1h_days"], c["store.retention_ops_days"])
+
+
+def rag_latency(services: Services, params: dict[str, Any]) -> Any:
+    return queries.latency(services.store, _window(params), params.get("step"),
+                           params.get("user"), params.get("op"))
+
+
+def rag_summary(services: Services, params: dict[str, Any]) -> Any:
+    return queries.ops_summary(services.store, _window(params), params.get("user"),
+                               params.get("tuning_version"), params.get("run_id"))
+
+
+def rag_top_users(services: Services, params: dict[str, Any]) -> Any:
+    return queries.top_users(services.store, _window(params), int(params.get("limit", 10)))
+
+
+def rag_slowest(services: Services, params: dict[str, Any]) -> Any:
+    return queries.slowest_ops(services.store, _window(params), int(params.get("limit", 20)),
+                               params.get("user"))
+
+
+def rag_compare(services: Services, params: dict[str, Any]) -> Any:
+    try:
+        a, b = int(params["a"]), int(params["b"])
+    except (KeyError, TypeError, ValueError):
+        raise CallError("rag.compare_versions needs integer versions a and b") from None
+    result = queries.compare_versions(services.store, a, b)
+    runs = services.store.query_dicts(
+        "SELECT id, ts, tuning_version, summary FROM bench_runs WHERE tuning_version IN (?, ?) "
+        "ORDER BY ts", [a, b])
+    for r in runs:
+        r["summary"] = json.loads(r["summary"]) if r["summary"] else {}
+    result["bench_runs"] = runs
+    return result
+
+
+def rag_version_marks(services: Services, params: dict[str, Any]) -> Any:
+    """When the tuning version changed, for markers on latency charts."""
+    since = time.time() - _window(params)
+    return services.store.query_dicts(
+        "SELECT version, ts, actor, note FROM tuning_versions WHERE ts >= ? ORDER BY ts", [since])
+
+
+def bench_record(services: Services, params: dict[str, Any]) -> Any:
+    run_id = str(params.get("id") or uuid.uuid4().hex)
+    services.store.execute(
+        "INSERT OR REPLACE INTO bench_runs VALUES (?, ?, ?, ?, ?)",
+        [run_id, float(params.get("ts") or time.time()), params.get("tuning_version"),
+         json.dumps(params.get("params") or {}), json.dumps(params.get("summary") or {})])
+    services.audit("bench.recorded", component="rag", run_id=run_id,
+                   tuning_version=params.get("tuning_version"))
+    return {"id": run_id}
+
+
+def bench_runs(services: Services, params: dict[str, Any]) -> Any:
+    rows = services.store.query_dicts(
+        "SELECT id, ts, tuning_version, params, summary FROM bench_runs ORDER BY ts DESC LIMIT ?",
+        [int(params.get("limit", 50))])
+    for r in rows:
+        r["params"] = json.loads(r["params"]) if r["params"] else {}
+        r["summary"] = json.loads(r["summary"]) if r["summary"] else {}
+    return rows
+
+
+def metrics_series(services: Services, params: dict[str, Any]) -> Any:
+    if not params.get("metric"):
+        raise CallError("metrics.series needs a metric")
+    try:
+        return queries.series(services.store, params["metric"], params.get("label"),
+                              _window(params), params.get("step"), _retention(services),
+                              agg=params.get("agg", "avg"))
+    except ValueError as exc:
+        raise CallError(str(exc)) from None
+
+
+def metrics_latest(services: Services, params: dict[str, Any]) -> Any:
+    wanted = params.get("metrics")
+    out: dict[str, dict[str, float]] = {}
+    for (metric, label), (_ts, value) in list(services.current.items()):  # type: ignore[attr-defined]
+        if wanted and metric not in wanted:
+            continue
+        out.setdefault(metric, {})[label] = value
+    return out
+
+
+def metrics_names(services: Services, params: dict[str, Any]) -> Any:
+    rows = services.store.execute("SELECT DISTINCT metric FROM samples ORDER BY metric")
+    return [r[0] for r in rows]
+
+
+def spool_quarantine(services: Services, params: dict[str, Any]) -> Any:
+    return ingest.quarantine(services.store, int(params.get("limit", 100)))
+
+
+def store_stats(services: Services, params: dict[str, Any]) -> Any:
+    s = services.store
+    counts = {t: s.execute(f"SELECT count(*) FROM {t}")[0][0]
+              for t in ("samples", "samples_1m", "samples_1h", "rag_ops", "events", "alerts",
+                        "jobs")}
+    return {"path": str(s.path), "size_bytes": s.size_bytes(), "rows": counts,
+            "schema_version": s.schema_version(), "rows_written": s.rows_written,
+            "pending": s.pending(), "last_write_error": s.last_write_error}
+
+
+CALLS = {
+    "rag.latency": rag_latency,
+    "rag.summary": rag_summary,
+    "rag.top_users": rag_top_users,
+    "rag.slowest": rag_slowest,
+    "rag.compare_versions": rag_compare,
+    "rag.version_marks": rag_version_marks,
+    "bench.record": bench_record,
+    "bench.runs": bench_runs,
+    "metrics.series": metrics_series,
+    "metrics.latest": metrics_latest,
+    "metrics.names": metrics_names,
+    "spool.quarantine": spool_quarantine,
+    "store.stats": store_stats,
+}

@@ -1,0 +1,414 @@
+"""The agent: owns the store, runs collectors, ingestion, alerts, jobs and schedules, serves APIs."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent import api, http_endpoints, registry, scheduler
+from agent.alerts import AlertEvaluator, configured_rules
+from agent.ingest import SpoolIngester
+from agent.jobs import JobManager
+from agent.pidlock import PidLock
+from agent.services import AgentServices
+from agent.store.db import Store, StoreError
+from agent.store.rollup import Retention, apply_retention, rollup
+from lightkeeper import __version__
+from lightkeeper.config import Config
+from lightkeeper.logs import get_logger
+
+log = get_logger("agent")
+
+MAX_BUFFERED_SAMPLES = 2_000_000
+
+
+class AgentStartError(RuntimeError):
+    """The agent cannot start; the message says why."""
+
+
+class CollectorHealth:
+    def __init__(self, name: str, interval: float) -> None:
+        self.name = name
+        self.interval = interval
+        self.last_ok: float | None = None
+        self.last_error: str | None = None
+        self.last_error_ts: float | None = None
+        self.errors = 0
+        self.runs = 0
+        self.last_duration: float | None = None
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {"name": self.name, "interval_s": self.interval, "last_ok": self.last_ok,
+                "age_s": None if self.last_ok is None else round(now - self.last_ok, 1),
+                "runs": self.runs, "errors": self.errors, "last_error": self.last_error,
+                "last_duration_ms": None if self.last_duration is None
+                else round(self.last_duration * 1000, 1)}
+
+
+def prepare_state_dir(cfg: Config) -> Path:
+    state = cfg.path("paths.state_dir")
+    try:
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        probe = state / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise AgentStartError(
+            f"state directory {state} is not writable ({exc.strerror}); set paths.state_dir "
+            "to a directory you own") from None
+    return state
+
+
+def check_data_root(cfg: Config) -> Path:
+    root = cfg.path("paths.data_root")
+    if root.is_dir():
+        return root
+    if cfg.origin("paths.data_root") == "default":
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    raise AgentStartError(
+        f"data root {root} does not exist (set by {cfg.origin('paths.data_root')}); "
+        "create it or point paths.data_root at the directory holding the users' LightRAG "
+        "working directories")
+
+
+class Agent:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.host = socket.gethostname()
+        self.started = time.time()
+        self.state_dir = prepare_state_dir(cfg)
+        self.data_root = check_data_root(cfg)
+        self.lock = PidLock(self.state_dir / "agent.lock")
+        self.store: Store | None = None
+        self.retention = Retention(cfg["store.retention_raw_hours"],
+                                   cfg["store.retention_1m_days"],
+                                   cfg["store.retention_1h_days"],
+                                   cfg["store.retention_ops_days"])
+        self.collector_health: dict[str, CollectorHealth] = {}
+        self.rag_histograms = http_endpoints.RagHistograms()
+        self._stop = asyncio.Event()
+        self._thread_stop = threading.Event()
+        self.maintenance: dict[str, Any] = {}
+        self.http_listen: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def open(self) -> None:
+        """Take the lock and open the store. Raises AgentStartError with a clear message."""
+        try:
+            self.lock.acquire()
+        except RuntimeError as exc:
+            raise AgentStartError(str(exc)) from None
+        try:
+            self.store = Store(self.cfg.path("store.path"))
+        except StoreError as exc:
+            self.lock.release()
+            raise AgentStartError(str(exc)) from None
+        self.services = AgentServices(self.cfg, self.store)
+        self.services.agent = self  # type: ignore[attr-defined]
+        self.calls, job_fns, self.schedules = registry.load()
+        self.jobs = JobManager(self.services, job_fns)
+        self.services.jobs = self.jobs
+        self.jobs.recover()
+        self.alerts = AlertEvaluator(configured_rules(self.cfg), self.store, self.services.audit)
+        self.alerts.restore_open()
+        self.ingester = SpoolIngester(self.store, self.cfg.path("paths.spool_dir"), self.host)
+        self.ingester.on_rows = self.rag_histograms.observe
+        self.cfg.path("paths.spool_dir").mkdir(parents=True, exist_ok=True)
+        self.collectors = self._build_collectors()
+        for c in self.collectors:
+            self.collector_health[c.name] = CollectorHealth(c.name, c.interval)
+        self.services.audit("agent.started", component="agent", pid=os.getpid(),
+                            version=__version__, state_dir=str(self.state_dir),
+                            data_root=str(self.data_root))
+
+    def _build_collectors(self) -> list[Any]:
+        if importlib.util.find_spec("collectors.registry") is None:
+            log.warning("agent.no_collectors", reason="collectors.registry not installed")
+            return []
+        from collectors.registry import build_collectors
+
+        return list(build_collectors(self.cfg))
+
+    def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return asyncio.to_thread(fn, *args)
+
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        runners = [await api.serve_unix(api.build_app(self), self.cfg.path("agent.socket"))]
+        if self.cfg["http.enabled"]:
+            try:
+                runners.append(await http_endpoints.serve_tcp(http_endpoints.build_app(self),
+                                                              self.cfg["http.listen"]))
+                self.http_listen = self.cfg["http.listen"]
+            except OSError as exc:
+                self.services.audit("http.listen_failed", level="error",
+                                    listen=self.cfg["http.listen"], error=exc.strerror)
+        tasks = [asyncio.create_task(self._collector_loop(c)) for c in self.collectors]
+        tasks += [
+            asyncio.create_task(self._periodic(self.cfg["store.flush_interval"], self._flush)),
+            asyncio.create_task(self._periodic(self.cfg["store.maintenance_interval"],
+                                               self._maintain, first_delay=5)),
+            asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
+            asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
+            asyncio.create_task(self._ingest_loop()),
+            asyncio.create_task(self._tuning_watch_loop()),
+        ]
+        log.info("agent.ready", socket=str(self.cfg.path("agent.socket")),
+                 http=self.http_listen, collectors=[c.name for c in self.collectors],
+                 calls=len(self.calls), jobs=sorted(self.jobs.registry))
+        if ready:
+            ready()
+        await self._stop.wait()
+        log.info("agent.stopping")
+        self._thread_stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for r in runners:
+            await r.cleanup()
+        await asyncio.to_thread(self.jobs.shutdown, self.cfg["agent.shutdown_timeout"])
+
+    def close(self) -> None:
+        """Flush pending writes and checkpoint the store; release the lock."""
+        for c in getattr(self, "collectors", []):
+            try:
+                c.close()
+            except Exception as exc:
+                log.warning("collector.close_failed", collector=c.name, error=str(exc))
+        if self.store is not None:
+            try:
+                self.store.flush()
+            except StoreError as exc:
+                log.error("agent.final_flush_failed", error=str(exc))
+            try:
+                self.store.add_event("audit", "agent.stopped", component="agent",
+                                     pid=os.getpid(), uptime_s=round(time.time() - self.started))
+                log.info("agent.stopped", uptime_s=round(time.time() - self.started))
+                self.store.close()
+            except Exception as exc:
+                log.error("agent.close_failed", error=str(exc))
+            self.store = None
+        try:
+            self.cfg.path("agent.socket").unlink()
+        except FileNotFoundError:
+            pass
+        self.lock.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- loops ------------------------------------------------------------------------------
+    async def _periodic(self, interval: float, fn: Callable[[], Any], first_delay: float = 0
+                        ) -> None:
+        await asyncio.sleep(first_delay)
+        while True:
+            t0 = time.monotonic()
+            try:
+                await asyncio.to_thread(fn)
+            except Exception as exc:
+                log.error("agent.task_failed", task=fn.__name__,
+                          error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(max(0.05, interval - (time.monotonic() - t0)))
+
+    async def _collector_loop(self, collector: Any) -> None:
+        health = self.collector_health[collector.name]
+        while True:
+            t0 = time.monotonic()
+            try:
+                triples = await asyncio.to_thread(collector.collect)
+                now = time.time()
+                self.services.add_samples((now, m, lab, float(v)) for m, lab, v in triples
+                                          if v is not None)
+                health.last_ok = now
+                health.runs += 1
+            except Exception as exc:
+                health.errors += 1
+                health.last_error = f"{type(exc).__name__}: {exc}"
+                health.last_error_ts = time.time()
+                log.error("collector.failed", collector=collector.name, error=health.last_error,
+                          errors=health.errors)
+            health.last_duration = time.monotonic() - t0
+            await asyncio.sleep(max(0.05, collector.interval - health.last_duration))
+
+    def _flush(self) -> None:
+        assert self.store is not None
+        pending = self.store.pending()
+        if pending > MAX_BUFFERED_SAMPLES:  # a long outage: bound memory, keep the newest
+            with self.store._buffer_lock:
+                dropped = len(self.store._buffer) - MAX_BUFFERED_SAMPLES
+                del self.store._buffer[:dropped]
+            log.error("store.samples_dropped", dropped=dropped)
+        self.store.flush()
+
+    def _maintain(self) -> None:
+        assert self.store is not None
+        t0 = time.monotonic()
+        written = rollup(self.store)
+        deleted = apply_retention(self.store, self.retention)
+        size = self.store.size_bytes()
+        budget = self.cfg["store.size_budget_mb"] * 1024 * 1024
+        now = time.time()
+        self.services.add_samples([
+            (now, "lightkeeper_store_size_bytes", "", float(size)),
+            (now, "lightkeeper_store_budget_ratio", "", size / budget),
+        ])
+        self.maintenance = {"ts": now, "rollup": written, "deleted": deleted,
+                            "duration_ms": round((time.monotonic() - t0) * 1000, 1)}
+        if any(deleted.values()):
+            self.store.checkpoint()
+
+    def _evaluate_alerts(self) -> None:
+        now = time.time()
+        samples = []
+        for h in self.collector_health.values():
+            ref = h.last_ok or self.started
+            samples.append((now, "lightkeeper_collector_staleness_ratio", h.name,
+                            (now - ref) / h.interval))
+            samples.append((now, "lightkeeper_collector_errors_total", h.name, float(h.errors)))
+        samples.append((now, "lightkeeper_ingest_lag_seconds", "", self.ingester.stats.lag_seconds))
+        samples.append((now, "lightkeeper_ingested_operations_total", "",
+                        float(self.ingester.stats.rows)))
+        samples.append((now, "lightkeeper_quarantined_lines_total", "",
+                        float(self.ingester.stats.quarantined)))
+        self.services.add_samples(samples)
+        self.alerts.evaluate(self.services.current, now)
+
+    def _run_schedules(self) -> None:
+        assert self.store is not None
+        now = time.time()
+        for provider in self.schedules:
+            try:
+                entries = provider(self.services)
+            except Exception as exc:
+                log.error("schedule.provider_failed", error=str(exc))
+                continue
+            for kind, text, params in entries:
+                try:
+                    spec = scheduler.parse(text)
+                except scheduler.ScheduleError as exc:
+                    log.error("schedule.invalid", kind=kind, error=str(exc))
+                    continue
+                if spec is None:
+                    continue
+                key = scheduler.entry_key(kind, params)
+                rows = self.store.execute("SELECT value FROM meta WHERE key = ?", [key])
+                last = float(rows[0][0]) if rows else None
+                if not scheduler.is_due(spec, last, now):
+                    continue
+                try:
+                    job = self.jobs.start(kind, params, actor="schedule")
+                except Exception as exc:
+                    log.warning("schedule.start_failed", kind=kind, error=str(exc))
+                    continue
+                self.store.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(now)])
+                log.info("schedule.started", kind=kind, job_id=job.id)
+
+    async def _ingest_loop(self) -> None:
+        import watchfiles
+
+        spool = self.cfg.path("paths.spool_dir")
+        while True:
+            try:
+                await asyncio.to_thread(self.ingester.ingest_once)
+            except Exception as exc:
+                log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
+            try:
+                # wake on the next change, or after 2 s at the latest
+                async for _ in watchfiles.awatch(spool, stop_event=self._stop, rust_timeout=2000,
+                                                 yield_on_timeout=True, debounce=200,
+                                                 recursive=False):
+                    break
+            except FileNotFoundError:
+                spool.mkdir(parents=True, exist_ok=True)
+                await asyncio.sleep(2)
+            if self._stop.is_set():
+                return
+
+    async def _tuning_watch_loop(self) -> None:
+        if importlib.util.find_spec("tuning.calls") is None:
+            return
+        import tuning.calls as tcalls
+
+        handler = getattr(tcalls, "on_active_file_changed", None)
+        if handler is None:
+            return
+        import watchfiles
+
+        path = self.cfg.path("paths.tuning_file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(handler, self.services)
+            except Exception as exc:
+                log.error("tuning.watch_failed", error=f"{type(exc).__name__}: {exc}")
+            async for changes in watchfiles.awatch(path.parent, stop_event=self._stop,
+                                                   debounce=300, recursive=False):
+                if any(Path(p).name == path.name for _, p in changes):
+                    break
+
+    # -- status -----------------------------------------------------------------------------
+    def readiness_problems(self) -> list[str]:
+        problems = []
+        assert self.store is not None
+        if self.store.last_write_error:
+            problems.append(f"store not writable: {self.store.last_write_error}")
+        now = time.time()
+        for h in self.collector_health.values():
+            ref = h.last_ok or self.started
+            if now - ref > max(3 * h.interval, 30):
+                problems.append(f"collector {h.name} stale ({now - ref:.0f} s)")
+        return problems
+
+    def status(self) -> dict[str, Any]:
+        assert self.store is not None
+        now = time.time()
+        from agent.alerts import list_alerts
+
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "host": self.host,
+            "started": self.started,
+            "uptime_s": round(now - self.started, 1),
+            "state_dir": str(self.state_dir),
+            "data_root": str(self.data_root),
+            "socket": str(self.cfg.path("agent.socket")),
+            "http": self.http_listen,
+            "store": {"path": str(self.store.path), "size_bytes": self.store.size_bytes(),
+                      "rows_written": self.store.rows_written, "pending": self.store.pending(),
+                      "last_flush": self.store.last_flush,
+                      "last_write_error": self.store.last_write_error,
+                      "budget_bytes": self.cfg["store.size_budget_mb"] * 1024 * 1024,
+                      "maintenance": self.maintenance},
+            "collectors": [h.as_dict(now) for h in self.collector_health.values()],
+            "ingest": {"rows": self.ingester.stats.rows,
+                       "quarantined": self.ingester.stats.quarantined,
+                       "lag_s": round(self.ingester.stats.lag_seconds, 1),
+                       "pending_bytes": self.ingester.stats.pending_bytes,
+                       "files_removed": self.ingester.stats.files_removed},
+            "jobs": {"running": [j.as_dict() | {"logs": []} for j in self.jobs.running()],
+                     "kinds": sorted(self.jobs.registry)},
+            "alerts": list_alerts(self.store, active=True),
+            "ready": not self.readiness_problems(),
+            "problems": self.readiness_problems(),
+        }
+
+
+def run(cfg: Config, ready: Callable[[], None] | None = None) -> None:
+    agent = Agent(cfg)
+    agent.open()
+    try:
+        asyncio.run(agent.serve(ready))
+    finally:
+        agent.close()

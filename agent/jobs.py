@@ -1,0 +1,238 @@
+"""Jobs run by the agent: one worker thread each, progress for any client, cancellation, history.
+
+A job function may carry a ``resource`` attribute (a string, or a callable of the params that
+returns one): two jobs with the same resource never run at once (the second is refused with a
+clear error naming the running job). Backup jobs use ``"repository"``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkeeper.logs import get_logger, redact
+from lightkeeper.progress import JobCancelled, ProgressState
+from lightkeeper.services import CallError, JobFn, Services
+
+log = get_logger("jobs")
+
+ACTIVE = ("queued", "running")
+MAX_LOGS = 500
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    params: dict[str, Any]
+    actor: str | None
+    resource: str | None
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    state: str = "queued"
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    progress_state: ProgressState = field(default_factory=ProgressState)
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "params": redact(self.params), "actor": self.actor,
+            "state": self.state, "created": self.created, "started": self.started,
+            "finished": self.finished, "summary": self.summary, "error": self.error,
+            "progress": self.progress_state.as_dict() if self.started else None,
+            "logs": self.logs[-MAX_LOGS:],
+            "duration_s": (self.finished or time.time()) - self.started if self.started else None,
+        }
+
+
+class AgentJobContext:
+    """The :class:`lightkeeper.progress.JobContext` the agent hands to job functions."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.job_id = job.id
+
+    @property
+    def cancelled(self) -> bool:
+        return self.job.cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        if self.job.cancel_event.is_set():
+            raise JobCancelled(self.job.id)
+
+    def progress(self, **fields: Any) -> None:
+        state = self.job.progress_state
+        for key, value in fields.items():
+            if key != "extra" and hasattr(state, key):
+                setattr(state, key, value)
+            else:
+                state.extra[key] = value
+
+    def log(self, event: str, level: str = "info", **context: Any) -> None:
+        entry = {"ts": time.time(), "level": level, "event": event, **redact(context)}
+        self.job.logs.append(entry)
+        if len(self.job.logs) > MAX_LOGS * 2:
+            del self.job.logs[:MAX_LOGS]
+        getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
+            event, job_id=self.job.id, kind=self.job.kind, **context)
+
+
+class JobManager:
+    def __init__(self, services: Services, registry: dict[str, JobFn]) -> None:
+        self.services = services
+        self.registry = registry
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self.on_finish: list[Callable[[Job], None]] = []
+
+    def recover(self) -> None:
+        """Jobs that were running when the agent died are marked interrupted."""
+        store = self.services.store
+        rows = store.execute("SELECT id, kind FROM jobs WHERE state IN ('queued', 'running')")
+        for job_id, kind in rows:
+            store.execute("UPDATE jobs SET state = 'interrupted', finished = ?, error = ? "
+                          "WHERE id = ?", [time.time(), "the agent stopped while it ran", job_id])
+            self.services.audit("job.interrupted", level="warning", component="jobs",
+                                job_id=job_id, kind=kind)
+
+    def _resource(self, fn: JobFn, params: dict[str, Any]) -> str | None:
+        res = getattr(fn, "resource", None)
+        return res(params) if callable(res) else res
+
+    def start(self, kind: str, params: dict[str, Any], actor: str | None = None) -> Job:
+        fn = self.registry.get(kind)
+        if fn is None:
+            raise CallError(f"unknown job kind {kind!r}; known: {', '.join(sorted(self.registry))}",
+                            404, "unknown_job_kind")
+        if not isinstance(params, dict):
+            raise CallError("job params must be a JSON object")
+        resource = self._resource(fn, params)
+        with self._lock:
+            if resource:
+                for other in self.jobs.values():
+                    if other.resource == resource and other.state in ACTIVE:
+                        raise CallError(
+                            f"job {other.id} ({other.kind}) is already using {resource}; "
+                            f"wait for it or cancel it with 'lightkeeper jobs cancel {other.id}'",
+                            409, "busy")
+            job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], kind=kind,
+                      params=params, actor=actor, resource=resource)
+            self.jobs[job.id] = job
+        self.services.store.execute(
+            "INSERT INTO jobs (id, kind, state, params, created, actor) VALUES (?, ?, ?, ?, ?, ?)",
+            [job.id, kind, job.state, json.dumps(redact(params), default=str), job.created, actor])
+        self.services.audit("job.started", actor=actor, component="jobs", job_id=job.id,
+                            kind=kind, params=params)
+        job.thread = threading.Thread(target=self._run, args=(job, fn), name=f"job-{job.id}",
+                                      daemon=True)
+        job.thread.start()
+        return job
+
+    def _run(self, job: Job, fn: JobFn) -> None:
+        ctx = AgentJobContext(job)
+        job.started = time.time()
+        job.progress_state.started = job.started
+        job.state = "running"
+        self.services.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",
+                                    [job.started, job.id])
+        try:
+            summary = fn(ctx, self.services, job.params) or {}
+            if not isinstance(summary, dict):
+                summary = {"result": summary}
+            job.state = summary.pop("state", None) or "succeeded"
+            job.summary = summary
+        except JobCancelled:
+            job.state = "cancelled"
+            job.error = "cancelled by the operator"
+        except CallError as exc:
+            job.state = "failed"
+            job.error = str(exc)
+        except Exception as exc:  # a failing job must never take the agent down
+            job.state = "failed"
+            job.error = f"{exc}" if str(exc) else type(exc).__name__
+            log.error("job.crashed", job_id=job.id, kind=job.kind,
+                      error=f"{type(exc).__name__}: {exc}",
+                      trace=traceback.format_exc(limit=8))
+        job.finished = time.time()
+        try:
+            self.services.store.execute(
+                "UPDATE jobs SET state = ?, finished = ?, summary = ?, error = ?, progress = ? "
+                "WHERE id = ?",
+                [job.state, job.finished, json.dumps(job.summary, default=str), job.error,
+                 json.dumps(job.progress_state.as_dict(), default=str), job.id])
+        except Exception as exc:
+            log.error("job.record_failed", job_id=job.id, error=str(exc))
+        level = "info" if job.state == "succeeded" else "warning" if job.state in (
+            "cancelled", "partial", "problems") else "error"
+        self.services.audit(f"job.{job.state}", level=level, actor=job.actor, component="jobs",
+                            job_id=job.id, kind=job.kind, error=job.error,
+                            duration_ms=round((job.finished - job.started) * 1000),
+                            summary=job.summary)
+        for hook in self.on_finish:
+            try:
+                hook(job)
+            except Exception as exc:
+                log.error("job.hook_failed", job_id=job.id, error=str(exc))
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise CallError(f"no running job {job_id!r}", 404, "not_found")
+        if job.state in ACTIVE:
+            job.cancel_event.set()
+            log.info("job.cancel_requested", job_id=job_id, kind=job.kind)
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job.as_dict()
+        rows = self.services.store.query_dicts("SELECT * FROM jobs WHERE id = ?", [job_id])
+        if not rows:
+            raise CallError(f"no job {job_id!r}", 404, "not_found")
+        return _row_to_job(rows[0])
+
+    def list(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
+        live = {j.id: j.as_dict() for j in self.jobs.values()}
+        sql = "SELECT * FROM jobs"
+        if active:
+            sql += " WHERE state IN ('queued', 'running')"
+        sql += " ORDER BY created DESC LIMIT ?"
+        out = []
+        for row in self.services.store.query_dicts(sql, [limit]):
+            doc = live.get(row["id"]) or _row_to_job(row)
+            doc = {k: v for k, v in doc.items() if k != "logs"}
+            out.append(doc)
+        return out
+
+    def running(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.state in ACTIVE]
+
+    def shutdown(self, timeout: float) -> None:
+        for job in self.running():
+            job.cancel_event.set()
+        deadline = time.monotonic() + timeout
+        for job in list(self.jobs.values()):
+            if job.thread is not None and job.thread.is_alive():
+                job.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _row_to_job(row: dict[str, Any]) -> dict[str, Any]:
+    doc = dict(row)
+    for key in ("params", "summary", "progress"):
+        if isinstance(doc.get(key), str):
+            doc[key] = json.loads(doc[key])
+    doc["logs"] = []
+    if doc.get("started"):
+        doc["duration_s"] = (doc.get("finished") or time.time()) - doc["started"]
+    return doc

@@ -1,0 +1,85 @@
+"""The agent's implementation of :class:`lightkeeper.services.Services`."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.store.db import Store
+from lightkeeper.config import Config
+from lightkeeper.logs import get_logger
+
+if TYPE_CHECKING:
+    from agent.jobs import JobManager
+
+log = get_logger("agent")
+
+
+class AgentServices:
+    def __init__(self, cfg: Config, store: Store) -> None:
+        self.cfg = cfg
+        self._store = store
+        self.jobs: JobManager | None = None
+        # newest value per (metric, label): (ts, value); what alerts and endpoints read
+        self.current: dict[tuple[str, str], tuple[float, float]] = {}
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    def audit(self, event: str, actor: str | None = None, level: str = "info",
+              component: str = "agent", **context: Any) -> None:
+        getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
+            event, actor=actor, **context)
+        kind = "alert" if event.startswith("alert.") else "audit"
+        try:
+            self._store.add_event(kind, event, level=level, component=component, actor=actor,
+                                  **context)
+        except Exception as exc:  # the log line above still records it
+            log.error("audit.store_failed", audit_event=event, error=str(exc))
+
+    def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
+        batch = list(samples)
+        for ts, metric, label, value in batch:
+            self.current[(metric, label)] = (ts, value)
+        self._store.add_samples(batch)
+
+    def set_current(self, metric: str, label: str, value: float, ts: float | None = None,
+                    record: bool = True) -> None:
+        ts = time.time() if ts is None else ts
+        if record:
+            self.add_samples([(ts, metric, label, value)])
+        else:
+            self.current[(metric, label)] = (ts, value)
+
+    def drop_current(self, metric: str, label: str) -> None:
+        self.current.pop((metric, label), None)
+
+    def metrics_snapshot(self, dest: Path) -> Path:
+        """A consistent copy: flush, checkpoint, copy, all while holding the store's lock."""
+        dest = Path(dest)
+        if dest.is_dir():
+            dest = dest / self._store.path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._store._lock:
+            self._store.flush()
+            self._store.con.execute("CHECKPOINT")
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.copyfile(self._store.path, tmp)
+            tmp.replace(dest)
+        return dest
+
+    def start_job(self, kind: str, params: dict[str, Any], actor: str | None = None) -> str:
+        assert self.jobs is not None
+        return self.jobs.start(kind, params, actor).id
+
+    def repository_lock_holder(self) -> str | None:
+        if self.jobs is None:
+            return None
+        for job in self.jobs.running():
+            if job.resource == "repository":
+                return job.id
+        return None

@@ -1,0 +1,207 @@
+"""Client of the agent's local API (HTTP/JSON over the owner-only Unix socket).
+
+Synchronous on purpose: the CLI calls it directly and the console calls it from worker threads.
+It never imports DuckDB or opens data files.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from lightkeeper.config import Config
+
+
+class AgentUnavailable(RuntimeError):
+    """No agent answers on the socket (and none could be started)."""
+
+
+class AgentError(RuntimeError):
+    """The agent answered with an error."""
+
+    def __init__(self, message: str, status: int = 500, code: str = "error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class AgentClient:
+    def __init__(self, socket_path: Path | str, timeout: float = 30.0) -> None:
+        self.socket_path = str(socket_path)
+        self.timeout = timeout
+
+    # -- transport -------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: Any = None,
+                 timeout: float | None = None) -> Any:
+        conn = _UnixConnection(self.socket_path, timeout or self.timeout)
+        try:
+            payload = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise AgentUnavailable(
+                    f"no agent answers on {self.socket_path} ({exc.strerror}); "
+                    "start one with 'lightkeeper agent --detach'") from None
+            except PermissionError:
+                raise AgentUnavailable(
+                    f"permission denied on {self.socket_path}: the agent's socket is owner-only; "
+                    "run as the user who runs the agent") from None
+            except TimeoutError:
+                raise AgentUnavailable(f"the agent on {self.socket_path} did not answer in time") \
+                    from None
+        finally:
+            conn.close()
+        try:
+            doc = json.loads(data) if data else None
+        except ValueError:
+            raise AgentError(f"invalid answer from agent: {data[:200]!r}", resp.status) from None
+        if resp.status >= 400:
+            err = (doc or {}).get("error", {}) if isinstance(doc, dict) else {}
+            raise AgentError(err.get("message", f"HTTP {resp.status}"), resp.status,
+                             err.get("code", "error"))
+        return doc
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self._request("GET", path + (("?" + urlencode(clean)) if clean else ""))
+
+    # -- API -------------------------------------------------------------------------------
+    def ping(self) -> bool:
+        try:
+            self._request("GET", "/v1/health", timeout=2)
+            return True
+        except (AgentUnavailable, AgentError, OSError):
+            return False
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/v1/status")
+
+    def call(self, name: str, **params: Any) -> Any:
+        return self._request("POST", f"/v1/call/{name}", {"params": params})["result"]
+
+    def series(self, metric: str, label: str | None = None, window: str | float = "1h",
+               step: float | None = None, agg: str = "avg") -> dict[str, Any]:
+        return self.get("/v1/series", metric=metric, label=label, window=window, step=step,
+                        agg=agg)
+
+    def events(self, since: int = 0, limit: int = 200, level: str | None = None,
+               kind: str | None = None, q: str | None = None) -> list[dict[str, Any]]:
+        return self.get("/v1/events", since=since, limit=limit, level=level, kind=kind, q=q)
+
+    def alerts(self, active: bool = True, limit: int = 100) -> list[dict[str, Any]]:
+        return self.get("/v1/alerts", active=int(active), limit=limit)
+
+    def start_job(self, kind: str, params: dict[str, Any] | None = None,
+                  actor: str | None = None) -> str:
+        doc = self._request("POST", "/v1/jobs", {"kind": kind, "params": params or {},
+                                                 "actor": actor or default_actor()})
+        return doc["id"]
+
+    def jobs(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
+        return self.get("/v1/jobs", limit=limit, active=int(active))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.get(f"/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}/cancel", {})
+
+    def follow_job(self, job_id: str, interval: float = 0.5) -> Iterator[dict[str, Any]]:
+        """Yield ``{"type": "status"|"log"|"summary", ...}`` until the job ends."""
+        seen_logs = 0
+        last_progress = None
+        while True:
+            job = self.job(job_id)
+            logs = job.get("logs") or []
+            for entry in logs[seen_logs:]:
+                yield {"type": "log", "job_id": job_id, **entry}
+            seen_logs = len(logs)
+            if job["state"] not in ("queued", "running"):
+                yield {"type": "summary", "job_id": job_id, "job": job}
+                return
+            progress = job.get("progress")
+            if progress != last_progress:
+                yield {"type": "status", "job_id": job_id, "kind": job["kind"],
+                       "state": job["state"], "progress": progress}
+                last_progress = progress
+            time.sleep(interval)
+
+    def wait_job(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["state"] not in ("queued", "running"):
+                return job
+            time.sleep(0.2)
+        raise TimeoutError(f"job {job_id} still running after {timeout} s")
+
+
+def default_actor() -> str:
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _agent_command(cfg: Config) -> list[str]:
+    cmd = [sys.executable, "-m", "lightkeeper.cli.main"]
+    for key, value, origin in cfg.items():
+        if origin == "command line":
+            if isinstance(value, list):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            cmd += ["--set", f"{key}={value}"]
+    for path in cfg.files_read:
+        if path not in ("/etc/lightkeeper/config.toml",):
+            cmd += ["--config", path]
+            break
+    return cmd + ["agent", "--detach"]
+
+
+def connect(cfg: Config, autostart: bool = True, wait: float = 30.0) -> AgentClient:
+    """A client for the agent of ``cfg``; starts one in the background if none answers."""
+    client = AgentClient(cfg.path("agent.socket"))
+    if client.ping():
+        return client
+    if not autostart:
+        raise AgentUnavailable(
+            f"no agent answers on {client.socket_path}; start one with 'lightkeeper agent --detach'")
+    result = subprocess.run(_agent_command(cfg), capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=wait + 5)
+    if result.returncode != 0:
+        raise AgentUnavailable("could not start the agent: " +
+                               (result.stderr.strip() or f"exit {result.returncode}"))
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if client.ping():
+            return client
+        time.sleep(0.1)
+    raise AgentUnavailable(f"the agent was started but does not answer on {client.socket_path}; "
+                           f"see {cfg['log.file']}")

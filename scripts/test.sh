@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the tests need (system packages included) and run the whole suite.
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/agent -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests use for real: sshd (SFTP zones), PostgreSQL (pg_dump), promtool
+# (alert rules), tmux (console smoke test), restic and rsync (benchmark references).
+missing=()
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server openssh-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v tmux >/dev/null || missing+=(tmux)
+command -v restic >/dev/null || missing+=(restic)
+command -v rsync >/dev/null || missing+=(rsync)
+command -v pgrep >/dev/null || missing+=(procps)
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+scripts/setup-venv.sh test
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,159 @@
+"""Shared fixtures: an isolated environment, a real agent process, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightkeeper import config as config_mod
+from lightkeeper.client import AgentClient
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment variables for an isolated lightkeeper (also applied to os.environ)."""
+    for name in list(os.environ):
+        if name.startswith("LIGHTKEEPER_"):
+            monkeypatch.delenv(name)
+    short = Path(tempfile.mkdtemp(prefix="lk", dir="/tmp"))  # Unix socket paths are short
+    home = tmp_path / "home"
+    home.mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
+        "LIGHTKEEPER_PATHS__DATA_ROOT": str(data),
+        "LIGHTKEEPER_AGENT__SOCKET": str(short / "agent.sock"),
+        "LIGHTKEEPER_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    yield env
+    shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture
+def lk_cfg(lk_env: dict[str, str]) -> config_mod.Config:
+    return config_mod.load(env=os.environ, read_system=False)
+
+
+class AgentProcess:
+    def __init__(self, env: dict[str, str], extra: dict[str, str] | None = None) -> None:
+        self.env = {**os.environ, **env, **(extra or {})}
+        self.cfg = config_mod.load(env=self.env, read_system=False)
+        self.client = AgentClient(self.cfg.path("agent.socket"))
+        self.http = "http://" + self.cfg["http.listen"]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(self.env["LIGHTKEEPER_PATHS__STATE_DIR"]).parent / "agent-test.log"
+
+    def start(self, timeout: float = 30) -> AgentProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lightkeeper.cli.main", "agent"], env=self.env, cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.client.ping():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("agent exited at start: " + self.output())
+            time.sleep(0.05)
+        raise RuntimeError("agent did not answer in time: " + self.output())
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def start_agent(lk_env: dict[str, str]) -> Iterator[Any]:
+    """Factory: ``start_agent(extra_env=None)`` starts a real agent; all are stopped after."""
+    agents: list[AgentProcess] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> AgentProcess:
+        a = AgentProcess(lk_env, extra_env).start()
+        agents.append(a)
+        return a
+
+    yield start
+    for a in agents:
+        a.stop()
+
+
+@pytest.fixture
+def agent(start_agent: Any) -> AgentProcess:
+    return start_agent()
+
+
+@pytest.fixture
+def run_cli(lk_env: dict[str, str]) -> Any:
+    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "lightkeeper.cli.main", *args], cwd=REPO, text=True,
+            input=input, capture_output=True, timeout=timeout,
+            env={**os.environ, **lk_env, **(env or {})})
+        if check and result.returncode != 0:
+            raise AssertionError(f"lightkeeper {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_stray_agents() -> Iterator[None]:
+    """Agents that CLI tests started with autostart run detached: stop them at the end."""
+    yield
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "lightkeeper.cli.main" not in cmd or "agent" not in cmd:
+            continue
+        try:
+            state = proc.environ().get("LIGHTKEEPER_PATHS__STATE_DIR", "")
+            if "pytest-" in state:
+                proc.terminate()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
