@@ -2,7 +2,8 @@
 
 All figures are rates from the kernel's counters (``psutil.net_io_counters(pernic=True,
 nowrap=True)``); the first call after start reports none. ``exclude`` takes interface names or
-shell patterns (``veth*``). At most MAX_INTERFACES interfaces are reported (sorted by name), so a
+shell patterns (``veth*``). Interfaces that have never carried a packet are skipped until they
+do. At most MAX_INTERFACES interfaces are reported (sorted by name), so a
 host with hundreds of container interfaces cannot flood the store.
 """
 
@@ -46,7 +47,10 @@ class NetworkCollector:
 
     def collect(self) -> list[Triple]:
         counters = psutil.net_io_counters(pernic=True, nowrap=True)
-        names = sorted(n for n in counters if self._wanted(n))
+        # interfaces that never carried a packet (down bridges, ifb, unused tunnels) are skipped
+        # until they do: they would only add series of zeros
+        names = sorted(n for n, c in counters.items()
+                       if self._wanted(n) and (c.packets_recv or c.packets_sent))
         if len(names) > MAX_INTERFACES:
             if not self._capped_logged:
                 log.warning("network.too_many_interfaces", count=len(names),
