@@ -1,0 +1,128 @@
+"""Check what a zone holds: every snapshot it claims has all the files it references, with
+the sizes the index records; with ``full``, every file is downloaded and hashed against its
+name."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+import paramiko
+
+from backup.zones import remote_ops
+from backup.zones.connection import ZoneSession
+from backup.zones.errors import ZoneError
+from backup.zones.mirror import Mirror, content_ok
+from backup.zones.model import Zone
+from backup.zones.pool import Counters, run_tasks
+from backup.zones.remote_path import RemoteRoot
+from backup.zones.sync import SyncOptions
+from lightkeeper.logs import get_logger
+
+log = get_logger("zones.verify")
+
+
+class _Sink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None = None,
+                ctx: Any = None, full: bool = False,
+                opts: SyncOptions | None = None) -> dict[str, Any]:
+    opts = opts or SyncOptions()
+    started = time.monotonic()
+    root = RemoteRoot(zone.name, zone.remote_path)
+    problems: list[dict[str, Any]] = []
+    counters = Counters()
+    totals = {"files": 0, "bytes": 0}
+    phase = ["list"]
+
+    def report() -> None:
+        if ctx is not None:
+            ctx.progress(phase=phase[0], files_done=counters.files_done,
+                         files_total=totals["files"], bytes_done=counters.bytes_done,
+                         bytes_total=totals["bytes"], current=counters.current, zone=zone.name)
+
+    with ZoneSession(zone, opts.connections, opts.channels, opts.timeout) as sess:
+        sftp = sess.sftp
+        report()
+        listing = remote_ops.full_listing(sess.clients, root)
+        files = listing.files
+        snaps = listing.snapshots
+        if "config" not in files:
+            if not snaps and not files:
+                raise ZoneError(zone.name, f"{root.root} holds no repository yet (never synced)")
+            problems.append({"file": "config", "problem": "missing"})
+        mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
+        mirror.refresh(sftp, root, files, snaps)
+        repo = mirror.open()
+        sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
+        refs_of: dict[str, set[str]] = {}
+        phase[0] = "snapshots"
+        for sid in sorted(snaps):
+            if ctx is not None:
+                ctx.check_cancelled()
+            try:
+                refs = mirror.referenced_files(sftp, root, sid)
+            except Exception as exc:  # noqa: BLE001 - reported as a problem of this snapshot
+                problems.append({"snapshot": sid, "problem": f"unreadable: {exc}"})
+                continue
+            lacking = sorted(r for r in refs if r not in files)
+            if lacking:
+                problems.append({"snapshot": sid, "problem": "incomplete",
+                                 "missing_files": len(lacking), "first_missing": lacking[0]})
+            refs_of[sid] = refs
+        for rel, expected in sorted(sizes.items()):
+            if rel in files and files[rel] != expected:
+                problems.append({"file": rel, "problem": "size",
+                                 "expected": expected, "found": files[rel]})
+        hashed = 0
+        if full:
+            phase[0] = "hash"
+            todo = sorted(set(files) | {f"snapshots/{s}" for s in snaps})
+            all_sizes = {**files, **{f"snapshots/{s}": n for s, n in snaps.items()}}
+            totals["files"] = len(todo)
+            totals["bytes"] = sum(all_sizes[r] for r in todo)
+            lock = threading.Lock()
+
+            def check(client: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
+                h = blake3.blake3()
+                try:
+                    remote_ops.download(client, root, rel, _Sink(), counters.add_bytes, h,
+                                        stop.is_set)
+                except InterruptedError:
+                    return
+                except OSError as exc:
+                    if not client.get_channel().get_transport().is_active():
+                        raise
+                    with lock:
+                        problems.append({"file": rel, "problem": f"unreadable: {exc}"})
+                    return
+                # config is not hash-named: the mirror parsed it when it opened the repository
+                if not content_ok(rel, h.hexdigest()):
+                    with lock:
+                        problems.append({"file": rel, "problem": "hash mismatch (corrupted)"})
+                counters.file_done(rel)
+
+            run_tasks(sess.clients, todo, check, ctx, report)
+            hashed = counters.files_done
+    for p in problems:
+        log.warning("zones.verify_problem", zone=zone.name, **p)
+    bad_files = {p["file"] for p in problems if "file" in p}
+    affected = sorted({p["snapshot"] for p in problems if "snapshot" in p}
+                      | {sid for sid, refs in refs_of.items()
+                         if refs & bad_files or f"snapshots/{sid}" in bad_files})
+    summary = {
+        "zone": zone.name, "full": full, "snapshots": len(snaps), "files": len(files),
+        "bytes": sum(files.values()), "files_hashed": hashed, "problems": problems,
+        "snapshots_affected": affected, "elapsed_s": round(time.monotonic() - started, 3),
+    }
+    if problems:
+        summary["state"] = "problems"
+    log.info("zones.verify_done", zone=zone.name, full=full, problems=len(problems),
+             snapshots=len(snaps))
+    return summary
