@@ -79,6 +79,26 @@ def read_active(path: Path | str, user: str | None = None) -> tuple[int | None, 
     return version, tset.effective(user)
 
 
+def load_active(cfg_or_path: Any, user: str | None = None) -> tuple[int | None, dict[str, Any]]:
+    """What a LightRAG process should run with: (version, effective parameters).
+
+    Takes a ``Config`` (uses ``paths.tuning_file``) or a path. Unlike :func:`read_active`,
+    an invalid active file (a bad hand edit the agent has refused) does not raise: the last
+    version lightkeeper wrote is used instead, so processes keep the last good version. Raises
+    TuningError only when the file is invalid and no good copy exists.
+    """
+    path = cfg_or_path.path("paths.tuning_file") if hasattr(cfg_or_path, "path") \
+        else Path(cfg_or_path)
+    try:
+        version, tset = read_active_set(path)
+    except TuningError:
+        fallback = read_last_good(path)
+        if fallback is None:
+            raise
+        version, tset = fallback
+    return version, tset.effective(user)
+
+
 def render_active(version: int | None, tset: TuningSet) -> str:
     """The file's text: every parameter with its unit, effect and default as a comment."""
     doc = tomlkit.document()

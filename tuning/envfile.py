@@ -54,8 +54,8 @@ def export_env(params: Mapping[str, Any], version: int | None = None,
             lines.append(f"# {p.name}={_format(value)}  (no server variable: "
                          f"{p.query_param and 'QueryParam.' + p.query_param or p.call_arg})")
             continue
-        if p.type == "str" and value == "" and p.effect == "rebuild":
-            lines.append(f"# {p.env}=  (empty: the binding's default model)")
+        if p.effect == "rebuild" and value in ("", 0):
+            lines.append(f"# {p.env}=  (unset: the embedding binding's default)")
             continue
         lines.append(f"{p.env}={_format(value)}")
         for alias in ALIASES.get(p.name, ()):
@@ -111,8 +111,8 @@ def parse_env(text: str) -> ImportResult:
     by_name = {p.name: p for p in PARAMS}
     for pname, (_, env, value) in raw.items():
         p = by_name[pname]
-        if p.effect == "rebuild" and p.type == "str" and value in ("", "None"):
-            result.values[pname] = ""
+        if p.effect == "rebuild" and value in ("", "None"):
+            result.values[pname] = "" if p.type == "str" else 0
             continue
         try:
             result.values[pname] = coerce(p, value)

@@ -122,10 +122,12 @@ PARAMS: tuple[Param, ...] = (
       "must not be mixed.",
       "rebuild", embedding_attr="model_name", env="EMBEDDING_MODEL",
       source="api/config.py EMBEDDING_MODEL default None (binding default)"),
-    P("embedding_dim", "int", 1536, "dimensions",
-      "Dimension of the embedding vectors; stored vectors must all have it.",
-      "rebuild", min=8, max=65536, embedding_attr="embedding_dim", env="EMBEDDING_DIM",
-      source="llm/openai.py openai_embed embedding_dim=1536 (LightRAG has no global default)"),
+    P("embedding_dim", "int", 0, "dimensions",
+      "Dimension of the embedding vectors (0 = the provider's own: rag.embed_dim, or the "
+      "offline provider's); stored vectors must all have it.",
+      "rebuild", min=0, max=65536, embedding_attr="embedding_dim", env="EMBEDDING_DIM",
+      source="api/config.py EMBEDDING_DIM default None: the binding decides "
+             "(openai_embed 1536, ollama 1024); LightRAG has no global default"),
     P("embedding_batch_num", "int", 10, "texts/call",
       "Texts sent to the embedding function per call.",
       "restart", min=1, max=2048, lightrag_field="embedding_batch_num",

@@ -96,6 +96,9 @@ def rebuild_conflicts(old: TuningSet, new: TuningSet,
             if before == after:
                 continue
             dims = sorted({f.embedding_dim for f in files if f.embedding_dim is not None})
+            if name == "embedding_dim" and dims == [after] and \
+                    all(f.embedding_dim is not None for f in files):
+                continue  # naming the dimension the vectors already have
             counts = [f.vectors for f in files if f.vectors is not None]
             what = f"{len(files)} vector file(s)"
             if counts:
