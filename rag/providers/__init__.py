@@ -1,0 +1,64 @@
+"""LLM and embedding providers for LightRAG: offline (default) or OpenAI-compatible HTTP.
+
+``build_providers(cfg)`` constructs them without touching the network. The embedding
+dimension comes from ``rag.embed_dim`` when set, else from the tuning parameter
+``embedding_dim`` of the user's effective parameters (``Providers.embedder(dim)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkeeper.config import Config
+from rag.providers.offline import HashEmbedder, Latency, OfflineLLM
+
+
+@dataclass
+class Providers:
+    name: str
+    llm: Callable[..., Awaitable[Any]]
+    make_embedder: Callable[[int], Callable[..., Awaitable[Any]]]
+    model_name: str
+    fixed_dim: int = 0  # rag.embed_dim, when the operator pinned it
+    embed_model: str = ""
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _embedders: dict[int, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
+
+    def dim_for(self, params: dict[str, Any]) -> int:
+        return int(self.fixed_dim or params.get("embedding_dim") or 1536)
+
+    def embedder(self, dim: int) -> Callable[..., Awaitable[Any]]:
+        if dim not in self._embedders:
+            emb = self.make_embedder(dim)
+            self._embedders[dim] = emb
+            close = getattr(emb, "close", None)
+            if close is not None:
+                self.closers.append(close)
+        return self._embedders[dim]
+
+    async def close(self) -> None:
+        for close in self.closers:
+            await close()
+
+
+def build_providers(cfg: Config) -> Providers:
+    provider = cfg["rag.provider"]
+    if provider == "offline":
+        latency = Latency(cfg["rag.simulate_llm_ms"], cfg["rag.simulate_llm_ms_per_token"],
+                          cfg["rag.simulate_embed_ms"])
+        return Providers("offline", OfflineLLM(latency),
+                         lambda dim: HashEmbedder(dim, latency), "lightkeeper-offline",
+                         fixed_dim=int(cfg["rag.embed_dim"] or 0),
+                         embed_model="lightkeeper-offline-hash")
+    from rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, read_api_key
+
+    key = read_api_key(cfg["rag.api_key_env"], cfg["rag.api_key_file"] or None)
+    chat = OpenAIChat(cfg["rag.llm_url"], cfg["rag.llm_model"], key)
+    embed_url = cfg["rag.embed_url"] or cfg["rag.llm_url"]
+    embed_model = cfg["rag.embed_model"]
+    return Providers("openai", chat,
+                     lambda dim: OpenAIEmbed(embed_url, embed_model, dim, key),
+                     cfg["rag.llm_model"], fixed_dim=int(cfg["rag.embed_dim"] or 0),
+                     embed_model=embed_model, closers=[chat.close])
