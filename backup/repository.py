@@ -475,3 +475,35 @@ def repo_size(path: Path) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+def reindex_orphans(repo: Repository) -> dict[str, Any]:
+    """Index complete packs that no index lists (a run killed before its index was written,
+    or a lost index file), using each pack's trailer. Needs an exclusive lock.
+
+    Returns {"reindexed": [pack ids], "unreadable": [pack ids]}; unreadable orphans are left
+    for prune (they hold nothing any index or snapshot can name).
+    """
+    from backup.packs import read_trailer
+
+    indexed = repo.indexed_packs()
+    on_disk = repo.list_pack_files()
+    recovered: list[PackInfo] = []
+    bad = []
+    for pid, size in sorted(on_disk.items()):
+        if pid in indexed:
+            continue
+        try:
+            data = repo.pack_path(pid).read_bytes()
+            if _hash_name(data) != pid:
+                raise IntegrityError("pack does not match its name")
+            entries = read_trailer(repo.sealer, data)
+        except Exception as exc:  # noqa: BLE001 - any damage means "not recoverable"
+            log.warning("pack.orphan_unreadable", pack=pid[:12], error=str(exc))
+            bad.append(pid)
+            continue
+        recovered.append(PackInfo(pid, size, entries))
+    if recovered:
+        repo.write_index(recovered)
+        log.info("pack.orphans_reindexed", packs=len(recovered))
+    return {"reindexed": [p.pack for p in recovered], "unreadable": bad}

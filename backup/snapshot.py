@@ -1,0 +1,438 @@
+"""Taking a snapshot: databases first (any failure aborts the snapshot), then every user
+directory under its write gate, then the manifest, written last.
+
+A file whose size, mtime and inode match the parent snapshot is not read again. A user whose
+files keep changing under us (a writer that ignores the gate) is retried a few times and then
+recorded as failed, with that user's files carried over from the parent snapshot, so the new
+snapshot is still whole (its summary says ``partial``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+from pyfastcdc import FastCDC
+
+from backup import dbsources, sources
+from backup.fsutil import is_enospc, require_space
+from backup.gate import GateTimeout, read_gate
+from backup.lock import RepoLock
+from backup.packs import PackWriter
+from backup.priority import lower_current_thread
+from backup.repository import Repository, reindex_orphans, repo_size
+from lightkeeper.ids import validate_user_id
+from lightkeeper.logs import get_logger
+from lightkeeper.progress import JobContext, LocalContext
+
+log = get_logger("backup.snapshot")
+
+WHOLE_FILE_LIMIT = 256 << 20
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MANIFEST_VERSION = 1
+
+
+class BackupError(Exception):
+    """The snapshot could not be taken; nothing was committed."""
+
+
+class _Changed(Exception):
+    pass
+
+
+@dataclass
+class BackupOptions:
+    data_root: Path
+    users: list[str] | None = None              # None: every user directory
+    tags: list[str] = field(default_factory=list)
+    sqlite: dict[str, Path] = field(default_factory=dict)
+    postgres: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> dsn, pg_dump
+    metrics: Callable[[Path], Path] | None = None
+    scratch_dir: Path | None = None
+    gate_timeout: float = 60.0
+    retries: int = 3
+    retry_delay: float = 0.5
+    space_check: bool = True
+    low_priority: bool = True
+    job_id: str = ""
+
+
+@dataclass
+class _Counters:
+    bytes_read: int = 0
+    bytes_processed: int = 0
+    raw_new: int = 0
+    chunks_new: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+
+
+class _Builder:
+    """Turns file contents into chunks in the repository and manifest entries."""
+
+    def __init__(self, repo: Repository, ctx: JobContext, bytes_total: int) -> None:
+        self.repo = repo
+        self.ctx = ctx
+        ch = repo.config["chunker"]
+        self.cdc = FastCDC(int(ch["avg"]), min_size=int(ch["min"]), max_size=int(ch["max"]))
+        self.data: PackWriter = repo.pack_writer()
+        self.tree: PackWriter = repo.pack_writer()
+        self.idx = repo.index
+        self.chunk_id = repo.sealer.chunk_id
+        self.c = _Counters()
+        self.bytes_total = bytes_total
+        self.files_done = 0
+        self._last_progress = 0.0
+
+    def _known(self, cid: bytes) -> bool:
+        return cid in self.idx or cid in self.data.pending or cid in self.tree.pending
+
+    def _add_list(self, ids: list[bytes]) -> str | None:
+        if not ids:
+            return None
+        lst = b"".join(ids)
+        lid = self.chunk_id(lst)
+        if not self._known(lid):
+            self.tree.add(lid, lst)
+        return lid.hex()
+
+    def store_bytes(self, data: bytes) -> tuple[str, str | None, int]:
+        ids = []
+        add = self.data.add
+        for c in self.cdc.cut_buf(data):
+            mv = c.data
+            cid = self.chunk_id(mv)
+            ids.append(cid)
+            if not self._known(cid):
+                add(cid, mv)
+                self.c.raw_new += c.length
+                self.c.chunks_new += 1
+        return blake3.blake3(data, max_threads=1).hexdigest(), self._add_list(ids), len(ids)
+
+    def store_stream(self, path: Path) -> tuple[str, str | None, int, int]:
+        h = blake3.blake3()
+        ids = []
+        size = 0
+        with open(path, "rb") as f:
+            for c in self.cdc.cut_stream(f):
+                mv = c.data
+                h.update(mv)
+                size += c.length
+                cid = self.chunk_id(mv)
+                ids.append(cid)
+                if not self._known(cid):
+                    self.data.add(cid, mv)
+                    self.c.raw_new += c.length
+                    self.c.chunks_new += 1
+                if len(ids) % 256 == 0:
+                    self.ctx.check_cancelled()
+        return h.hexdigest(), self._add_list(ids), len(ids), size
+
+    def store_file(self, path: Path, rel: str, st: os.stat_result | sources.FileStat,
+                   keep: bool = False) -> tuple[dict[str, Any], bytes | None]:
+        """Read and store one file; returns its manifest entry (and its bytes if ``keep``)."""
+        size = st.st_size if isinstance(st, os.stat_result) else st.size
+        data = None
+        if size <= WHOLE_FILE_LIMIT:
+            with open(path, "rb") as f:
+                data = f.read()
+            fhash, lid, n = self.store_bytes(data)
+            size = len(data)
+        else:
+            fhash, lid, n, size = self.store_stream(path)
+        self.c.bytes_read += size
+        entry = {"path": rel, "size": size, "hash": fhash, "list": lid, "chunks": n}
+        return entry, (data if keep else None)
+
+    def progress(self, current: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_progress > 0.1:
+            self._last_progress = now
+            self.ctx.progress(phase="backup", files_done=self.files_done,
+                              bytes_done=self.c.bytes_processed, bytes_total=self.bytes_total,
+                              current=current)
+
+    def finish(self) -> None:
+        self.data.flush()
+        self.tree.flush()
+        self.repo.flush_index()
+
+    def abort(self) -> None:
+        self.data.abort()
+        self.tree.abort()
+
+    @property
+    def bytes_written(self) -> int:
+        return self.data.bytes_written + self.tree.bytes_written
+
+
+def _parent(repo: Repository) -> dict[str, Any] | None:
+    infos = repo.snapshots()
+    for info in reversed(infos):
+        try:
+            return repo.read_snapshot(info.id)
+        except Exception as exc:  # noqa: BLE001 - an unreadable parent just means no cache
+            log.warning("backup.parent_unreadable", snapshot=info.id[:12], error=str(exc))
+    return None
+
+
+def _backup_user(b: _Builder, opts: BackupOptions, user: str,
+                 parent_files: dict[str, dict[str, Any]],
+                 parent_users: dict[str, dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]:
+    udir = Path(opts.data_root) / user
+    prefix = f"users/{user}/"
+    last_changed: list[str] = []
+    for attempt in range(opts.retries + 1):
+        if attempt:
+            time.sleep(opts.retry_delay * attempt)
+        processed_before = b.c.bytes_processed
+        with read_gate(udir, opts.gate_timeout):
+            files, skipped = sources.scan(udir)
+            entries = []
+            counts: dict[str, Any] = {"files": len(files), "bytes": sum(f.size for f in files),
+                                      "documents": 0, "entities": 0, "relations": 0}
+            prev_counts = parent_users.get(user, {})
+            for f in files:
+                b.ctx.check_cancelled()
+                rel = prefix + f.rel
+                prev = parent_files.get(rel)
+                meta = {"mtime_ns": f.mtime_ns, "ino": f.ino, "mode": f.mode}
+                if (prev is not None and (prev.get("size"), prev.get("mtime_ns"), prev.get("ino"))
+                        == f.signature()
+                        and (prev.get("list") is None or bytes.fromhex(prev["list"]) in b.idx)):
+                    entries.append(dict(prev))
+                    b.c.files_unmodified += 1
+                    if f.rel == sources.DOCS_FILE:
+                        counts["documents"] = prev_counts.get("documents", 0)
+                    elif f.rel == sources.GRAPH_FILE:
+                        counts["entities"] = prev_counts.get("entities", 0)
+                        counts["relations"] = prev_counts.get("relations", 0)
+                else:
+                    keep = f.rel in (sources.DOCS_FILE, sources.GRAPH_FILE)
+                    try:
+                        entry, data = b.store_file(udir / f.rel, rel, f, keep=keep)
+                    except FileNotFoundError:
+                        last_changed = [f.rel]
+                        break
+                    entry.update(meta)
+                    entries.append(entry)
+                    if prev is None:
+                        b.c.files_new += 1
+                    else:
+                        b.c.files_changed += 1
+                    if data is not None and f.rel == sources.DOCS_FILE:
+                        counts["documents"] = sources.count_documents(data)
+                    elif data is not None:
+                        counts["entities"], counts["relations"] = sources.count_graph(data)
+                b.c.bytes_processed += f.size
+                b.files_done += 1
+                b.progress(rel)
+            else:
+                # Copy-and-recheck: a writer that ignores the gate shows up here.
+                last_changed = [f.rel for f in files if sources.restat(udir, f) != f.signature()]
+                now_files, _ = sources.scan(udir)
+                if {f.rel for f in now_files} != {f.rel for f in files}:
+                    last_changed.append("(directory listing)")
+                if not last_changed:
+                    if skipped:
+                        counts["skipped"] = skipped
+                    return entries, counts
+        b.c.bytes_processed = processed_before
+        log.warning("backup.user_changed_during_copy", user=user, attempt=attempt + 1,
+                    files=last_changed[:5])
+    raise _Changed(f"user {user}: files kept changing while being copied "
+                   f"({', '.join(last_changed[:3])}) after {opts.retries + 1} attempts; "
+                   "a writer is not honouring the write gate")
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not SOURCE_NAME.match(name):
+        raise BackupError(f"invalid {kind} source name {name!r}: use letters, digits, '_', '-', "
+                          "'.'")
+    return name
+
+
+def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = None
+               ) -> dict[str, Any]:
+    """Take one snapshot; returns the job summary. Raises BackupError, NoSpace, JobCancelled."""
+    ctx = ctx or LocalContext()
+    if opts.low_priority:
+        lower_current_thread()
+    started = time.time()
+    data_root = Path(opts.data_root)
+    all_users, skipped_names = sources.list_users(data_root)
+    if opts.users:
+        users = []
+        for u in opts.users:
+            validate_user_id(u)
+            if not (data_root / u).is_dir():
+                raise BackupError(f"user {u!r} has no directory under {data_root}")
+            users.append(u)
+    else:
+        users = all_users
+    for name in skipped_names:
+        log.warning("backup.skipped_directory", name=name, reason="not a valid user id")
+    for n in opts.sqlite:
+        _check_name("sqlite", n)
+    for n in opts.postgres:
+        _check_name("postgres", n)
+
+    with RepoLock(repo.path, exclusive=True, purpose="backup", job_id=opts.job_id):
+        ctx.progress(phase="scan")
+        for tmp in repo.temp_files():
+            tmp.unlink(missing_ok=True)
+        repo.load_index()
+        reindex_orphans(repo)
+        bytes_before = repo.bytes_added
+        parent = _parent(repo)
+        parent_files = {f["path"]: f for f in (parent or {}).get("files", [])}
+        parent_users = (parent or {}).get("users", {})
+
+        # Pre-scan (no gate) for totals and the free-space estimate.
+        total = 0
+        to_read = 0
+        for u in users:
+            try:
+                files, _ = sources.scan(data_root / u)
+            except FileNotFoundError:
+                continue
+            for f in files:
+                total += f.size
+                prev = parent_files.get(f"users/{u}/{f.rel}")
+                if prev is None or (prev.get("size"), prev.get("mtime_ns"),
+                                    prev.get("ino")) != f.signature():
+                    to_read += f.size
+        for p in opts.sqlite.values():
+            try:
+                to_read += Path(p).stat().st_size
+            except OSError:
+                pass
+        if opts.space_check:
+            require_space(repo.path, int(to_read * 1.05) + (16 << 20), "the backup")
+        ctx.progress(phase="backup", files_done=0, bytes_done=0, bytes_total=total)
+
+        b = _Builder(repo, ctx, total)
+        databases: dict[str, Any] = {}
+        files_out: list[dict[str, Any]] = []
+        users_out: dict[str, Any] = {}
+        failed: dict[str, str] = {}
+        scratch_parent = opts.scratch_dir
+        if scratch_parent is not None:
+            Path(scratch_parent).mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryDirectory(prefix="lk-backup-", dir=scratch_parent) as scratch:
+                sdir = Path(scratch)
+                # 1. databases: any failure fails the whole snapshot
+                for name, spec in sorted(opts.postgres.items()):
+                    ctx.check_cancelled()
+                    ctx.progress(phase="postgres", current=name)
+                    dest = dbsources.dump_postgres(name, spec.get("dsn", ""), sdir / f"pg-{name}",
+                                                   spec.get("pg_dump") or "pg_dump",
+                                                   ctx.check_cancelled)
+                    entry, _ = b.store_file(dest, f"postgres/{name}.dump", dest.stat())
+                    files_out.append(entry)
+                    databases[f"postgres/{name}"] = {"kind": "postgres", "size": entry["size"],
+                                                     "format": "pg_dump -Fc"}
+                    dest.unlink()
+                for name, path in sorted(opts.sqlite.items()):
+                    ctx.check_cancelled()
+                    ctx.progress(phase="sqlite", current=name)
+                    dest = dbsources.backup_sqlite(name, Path(path), sdir / f"sqlite-{name}")
+                    entry, _ = b.store_file(dest, f"sqlite/{name}.sqlite", dest.stat())
+                    files_out.append(entry)
+                    databases[f"sqlite/{name}"] = {"kind": "sqlite", "size": entry["size"],
+                                                   "source": str(path)}
+                    dest.unlink()
+                if opts.metrics is not None:
+                    ctx.check_cancelled()
+                    ctx.progress(phase="metrics", current="metrics store")
+                    dest = Path(opts.metrics(sdir / "metrics.duckdb"))
+                    entry, _ = b.store_file(dest, "metrics/metrics.duckdb", dest.stat())
+                    files_out.append(entry)
+                    databases["metrics"] = {"kind": "duckdb", "size": entry["size"]}
+                    dest.unlink()
+            # 2. users, each under its write gate
+            for u in users:
+                ctx.check_cancelled()
+                try:
+                    entries, counts = _backup_user(b, opts, u, parent_files, parent_users)
+                except (_Changed, GateTimeout, OSError) as exc:
+                    if is_enospc(exc):
+                        raise
+                    msg = str(exc)
+                    failed[u] = msg
+                    log.error("backup.user_failed", user=u, error=msg)
+                    carried = [f for p, f in parent_files.items()
+                               if p.startswith(f"users/{u}/")]
+                    files_out.extend(carried)
+                    users_out[u] = {**{k: v for k, v in parent_users.get(u, {}).items()
+                                       if k != "error"},
+                                    "error": msg,
+                                    "carried_from": parent["id"] if parent and carried else None}
+                    continue
+                files_out.extend(entries)
+                users_out[u] = counts
+            ctx.progress(phase="commit", current="")
+            b.finish()
+            bytes_total = sum(int(f.get("size", 0)) for f in files_out)
+            manifest = {
+                "version": MANIFEST_VERSION, "time": time.time(), "host": socket.gethostname(),
+                "tags": list(opts.tags), "parent": parent["id"] if parent else None,
+                "repo_id": repo.id, "users": users_out, "databases": databases,
+                "files": files_out,
+            }
+            duration = time.time() - started
+            bytes_added_pre = b.bytes_written + (repo.bytes_added - bytes_before)
+            summary = {
+                "files": len(files_out), "files_new": b.c.files_new,
+                "files_changed": b.c.files_changed, "files_unmodified": b.c.files_unmodified,
+                "bytes_total": bytes_total, "bytes_read": b.c.bytes_read,
+                "bytes_new_raw": b.c.raw_new, "chunks_new": b.c.chunks_new,
+                "users": len(users_out), "failed_users": sorted(failed),
+                "duration_s": round(duration, 3), "bytes_added_data": bytes_added_pre,
+            }
+            manifest["summary"] = summary
+            ctx.check_cancelled()
+            sid = repo.write_snapshot(manifest)
+        except BaseException as exc:
+            b.abort()
+            if not is_enospc(exc) and not isinstance(exc, KeyboardInterrupt):
+                try:
+                    repo.flush_index()   # keep finished packs usable for the next run
+                except Exception:  # noqa: BLE001
+                    pass
+            if is_enospc(exc):
+                for tmp in repo.temp_files():
+                    tmp.unlink(missing_ok=True)
+                raise BackupError(
+                    f"the backup repository's file system is full ({repo.path}); nothing was "
+                    "committed and earlier snapshots are intact. Free space or run "
+                    "'lightkeeper backup forget' + 'prune'") from None
+            if isinstance(exc, dbsources.SourceError):
+                raise BackupError(f"{exc}; nothing was committed") from None
+            raise
+    bytes_added = b.bytes_written + (repo.bytes_added - bytes_before)
+    out = {
+        "snapshot_id": sid, "short_id": sid[:8], **summary,
+        "duration_s": round(time.time() - started, 3),
+        "bytes_added": bytes_added,
+        "dedup_ratio": round(bytes_total / bytes_added, 2) if bytes_added else None,
+        "repository_size": repo_size(repo.path),
+        "tags": list(opts.tags),
+    }
+    out.pop("bytes_added_data", None)
+    if failed:
+        out["state"] = "partial"
+        out["errors"] = failed
+    log.info("backup.finished", snapshot=sid[:12], files=out["files"],
+             bytes_added=bytes_added, duration_s=out["duration_s"], failed_users=len(failed))
+    return out

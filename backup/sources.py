@@ -1,0 +1,103 @@
+"""User data directories: what to back up and what a directory holds (for the manifest)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from backup.gate import LOCK_NAME
+from lightkeeper.ids import InvalidUserId, validate_user_id
+
+EXCLUDE = ("*.tmp.*", LOCK_NAME)
+DOCS_FILE = "kv_store_full_docs.json"
+GRAPH_FILE = "graph_chunk_entity_relation.graphml"
+_TOP_KEY = re.compile(rb'\n  "')
+
+
+@dataclass(frozen=True)
+class FileStat:
+    rel: str          # relative to the user directory, '/'-separated
+    size: int
+    mtime_ns: int
+    ino: int
+    mode: int
+
+    def signature(self) -> tuple[int, int, int]:
+        return (self.size, self.mtime_ns, self.ino)
+
+
+def excluded(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pat) for pat in EXCLUDE)
+
+
+def list_users(data_root: Path) -> tuple[list[str], list[str]]:
+    """(valid user directories, names skipped because they are not valid user ids)."""
+    users, skipped = [], []
+    if not Path(data_root).is_dir():
+        return [], []
+    for entry in sorted(os.scandir(data_root), key=lambda e: e.name):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            users.append(validate_user_id(entry.name))
+        except InvalidUserId:
+            skipped.append(entry.name)
+    return users, skipped
+
+
+def scan(user_dir: Path) -> tuple[list[FileStat], list[str]]:
+    """Regular files under ``user_dir`` (sorted) and the paths skipped (symlinks, specials)."""
+    files: list[FileStat] = []
+    skipped: list[str] = []
+    base = str(user_dir)
+
+    def walk(d: str, prefix: str) -> None:
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for e in entries:
+            rel = prefix + e.name
+            if excluded(e.name):
+                continue
+            st = e.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                walk(e.path, rel + "/")
+            elif stat.S_ISREG(st.st_mode):
+                files.append(FileStat(rel, st.st_size, st.st_mtime_ns, st.st_ino,
+                                      stat.S_IMODE(st.st_mode)))
+            else:
+                skipped.append(rel)
+
+    walk(base, "")
+    return files, skipped
+
+
+def restat(user_dir: Path, f: FileStat) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(Path(user_dir) / f.rel, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def count_documents(data: bytes) -> int:
+    """Top-level keys of a kv store written by LightRAG (indent=2), parsing only if needed."""
+    stripped = data.strip()
+    if stripped in (b"", b"{}"):
+        return 0
+    n = len(_TOP_KEY.findall(data))
+    if n:
+        return n
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return 0
+    return len(doc) if isinstance(doc, dict) else 0
+
+
+def count_graph(data: bytes) -> tuple[int, int]:
+    return data.count(b"<node "), data.count(b"<edge ")
