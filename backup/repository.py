@@ -326,7 +326,7 @@ class Repository:
         raw = decode_block(self.sealer, data, AAD_BLOCK)
         with self._cache_lock:
             self._block_cache[key] = raw
-            while len(self._block_cache) > 32:
+            while len(self._block_cache) > 64:
                 self._block_cache.popitem(last=False)
         return raw
 

@@ -7,7 +7,7 @@ class ZoneError(Exception):
     """A replication problem the operator must see (bad config, refused key, remote failure)."""
 
     def __init__(self, zone: str, message: str) -> None:
-        super().__init__(f"zone {zone!r}: {message}")
+        super().__init__(f"zone {zone!r}: {message}" if zone else message)
         self.zone = zone
 
 

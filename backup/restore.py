@@ -1,0 +1,220 @@
+"""Restore a snapshot (everything, some users, some databases) into a new directory, or in
+place under the data root after a safety snapshot.
+
+Every path from a manifest is validated (user ids, no absolute paths, no ``..``, no symlink
+escapes via :func:`lightkeeper.ids.safe_join`). Each file is written to a temp name, its bytes
+are hashed as they are written and compared with the recorded hash, then renamed into place;
+the temp names match ``*.tmp.*`` so a backup never picks up a half-restored file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from backup.crypto import IntegrityError
+from backup.fsutil import is_enospc, require_space
+from backup.gate import LOCK_NAME, exclusive_gate
+from backup.lock import RepoLock
+from backup.priority import lower_current_thread
+from backup.repository import Repository
+from backup.snapshot import BackupOptions, run_backup
+from backup.sources import excluded, scan
+from lightkeeper.ids import UnsafePath, safe_join, validate_user_id
+from lightkeeper.logs import get_logger
+from lightkeeper.progress import JobContext, LocalContext
+
+log = get_logger("backup.restore")
+
+
+class RestoreError(Exception):
+    pass
+
+
+@dataclass
+class RestoreOptions:
+    target: Path | None = None          # a new directory; None with in_place
+    users: list[str] | None = None      # None: all users (unless dbs is given)
+    dbs: list[str] | None = None        # e.g. ["postgres/main", "sqlite/app", "metrics"]
+    in_place: bool = False
+    data_root: Path | None = None       # needed for in_place
+    overwrite: bool = False             # allow a non-empty target directory
+    safety_backup: BackupOptions | None = None
+    gate_timeout: float = 60.0
+    low_priority: bool = True
+    job_id: str = ""
+    workers: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _select(manifest: dict[str, Any], opts: RestoreOptions) -> list[tuple[dict, str, str]]:
+    """(entry, base kind, path inside base) for each file to restore."""
+    users = set(opts.users or [])
+    for u in users:
+        validate_user_id(u)
+        if u not in manifest.get("users", {}):
+            raise RestoreError(f"user {u!r} is not in snapshot {manifest['id'][:8]}")
+    dbs = set(opts.dbs or [])
+    known_dbs = set(manifest.get("databases", {}))
+    for d in dbs:
+        if d not in known_dbs:
+            raise RestoreError(f"database {d!r} is not in snapshot {manifest['id'][:8]} "
+                               f"(it has: {', '.join(sorted(known_dbs)) or 'none'})")
+    everything = not users and not dbs
+    out = []
+    for e in manifest.get("files", []):
+        path = str(e["path"])
+        top, _, rest = path.partition("/")
+        if top == "users":
+            user, _, inner = rest.partition("/")
+            try:
+                validate_user_id(user)
+            except ValueError as exc:
+                raise RestoreError(f"manifest path {path!r} has {exc}") from None
+            if everything or user in users:
+                out.append((e, f"users/{user}", inner))
+        else:
+            key = "metrics" if top == "metrics" else f"{top}/{rest.rsplit('.', 1)[0]}"
+            if (everything and not opts.in_place) or key in dbs:
+                out.append((e, top, rest))
+    return out
+
+
+def _write_file(repo: Repository, entry: dict[str, Any], dest: Path) -> str | None:
+    """Restore one file; returns an error text or None."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp.restore-{os.getpid()}")
+    h = blake3.blake3()
+    size = 0
+    try:
+        with open(tmp, "wb") as f:
+            for data in repo.iter_file_data(entry):
+                f.write(data)
+                h.update(data)
+                size += len(data)
+        if size != int(entry["size"]) or h.hexdigest() != entry["hash"]:
+            tmp.unlink(missing_ok=True)
+            return "restored content does not match the recorded hash"
+        mode = int(entry.get("mode", 0o600)) & 0o777
+        os.chmod(tmp, mode)
+        if "mtime_ns" in entry:
+            os.utime(tmp, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
+        os.replace(tmp, dest)
+    except IntegrityError as exc:
+        tmp.unlink(missing_ok=True)
+        return str(exc)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return None
+
+
+def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
+            ctx: JobContext | None = None) -> dict[str, Any]:
+    ctx = ctx or LocalContext()
+    if opts.low_priority:
+        lower_current_thread()
+    started = time.time()
+    if opts.in_place:
+        if opts.data_root is None:
+            raise RestoreError("in-place restore needs the data root")
+        if opts.dbs:
+            raise RestoreError("databases cannot be restored in place; restore them to a "
+                               "--target directory (PostgreSQL: use --pg-target-db)")
+        target = Path(opts.data_root)
+    else:
+        if opts.target is None:
+            raise RestoreError("a --target directory is required (or --in-place)")
+        target = Path(opts.target)
+        if target.exists() and any(target.iterdir()) and not opts.overwrite:
+            raise RestoreError(f"target {target} exists and is not empty; choose a new "
+                               "directory (restore never overwrites unless asked)")
+    manifest = repo.read_snapshot(snapshot_id)
+    sid = manifest["id"]
+    selected = _select(manifest, opts)
+    safety_id = None
+    if opts.in_place:
+        in_place_users = sorted({base.split("/", 1)[1] for _, base, _ in selected})
+        safety = opts.safety_backup or BackupOptions(data_root=target)
+        safety.users = [u for u in in_place_users if (target / u).is_dir()]
+        safety.tags = [*safety.tags, "pre-restore", f"restore-of-{sid[:8]}"]
+        if safety.users:
+            ctx.progress(phase="safety snapshot")
+            s = run_backup(repo, safety, ctx)
+            safety_id = s["snapshot_id"]
+            log.info("restore.safety_snapshot", snapshot=safety_id[:12], users=safety.users)
+    total = sum(int(e["size"]) for e, _, _ in selected)
+    target.mkdir(parents=True, exist_ok=True)
+    require_space(target, total + (8 << 20), "the restore")
+    with RepoLock(repo.path, exclusive=False, purpose="restore", job_id=opts.job_id):
+        repo.load_index()
+        # validate every destination before writing anything
+        plan: list[tuple[dict, Path]] = []
+        for entry, base, inner in selected:
+            prefix = base.split("/", 1)[1] if base.startswith("users/") else base
+            try:
+                if not inner:
+                    raise UnsafePath("empty path")
+                dest = safe_join(target, f"{prefix}/{inner}")
+            except (UnsafePath, ValueError) as exc:
+                raise RestoreError(f"refusing manifest path {entry['path']!r}: {exc}") from None
+            if excluded(dest.name):
+                raise RestoreError(f"refusing manifest path {entry['path']!r}: reserved name")
+            plan.append((entry, dest))
+        failures: dict[str, str] = {}
+        done = {"files": 0, "bytes": 0}
+        by_user: dict[str, list[tuple[dict, Path]]] = {}
+        for entry, dest in plan:
+            key = entry["path"].split("/")[1] if entry["path"].startswith("users/") else ""
+            by_user.setdefault(key, []).append((entry, dest))
+
+        def work(item: tuple[dict, Path]) -> None:
+            entry, dest = item
+            ctx.check_cancelled()
+            err = _write_file(repo, entry, dest)
+            if err:
+                failures[entry["path"]] = err
+            done["files"] += 1
+            done["bytes"] += int(entry["size"])
+            ctx.progress(phase="restore", files_done=done["files"], files_total=len(plan),
+                         bytes_done=done["bytes"], bytes_total=total, current=entry["path"])
+
+        try:
+            with ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="restore") as pool:
+                for key, items in sorted(by_user.items()):
+                    if opts.in_place and key:
+                        udir = target / key
+                        udir.mkdir(parents=True, exist_ok=True)
+                        with exclusive_gate(udir, opts.gate_timeout):
+                            list(pool.map(work, items))
+                            keep = {e["path"].split("/", 2)[2] for e, _ in items}
+                            present, _ = scan(udir)
+                            for f in present:
+                                if f.rel not in keep and f.rel != LOCK_NAME:
+                                    (udir / f.rel).unlink(missing_ok=True)
+                    else:
+                        list(pool.map(work, items))
+        except OSError as exc:
+            if is_enospc(exc):
+                raise RestoreError(f"the target file system is full ({target}); the restore "
+                                   "is incomplete") from None
+            raise
+    out: dict[str, Any] = {
+        "snapshot_id": sid, "short_id": sid[:8], "target": str(target),
+        "files": len(plan), "bytes": total, "duration_s": round(time.time() - started, 3),
+        "users": sorted({k for k in by_user if k}),
+        "databases": sorted({e["path"] for e, _ in plan if not e["path"].startswith("users/")}),
+        "safety_snapshot": safety_id, "verified_files": len(plan) - len(failures),
+    }
+    if failures:
+        out["state"] = "problems"
+        out["failures"] = failures
+    log.info("restore.finished", snapshot=sid[:12], files=len(plan), failures=len(failures),
+             duration_s=out["duration_s"])
+    return out

@@ -1,0 +1,272 @@
+"""What the agent serves for zones: jobs (replicate, verify, prune, restore, rebuild, status
+probe), calls (list, status, host-key trust) and the replication schedules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from backup.zones import hostkeys
+from backup.zones.connection import probe_host_key
+from backup.zones.errors import ZoneError
+from backup.zones.local_repo import LocalRepo, default_opener
+from backup.zones.model import Zone, get_zone, load_zones, select_zones, zone_state_dir
+from backup.zones.prune import prune_zone
+from backup.zones.restore import rebuild_from_zone, restore_from_zone
+from backup.zones.status import samples, zone_status
+from backup.zones.sync import SyncOptions, sync_zone
+from backup.zones.verify import verify_zone
+from lightkeeper.logs import get_logger
+from lightkeeper.progress import JobCancelled
+from lightkeeper.services import CallError, Services
+
+log = get_logger("zones")
+
+STATUS_SCHEDULE = "every 5m"
+
+
+def _local(services: Services) -> LocalRepo:
+    cfg = services.cfg
+    return LocalRepo(cfg.path("backup.repository"), default_opener(cfg))
+
+
+def _zone(services: Services, params: dict[str, Any]) -> Zone:
+    name = params.get("zone")
+    if not name or not isinstance(name, str):
+        raise CallError("missing parameter 'zone'")
+    try:
+        return get_zone(services.cfg, name)
+    except ZoneError as exc:
+        raise CallError(str(exc), status=404, code="unknown_zone") from None
+
+
+def _push_status(services: Services, zone: Zone, local: LocalRepo,
+                 local_times: dict[str, float] | None = None) -> dict[str, Any]:
+    st = zone_status(zone, zone_state_dir(services.cfg, zone.name), local, local_times)
+    try:
+        services.add_samples(samples(st, time.time()))
+    except Exception as exc:  # noqa: BLE001 - metrics must not fail the job
+        log.warning("zones.samples_failed", zone=zone.name, error=str(exc))
+    return st
+
+
+# -- jobs -------------------------------------------------------------------------------
+def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    cfg = services.cfg
+    names = params.get("zones") or ([params["zone"]] if params.get("zone") else None)
+    try:
+        zones = select_zones(cfg, names)
+    except ZoneError as exc:
+        raise CallError(str(exc)) from None
+    if not zones:
+        raise CallError("no zones configured (add zones.NAME.host, .user and .remote_path)")
+    local = _local(services)
+    if not local.exists():
+        raise ZoneError("", f"no local repository at {local.path}; run a backup first")
+    opts = SyncOptions.from_config(cfg)
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    from backup.lock import RepoLock  # noqa: PLC0415
+
+    # A shared lock: backups may run, but no local prune deletes a pack under our feet.
+    with RepoLock(local.path, exclusive=False, purpose="replicate",
+                  job_id=getattr(ctx, "job_id", "")):
+        local_times = local.snapshot_times()
+        for zone in zones:
+            ctx.check_cancelled()
+            zdir = zone_state_dir(cfg, zone.name)
+            try:
+                r = sync_zone(zone, local, zdir, ctx, opts)
+                results[zone.name] = r
+                services.audit("zone.sync", component="zones", zone=zone.name, outcome="ok",
+                               files=r["files_uploaded"], bytes_sent=r["bytes_sent"],
+                               snapshots_published=len(r["snapshots_published"]),
+                               elapsed_s=r["elapsed_s"])
+            except JobCancelled:
+                services.audit("zone.sync", component="zones", level="warning",
+                               zone=zone.name, outcome="cancelled")
+                _push_status(services, zone, local, local_times)
+                raise
+            except Exception as exc:  # noqa: BLE001 - one zone's failure is recorded
+                failed[zone.name] = str(exc)
+                services.audit("zone.sync", component="zones", level="error",
+                               zone=zone.name, outcome="failed", error=str(exc))
+            _push_status(services, zone, local, local_times)
+    summary: dict[str, Any] = {"zones": results, "failed": failed}
+    if failed and not results:
+        raise ZoneError("", "replication failed for every zone: " + "; ".join(failed.values()))
+    if failed:
+        summary["state"] = "partial"
+    unpublished = {z: r["snapshots_unpublished"] for z, r in results.items()
+                   if r["snapshots_unpublished"]}
+    if unpublished and not failed:
+        summary["state"] = "partial"
+    return summary
+
+
+def job_zone_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    zone = _zone(services, params)
+    cfg = services.cfg
+    r = verify_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
+                    _local_path(services), ctx, bool(params.get("full")),
+                    SyncOptions.from_config(cfg))
+    services.audit("zone.verify", component="zones", zone=zone.name, full=r["full"],
+                   level="warning" if r["problems"] else "info", problems=len(r["problems"]))
+    return r
+
+
+def job_zone_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    zone = _zone(services, params)
+    cfg = services.cfg
+    r = prune_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
+                   _local_path(services), ctx, bool(params.get("dry_run")),
+                   SyncOptions.from_config(cfg))
+    services.audit("zone.prune", component="zones", zone=zone.name, dry_run=r["dry_run"],
+                   forgotten=len(r["forgotten"]), files_deleted=r["files_deleted"],
+                   bytes_freed=r["bytes_freed"])
+    _push_status(services, zone, _local(services))
+    return r
+
+
+def job_zone_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    zone = _zone(services, params)
+    cfg = services.cfg
+    target = params.get("target")
+    snapshot = params.get("snapshot") or "latest"
+    if not target:
+        raise CallError("missing parameter 'target' (an empty or new directory)")
+    r = restore_from_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
+                          str(snapshot), Path(target), params.get("user"), _local_path(services),
+                          ctx, SyncOptions.from_config(cfg))
+    services.audit("zone.restore", component="zones", zone=zone.name, snapshot=r["snapshot"],
+                   user=r["user"], target=r["target"], files=r["files_restored"],
+                   problems=len(r["problems"]))
+    return r
+
+
+def job_zone_rebuild(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    zone = _zone(services, params)
+    cfg = services.cfg
+    r = rebuild_from_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
+                          cfg.path("backup.repository"), ctx, SyncOptions.from_config(cfg))
+    services.audit("zone.rebuild", component="zones", level="warning", zone=zone.name,
+                   repository=r["repository"], snapshots=r["snapshots"],
+                   problems=len(r["problems"]))
+    return r
+
+
+def job_zone_status(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """Probe every zone (or the given ones) and push its metrics: keeps lag and up/down
+    current between syncs, so alerts fire for a zone that is down."""
+    cfg = services.cfg
+    local = _local(services)
+    local_times = local.snapshot_times() if local.exists() else {}
+    out = {}
+    for zone in select_zones(cfg, params.get("zones")):
+        ctx.check_cancelled()
+        st = zone_status(zone, zone_state_dir(cfg, zone.name), local, local_times,
+                         do_probe=True)
+        services.add_samples(samples(st, time.time()))
+        out[zone.name] = st
+    return {"zones": out}
+
+
+def _local_path(services: Services) -> Path | None:
+    p = services.cfg.path("backup.repository")
+    return p if (p / "config").exists() else None
+
+
+# -- calls ------------------------------------------------------------------------------
+def call_list(services: Services, params: dict[str, Any]) -> list[dict[str, Any]]:
+    cfg = services.cfg
+    local = _local(services)
+    local_times = local.snapshot_times() if local.exists() else {}
+    return [zone_status(z, zone_state_dir(cfg, z.name), local, local_times,
+                        do_probe=bool(params.get("probe")))
+            for z in load_zones(cfg).values()]
+
+
+def call_status(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    zone = _zone(services, params)
+    return zone_status(zone, zone_state_dir(services.cfg, zone.name), _local(services),
+                       do_probe=bool(params.get("probe")))
+
+
+def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """Connect and report the zone's host key, trusting nothing."""
+    zone = _zone(services, params)
+    try:
+        key = probe_host_key(zone)
+        known = hostkeys.recorded_keys(zone)
+    except ZoneError as exc:
+        raise CallError(str(exc), status=502, code="zone_unreachable") from None
+    fp = hostkeys.fingerprint(key)
+    same = known.get(key.get_name())
+    if same is not None and same == key:
+        state = "trusted"
+    elif known:
+        state = "changed"
+    else:
+        state = "unknown"
+    return {"zone": zone.name, "host": zone.address, "key_type": key.get_name(),
+            "fingerprint": fp, "state": state, "known_hosts": str(zone.known_hosts),
+            "recorded": [f"{k.get_name()} {hostkeys.fingerprint(k)}" for k in known.values()]}
+
+
+def call_trust(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """Record the zone's host key, only if it has the fingerprint the operator confirmed."""
+    zone = _zone(services, params)
+    try:
+        expected = hostkeys.normalise_fingerprint(str(params.get("fingerprint") or ""))
+    except ValueError as exc:
+        raise CallError(str(exc)) from None
+    try:
+        key = probe_host_key(zone)
+    except ZoneError as exc:
+        raise CallError(str(exc), status=502, code="zone_unreachable") from None
+    fp = hostkeys.fingerprint(key)
+    if fp != expected:
+        raise CallError(f"zone {zone.name!r}: the server presents {key.get_name()} {fp}, not "
+                        f"the confirmed {expected}; nothing recorded", status=409,
+                        code="fingerprint_mismatch")
+    try:
+        path = hostkeys.record(zone, key)
+    except ZoneError as exc:
+        raise CallError(str(exc), status=409, code="host_key_changed") from None
+    services.audit("zone.host_key_trusted", actor=params.get("actor"), component="zones",
+                   zone=zone.name, host=zone.address, key_type=key.get_name(), fingerprint=fp)
+    return {"zone": zone.name, "host": zone.address, "key_type": key.get_name(),
+            "fingerprint": fp, "known_hosts": str(path), "state": "trusted"}
+
+
+def schedules(services: Services) -> list[tuple[str, str, dict[str, Any]]]:
+    cfg = services.cfg
+    zones = load_zones(cfg)
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    for name, zone in sorted(zones.items()):
+        if zone.schedule:
+            out.append(("replicate", zone.schedule, {"zones": [name]}))
+    if zones:
+        out.append(("zone_status", str(cfg.get("replication.status_schedule") or STATUS_SCHEDULE),
+                    {}))
+    return out
+
+
+JOBS = {
+    "replicate": job_replicate,
+    "zone_verify": job_zone_verify,
+    "zone_prune": job_zone_prune,
+    "zone_restore": job_zone_restore,
+    "zone_rebuild": job_zone_rebuild,
+    "zone_status": job_zone_status,
+}
+
+CALLS = {
+    "zones.list": call_list,
+    "zones.status": call_status,
+    "zones.trust_probe": call_trust_probe,
+    "zones.trust": call_trust,
+}
+
+SCHEDULES = schedules

@@ -1,0 +1,246 @@
+"""Restore from a zone, and rebuild a lost local repository from a zone.
+
+Restore fetches into the zone's metadata mirror only the packs the snapshot needs (reusing
+identical files of the local repository when it still has them), then restores with the same
+checks as a local restore: every chunk against its id, every file against its size and BLAKE3
+hash. Rebuild downloads the whole zone into the (lost) local repository path, data and index
+first and snapshots last, each file checked against its name."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from backup.zones import remote_ops
+from backup.zones.connection import ZoneSession
+from backup.zones.errors import ZoneError
+from backup.zones.local_repo import scan_files
+from backup.zones.mirror import Mirror, fetch
+from backup.zones.model import Zone
+from backup.zones.pool import Counters, run_tasks
+from backup.zones.remote_path import RemoteRoot
+from backup.zones.state import zone_lock
+from backup.zones.sync import SyncOptions
+from lightkeeper.ids import UnsafePath, safe_join, validate_user_id
+from lightkeeper.logs import get_logger
+
+log = get_logger("zones.restore")
+
+REBUILD_MARKER = ".lightkeeper-rebuild"
+
+
+def _reporter(ctx: Any, zone: Zone, counters: Counters, totals: dict[str, Any]) -> Any:
+    def report() -> None:
+        if ctx is not None:
+            ctx.progress(phase=totals.get("phase", ""), files_done=counters.files_done,
+                         files_total=totals.get("files"), bytes_done=counters.bytes_done,
+                         bytes_total=totals.get("bytes"), current=counters.current,
+                         zone=zone.name)
+    return report
+
+
+def _check_target(target: Path) -> Path:
+    target = Path(target).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ZoneError("", f"restore target {target} exists and is not an empty directory; "
+                        "choose a new path (nothing is overwritten)")
+    return target
+
+
+def restore_files(repo: Any, snapshot_id: str, target: Path, user: str | None, ctx: Any,
+                  counters: Counters) -> dict[str, Any]:
+    """Write the snapshot's files (one user's, or all) under ``target``, checking each file's
+    size and BLAKE3 hash from the manifest. Databases are restored as their dump files."""
+    doc = repo.read_snapshot(snapshot_id)
+    prefix = f"users/{user}/" if user else ""
+    entries = [f for f in doc.get("files", []) if f.get("path", "").startswith(prefix)]
+    if user and not entries:
+        raise ZoneError("", f"snapshot {snapshot_id[:12]} has no files of user {user!r}")
+    target.mkdir(parents=True, exist_ok=True)
+    problems = []
+    nbytes = 0
+    for f in entries:
+        if ctx is not None:
+            ctx.check_cancelled()
+        rel = f["path"][len(prefix):] if user else f["path"]
+        try:
+            dest = safe_join(target, rel)
+        except UnsafePath as exc:
+            problems.append({"file": f["path"], "problem": str(exc)})
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".tmp-{secrets.token_hex(6)}"
+        h = blake3.blake3()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                for piece in repo.iter_file_data(f):
+                    out.write(piece)
+                    h.update(piece)
+                    size += len(piece)
+                    counters.add_bytes(len(piece))
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            problems.append({"file": f["path"], "problem": f"{type(exc).__name__}: {exc}"})
+            continue
+        if size != f.get("size", size) or (f.get("hash") and h.hexdigest() != f["hash"]):
+            tmp.unlink(missing_ok=True)
+            problems.append({"file": f["path"], "problem": "size or hash mismatch after restore"})
+            continue
+        if f.get("mode") is not None:
+            os.chmod(tmp, int(f["mode"]) & 0o7777)
+        os.replace(tmp, dest)
+        if f.get("mtime_ns") is not None:
+            ns = int(f["mtime_ns"])
+            os.utime(dest, ns=(ns, ns))
+        nbytes += size
+        counters.file_done(f["path"])
+    return {"files_restored": len(entries) - len(problems), "bytes_restored": nbytes,
+            "problems": problems}
+
+
+def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
+                      target: Path, user: str | None = None, local_repo: Path | None = None,
+                      ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
+    opts = opts or SyncOptions()
+    started = time.monotonic()
+    if user:
+        validate_user_id(user)
+    target = _check_target(target)
+    root = RemoteRoot(zone.name, zone.remote_path)
+    counters = Counters()
+    totals: dict[str, Any] = {"phase": "list"}
+    report = _reporter(ctx, zone, counters, totals)
+    mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
+    with ZoneSession(zone, opts.connections, opts.channels, opts.timeout) as sess:
+        report()
+        listing = remote_ops.full_listing(sess.clients, root)
+        mirror.refresh(sess.sftp, root, listing.files, listing.snapshots)
+        repo = mirror.open()
+        try:
+            sid = repo.resolve_snapshot(snapshot)
+        except Exception as exc:
+            raise ZoneError(zone.name, f"{exc}") from None
+        refs = sorted(mirror.referenced_files(sess.sftp, root, sid))
+        lacking = [r for r in refs if r not in listing.files]
+        if lacking:
+            raise ZoneError(zone.name, f"snapshot {sid[:12]} is incomplete on the zone "
+                            f"({len(lacking)} files missing, first {lacking[0]})")
+        totals.update(phase="fetch", files=len(refs), bytes=sum(listing.files[r] for r in refs))
+        mirror.fetch_many(sess.clients, root, refs, ctx, report, counters)
+    repo = mirror.open()
+    repo.load_index()
+    counters.files_done = counters.bytes_done = 0
+    totals.update(phase="restore", files=None, bytes=None)
+    result = restore_files(repo, sid, target, user, ctx, counters)
+    mirror.drop_packs()
+    result.update(zone=zone.name, snapshot=sid, target=str(target), user=user,
+                  elapsed_s=round(time.monotonic() - started, 3))
+    if result["problems"]:
+        result["state"] = "problems"
+    log.info("zones.restore_done", zone=zone.name, snapshot=sid, user=user,
+             files=result["files_restored"], problems=len(result["problems"]))
+    return result
+
+
+def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path,
+                      ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
+    """Recreate a lost local repository at ``repo_path`` from the zone (resumable)."""
+    opts = opts or SyncOptions()
+    started = time.monotonic()
+    repo_path = Path(repo_path)
+    marker = repo_path / REBUILD_MARKER
+    if (repo_path / "config").exists() and not marker.exists():
+        raise ZoneError(zone.name, f"a local repository exists at {repo_path}; rebuild only "
+                        "replaces a lost one (move it away first)")
+    if not Path(key_file).exists():
+        raise ZoneError(zone.name, f"key file {key_file} not found: the replicated repository "
+                        "is unreadable without the key kept when it was created")
+    root = RemoteRoot(zone.name, zone.remote_path)
+    counters = Counters()
+    totals: dict[str, Any] = {"phase": "list"}
+    report = _reporter(ctx, zone, counters, totals)
+    try:
+        lock = zone_lock(zone_dir, "rebuild")
+        lock.__enter__()
+    except BlockingIOError:
+        raise ZoneError(zone.name, "another sync, prune or rebuild of this zone is running") \
+            from None
+    try:
+        repo_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        marker.write_text(f"rebuilding from zone {zone.name}\n")
+        for sub in ("data", "index", "snapshots", "locks"):
+            (repo_path / sub).mkdir(exist_ok=True, mode=0o700)
+        with ZoneSession(zone, opts.connections, opts.channels, opts.timeout) as sess:
+            report()
+            listing = remote_ops.full_listing(sess.clients, root)
+            if "config" not in listing.files:
+                raise ZoneError(zone.name, f"{root.root} holds no repository")
+            cfg_bytes = remote_ops.read_small(sess.sftp, root.join("config"))
+            local_cfg = repo_path / "config"
+            if local_cfg.exists() and local_cfg.read_bytes() != cfg_bytes:
+                raise ZoneError(zone.name, f"{repo_path} holds a different repository")
+            todo = [r for r, s in sorted(listing.files.items()) if r != "config" and not (
+                (repo_path / r).is_file() and (repo_path / r).stat().st_size == s)]
+            totals.update(phase="fetch", files=len(todo) + len(listing.snapshots),
+                          bytes=sum(listing.files[r] for r in todo))
+
+            def one(sftp: Any, rel: str, stop: Any) -> None:
+                fetch(sftp, root, rel, repo_path, counters.add_bytes, stop.is_set)
+                counters.file_done(rel)
+
+            run_tasks(sess.clients, todo, one, ctx, report)
+            if not local_cfg.exists() and cfg_bytes is not None:
+                tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
+                tmp.write_bytes(cfg_bytes)
+                os.replace(tmp, local_cfg)
+            from backup.repository import Repository  # noqa: PLC0415
+
+            repo = Repository.open(repo_path, Path(key_file))
+            repo.load_index()
+            totals["phase"] = "snapshots"
+            published = []
+            for sid in sorted(listing.snapshots):
+                if ctx is not None:
+                    ctx.check_cancelled()
+                rel = f"snapshots/{sid}"
+                if not (repo_path / rel).exists():
+                    # manifests last; put aside, check, then publish
+                    stage = repo_path / ".tmp-stage"
+                    shutil.rmtree(stage, ignore_errors=True)
+                    fetch(sess.sftp, root, rel, stage)
+                    os.replace(stage / rel, repo_path / rel)
+                    shutil.rmtree(stage, ignore_errors=True)
+                published.append(sid)
+                counters.file_done(rel)
+        repo = Repository.open(repo_path, Path(key_file))
+        problems = []
+        files_now = set(scan_files(repo_path))
+        for sid in published:
+            try:
+                refs = repo.referenced_files(sid)
+            except Exception as exc:  # noqa: BLE001
+                problems.append({"snapshot": sid, "problem": str(exc)})
+                continue
+            lacking = [r for r in refs if r not in files_now]
+            if lacking:
+                problems.append({"snapshot": sid, "problem": "incomplete",
+                                 "missing_files": len(lacking)})
+        marker.unlink(missing_ok=True)
+    finally:
+        lock.__exit__(None, None, None)
+    result: dict[str, Any] = {
+        "zone": zone.name, "repository": str(repo_path), "snapshots": len(published),
+        "files_fetched": len(todo), "bytes_fetched": counters.bytes_done,
+        "problems": problems, "elapsed_s": round(time.monotonic() - started, 3)}
+    if problems:
+        result["state"] = "problems"
+    log.info("zones.rebuild_done", zone=zone.name, repository=str(repo_path),
+             snapshots=len(published), problems=len(problems))
+    return result

@@ -1,0 +1,105 @@
+"""Zone status for lists, alerts and metrics: reachable, last success, lag, bytes sent,
+failures, what the zone holds.
+
+Lag is the age of the oldest local snapshot newer than the zone's newest snapshot, i.e. how
+long the zone has been missing a snapshot that exists locally (0 when it has everything
+newer than what it holds). Measured this way it keeps growing while a zone is down even as
+new local snapshots keep arriving."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from backup.zones import remote_ops
+from backup.zones.connection import ZoneSession
+from backup.zones.errors import ZoneError
+from backup.zones.local_repo import LocalRepo
+from backup.zones.model import Zone
+from backup.zones.remote_path import RemoteRoot
+from backup.zones.state import ZoneStatus
+from lightkeeper.logs import get_logger
+
+log = get_logger("zones.status")
+
+
+def lag_seconds(local_times: dict[str, float], remote_ids: Iterable[str],
+                now: float) -> tuple[float, int]:
+    """(lag seconds, number of local snapshots newer than the zone's newest it lacks)."""
+    remote = set(remote_ids)
+    held = [t for sid, t in local_times.items() if sid in remote]
+    newest_held = max(held) if held else float("-inf")
+    lacking = sorted(t for sid, t in local_times.items()
+                     if sid not in remote and t > newest_held)
+    if not lacking:
+        return 0.0, 0
+    return max(0.0, now - lacking[0]), len(lacking)
+
+
+def probe(zone: Zone, timeout: float = 10.0) -> tuple[bool, str | None, dict[str, int] | None]:
+    """Connect (host key checked), list the zone's snapshots. (reachable, error, snapshots)."""
+    try:
+        with ZoneSession(zone, 1, 1, timeout) as sess:
+            snaps, _ = remote_ops.list_snapshots(sess.sftp, RemoteRoot(zone.name,
+                                                                       zone.remote_path))
+            return True, None, snaps
+    except ZoneError as exc:
+        return False, str(exc), None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable now"
+        return False, f"{type(exc).__name__}: {exc}", None
+
+
+def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
+                local_times: dict[str, float] | None = None, do_probe: bool = False,
+                now: float | None = None) -> dict[str, Any]:
+    st = ZoneStatus(zone_dir)
+    if do_probe:
+        ok, err, snaps = probe(zone)
+        t = time.time()
+        with st.update() as data:
+            st.record_reachability(data, ok, t)
+            data["last_probe"] = t
+            data["last_probe_error"] = err
+            if snaps is not None:
+                data["remote_snapshots"] = {s: None for s in snaps}
+    data = st.read()
+    now = time.time() if now is None else now
+    if local_times is None:
+        local_times = local.snapshot_times() if local is not None and local.exists() else {}
+    lag, behind = lag_seconds(local_times, data.get("remote_snapshots") or {}, now)
+    unreachable_s = None
+    if data.get("unreachable_since") is not None:
+        unreachable_s = max(0.0, now - float(data["unreachable_since"]))
+    return {
+        **zone.describe(),
+        "reachable": data.get("reachable"),
+        "unreachable_seconds": unreachable_s,
+        "last_success": data.get("last_success"),
+        "last_attempt": data.get("last_attempt"),
+        "last_error": data.get("last_error"),
+        "lag_seconds": round(lag, 1),
+        "snapshots_behind": behind,
+        "remote_snapshots": len(data.get("remote_snapshots") or {}),
+        "remote_bytes": data.get("remote_bytes"),
+        "bytes_sent_total": int(data.get("bytes_sent_total") or 0),
+        "failures_total": int(data.get("failures_total") or 0),
+    }
+
+
+def samples(status: dict[str, Any], now: float) -> list[tuple[float, str, str, float]]:
+    """The zone's metrics as (ts, metric, label, value) samples for the agent's store."""
+    name = status["name"]
+    out = [
+        (now, "zone_lag_seconds", name, float(status["lag_seconds"])),
+        (now, "zone_up", name, 1.0 if status.get("reachable") else 0.0),
+        (now, "zone_sent_bytes_total", name, float(status["bytes_sent_total"])),
+        (now, "zone_failures_total", name, float(status["failures_total"])),
+    ]
+    if status.get("last_success") is not None:
+        out.append((now, "zone_last_success_timestamp_seconds", name,
+                    float(status["last_success"])))
+    if status.get("unreachable_seconds") is not None:
+        out.append((now, "zone_unreachable_seconds", name, float(status["unreachable_seconds"])))
+    return out
