@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "chunk_token_size": 1200, "chunk_overlap_token_size": 100, "entity_extract_max_gleaning": 1,
     "summary_max_tokens": 1200, "summary_context_size": 12000,
     "summary_length_recommended": 600, "force_llm_summary_on_merge": 8,
-    "embedding_model": "", "embedding_dim": 1536, "embedding_batch_num": 10,
+    "embedding_model": "", "embedding_dim": 0, "embedding_batch_num": 10,
     "embedding_func_max_async": 8, "llm_model_max_async": 4, "max_parallel_insert": 3,
     "enable_llm_cache": True, "enable_llm_cache_for_entity_extract": True,
     "query_mode": "mix", "top_k": 40, "chunk_top_k": 20, "max_entity_tokens": 6000,
@@ -46,20 +46,15 @@ def _fallback(user: str | None) -> tuple[int | None, dict[str, Any]]:
 def active_params(cfg: Config, user: str | None = None) -> tuple[int | None, dict[str, Any]]:
     """(tuning version or None, effective parameters for ``user`` or the global set)."""
     try:
-        from tuning.activefile import read_active, read_last_good
+        from tuning.activefile import load_active
     except ImportError:
         return _fallback(user)
-    path = cfg.path("paths.tuning_file")
     try:
-        version, params = read_active(path, user)
-        return version, dict(params)
-    except Exception as exc:  # an invalid hand edit must not stop LightRAG processes
-        good = read_last_good(path)
-        log.warning("rag.params.tuning_unreadable", path=str(path),
-                    error=f"{type(exc).__name__}: {exc}",
-                    using="last good copy" if good else "defaults")
-        if good is not None:
-            return good[0], dict(good[1].effective(user))
+        version, params = load_active(cfg, user)  # falls back to the last good copy itself
+        return version, {**DEFAULTS, **params}
+    except Exception as exc:  # invalid, and no good copy: run on defaults, say so
+        log.warning("rag.params.tuning_unreadable", path=str(cfg.path("paths.tuning_file")),
+                    error=f"{type(exc).__name__}: {exc}", using="defaults")
         return _fallback(user)
 
 

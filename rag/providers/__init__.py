@@ -1,8 +1,8 @@
 """LLM and embedding providers for LightRAG: offline (default) or OpenAI-compatible HTTP.
 
 ``build_providers(cfg)`` constructs them without touching the network. The embedding
-dimension comes from ``rag.embed_dim`` when set, else from the tuning parameter
-``embedding_dim`` of the user's effective parameters (``Providers.embedder(dim)``).
+dimension is the tuning parameter ``embedding_dim`` of the user's effective parameters when it
+is not 0, else ``rag.embed_dim``, else the provider's own (offline: 256).
 """
 
 from __future__ import annotations
@@ -21,13 +21,18 @@ class Providers:
     llm: Callable[..., Awaitable[Any]]
     make_embedder: Callable[[int], Callable[..., Awaitable[Any]]]
     model_name: str
-    fixed_dim: int = 0  # rag.embed_dim, when the operator pinned it
+    config_dim: int = 0  # rag.embed_dim
+    default_dim: int = 0  # the provider's own (0: none, the operator must say)
     embed_model: str = ""
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _embedders: dict[int, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
 
     def dim_for(self, params: dict[str, Any]) -> int:
-        return int(self.fixed_dim or params.get("embedding_dim") or 1536)
+        dim = int(params.get("embedding_dim") or self.config_dim or self.default_dim)
+        if dim <= 0:
+            raise ValueError("the embedding dimension is unknown: set rag.embed_dim to the "
+                             "dimension of rag.embed_model (or the tuning's embedding_dim)")
+        return dim
 
     def embedder(self, dim: int) -> Callable[..., Awaitable[Any]]:
         if dim not in self._embedders:
@@ -50,7 +55,7 @@ def build_providers(cfg: Config) -> Providers:
                           cfg["rag.simulate_embed_ms"])
         return Providers("offline", OfflineLLM(latency),
                          lambda dim: HashEmbedder(dim, latency), "lightkeeper-offline",
-                         fixed_dim=int(cfg["rag.embed_dim"] or 0),
+                         config_dim=int(cfg["rag.embed_dim"] or 0), default_dim=256,
                          embed_model="lightkeeper-offline-hash")
     from rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, read_api_key
 
@@ -60,5 +65,5 @@ def build_providers(cfg: Config) -> Providers:
     embed_model = cfg["rag.embed_model"]
     return Providers("openai", chat,
                      lambda dim: OpenAIEmbed(embed_url, embed_model, dim, key),
-                     cfg["rag.llm_model"], fixed_dim=int(cfg["rag.embed_dim"] or 0),
+                     cfg["rag.llm_model"], config_dim=int(cfg["rag.embed_dim"] or 0),
                      embed_model=embed_model, closers=[chat.close])

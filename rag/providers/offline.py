@@ -75,7 +75,11 @@ _TYPE_WORDS = {
                  "signal", "beacon", "horn", "register", "manual", "map", "log"),
 }
 _PERSON_TITLES = ("captain", "keeper", "mayor", "doctor", "dr", "professor", "elder", "master",
-                  "mistress", "warden", "pilot", "sister", "brother", "lady", "lord", "sir")
+                  "mistress", "warden", "pilot", "sister", "brother", "lady", "lord", "sir",
+                  "chair", "clerk", "instructor", "foreman", "apprentice", "astronomer",
+                  "director", "harbourmaster", "harbormaster", "forecaster", "engineer",
+                  "miller", "assistant")
+_PLACE_FIRST = ("port", "cape", "mount", "lake", "fort", "saint", "st")
 
 
 def sentences(text: str) -> list[str]:
@@ -97,6 +101,8 @@ def phrases(sentence: str) -> list[str]:
             words = words[:-1]
         if not words:
             continue
+        if len(words) >= 3 and words[0].lower() in _PERSON_TITLES:
+            words = words[1:]  # "Keeper Mara Voss" and "Mara Voss" are one person
         name = " ".join(words).strip("'’-")
         if len(name) < 3 or name.upper() == name and len(name) < 4:
             continue
@@ -109,6 +115,8 @@ def entity_type(name: str) -> str:
     words = [w.lower().strip("'’") for w in name.split()]
     if words and words[0] in _PERSON_TITLES:
         return "Person"
+    if words and words[0] in _PLACE_FIRST:
+        return "Location"
     for etype, cues in _TYPE_WORDS.items():
         if words and words[-1] in cues:
             return etype

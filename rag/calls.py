@@ -1,0 +1,33 @@
+"""Calls the agent serves for the rag package (see lightkeeper/services.py).
+
+``rag.users``: what each user's LightRAG directory holds (documents, entities, relations, size),
+read from the files; the agent never opens LightRAG itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkeeper.ids import InvalidUserId
+from lightkeeper.services import CallError, Services
+from rag import inventory
+
+
+def users(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """params: ``user`` (optional, one user). Returns ``{"data_root", "users": [...]}``."""
+    root = services.cfg.path("paths.data_root")
+    user = params.get("user")
+    if user:
+        try:
+            if not (root / str(user)).is_dir():
+                raise CallError(f"user {user!r} has no data under {root}", 404, "not_found")
+            rows = [inventory.user_summary(root, str(user))]
+        except InvalidUserId as exc:
+            raise CallError(str(exc)) from None
+    else:
+        rows = inventory.users(root)
+    return {"data_root": str(root), "users": rows}
+
+
+CALLS = {"rag.users": users}
+JOBS: dict[str, Any] = {}
