@@ -69,3 +69,20 @@ def make_user_with_vectors(data_root: Path, user: str, dim: int) -> Path:
     asyncio.run(_insert(data_root, user, dim, [
         "Alice works at Acme in Paris. Bob manages Alice. Acme builds rockets for Mars."]))
     return data_root / user
+
+
+def make_in_subprocess(data_root: Path, user: str, dim: int) -> Path:
+    """Same as :func:`make_user_with_vectors`, in a fresh process: LightRAG keeps process-wide
+    state per workspace name that would leak into later tests."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, __file__, str(data_root), user, str(dim)], check=True,
+                   capture_output=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    return data_root / user
+
+
+if __name__ == "__main__":
+    import sys
+
+    make_user_with_vectors(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
