@@ -13,7 +13,7 @@ from lightkeeper.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from local_services import LocalServices  # noqa: E402
+from tuning_services import LocalServices  # noqa: E402
 
 
 @pytest.fixture

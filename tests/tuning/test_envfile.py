@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dotenv import dotenv_values
 from lightrag.utils import get_env_value
-from local_services import LocalServices
+from tuning_services import LocalServices
 
 from agent.store.db import Store
 from lightkeeper import config

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from lightrag_dir import build_lightrag, make_in_subprocess
+from tuning_lightrag_dir import build_lightrag, make_in_subprocess
 
 from lightkeeper.services import CallError
 from tuning import calls, protect, versions
