@@ -1,0 +1,47 @@
+"""Fixtures for backup tests: a small LightRAG-shaped data root and a fresh repository."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backup.repository import Repository
+from bench.datagen import generate
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    generate(root, users=3, seed=3, total_mb=3)
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    r = Repository.init(tmp_path / "repo", tmp_path / "keys" / "repo.key",
+                        pack_size=256 * 1024)
+    yield r
+    r.close()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every regular file (lock and temp files excluded)."""
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_file() and p.name != ".lightkeeper.lock" and ".tmp." not in p.name:
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def run_child(code: str, **kw: object) -> subprocess.Popen[str]:
+    """Run ``code`` in a child Python (the library, not the agent) from the repo root."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
