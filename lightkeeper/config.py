@@ -167,6 +167,15 @@ SETTINGS: tuple[Setting, ...] = (
     S("replication.unreachable_minutes", "float", 30.0,
       "Alert when a zone is unreachable longer.", min=1),
     S("replication.connections", "int", 2, "SFTP channels per zone during a sync.", min=1, max=16),
+    S("replication.ssh_connections", "int", 1,
+      "SSH connections the SFTP channels are spread over (more helps on high-latency links).",
+      min=1, max=16),
+    S("replication.retries", "int", 3, "Reconnect attempts (with backoff) after a network error.",
+      min=0, max=20),
+    S("replication.timeout_seconds", "float", 15.0, "Connect and handshake timeout per zone.",
+      min=1, max=600),
+    S("replication.status_schedule", "str", "every 5m",
+      "How often the agent probes each zone and refreshes its lag and up/down metrics."),
 )
 
 ZONE_SETTINGS: tuple[Setting, ...] = (
@@ -179,6 +188,8 @@ ZONE_SETTINGS: tuple[Setting, ...] = (
     S("bandwidth_limit_kbps", "int", 0, "Upload limit in KiB/s (0: none).", min=0),
     S("schedule", "str", "", "Replication schedule for this zone (overrides replication.schedule)."),
     S("keep_last", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+    S("keep_hourly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+    S("keep_yearly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
     S("keep_daily", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
     S("keep_weekly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
     S("keep_monthly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),

@@ -130,20 +130,22 @@ def probe_host_key(zone: Zone, timeout: float = 15.0) -> paramiko.PKey:
 
 
 class ZoneSession:
-    """``connections`` SSH connections with ``channels`` SFTP channels each. Each SFTP client
-    must be used by one thread at a time (paramiko's synchronous requests are not
-    thread-safe), so workers take one client each."""
+    """``channels`` SFTP channels spread over ``connections`` SSH connections. Each SFTP
+    client must be used by one thread at a time (paramiko's synchronous requests are not
+    thread-safe), so workers take one client each. With ``lazy`` only one channel opens at
+    first; :meth:`expand` opens the rest when there is work for them."""
 
-    def __init__(self, zone: Zone, connections: int = 1, channels: int = 1,
+    def __init__(self, zone: Zone, channels: int = 1, connections: int = 1,
                  timeout: float = 15.0, lazy: bool = False) -> None:
         self.zone = zone
-        self.connections = max(1, connections)
         self.channels = max(1, channels)
+        self.connections = min(max(1, connections), self.channels)
         self.timeout = timeout
         self.transports: list[paramiko.Transport] = []
         self.clients: list[paramiko.SFTPClient] = []
         try:
-            self._add_connection(1 if lazy else self.channels)
+            self.transports.append(connect(zone, timeout))
+            self._open_channel(self.transports[0])
             if not lazy:
                 self.expand()
         except BaseException:
@@ -160,19 +162,12 @@ class ZoneSession:
         sftp.get_channel().settimeout(max(self.timeout, 60.0))
         self.clients.append(sftp)
 
-    def _add_connection(self, channels: int) -> None:
-        t = connect(self.zone, self.timeout)
-        self.transports.append(t)
-        for _ in range(channels):
-            self._open_channel(t)
-
     def expand(self) -> None:
-        """Open the remaining connections and channels (only worth it when there is work)."""
-        first = self.transports[0]
-        while len(self.clients) < self.channels:
-            self._open_channel(first)
+        """Open the remaining connections and channels."""
         while len(self.transports) < self.connections:
-            self._add_connection(self.channels)
+            self.transports.append(connect(self.zone, self.timeout))
+        while len(self.clients) < self.channels:
+            self._open_channel(self.transports[len(self.clients) % len(self.transports)])
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
@@ -197,9 +192,9 @@ class ZoneSession:
 
 
 @contextmanager
-def session(zone: Zone, connections: int = 1, channels: int = 1,
+def session(zone: Zone, channels: int = 1, connections: int = 1,
             timeout: float = 15.0, lazy: bool = False) -> Iterator[ZoneSession]:
-    s = ZoneSession(zone, connections, channels, timeout, lazy)
+    s = ZoneSession(zone, channels, connections, timeout, lazy)
     try:
         yield s
     finally:

@@ -36,7 +36,7 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
         raise ZoneError(zone.name, "another sync, prune or rebuild of this zone is running") \
             from None
     try:
-        with ZoneSession(zone, opts.connections, opts.channels, opts.timeout) as sess:
+        with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess:
             sftp = sess.sftp
             if ctx is not None:
                 ctx.progress(phase="list", zone=zone.name)

@@ -40,8 +40,8 @@ log = get_logger("zones.sync")
 
 @dataclass
 class SyncOptions:
-    connections: int = 2
-    channels: int = 2
+    channels: int = 2  # SFTP channels in flight (replication.connections)
+    connections: int = 1  # SSH connections they are spread over (replication.ssh_connections)
     retries: int = 3
     backoff: float = 1.0
     backoff_max: float = 30.0
@@ -50,8 +50,8 @@ class SyncOptions:
 
     @classmethod
     def from_config(cls, cfg: Any) -> SyncOptions:
-        return cls(connections=int(cfg["replication.connections"]),
-                   channels=int(cfg.get("replication.channels", 2)),
+        return cls(channels=int(cfg["replication.connections"]),
+                   connections=int(cfg.get("replication.ssh_connections", 1)),
                    retries=int(cfg.get("replication.retries", 3)),
                    timeout=float(cfg.get("replication.timeout_seconds", 15.0)))
 
@@ -175,7 +175,7 @@ class _Pass:
         self.uploaded: dict[str, int] = {}
         self.vanished: list[str] = []
         self.report()
-        with ZoneSession(self.zone, self.opts.connections, self.opts.channels,
+        with ZoneSession(self.zone, self.opts.channels, self.opts.connections,
                          self.opts.timeout, lazy=True) as sess:
             try:
                 return self._run(sess, started, local_snaps, snap_times, files)

@@ -47,7 +47,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
                          files_total=totals["files"], bytes_done=counters.bytes_done,
                          bytes_total=totals["bytes"], current=counters.current, zone=zone.name)
 
-    with ZoneSession(zone, opts.connections, opts.channels, opts.timeout) as sess:
+    with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess:
         sftp = sess.sftp
         report()
         listing = remote_ops.full_listing(sess.clients, root)

@@ -4,8 +4,6 @@ using the backup engine's snapshot function when it exists."""
 from __future__ import annotations
 
 import os
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +20,16 @@ def write_user_files(data_root: Path, user: str, nfiles: int, size: int, seed: i
     return d
 
 
-def snapshot_dirs(repo: Repository, data_root: Path, users: list[str],
+def snapshot_dirs(repo: Repository, data_root: Path, users: list[str] | None = None,
                   when: float | None = None) -> str:
-    """A snapshot of the users' directories: fixed 64 KiB chunks, content lists as tree
-    chunks, one manifest written last (the manifest shape ``backup.repository`` reads)."""
-    writer = repo.pack_writer()
-    files: list[dict[str, Any]] = []
-    user_info: dict[str, Any] = {}
-    for user in users:
-        base = data_root / user
-        nbytes = 0
-        for p in sorted(base.rglob("*")):
-            if not p.is_file():
-                continue
-            data = p.read_bytes()
-            ids = []
-            for off in range(0, len(data), 65536):
-                piece = data[off:off + 65536]
-                cid = repo.sealer.chunk_id(piece)
-                if not repo.has_chunk(cid) and cid not in writer.pending:
-                    writer.add(cid, piece)
-                ids.append(cid)
-            tree = b"".join(ids)
-            lid = repo.sealer.chunk_id(tree)
-            if not repo.has_chunk(lid) and lid not in writer.pending:
-                writer.add(lid, tree)
-            files.append({"path": f"{user}/{p.relative_to(base)}", "user": user,
-                          "size": len(data), "list": lid.hex(), "mode": 0o600,
-                          "mtime": p.stat().st_mtime})
-            nbytes += len(data)
-        user_info[user] = {"files": sum(1 for f in files if f["user"] == user), "bytes": nbytes}
-    writer.flush()
-    repo.flush_index()
-    manifest = {"time": when or time.time(), "host": socket.gethostname(), "tags": [],
-                "users": user_info, "files": files, "summary": {"files": len(files)},
-                "parent": None}
-    return repo.write_snapshot(manifest)
+    """A real snapshot by the backup engine; returns its id."""
+    from backup.snapshot import BackupOptions, run_backup
+
+    before = set(repo.snapshot_ids())
+    run_backup(repo, BackupOptions(data_root=data_root, users=users, low_priority=False,
+                                   space_check=False))
+    (new,) = set(repo.snapshot_ids()) - before
+    return new
 
 
 def restore_user(repo: Repository, snapshot_id: str, user: str, target: Path) -> list[Path]:
