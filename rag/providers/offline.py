@@ -170,6 +170,9 @@ def keywords_json(query: str) -> str:
     high = [w for w in dict.fromkeys(content_words(query)) if w not in low_words][:6]
     if not low:
         low = high[:3]
+    if not high:
+        high = [w for w in dict.fromkeys(content_words(query))][:3] or \
+            [n.lower() for n in low[:2]]
     return json.dumps({"high_level_keywords": high, "low_level_keywords": low[:6]})
 
 
