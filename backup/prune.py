@@ -114,13 +114,14 @@ def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
         referenced |= lists
         missing = [c for c in referenced if c not in index]
         # 3. classify packs
-        by_pack: dict[str, list[tuple[bytes, Any]]] = {}
-        for cid, loc in index.items():
-            by_pack.setdefault(loc.pack, []).append((cid, loc))
+        # A chunk found in several packs (after an interrupted prune) is served by the pack
+        # the index picked; its other copies count as unused.
+        by_pack = repo.pack_entries()
         sizes = repo.indexed_packs()
         delete, repack, keep = [], [], []
         for pack, entries in by_pack.items():
-            used = sum(loc.length for cid, loc in entries if cid in referenced)
+            used = sum(loc.length for cid, loc in entries
+                       if cid in referenced and index[cid].pack == pack)
             total = sum(loc.length for _, loc in entries) or 1
             if used == 0:
                 delete.append(pack)
@@ -151,7 +152,7 @@ def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
                 ctx.check_cancelled()
                 for cid, _loc in sorted(by_pack[pack], key=lambda e: (e[1].block_off,
                                                                        e[1].inner_off)):
-                    if cid in referenced:
+                    if cid in referenced and index[cid].pack == pack:
                         (tree_w if cid in lists else data_w).add(cid, repo.read_chunk(cid))
                 ctx.progress(phase="repack", files_done=i + 1, current=pack[:12])
             new_packs = data_w.flush() + tree_w.flush()

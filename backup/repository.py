@@ -97,6 +97,7 @@ class Repository:
         self._index: dict[bytes, Loc] | None = None
         self._pack_index: dict[str, str] = {}       # pack id -> index file name
         self._pack_sizes: dict[str, int] = {}
+        self._pack_entries: dict[str, list[tuple[bytes, Loc]]] = {}
         self._index_files: dict[str, list[str]] = {}  # index name -> packs it lists
         self._unindexed: list[PackInfo] = []
         self._block_cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -236,6 +237,7 @@ class Repository:
         self._index = {}
         self._pack_index.clear()
         self._pack_sizes.clear()
+        self._pack_entries.clear()
         self._index_files.clear()
         errors = []
         for name in self.list_index_files():
@@ -259,8 +261,13 @@ class Repository:
                 self._pack_index.setdefault(pid, index_name)
                 self._index_files.setdefault(index_name, []).append(pid)
             self._pack_sizes[pid] = p.size
+            if pid in self._pack_entries:
+                continue  # the same pack listed by two index files (an interrupted prune)
+            entries = self._pack_entries[pid] = []
             for cid, boff, blen, inner, length in p.entries:
-                self._index[cid] = Loc(pid, boff, blen, inner, length)
+                loc = Loc(pid, boff, blen, inner, length)
+                entries.append((cid, loc))
+                self._index[cid] = loc
 
     @property
     def index(self) -> dict[bytes, Loc]:
@@ -279,6 +286,11 @@ class Repository:
     def indexed_packs(self) -> dict[str, int]:
         self.index  # noqa: B018
         return dict(self._pack_sizes)
+
+    def pack_entries(self) -> dict[str, list[tuple[bytes, Loc]]]:
+        """Every indexed pack with all its entries (a chunk may sit in more than one pack)."""
+        self.index  # noqa: B018
+        return self._pack_entries
 
     def index_file_packs(self) -> dict[str, list[str]]:
         self.index  # noqa: B018

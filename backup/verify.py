@@ -119,9 +119,7 @@ def verify(repo: Repository, snapshot_id: str | None = None, full: bool = False,
                         if loc:
                             wanted_packs.add(loc.pack)
         if full or sample_pct:
-            by_pack: dict[str, list[tuple[bytes, Any]]] = defaultdict(list)
-            for cid, loc in index.items():
-                by_pack[loc.pack].append((cid, loc))
+            by_pack = repo.pack_entries()
             packs = sorted(p for p in by_pack if p in on_disk)
             if snapshot_id:
                 needed = set()

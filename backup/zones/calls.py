@@ -140,8 +140,8 @@ def job_zone_restore(ctx: Any, services: Services, params: dict[str, Any]) -> di
                           str(snapshot), Path(target), params.get("user"), _local_path(services),
                           ctx, SyncOptions.from_config(cfg))
     services.audit("zone.restore", component="zones", zone=zone.name, snapshot=r["snapshot"],
-                   user=r["user"], target=r["target"], files=r["files_restored"],
-                   problems=len(r["problems"]))
+                   user=r["user"], target=r["target"], files=r.get("files"),
+                   problems=len(r.get("failures") or {}))
     return r
 
 

@@ -15,7 +15,7 @@ from backup.zones.errors import ZoneError
 from backup.zones.mirror import Mirror
 from backup.zones.model import Zone
 from backup.zones.remote_path import RemoteRoot
-from backup.zones.retention import select_keep
+from backup.zones.retention import policy_for, select_keep
 from backup.zones.state import ListingCache, ZoneStatus, zone_lock
 from backup.zones.sync import SyncOptions, _BytesReader
 from lightkeeper.logs import get_logger
@@ -50,11 +50,10 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                 raise ZoneError(zone.name, f"{len(unreadable)} snapshot manifest(s) on the zone "
                                 f"cannot be read (first {unreadable[0][:12]}); nothing deleted. "
                                 f"Run `lightkeeper zones verify {zone.name}`")
-            keep = select_keep(infos, zone.keep)
-            if infos and not keep:
-                raise ZoneError(zone.name, "the retention rules keep no snapshot at all; "
-                                "refusing to empty the zone (set zones.NAME.keep_last or "
-                                "backup.keep_*)")
+            if policy_for(zone.keep).empty():
+                raise ZoneError(zone.name, "no retention rule is set (every keep_* is 0); "
+                                "refusing to forget every snapshot of the zone")
+            keep, kept_reasons = select_keep(mirror.open(), infos, zone.keep)
             forget = sorted(i.id for i in infos if i.id not in keep)
             required = {"config"}
             for sid in sorted(keep):
@@ -69,6 +68,7 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
             freed = sum(listing.files[r] for r in unused)
             summary: dict[str, Any] = {
                 "zone": zone.name, "dry_run": dry_run, "kept": sorted(keep),
+                "kept_reasons": {k["id"]: k["reasons"] for k in kept_reasons},
                 "forgotten": forget, "files_deleted": len(unused), "bytes_freed": freed,
                 "rules": zone.keep,
             }

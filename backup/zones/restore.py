@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import blake3
-
 from backup.zones import remote_ops
 from backup.zones.connection import ZoneSession
 from backup.zones.errors import ZoneError
@@ -27,7 +25,7 @@ from backup.zones.pool import Counters, run_tasks
 from backup.zones.remote_path import RemoteRoot
 from backup.zones.state import zone_lock
 from backup.zones.sync import SyncOptions
-from lightkeeper.ids import UnsafePath, safe_join, validate_user_id
+from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.restore")
@@ -45,66 +43,6 @@ def _reporter(ctx: Any, zone: Zone, counters: Counters, totals: dict[str, Any]) 
     return report
 
 
-def _check_target(target: Path) -> Path:
-    target = Path(target).absolute()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ZoneError("", f"restore target {target} exists and is not an empty directory; "
-                        "choose a new path (nothing is overwritten)")
-    return target
-
-
-def restore_files(repo: Any, snapshot_id: str, target: Path, user: str | None, ctx: Any,
-                  counters: Counters) -> dict[str, Any]:
-    """Write the snapshot's files (one user's, or all) under ``target``, checking each file's
-    size and BLAKE3 hash from the manifest. Databases are restored as their dump files."""
-    doc = repo.read_snapshot(snapshot_id)
-    prefix = f"users/{user}/" if user else ""
-    entries = [f for f in doc.get("files", []) if f.get("path", "").startswith(prefix)]
-    if user and not entries:
-        raise ZoneError("", f"snapshot {snapshot_id[:12]} has no files of user {user!r}")
-    target.mkdir(parents=True, exist_ok=True)
-    problems = []
-    nbytes = 0
-    for f in entries:
-        if ctx is not None:
-            ctx.check_cancelled()
-        rel = f["path"][len(prefix):] if user else f["path"]
-        try:
-            dest = safe_join(target, rel)
-        except UnsafePath as exc:
-            problems.append({"file": f["path"], "problem": str(exc)})
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".tmp-{secrets.token_hex(6)}"
-        h = blake3.blake3()
-        size = 0
-        try:
-            with open(tmp, "wb") as out:
-                for piece in repo.iter_file_data(f):
-                    out.write(piece)
-                    h.update(piece)
-                    size += len(piece)
-                    counters.add_bytes(len(piece))
-        except Exception as exc:
-            tmp.unlink(missing_ok=True)
-            problems.append({"file": f["path"], "problem": f"{type(exc).__name__}: {exc}"})
-            continue
-        if size != f.get("size", size) or (f.get("hash") and h.hexdigest() != f["hash"]):
-            tmp.unlink(missing_ok=True)
-            problems.append({"file": f["path"], "problem": "size or hash mismatch after restore"})
-            continue
-        if f.get("mode") is not None:
-            os.chmod(tmp, int(f["mode"]) & 0o7777)
-        os.replace(tmp, dest)
-        if f.get("mtime_ns") is not None:
-            ns = int(f["mtime_ns"])
-            os.utime(dest, ns=(ns, ns))
-        nbytes += size
-        counters.file_done(f["path"])
-    return {"files_restored": len(entries) - len(problems), "bytes_restored": nbytes,
-            "problems": problems}
-
-
 def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
                       target: Path, user: str | None = None, local_repo: Path | None = None,
                       ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
@@ -112,7 +50,10 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
     started = time.monotonic()
     if user:
         validate_user_id(user)
-    target = _check_target(target)
+    target = Path(target).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ZoneError("", f"restore target {target} exists and is not an empty directory; "
+                        "choose a new path (nothing is overwritten)")
     root = RemoteRoot(zone.name, zone.remote_path)
     counters = Counters()
     totals: dict[str, Any] = {"phase": "list"}
@@ -134,18 +75,25 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
                             f"({len(lacking)} files missing, first {lacking[0]})")
         totals.update(phase="fetch", files=len(refs), bytes=sum(listing.files[r] for r in refs))
         mirror.fetch_many(sess.clients, root, refs, ctx, report, counters)
+    # The local restore itself: every chunk checked against its id, every file against its
+    # size and hash, paths confined to the target.
+    from backup.restore import RestoreError, RestoreOptions, restore  # noqa: PLC0415
+
     repo = mirror.open()
-    repo.load_index()
-    counters.files_done = counters.bytes_done = 0
-    totals.update(phase="restore", files=None, bytes=None)
-    result = restore_files(repo, sid, target, user, ctx, counters)
-    mirror.drop_packs()
-    result.update(zone=zone.name, snapshot=sid, target=str(target), user=user,
+    try:
+        result = restore(repo, sid, RestoreOptions(
+            target=target, users=[user] if user else None, low_priority=False,
+            job_id=getattr(ctx, "job_id", "")), ctx)
+    except RestoreError as exc:
+        raise ZoneError(zone.name, f"restore of {sid[:12]} failed: {exc}") from None
+    finally:
+        repo.close()
+        mirror.drop_packs()
+    result.update(zone=zone.name, snapshot=sid, user=user,
+                  fetched_bytes=totals.get("bytes"),
                   elapsed_s=round(time.monotonic() - started, 3))
-    if result["problems"]:
-        result["state"] = "problems"
     log.info("zones.restore_done", zone=zone.name, snapshot=sid, user=user,
-             files=result["files_restored"], problems=len(result["problems"]))
+             files=result.get("files"), problems=len(result.get("failures") or {}))
     return result
 
 

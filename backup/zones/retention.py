@@ -1,59 +1,32 @@
-"""Which snapshots a zone keeps. Uses the backup package's keep-* policy when it offers one,
-so a zone and the local repository follow the same rules; otherwise the same restic-style
-rules implemented here (keep the newest snapshot of each of the last N hours/days/...)."""
+"""Which snapshots a zone keeps: the backup package's keep-* rules (``backup.retention``),
+with the same grouping by host and sources as a local forget, applied to the zone's own
+snapshots and the zone's keep-* settings."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
-RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-
-_BUCKET: dict[str, Callable[[time.struct_time], tuple[int, ...]]] = {
-    "hourly": lambda t: (t.tm_year, t.tm_yday, t.tm_hour),
-    "daily": lambda t: (t.tm_year, t.tm_yday),
-    "weekly": lambda t: tuple(int(x) for x in time.strftime("%G %V", t).split()),
-    "monthly": lambda t: (t.tm_year, t.tm_mon),
-    "yearly": lambda t: (t.tm_year,),
-}
+from backup import retention
 
 
-def _builtin_keep(snaps: list[tuple[str, float]], keep: dict[str, int]) -> dict[str, list[str]]:
-    """snapshot id -> reasons kept, for (id, time) pairs."""
-    newest_first = sorted(snaps, key=lambda s: (s[1], s[0]), reverse=True)
-    reasons: dict[str, list[str]] = {}
-    for i, (sid, _) in enumerate(newest_first):
-        if i < keep.get("last", 0):
-            reasons.setdefault(sid, []).append("last")
-    for rule, bucket in _BUCKET.items():
-        n = keep.get(rule, 0)
-        seen: set[tuple[int, ...]] = set()
-        for sid, ts in newest_first:
-            if len(seen) >= n:
-                break
-            b = bucket(time.gmtime(ts))
-            if b not in seen:
-                seen.add(b)
-                reasons.setdefault(sid, []).append(rule)
-    return reasons
+def policy_for(keep: dict[str, int]) -> retention.Policy:
+    return retention.Policy(**{k: int(v) for k, v in keep.items()
+                               if k in ("last", "hourly", "daily", "weekly", "monthly",
+                                        "yearly")})
 
 
-def select_keep(infos: Iterable[Any], keep: dict[str, int]) -> set[str]:
-    """Ids of the snapshots to keep among ``infos`` (objects with ``id`` and ``time``)."""
-    infos = list(infos)
-    policy = _backup_policy()
-    if policy is not None:
-        return policy(infos, keep)
-    return set(_builtin_keep([(i.id, float(i.time)) for i in infos], keep))
+def _sources(manifest: dict[str, Any]) -> list[str]:
+    # the grouping a local forget uses (backup.prune)
+    return [f"user:{u}" for u in manifest.get("users", {})] + \
+        [f"db:{d}" for d in manifest.get("databases", {})]
 
 
-def _backup_policy() -> Callable[[list[Any], dict[str, int]], set[str]] | None:
-    try:
-        from backup import retention as backup_retention  # noqa: PLC0415
-    except ImportError:
-        return None
-    fn = getattr(backup_retention, "select_keep", None)
-    if not callable(fn):
-        return None
-    return lambda infos, keep: {str(getattr(x, "id", x)) for x in fn(infos, keep)}
+def select_keep(repo: Any, infos: list[Any], keep: dict[str, int]) -> tuple[set[str],
+                                                                            list[dict[str, Any]]]:
+    """(ids kept, kept entries with reasons) among ``infos`` of ``repo`` (the zone mirror)."""
+    policy = policy_for(keep)
+    if policy.empty():
+        return {i.id for i in infos}, [{"id": i.id, "reasons": ["no policy"]} for i in infos]
+    groups = {i.id: retention.group_key(i, _sources(repo.read_snapshot(i.id))) for i in infos}
+    kept, _removed = retention.apply(infos, policy, groups)
+    return {k["id"] for k in kept}, kept

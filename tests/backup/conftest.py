@@ -40,8 +40,32 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def run_child(code: str, **kw: object) -> subprocess.Popen[str]:
+def run_child(code: str, *args: str) -> subprocess.Popen[str]:
     """Run ``code`` in a child Python (the library, not the agent) from the repo root."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_when_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    """Wait for the child to print READY (it is in the middle of its work), then SIGKILL it."""
+    import selectors
+    import signal
+    import time
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if line.strip() == "READY":
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                return
+            if not line:
+                break
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("child never reached the kill point: " + (proc.stderr.read() or ""))
