@@ -1,0 +1,36 @@
+"""``lightkeeper replicate [ZONE...]``: copy the local repository to remote zones."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lightkeeper.cli.common import CliContext, add_json_flag, human_bytes, human_duration
+from lightkeeper.cli.zones import add_local_flag, run_job
+
+
+def _render(s: dict[str, Any]) -> str:
+    lines = []
+    for name, r in sorted((s.get("zones") or {}).items()):
+        pub = len(r.get("snapshots_published") or [])
+        lines.append(f"{name}: ok, {r.get('files_uploaded')} files, "
+                     f"{human_bytes(r.get('bytes_sent'))} sent, {pub} snapshot(s) published, "
+                     f"{len(r.get('remote_snapshots') or [])} on the zone, "
+                     f"{human_duration(r.get('elapsed_s'))}")
+        for u in r.get("snapshots_unpublished") or []:
+            lines.append(f"  not published: {u['id'][:12]} ({u['missing_files']} files missing)")
+    for name, err in sorted((s.get("failed") or {}).items()):
+        lines.append(f"{name}: FAILED: {err}")
+    return "\n".join(lines)
+
+
+def cmd_replicate(args: argparse.Namespace, ctx: CliContext) -> int:
+    return run_job(ctx, "replicate", {"zones": list(args.zones) or None}, _render)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("replicate", help="copy the backup repository to remote zones")
+    p.add_argument("zones", nargs="*", metavar="ZONE", help="zones to sync (default: all)")
+    add_json_flag(p)
+    add_local_flag(p)
+    p.set_defaults(func=cmd_replicate)
