@@ -54,7 +54,7 @@ for _name in ("lightrag", "nano-vectordb"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
-class RagError(RuntimeError):
+class RagError(ValueError):
     """A LightRAG operation that cannot be done (bad mode, failed documents...)."""
 
 
