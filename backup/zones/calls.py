@@ -67,6 +67,7 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
     opts = SyncOptions.from_config(cfg)
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
+    errors: list[Exception] = []
     from backup.lock import RepoLock  # noqa: PLC0415
 
     # A shared lock: backups may run, but no local prune deletes a pack under our feet.
@@ -90,10 +91,13 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
                 raise
             except Exception as exc:  # noqa: BLE001 - one zone's failure is recorded
                 failed[zone.name] = str(exc)
+                errors.append(exc)
                 services.audit("zone.sync", component="zones", level="error",
                                zone=zone.name, outcome="failed", error=str(exc))
             _push_status(services, zone, local, local_times)
     summary: dict[str, Any] = {"zones": results, "failed": failed}
+    if len(errors) == 1 and not results:
+        raise errors[0]
     if failed and not results:
         raise ZoneError("", "replication failed for every zone: " + "; ".join(failed.values()))
     if failed:

@@ -1,0 +1,112 @@
+"""Sync to real sshd zones: first and incremental sync, idempotence, snapshots published last,
+and the listing cache."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from backup.zones.local_repo import scan_files, scan_snapshot_files
+from tests.zones.repo_helper import write_user_files
+
+
+def remote_state(root) -> dict[str, tuple[int, int]]:
+    """rel path -> (size, inode) of every repository file on the zone."""
+    out = {}
+    for p in root.rglob("*"):
+        if p.is_file() and not p.name.startswith("."):
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_ino)
+    return out
+
+
+def local_files(repo_path) -> set[str]:
+    return set(scan_files(repo_path)) | {f"snapshots/{s}" for s in scan_snapshot_files(repo_path)}
+
+
+def test_first_and_incremental_sync_to_two_zones(lab, run_cli):
+    lab.add_zone("a")
+    lab.add_zone("b")
+    write_user_files(lab.data_root, "alice", 6, 200_000, 1)
+    write_user_files(lab.data_root, "bob", 4, 150_000, 2)
+    s1 = lab.backup()
+    services = lab.services()
+    summary = lab.run_job("replicate", services)
+    assert set(summary["zones"]) == {"a", "b"} and not summary["failed"]
+    for name in ("a", "b"):
+        r = summary["zones"][name]
+        assert r["snapshots_published"] == [s1]
+        assert r["listing"] == "full"
+        assert set(remote_state(lab.remote(name))) == local_files(lab.repo.path)
+    # the remote copy is byte-identical
+    for rel in local_files(lab.repo.path):
+        assert (lab.remote("a") / rel).read_bytes() == (lab.repo.path / rel).read_bytes()
+    assert not (lab.remote("a") / "locks").exists()
+    events = [e for e, _ in services.events]
+    assert events.count("zone.sync") == 2
+    assert services.latest("zone_lag_seconds", "a") == 0.0
+    assert services.latest("zone_up", "b") == 1.0
+    assert services.latest("zone_sent_bytes_total", "a") > 0
+
+    before = remote_state(lab.remote("a"))
+    # incremental: one user changes, one is added
+    write_user_files(lab.data_root, "alice", 2, 200_000, 3)
+    write_user_files(lab.data_root, "carol", 2, 50_000, 4)
+    s2 = lab.backup()
+    new_files = local_files(lab.repo.path) - set(before)
+    summary = lab.run_job("replicate", zones=["a"])
+    r = summary["zones"]["a"]
+    assert r["snapshots_published"] == [s2]
+    assert r["listing"] == "cached"
+    assert r["files_uploaded"] == len([f for f in new_files if not f.startswith("snapshots/")])
+    after = remote_state(lab.remote("a"))
+    for rel, (size, ino) in before.items():
+        assert after[rel] == (size, ino), f"{rel} was sent again"
+    assert set(after) == local_files(lab.repo.path)
+
+    # no change: nothing sent, cached listing, still complete
+    r = lab.run_job("replicate", zones=["a"])["zones"]["a"]
+    assert r["bytes_sent"] == 0 and r["files_uploaded"] == 0 and r["listing"] == "cached"
+    assert remote_state(lab.remote("a")) == after
+
+    # through the CLI: zone b catches up, zones list shows both current
+    out = run_cli("replicate", "b", "--local", "--json").stdout.strip().splitlines()
+    final = json.loads(out[-1])
+    assert final["job"]["state"] == "succeeded"
+    assert final["job"]["summary"]["zones"]["b"]["snapshots_published"] == [s2]
+    zones = json.loads(run_cli("zones", "list", "--local", "--json").stdout)
+    assert {z["name"]: z["lag_seconds"] for z in zones} == {"a": 0, "b": 0}
+    assert all(z["remote_snapshots"] == 2 for z in zones)
+    text = run_cli("zones", "list", "--local").stdout
+    assert "ZONE" in text and "LAG" in text
+
+
+def test_cache_is_revalidated_when_the_zone_changes(lab):
+    lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 3, 100_000, 1)
+    lab.backup()
+    lab.run_job("replicate")
+    # someone else rewrites the zone (token changes): the next sync lists in full and repairs
+    remote = lab.remote("a")
+    victim = next(p for p in (remote / "data").rglob("*") if p.is_file())
+    victim.unlink()
+    (remote / ".lightkeeper-sync").write_text("someone-else")
+    r = lab.run_job("replicate")["zones"]["a"]
+    assert r["listing"] == "full"
+    assert r["files_uploaded"] == 1
+    assert victim.exists()
+
+
+def test_interrupted_upload_temp_files_are_discarded(lab):
+    lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 3, 100_000, 1)
+    lab.backup()
+    remote = lab.remote("a")
+    (remote / "data" / "ab").mkdir(parents=True)
+    stale = remote / "data" / "ab" / ("ab" + "0" * 62 + ".lktmp")
+    stale.write_bytes(b"half a pack")
+    r = lab.run_job("replicate")["zones"]["a"]
+    assert r["temps_removed"] == 1
+    assert not stale.exists()
+    assert not [p for p in remote.rglob("*.lktmp")]
+    os.sync()
