@@ -1,0 +1,97 @@
+"""Every console action, by name: its key, where it applies, and what it does.
+
+The key bindings, the footer legend, the help screen and the command palette are all built
+from this one list, so they never disagree (harlequin's pattern of named actions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PANES: tuple[tuple[str, str, str], ...] = (
+    # (id, title, key)
+    ("overview", "Overview", "1"),
+    ("lightrag", "LightRAG", "2"),
+    ("backups", "Backups", "3"),
+    ("zones", "Zones", "4"),
+    ("tuning", "Tuning", "5"),
+    ("events", "Events", "6"),
+)
+
+WINDOWS: tuple[str, ...] = ("5m", "1h", "24h", "7d")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str  # the action: ``action_<name>`` on the app
+    key: str
+    label: str  # short, for the footer
+    help: str  # one sentence, for the help screen and the command palette
+    pane: str | None = None  # None: everywhere
+    show: bool = True  # shown in the footer
+    priority: bool = False
+
+
+def _pane_actions() -> list[ActionSpec]:
+    return [ActionSpec(f"show_{pid}", key, title, f"Show the {title} screen", show=False)
+            for pid, title, key in PANES]
+
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    *_pane_actions(),
+    ActionSpec("quit", "q", "Quit", "Leave the console (jobs keep running in the agent)"),
+    ActionSpec("help", "question_mark", "Help", "Show every key and what it does"),
+    ActionSpec("cycle_window", "w", "Window", "Cycle the chart time window: 5m, 1h, 24h, 7d"),
+    ActionSpec("toggle_theme", "ctrl+t", "Theme", "Switch between the dark and light theme",
+               show=False),
+    ActionSpec("refresh_now", "ctrl+r", "Refresh", "Fetch everything from the agent now",
+               show=False),
+    # LightRAG
+    ActionSpec("rag_user", "u", "User", "LightRAG: filter by user (cycles through users, then all)",
+               "lightrag"),
+    ActionSpec("rag_series", "m", "Op/mode", "LightRAG: choose which operation and mode the "
+               "latency chart shows", "lightrag"),
+    # Backups
+    ActionSpec("backup_start", "b", "Backup", "Backups: start a backup now", "backups"),
+    ActionSpec("backup_verify", "v", "Verify", "Backups: verify the repository", "backups"),
+    ActionSpec("backup_prune", "p", "Prune", "Backups: apply the retention policy and prune",
+               "backups"),
+    ActionSpec("backup_restore", "r", "Restore", "Backups: restore wizard (snapshot, scope, "
+               "target, confirm)", "backups"),
+    ActionSpec("backup_cancel", "x", "Cancel job", "Backups: cancel the running repository job",
+               "backups"),
+    # Zones
+    ActionSpec("zone_sync", "s", "Sync", "Zones: replicate to the selected zone", "zones"),
+    ActionSpec("zone_sync_all", "a", "Sync all", "Zones: replicate to every zone", "zones"),
+    ActionSpec("zone_verify", "v", "Verify", "Zones: verify the selected zone's copy", "zones"),
+    ActionSpec("zone_trust", "k", "Trust key", "Zones: show the selected zone's host key "
+               "fingerprint and trust it after confirmation", "zones"),
+    ActionSpec("zone_cancel", "x", "Cancel job", "Zones: cancel the running replication job",
+               "zones"),
+    # Tuning
+    ActionSpec("tuning_apply", "a", "Apply", "Tuning: apply the pending edits (asks for a note)",
+               "tuning"),
+    ActionSpec("tuning_discard", "u", "Undo edits", "Tuning: discard the pending edits",
+               "tuning"),
+    ActionSpec("tuning_mark", "m", "Mark A", "Tuning: mark the selected version as A for a diff",
+               "tuning"),
+    ActionSpec("tuning_diff", "d", "Diff", "Tuning: diff marked version A against the "
+               "selected one", "tuning"),
+    ActionSpec("tuning_revert", "r", "Revert", "Tuning: revert to the selected version "
+               "(asks to confirm and for a note)", "tuning"),
+    ActionSpec("tuning_compare", "c", "Latency A/B", "Tuning: compare LightRAG latency between "
+               "the marked (or previous) version and the selected one", "tuning"),
+    ActionSpec("leave_field", "escape", "Leave field", "Tuning/Events: leave the text field so "
+               "keys act on the screen again", None, show=False),
+    # Events
+    ActionSpec("events_level", "l", "Level", "Events: cycle the minimum level (all, info, "
+               "warning, error)", "events"),
+    ActionSpec("events_search", "slash", "Search", "Events: search the events text", "events"),
+    ActionSpec("events_pause", "p", "Pause", "Events: pause or resume the live tail", "events"),
+)
+
+BY_NAME: dict[str, ActionSpec] = {a.name: a for a in ACTIONS}
+
+
+def key_label(key: str) -> str:
+    return {"question_mark": "?", "slash": "/", "escape": "esc"}.get(key, key)

@@ -1,0 +1,120 @@
+"""Events: a live tail of the agent's events and audit log, with level filter and search."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Input, RichLog, Static
+
+from tui.format import clock_time
+from tui.panes.base import Pane, Request
+
+LEVELS: tuple[str | None, ...] = (None, "info", "warning", "error")
+LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red",
+               "critical": "bold white on red"}
+
+
+def event_line(e: dict[str, Any]) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    level = e.get("level") or ""
+    t.append(clock_time(e.get("ts")) + " ", style="dim")
+    t.append(f"{level[:4]:<4} ", style=LEVEL_STYLE.get(level, ""))
+    t.append(f"{e.get('kind', '')[:5]:<5} ", style="dim")
+    t.append(str(e.get("event", "")), style="bold" if e.get("kind") == "audit" else "")
+    if e.get("actor"):
+        t.append(f" by {e['actor']}", style="cyan")
+    ctx = e.get("context") or {}
+    if ctx:
+        t.append(" " + " ".join(f"{k}={_short(v)}" for k, v in ctx.items()), style="dim")
+    return t
+
+
+def _short(v: Any) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    return s if len(s) <= 60 else s[:59] + "…"
+
+
+class EventsPane(Pane):
+    pane_id = "events"
+    title = "Events"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.level_i = 0
+        self.search = ""
+        self.last_id = 0
+        self.gen = 0
+        self.paused = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="events-bar"):
+            yield Static(id="events-filter")
+            yield Input(placeholder="search (press /)", id="events-search")
+        yield RichLog(id="events-log", max_lines=2000, wrap=False, markup=False,
+                      auto_scroll=True)
+
+    def on_mount(self) -> None:
+        self._bar()
+
+    def params(self) -> dict[str, Any]:
+        return {"since": self.last_id, "level": LEVELS[self.level_i], "q": self.search or None,
+                "gen": self.gen}
+
+    def fetch(self, client: Any, req: Request) -> list[dict[str, Any]]:
+        p = req.params
+        return client.events(since=p["since"], limit=300 if p["since"] == 0 else 1000,
+                             level=p["level"], q=p["q"])
+
+    def show(self, data: list[dict[str, Any]], req: Request) -> None:
+        if req.params.get("gen") != self.gen:
+            return  # fetched with an older filter
+        log = self.query_one("#events-log", RichLog)
+        if req.params["since"] == 0:
+            log.clear()
+        if self.paused and req.params["since"] != 0:
+            return
+        for e in data:
+            if e["id"] > self.last_id:
+                log.write(event_line(e))
+                self.last_id = e["id"]
+        self._bar()
+
+    def _reset(self) -> None:
+        self.gen += 1
+        self.last_id = 0
+        self._bar()
+        self.lk.refresh_now()
+
+    def _bar(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" level ", style="dim")
+        t.append(LEVELS[self.level_i] or "all", style="bold")
+        t.append("  l level  / search  p pause", style="dim")
+        if self.paused:
+            t.append("  PAUSED", style="bold yellow")
+        self.query_one("#events-filter", Static).update(t)
+
+    # -- actions ----------------------------------------------------------------------------
+    def do_events_level(self) -> None:
+        self.level_i = (self.level_i + 1) % len(LEVELS)
+        self._reset()
+
+    def do_events_search(self) -> None:
+        self.query_one("#events-search", Input).focus()
+
+    def do_events_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self._reset()
+        else:
+            self._bar()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "events-search":
+            self.search = event.value.strip()
+            self._reset()
+            self.query_one("#events-log", RichLog).focus()

@@ -1,0 +1,149 @@
+"""Overview: CPU, memory, disk and network over the window; mounts, interfaces, users, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.widgets import Static
+
+from tui import agentdata
+from tui.agentdata import problem
+from tui.format import age, human_bytes, human_duration, pct, rate
+from tui.panes.base import Pane, Request
+from tui.panes.common import first, invert, series_lines, small_table, sum_series
+from tui.widgets.chart import ChartData, Line, TimeChart
+
+LATEST = ["disk_free_ratio", "disk_free_bytes", "disk_total_bytes",
+          "network_receive_bytes_per_second", "network_transmit_bytes_per_second",
+          "userdir_bytes", "userdir_growth_bytes_per_second", "cpu_load_average", "cpu_cores",
+          "memory_total_bytes", "memory_available_bytes"]
+
+
+class OverviewPane(Pane):
+    pane_id = "overview"
+    title = "Overview"
+    chart_pane = True
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            with Grid(id="ov-charts"):
+                yield TimeChart("CPU used", scale=100, unit="%", id="ch-cpu")
+                yield TimeChart("Memory used", scale=100, unit="%", id="ch-mem")
+                yield TimeChart("Disk used per mount", scale=100, unit="%", id="ch-disk")
+                yield TimeChart("Network", scale=1 / 1024, unit="KiB/s", id="ch-net")
+            with Horizontal(id="ov-detail"):
+                yield Static(id="ov-storage", classes="box")
+                yield Static(id="ov-users", classes="box")
+                yield Static(id="ov-health", classes="box")
+
+    def fetch(self, client: Any, req: Request) -> dict[str, Any]:
+        w = req.window
+        return {
+            "cpu": agentdata.series(client, "cpu_usage_ratio", "", w),
+            "mem": agentdata.series(client, "memory_available_ratio", "", w),
+            "disk": agentdata.series(client, "disk_free_ratio", None, w),
+            "rx": agentdata.series(client, "network_receive_bytes_per_second", None, w),
+            "tx": agentdata.series(client, "network_transmit_bytes_per_second", None, w),
+            "latest": agentdata.call(client, "metrics.latest", metrics=LATEST),
+            "snapshots": agentdata.call(client, "backup.snapshots", limit=1),
+            "zones": agentdata.call(client, "zones.list"),
+        }
+
+    def show(self, data: dict[str, Any], req: Request) -> None:
+        window_s = _window_seconds(req.window)
+
+        def chart(cid: str, lines: list[Line], ymax: float | None = None, msg: str = "") -> None:
+            self.query_one(f"#{cid}", TimeChart).show(ChartData(
+                lines=lines, now=req.now, window_s=window_s, ymin=0, ymax=ymax, message=msg))
+
+        cpu = series_lines(data["cpu"])
+        chart("ch-cpu", [Line("", cpu.get("", []))], 1.0, problem(data["cpu"]) or "")
+        mem = series_lines(data["mem"])
+        chart("ch-mem", [Line("", invert(mem.get("", [])))], 1.0, problem(data["mem"]) or "")
+        disk = series_lines(data["disk"])
+        chart("ch-disk", [Line(m, invert(p)) for m, p in sorted(disk.items())][:6], 1.0,
+              problem(data["disk"]) or "")
+        rx, tx = series_lines(data["rx"]), series_lines(data["tx"])
+        chart("ch-net", [Line("rx", sum_series(rx, {"lo"})), Line("tx", sum_series(tx, {"lo"}))],
+              None, problem(data["rx"]) or "")
+        latest = data["latest"] if isinstance(data["latest"], dict) else {}
+        self.query_one("#ov-storage", Static).update(_storage(latest))
+        self.query_one("#ov-users", Static).update(_users(latest))
+        self.query_one("#ov-health", Static).update(
+            _health(req.status or {}, data["snapshots"], data["zones"], req.now))
+
+
+def _window_seconds(window: str) -> float:
+    units = {"m": 60, "h": 3600, "d": 86400}
+    return float(window[:-1]) * units[window[-1]]
+
+
+def _storage(latest: dict[str, Any]) -> Group:
+    free = latest.get("disk_free_ratio") or {}
+    free_b = latest.get("disk_free_bytes") or {}
+    total_b = latest.get("disk_total_bytes") or {}
+    mounts = [[m, pct(1 - r), human_bytes(free_b.get(m)), human_bytes(total_b.get(m))]
+              for m, r in sorted(free.items())]
+    rx = latest.get("network_receive_bytes_per_second") or {}
+    tx = latest.get("network_transmit_bytes_per_second") or {}
+    ifaces = [[i, rate(rx.get(i)), rate(tx.get(i))] for i in sorted(set(rx) | set(tx))]
+    return Group(small_table("Mounts", ["mount", "used", "free", "size"], mounts,
+                             justify_right={1, 2, 3}),
+                 Text(""),
+                 small_table("Interfaces", ["if", "rx", "tx"], ifaces, justify_right={1, 2}))
+
+
+def _users(latest: dict[str, Any]) -> Group:
+    size = latest.get("userdir_bytes") or {}
+    growth = latest.get("userdir_growth_bytes_per_second") or {}
+    by_size = sorted(size.items(), key=lambda kv: -kv[1])[:5]
+    by_growth = sorted(((u, g) for u, g in growth.items() if g), key=lambda kv: -kv[1])[:5]
+    return Group(
+        small_table("Top users by storage", ["user", "size"],
+                    [[u, human_bytes(b)] for u, b in by_size], "(no users yet)",
+                    justify_right={1}),
+        Text(""),
+        small_table("Fastest growth", ["user", "growth"],
+                    [[u, rate(g)] for u, g in by_growth], "(no growth)", justify_right={1}))
+
+
+def _health(status: dict[str, Any], snapshots: Any, zones: Any, now: float) -> Group:
+    rows = []
+    for c in status.get("collectors") or []:
+        ok = not c.get("last_error") or (c.get("age_s") or 0) < 3 * (c.get("interval_s") or 5)
+        state = Text("ok" if ok and c.get("last_ok") else "stale" if ok else "error",
+                     style="green" if ok and c.get("last_ok") else "red")
+        rows.append([c.get("name"), state, human_duration(c.get("age_s")), c.get("errors", 0)])
+    parts: list[Any] = [small_table("Collectors", ["name", "state", "age", "err"], rows,
+                                    "(none running)", justify_right={2, 3})]
+    parts.append(Text(""))
+    if problem(snapshots):
+        parts.append(Text("Backups: not available", style="dim"))
+    else:
+        snaps = snapshots if isinstance(snapshots, list) else first(
+            snapshots, "snapshots", default=[])
+        if snaps:
+            newest = max(snaps, key=lambda s: first(s, "time", "ts", "created", default=0) or 0)
+            ts = first(newest, "time", "ts", "created")
+            verified = first(newest, "verified", "verified_at")
+            parts.append(Text(f"Backup: newest {age(ts, now)}" +
+                              ("" if verified in (None, False) else ", verified")))
+        else:
+            parts.append(Text("Backup: no snapshot yet", style="yellow"))
+    if problem(zones):
+        parts.append(Text("Zones: not available", style="dim"))
+    else:
+        zl = zones if isinstance(zones, list) else first(zones, "zones", default=[])
+        if not zl:
+            parts.append(Text("Zones: none configured", style="dim"))
+        for z in zl[:4]:
+            reach = first(z, "reachable")
+            lag = first(z, "lag_s", "lag_seconds", "lag")
+            style = "red" if reach is False else ""
+            parts.append(Text(f"Zone {z.get('name')}: lag {human_duration(lag)}"
+                              + (" UNREACHABLE" if reach is False else ""), style=style))
+    return Group(*parts)

@@ -1,0 +1,371 @@
+"""Tuning: a form with one field per parameter (unit, range, meaning, effect class), inline
+errors from the agent's validation, a diff of pending edits, apply with a note, history,
+diff between any two versions, revert with confirmation, latency comparison between versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Static
+
+from lightkeeper.client import default_actor
+from tui.dialogs import NoteDialog
+from tui.format import clock_time, ms, shorten
+from tui.panes.base import Pane, Request
+from tui.panes.common import small_table
+
+EFFECT_STYLE = {"next_operation": "green", "new_documents": "cyan", "restart": "yellow",
+                "rebuild": "bold red"}
+
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return "" if v is None else str(v)
+
+
+class ParamInput(Input):
+    def __init__(self, name: str, value: str) -> None:
+        super().__init__(value=value, id=f"p-{name}", classes="param-input")
+        self.param = name
+
+
+class ParamField(Vertical):
+    """One parameter: name, value field, unit and range; meaning and effect; inline error."""
+
+    def __init__(self, p: dict[str, Any], value: Any) -> None:
+        super().__init__(classes="param", id=f"field-{p['name']}")
+        self.p = p
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        p = self.p
+        with Horizontal(classes="param-row"):
+            yield Static(p["name"], classes="param-name")
+            yield ParamInput(p["name"], fmt_value(self.value))
+            yield Static(Text(f"{p.get('unit') or ''}  {p.get('allowed') or ''}",
+                              no_wrap=True, overflow="ellipsis"), classes="param-unit")
+        info = Text(no_wrap=False)
+        info.append(f"[{p['effect']}] ", style=EFFECT_STYLE.get(p["effect"], ""))
+        info.append(p.get("meaning") or "", style="dim")
+        yield Static(info, classes="param-info")
+        yield Static("", classes="param-error", id=f"err-{p['name']}")
+
+    def set_error(self, text: str | None) -> None:
+        err = self.query_one(".param-error", Static)
+        err.update(Text(text or "", style="bold red"))
+        err.display = bool(text)
+        self.set_class(bool(text), "invalid")
+
+
+class TuningPane(Pane):
+    pane_id = "tuning"
+    title = "Tuning"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.model: list[dict[str, Any]] | None = None
+        self.active: dict[str, Any] = {}  # name -> value of the latest version
+        self.version: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.pending: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.validated_seq = -1
+        self.seq = 0
+        self.marked: int | None = None
+        self.panel_mode = "pending"
+        self._validate_timer: Timer | None = None
+        self._last_validation: dict[str, Any] | None = None
+        self._built = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="tuning-head", classes="filterbar")
+        with Horizontal(id="tuning-body"):
+            yield VerticalScroll(id="tuning-form")
+            with Vertical(id="tuning-side"):
+                with VerticalScroll(id="tuning-panel-scroll"):
+                    yield Static(id="tuning-panel")
+                yield DataTable(id="tuning-history", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#tuning-history", DataTable).add_columns(
+            "ver", "time", "actor", "note", "changes")
+
+    def focus_default(self) -> None:
+        self.query_one("#tuning-history", DataTable).focus()
+
+    # -- data -------------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        return {"need_model": self.model is None}
+
+    def fetch(self, client: Any, req: Request) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if req.params.get("need_model"):
+            out["model"] = client.call("tuning.params")["params"]
+        out["show"] = client.call("tuning.show")
+        out["history"] = client.call("tuning.history", limit=100)["versions"]
+        return out
+
+    def show(self, data: dict[str, Any], req: Request) -> None:
+        if "model" in data and self.model is None:
+            self.model = data["model"]
+        shown = data["show"]
+        new_active = {r["name"]: r["value"] for r in shown["params"]}
+        version_changed = shown["version"] != self.version
+        self.active = new_active
+        self.version = shown["version"]
+        if not self._built and self.model is not None:
+            form = self.query_one("#tuning-form", VerticalScroll)
+            form.mount_all([ParamField(p, self.active.get(p["name"])) for p in self.model])
+            self._built = True
+        elif version_changed:
+            for inp in self.query(ParamInput):
+                if inp.param not in self.pending:
+                    inp.value = fmt_value(self.active.get(inp.param))
+        self.history = data["history"]
+        table = self.query_one("#tuning-history", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for v in self.history:
+            mark = "A " if v["version"] == self.marked else ""
+            table.add_row(f"{mark}{v['version']}", clock_time(v.get("ts"), True),
+                          shorten(v.get("actor"), 16), shorten(v.get("note"), 40),
+                          shorten(", ".join(v.get("changes") or []), 40), key=str(v["version"]))
+        if self.history:
+            table.move_cursor(row=min(max(row, 0), len(self.history) - 1))
+        self._head()
+        if self.panel_mode == "pending":
+            self._pending_panel()
+
+    def _head(self) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" active version {self.version}", style="bold")
+        latest = self.history[0] if self.history else {}
+        if latest:
+            t.append(f" by {latest.get('actor')}: {latest.get('note')}", style="dim")
+        if self.pending:
+            bad = sum(1 for k in self.pending if k in self.errors)
+            t.append(f"   {len(self.pending)} pending edit{'s' if len(self.pending) > 1 else ''}",
+                     style="bold yellow")
+            if bad:
+                t.append(f", {bad} invalid", style="bold red")
+        if self.marked is not None:
+            t.append(f"   A = v{self.marked}", style="cyan")
+        self.query_one("#tuning-head", Static).update(t)
+
+    # -- editing ----------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if not isinstance(event.input, ParamInput):
+            return
+        name = event.input.param
+        if event.value == fmt_value(self.active.get(name)):
+            self.pending.pop(name, None)
+        else:
+            self.pending[name] = event.value
+        self.seq += 1
+        if self._validate_timer is not None:
+            self._validate_timer.stop()
+        self._validate_timer = self.set_timer(0.3, self._validate)
+        self.panel_mode = "pending"
+        self._head()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if isinstance(event.input, ParamInput):
+            event.stop()
+            self.screen.focus_next(ParamInput)
+
+    def _validate(self) -> None:
+        seq = self.seq
+        changes = dict(self.pending)
+        if not changes:
+            self._apply_validation(seq, {"ok": True, "errors": {}, "diff": [], "warnings": {}})
+            return
+        self.lk.run_agent("validate", lambda c: c.call("tuning.validate", changes=changes),
+                          lambda r: self._apply_validation(seq, r))
+
+    def _apply_validation(self, seq: int, result: dict[str, Any]) -> None:
+        if seq != self.seq:
+            return  # the fields changed since
+        self.validated_seq = seq
+        self._last_validation = result
+        self.errors = {k.rsplit(".", 1)[-1]: v for k, v in (result.get("errors") or {}).items()}
+        for f in self.query(ParamField):
+            f.set_error(self.errors.get(f.p["name"]) if f.p["name"] in self.pending else None)
+        self._head()
+        if self.panel_mode == "pending":
+            self._pending_panel()
+
+    def _pending_panel(self) -> None:
+        panel = self.query_one("#tuning-panel", Static)
+        if not self.pending:
+            panel.update(Group(Text("Pending edits", style="bold"),
+                               Text("none: edit a field (tab/arrows, enter for the next); "
+                                    "esc leaves the form", style="dim")))
+            return
+        v = self._last_validation if self.validated_seq == self.seq else None
+        if v is None:
+            panel.update(Text("checking...", style="dim"))
+            return
+        rows = [[r["key"], fmt_value(r["old"]), fmt_value(r["new"]),
+                 Text(r["effect"], style=EFFECT_STYLE.get(r["effect"], ""))]
+                for r in v.get("diff") or []]
+        parts: list[Any] = [small_table(f"Pending edits vs active v{self.version}",
+                                        ["param", "active", "new", "effect"], rows,
+                                        "(no effective change)")]
+        for k, e in (v.get("errors") or {}).items():
+            parts.append(Text(f"{k}: {e}", style="bold red"))
+        for k, w in (v.get("warnings") or {}).items():
+            parts.append(Text(f"{k}: {w}", style="yellow"))
+        parts.append(Text("a apply (asks for a note)  u undo edits" if v.get("ok")
+                          else "fix the errors to apply", style="dim"))
+        panel.update(Group(*parts))
+
+    # -- actions ----------------------------------------------------------------------------
+    def selected_version(self) -> int | None:
+        table = self.query_one("#tuning-history", DataTable)
+        if not self.history or table.cursor_row < 0:
+            return None
+        return int(self.history[min(table.cursor_row, len(self.history) - 1)]["version"])
+
+    def do_tuning_apply(self) -> None:
+        if not self.pending:
+            self.lk.notify("no pending edits", timeout=3)
+            return
+        v = self._last_validation if self.validated_seq == self.seq else None
+        if v is None:
+            self.lk.notify("still checking the edits; try again in a moment", timeout=3)
+            return
+        if not v.get("ok"):
+            self.lk.notify("cannot apply: " + "; ".join(
+                f"{k}: {e}" for k, e in (v.get("errors") or {}).items()),
+                severity="error", timeout=6)
+            return
+        changes = dict(self.pending)
+        body = Group(*[Text(f"{r['key']}: {fmt_value(r['old'])} -> {fmt_value(r['new'])}  "
+                            f"[{r['effect']}]") for r in v.get("diff") or []],
+                     *[Text(e, style="dim") for e in v.get("effects") or []])
+
+        def done(note: str | None) -> None:
+            if not note:
+                return
+
+            def applied(r: dict[str, Any]) -> None:
+                self.pending.clear()
+                self.errors.clear()
+                self.seq += 1
+                self.lk.notify(f"tuning version {r.get('version')} applied", timeout=4)
+
+            self.lk.run_agent("apply", lambda c: c.call(
+                "tuning.set", changes=changes, note=note, actor=default_actor(),
+                source="console"), applied)
+
+        self.lk.push_screen(NoteDialog(f"Apply {len(changes)} edit(s) as a new version?", body),
+                            done)
+
+    def do_tuning_discard(self) -> None:
+        self.pending.clear()
+        self.errors.clear()
+        self.seq += 1
+        for inp in self.query(ParamInput):
+            inp.value = fmt_value(self.active.get(inp.param))
+        for f in self.query(ParamField):
+            f.set_error(None)
+        self.pending.clear()
+        self.panel_mode = "pending"
+        self._pending_panel()
+        self._head()
+
+    def do_tuning_mark(self) -> None:
+        self.marked = self.selected_version()
+        self.lk.notify(f"version {self.marked} marked as A", timeout=2)
+        self._head()
+        self.lk.refresh_now()
+
+    def _pair(self) -> tuple[int, int] | None:
+        b = self.selected_version()
+        if b is None:
+            return None
+        a = self.marked
+        if a is None or a == b:
+            a = b - 1 if b > 1 else None
+        if a is None:
+            self.lk.notify("mark another version with m first", severity="warning", timeout=3)
+            return None
+        return a, b
+
+    def do_tuning_diff(self) -> None:
+        pair = self._pair()
+        if pair is None:
+            return
+        a, b = pair
+
+        def shown(r: dict[str, Any]) -> None:
+            self.panel_mode = "diff"
+            rows = [[x["key"], fmt_value(x["old"]), fmt_value(x["new"]),
+                     Text(x["effect"], style=EFFECT_STYLE.get(x["effect"], ""))]
+                    for x in r.get("rows") or []]
+            self.query_one("#tuning-panel", Static).update(Group(
+                small_table(f"v{a} -> v{b}", ["param", f"v{a}", f"v{b}", "effect"], rows,
+                            "(no differences)"),
+                Text("edit a field to return to pending edits", style="dim")))
+
+        self.lk.run_agent("diff", lambda c: c.call("tuning.diff", a=a, b=b), shown)
+
+    def do_tuning_compare(self) -> None:
+        pair = self._pair()
+        if pair is None:
+            return
+        a, b = pair
+
+        def shown(r: dict[str, Any]) -> None:
+            self.panel_mode = "compare"
+            rows = []
+            for x in r.get("rows") or []:
+                key = x["op"] + (f"/{x['mode']}" if x.get("mode") else "")
+                ch = x.get("change_p95")
+                change = Text("-" if ch is None else f"{ch * 100:+.0f}%",
+                              style="" if ch is None else "red" if ch > 0.05 else
+                              "green" if ch < -0.05 else "")
+                rows.append([key, f"{x['a_count']}/{x['b_count']}", ms(x.get("a_p95")),
+                             ms(x.get("b_p95")), change,
+                             Text("thin" if x.get("thin_evidence") else "", style="yellow")])
+            self.query_one("#tuning-panel", Static).update(Group(
+                small_table(f"Latency p95: v{a} vs v{b}", ["op/mode", "n a/b", f"v{a}",
+                                                            f"v{b}", "change", ""], rows,
+                            "(no LightRAG operations under these versions)",
+                            justify_right={1, 2, 3, 4}),
+                Text("thin: fewer than 30 operations on one side", style="dim")))
+
+        self.lk.run_agent("compare", lambda c: c.call("rag.compare_versions", a=a, b=b), shown)
+
+    def do_tuning_revert(self) -> None:
+        n = self.selected_version()
+        if n is None:
+            return
+        if n == self.version:
+            self.lk.notify(f"version {n} is already active", timeout=3)
+            return
+
+        def ask(r: dict[str, Any]) -> None:
+            rows = r.get("rows") or []
+            body = Group(Text(f"A new version equal to v{n} is created; the history keeps "
+                              "everything.\n"),
+                         *[Text(f"{x['key']}: {fmt_value(x['old'])} -> {fmt_value(x['new'])}  "
+                                f"[{x['effect']}]") for x in rows] or [Text("(no differences)")])
+
+            def done(note: str | None) -> None:
+                if note:
+                    self.lk.run_agent("revert", lambda c: c.call(
+                        "tuning.revert", version=n, note=note, actor=default_actor()),
+                        lambda res: self.lk.notify(
+                            f"reverted to v{n}: now version {res.get('version')}", timeout=4))
+
+            self.lk.push_screen(NoteDialog(f"Revert to version {n}?", body,
+                                           confirm_label="Revert"), done)
+
+        self.lk.run_agent("revert", lambda c: c.call("tuning.diff", a=self.version, b=n), ask)

@@ -1,0 +1,172 @@
+"""Zones: reachable, last sync, lag and size per zone; sync one or all, verify, trust a host
+key after confirming its fingerprint; live progress of replication jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from tui import agentdata
+from tui.agentdata import problem
+from tui.dialogs import ConfirmDialog
+from tui.format import age, human_bytes, human_duration, shorten
+from tui.panes.base import Pane, Request
+from tui.widgets.jobprogress import JobProgress
+
+ZONE_JOBS = ("replicate", "zone_verify", "zone_prune", "zone_restore", "zone_rebuild",
+             "zone_status")
+
+
+class ZonesPane(Pane):
+    pane_id = "zones"
+    title = "Zones"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.zones: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="zones-note", classes="filterbar")
+        yield DataTable(id="zones-table", cursor_type="row", zebra_stripes=True)
+        yield JobProgress(ZONE_JOBS, "no replication job running", id="zones-progress")
+        yield Static(id="zones-last", classes="lastjob")
+
+    def on_mount(self) -> None:
+        t = self.query_one("#zones-table", DataTable)
+        t.add_columns("zone", "host", "reachable", "last sync", "lag", "behind", "size",
+                      "failures", "last error")
+
+    def focus_default(self) -> None:
+        self.query_one("#zones-table", DataTable).focus()
+
+    def fetch(self, client: Any, req: Request) -> dict[str, Any]:
+        return {"zones": agentdata.call(client, "zones.list"),
+                "recent": client.jobs(limit=20)}
+
+    def show(self, data: dict[str, Any], req: Request) -> None:
+        note = self.query_one("#zones-note", Static)
+        zones = data["zones"]
+        table = self.query_one("#zones-table", DataTable)
+        if problem(zones):
+            note.update(Text(" " + (problem(zones) or ""), style="dim"))
+            zones = []
+        elif not zones:
+            note.update(Text(" no zones configured: add [zones.NAME] host, user, remote_path "
+                             "to the configuration", style="dim"))
+        else:
+            note.update(Text(" s sync  a sync all  v verify  k trust host key  x cancel",
+                             style="dim"))
+        self.zones = list(zones)
+        row = table.cursor_row
+        table.clear()
+        for z in self.zones:
+            reach = z.get("reachable")
+            reach_t = Text("yes", style="green") if reach else Text(
+                "no", style="bold red") if reach is False else Text("?", style="dim")
+            table.add_row(
+                z.get("name"), f"{z.get('host', '')}:{z.get('port', '')}", reach_t,
+                age(z.get("last_success"), req.now), human_duration(z.get("lag_seconds")),
+                str(z.get("snapshots_behind", "")), human_bytes(z.get("remote_bytes")),
+                str(z.get("failures_total", 0)), shorten(z.get("last_error") or "", 40),
+                key=z.get("name"))
+        if self.zones:
+            table.move_cursor(row=min(max(row, 0), len(self.zones) - 1))
+        self.query_one("#zones-progress", JobProgress).show(self.lk.jobs)
+        recent = [j for j in data.get("recent") or [] if j.get("kind") in ZONE_JOBS
+                  and j.get("state") not in ("queued", "running")]
+        last = self.query_one("#zones-last", Static)
+        if recent:
+            j = recent[0]
+            last.update(Text(f" last: {j['kind']} {j['state']} {age(j.get('finished'), req.now)}"
+                             + (f" - {j['error']}" if j.get("error") else ""),
+                             style="red" if j["state"] == "failed" else "dim"))
+        else:
+            last.update("")
+
+    # -- actions ----------------------------------------------------------------------------
+    def selected(self) -> dict[str, Any] | None:
+        table = self.query_one("#zones-table", DataTable)
+        if not self.zones or table.cursor_row < 0:
+            self.lk.notify("no zone selected", severity="warning", timeout=3)
+            return None
+        return self.zones[min(table.cursor_row, len(self.zones) - 1)]
+
+    def _start(self, kind: str, params: dict[str, Any], what: str) -> None:
+        self.lk.run_agent(what, lambda c: c.start_job(kind, params),
+                          lambda job_id: self.lk.notify(f"{what}: job {job_id} started",
+                                                        timeout=4))
+
+    def do_zone_sync(self) -> None:
+        z = self.selected()
+        if z:
+            self._start("replicate", {"zones": [z["name"]]}, f"sync {z['name']}")
+
+    def do_zone_sync_all(self) -> None:
+        if not self.zones:
+            self.lk.notify("no zones configured", severity="warning")
+            return
+        self._start("replicate", {}, "sync all zones")
+
+    def do_zone_verify(self) -> None:
+        z = self.selected()
+        if z:
+            self._start("zone_verify", {"zone": z["name"]}, f"verify {z['name']}")
+
+    def do_zone_cancel(self) -> None:
+        running = [j for j in self.lk.jobs if j.get("kind") in ZONE_JOBS]
+        if not running:
+            self.lk.notify("no zone job is running", timeout=3)
+            return
+        job = running[0]
+        self.lk.run_agent("cancel", lambda c: c.cancel_job(job["id"]),
+                          lambda _r: self.lk.notify(f"cancel requested for {job['id']}"))
+
+    def do_zone_trust(self) -> None:
+        z = self.selected()
+        if not z:
+            return
+        name = z["name"]
+        self.lk.notify(f"connecting to {name} for its host key...", timeout=3)
+        self.lk.run_agent(f"host key of {name}",
+                          lambda c: c.call("zones.trust_probe", zone=name), self._confirm_trust)
+
+    def _confirm_trust(self, probe: dict[str, Any]) -> None:
+        name = probe["zone"]
+        fp = probe["fingerprint"]
+        body = Text()
+        body.append(f"Zone {name} at {probe.get('host')} presents this host key:\n\n")
+        body.append(f"  {probe.get('key_type')}  ", style="bold")
+        body.append(fp + "\n\n", style="bold yellow")
+        state = probe.get("state")
+        if state == "trusted":
+            body.append("This key is already trusted.\n", style="green")
+        elif state == "changed":
+            body.append("WARNING: a DIFFERENT key is recorded for this zone:\n", style="bold red")
+            for r in probe.get("recorded") or []:
+                body.append(f"  {r}\n", style="red")
+            body.append("A changed key can mean a man-in-the-middle. Trusting is refused; "
+                        "remove the old key from the known_hosts file by hand if the change "
+                        "is expected.\n")
+        else:
+            body.append("Compare it with the fingerprint the zone's administrator gives you "
+                        "(ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on the zone).\n")
+        body.append(f"\nknown_hosts: {probe.get('known_hosts')}", style="dim")
+        if state in ("trusted", "changed"):
+            self.lk.push_screen(ConfirmDialog(f"Host key of {name}", body,
+                                              confirm_label="Close", danger=False))
+            return
+
+        def done(ok: bool | None) -> None:
+            if not ok:
+                self.lk.notify("host key not trusted", timeout=3)
+                return
+            self.lk.run_agent(f"trust {name}",
+                              lambda c: c.call("zones.trust", zone=name, fingerprint=fp),
+                              lambda r: self.lk.notify(f"{name}: trusted {r['key_type']} "
+                                                       f"{r['fingerprint']}", timeout=6))
+
+        self.lk.push_screen(ConfirmDialog(f"Trust the host key of {name}?", body, typed="yes",
+                                          confirm_label="Trust"), done)

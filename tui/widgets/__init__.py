@@ -1,0 +1,1 @@
+"""Widgets of the console: charts, banners, job progress."""

@@ -1,0 +1,67 @@
+"""The bars every screen shows: screen tabs and window, lost connection, active alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.actions import PANES
+
+
+class TopBar(Static):
+    """Screen tabs with their keys, the time window and the agent's host."""
+
+    def show(self, active: str, window: str, host: str = "", paused: bool = False) -> None:
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(" lightkeeper ", style="bold reverse")
+        for pid, title, key in PANES:
+            style = "bold reverse" if pid == active else ""
+            t.append(" ")
+            t.append(f"{key} {title}", style=style)
+        t.append("  window ", style="dim")
+        t.append(window, style="bold")
+        if host:
+            t.append(f"  {host}", style="dim")
+        self.update(t)
+
+
+class ConnectionBanner(Static):
+    """Shown while the agent does not answer; the poll loop keeps trying to reconnect."""
+
+    def show(self, error: str | None, attempts: int = 0, retry_in: float = 0) -> None:
+        if not error:
+            self.display = False
+            return
+        self.display = True
+        self.update(Text(f" agent connection lost: {error} - reconnecting (attempt {attempts}, "
+                         f"next in {retry_in:.0f} s)", no_wrap=True, overflow="ellipsis"))
+
+
+class AlertBanner(Static):
+    """The active alerts, most severe first, on every screen."""
+
+    def show(self, alerts: list[dict[str, Any]] | None) -> None:
+        alerts = alerts or []
+        if not alerts:
+            self.display = False
+            self.remove_class("critical")
+            return
+        self.display = True
+        order = {"critical": 0, "error": 1, "warning": 2}
+        alerts = sorted(alerts, key=lambda a: (order.get(a.get("severity", ""), 3),
+                                               -(a.get("started") or 0)))
+        critical = any(a.get("severity") == "critical" for a in alerts)
+        self.set_class(critical, "critical")
+        t = Text(no_wrap=True, overflow="ellipsis")
+        t.append(f" {len(alerts)} alert{'s' if len(alerts) != 1 else ''}: ", style="bold")
+        parts = []
+        for a in alerts[:4]:
+            label = f"{a.get('rule')}" + (f"[{a['label']}]" if a.get("label") else "")
+            msg = a.get("message") or ""
+            parts.append(f"{a.get('severity', '?')} {label}" + (f" {msg}" if msg else ""))
+        t.append(" | ".join(parts))
+        if len(alerts) > 4:
+            t.append(f" | +{len(alerts) - 4} more")
+        self.update(t)
