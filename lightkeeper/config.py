@@ -65,7 +65,7 @@ def _state_default(sub: str) -> Callable[[Config], str]:
     return lambda cfg: str(Path(cfg["paths.state_dir"]) / sub)
 
 
-def _default_state_dir() -> str:
+def _default_state_dir(cfg: Config | None = None) -> str:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return str(Path(base) / "lightkeeper")
 
@@ -176,6 +176,14 @@ SETTINGS: tuple[Setting, ...] = (
       min=1, max=600),
     S("replication.status_schedule", "str", "every 5m",
       "How often the agent probes each zone and refreshes its lag and up/down metrics."),
+    S("console.refresh_seconds", "float", 2.0,
+      "Console: seconds between polls of status, alerts, jobs and lists.", min=0.5, max=60),
+    S("console.chart_refresh_seconds", "float", 5.0,
+      "Console: seconds between chart refreshes (not faster than the collection interval).",
+      min=1, max=600),
+    S("console.window", "str", "1h", "Console: initial chart time window.",
+      choices=("5m", "1h", "24h", "7d")),
+    S("console.theme", "str", "dark", "Console: colour theme.", choices=("dark", "light")),
 )
 
 ZONE_SETTINGS: tuple[Setting, ...] = (
@@ -258,10 +266,12 @@ def _suggest(key: str) -> str:
 def coerce(setting: Setting, value: Any, source: str, key: str) -> Any:
     """Convert ``value`` (from TOML or a string) to the setting's type, or raise ConfigError."""
 
+    original = value
+
     def bad(reason: str = "") -> ConfigError:
         extra = f": {reason}" if reason else ""
         return ConfigError(
-            f"{source}: {key} = {value!r} is not allowed{extra}; expected {setting.allowed()}"
+            f"{source}: {key} = {original!r} is not allowed{extra}; expected {setting.allowed()}"
         )
 
     t = setting.type
