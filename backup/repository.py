@@ -318,6 +318,12 @@ class Repository:
                           pack_size=int(self.config.get("pack_size", DEFAULT_PACK_SIZE)),
                           on_pack=on_pack)
 
+    def take_unindexed(self) -> list[PackInfo]:
+        """Forget the packs finished since the last index write (and return them)."""
+        done, self._unindexed = self._unindexed, []
+        self._index = None  # their chunks must not count as present any more
+        return done
+
     def flush_index(self) -> str | None:
         """Index every pack finished since the last index write."""
         return self.write_index(list(self._unindexed))

@@ -238,7 +238,8 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                 b.progress(rel)
             else:
                 # Copy-and-recheck: a writer that ignores the gate shows up here.
-                last_changed = [f.rel for f in files if sources.restat(udir, f) != f.signature()]
+                last_changed = [f.rel for f in files
+                                if sources.restat(udir, f) != f.recheck_signature()]
                 now_files, _ = sources.scan(udir)
                 if {f.rel for f in now_files} != {f.rel for f in files}:
                     last_changed.append("(directory listing)")
@@ -411,6 +412,9 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
                 except Exception:  # noqa: BLE001
                     pass
             if is_enospc(exc):
+                # give the space back: this run's packs are referenced by nothing
+                for info in repo.take_unindexed():
+                    repo.pack_path(info.pack).unlink(missing_ok=True)
                 for tmp in repo.temp_files():
                     tmp.unlink(missing_ok=True)
                 raise BackupError(

@@ -26,9 +26,15 @@ class FileStat:
     mtime_ns: int
     ino: int
     mode: int
+    ctime_ns: int = 0
 
     def signature(self) -> tuple[int, int, int]:
+        """What the parent-snapshot cache compares (restic's size, mtime, inode)."""
         return (self.size, self.mtime_ns, self.ino)
+
+    def recheck_signature(self) -> tuple[int, int, int, int]:
+        """What copy-and-recheck compares: the cache signature plus the ctime."""
+        return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
 
 
 def excluded(name: str) -> bool:
@@ -68,7 +74,7 @@ def scan(user_dir: Path) -> tuple[list[FileStat], list[str]]:
                 walk(e.path, rel + "/")
             elif stat.S_ISREG(st.st_mode):
                 files.append(FileStat(rel, st.st_size, st.st_mtime_ns, st.st_ino,
-                                      stat.S_IMODE(st.st_mode)))
+                                      stat.S_IMODE(st.st_mode), st.st_ctime_ns))
             else:
                 skipped.append(rel)
 
@@ -76,12 +82,12 @@ def scan(user_dir: Path) -> tuple[list[FileStat], list[str]]:
     return files, skipped
 
 
-def restat(user_dir: Path, f: FileStat) -> tuple[int, int, int] | None:
+def restat(user_dir: Path, f: FileStat) -> tuple[int, int, int, int] | None:
     try:
         st = os.stat(Path(user_dir) / f.rel, follow_symlinks=False)
     except FileNotFoundError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 def count_documents(data: bytes) -> int:

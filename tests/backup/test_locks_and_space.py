@@ -1,0 +1,103 @@
+"""Repository locks (no two jobs at once, stale locks removed) and a full disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from backup.fsutil import NoSpace
+from backup.lock import RepoLock, RepositoryLocked
+from backup.prune import prune
+from backup.repository import Repository
+from backup.restore import RestoreOptions, restore
+from backup.snapshot import BackupError, BackupOptions, run_backup
+from backup.verify import verify
+from tests.backup.conftest import tree_digest
+
+
+def test_two_jobs_never_share_the_repository(data_root: Path, repo: Repository) -> None:
+    with RepoLock(repo.path, exclusive=True, purpose="backup", job_id="j1"):
+        with pytest.raises(RepositoryLocked, match="locked exclusively by backup"):
+            run_backup(repo, BackupOptions(data_root))
+        with pytest.raises(RepositoryLocked):
+            verify(repo)
+    with RepoLock(repo.path, exclusive=False, purpose="verify", job_id="j2"):
+        verify(repo)  # two readers are fine
+        with pytest.raises(RepositoryLocked, match="shared by verify"):
+            prune(repo)
+    assert not list((repo.path / "locks").iterdir())
+
+
+def _write_lock(repo: Repository, doc: dict, age: float = 0.0) -> Path:
+    p = repo.path / "locks" / f"{os.urandom(4).hex()}.lock"
+    p.write_text(json.dumps(doc))
+    if age:
+        t = time.time() - age
+        os.utime(p, (t, t))
+    return p
+
+
+def test_stale_locks_are_detected(data_root: Path, repo: Repository) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    host = socket.gethostname()
+    p1 = _write_lock(repo, {"host": host, "pid": int(dead), "exclusive": True,
+                            "purpose": "backup"})
+    # a live pid whose process started at another time is a reused pid: stale too
+    p2 = _write_lock(repo, {"host": host, "pid": os.getpid(), "proc_start": 12345.0,
+                            "exclusive": True, "purpose": "backup"})
+    p3 = _write_lock(repo, {"host": "elsewhere", "pid": 1, "exclusive": True,
+                            "purpose": "prune"}, age=7200)
+    s = run_backup(repo, BackupOptions(data_root))
+    assert s["snapshot_id"]
+    assert not p1.exists() and not p2.exists() and not p3.exists()
+    # a fresh lock from another host is respected
+    _write_lock(repo, {"host": "elsewhere", "pid": 1, "exclusive": True, "purpose": "prune"})
+    with pytest.raises(RepositoryLocked, match="on elsewhere"):
+        run_backup(repo, BackupOptions(data_root))
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):  # noqa: ANN201
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_gives_a_clear_error_and_keeps_the_repository(
+        data_root: Path, small_fs: Path, tmp_path: Path) -> None:
+    repo = Repository.init(small_fs / "repo", tmp_path / "k", pack_size=256 * 1024)
+    s1 = run_backup(repo, BackupOptions(data_root))
+    expected = tree_digest(data_root)
+    (data_root / "user00" / "big.bin").write_bytes(os.urandom(22 << 20))
+    # refused up front: the estimate does not fit
+    with pytest.raises(NoSpace, match="not enough free space for the backup"):
+        run_backup(repo, BackupOptions(data_root))
+    # the disk fills up in the middle of writing packs
+    with pytest.raises(BackupError, match="file system is full.*nothing was committed"):
+        run_backup(repo, BackupOptions(data_root, space_check=False))
+    assert repo.snapshot_ids() == [s1["snapshot_id"]]
+    assert not repo.temp_files()
+    assert not list((repo.path / "locks").iterdir())
+    fresh = Repository.open(repo.path, tmp_path / "k")
+    assert verify(fresh, full=True)["ok"]
+    out = tmp_path / "out"
+    restore(fresh, s1["snapshot_id"], RestoreOptions(target=out))
+    assert tree_digest(out) == expected
+    (data_root / "user00" / "big.bin").unlink()
+    prune(fresh)
+    assert run_backup(fresh, BackupOptions(data_root))["files_unmodified"] == len(expected)
