@@ -11,10 +11,10 @@ from tests.zones.repo_helper import write_user_files
 
 
 def remote_state(root) -> dict[str, tuple[int, int]]:
-    """rel path -> (size, inode) of every repository file on the zone."""
+    """rel path -> (size, inode) of every repository file on the zone (temp files aside)."""
     out = {}
     for p in root.rglob("*"):
-        if p.is_file() and not p.name.startswith("."):
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".lktmp"):
             st = p.stat()
             out[str(p.relative_to(root))] = (st.st_size, st.st_ino)
     return out
