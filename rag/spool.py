@@ -1,7 +1,8 @@
 """The spool writer: one JSON line per LightRAG operation, appended for the agent to ingest.
 
 Format (docs/architecture.md, "Spool format"): files named
-``ops-<host>-<pid>-<start>-<seq:06d>.jsonl`` in ``paths.spool_dir``, one per process at a time,
+``ops-<host>-<pid>-<start>-<seq:06d>.jsonl`` in ``paths.spool_dir`` (``<start>``: the process's
+start time in whole epoch seconds, as psutil reports it), one per process at a time,
 rotated when a file passes ``rag.spool_max_bytes``. Each record is written with a single
 ``os.write`` of the whole ``\\n``-terminated line on an ``O_APPEND`` descriptor, so a reader
 never sees two records interleaved and at most the last line can be incomplete (a crash).
@@ -34,8 +35,19 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str
 
 
 def _host() -> str:
-    name = socket.gethostname().split(".")[0] or "host"
-    return "".join(c if c.isalnum() or c in "_" else "_" for c in name)[:32]
+    # The agent compares this with its own socket.gethostname() to know whether it can check
+    # the writer's pid, so it is the host name as is (host names never contain '/').
+    return (socket.gethostname() or "host").replace("/", "_")
+
+
+def _process_start() -> int:
+    """This process's start time (with the pid, identifies the writer across pid reuse)."""
+    try:
+        import psutil
+
+        return int(psutil.Process(os.getpid()).create_time())
+    except Exception:
+        return int(time.time())
 
 
 class SpoolWriter:
@@ -44,7 +56,7 @@ class SpoolWriter:
     def __init__(self, spool_dir: Path | str, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.dir = Path(spool_dir)
         self.max_bytes = int(max_bytes)
-        self._prefix = f"ops-{_host()}-{os.getpid()}-{int(time.time())}"
+        self._prefix = f"ops-{_host()}-{os.getpid()}-{_process_start()}"
         self._seq = 0
         self._fd: int | None = None
         self._size = 0
@@ -62,7 +74,7 @@ class SpoolWriter:
         if self._pid != os.getpid():  # forked: a child gets its own files
             self._fd = None
             self._pid = os.getpid()
-            self._prefix = f"ops-{_host()}-{self._pid}-{int(time.time())}"
+            self._prefix = f"ops-{_host()}-{self._pid}-{_process_start()}"
             self._seq = 0
         if self._fd is None:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +95,9 @@ class SpoolWriter:
         with self._lock:
             try:
                 fd = self._open()
+                if os.fstat(fd).st_nlink == 0:  # our file was removed under us: start the next
+                    self._rotate()
+                    fd = self._open()
                 if self._size and self._size + len(line) > self.max_bytes:
                     self._rotate()
                     fd = self._open()

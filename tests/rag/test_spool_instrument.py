@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from rag.instrument import Instrument, report_usage, wrap_embed, wrap_llm
 from rag.spool import REQUIRED_FIELDS, SpoolWriter
 
-NAME = re.compile(r"^ops-[A-Za-z0-9_]+-(\d+)-(\d+)-(\d{6})\.jsonl$")
+NAME = re.compile(r"^ops-.+-(\d+)-(\d+)-(\d{6})\.jsonl$")
 
 
 def read_records(spool_dir: Path) -> list[dict]:
@@ -43,6 +44,10 @@ def test_records_have_every_field_and_file_names_follow_the_contract(tmp_path: P
     (name,) = [p.name for p in tmp_path.iterdir()]
     m = NAME.match(name)
     assert m and int(m.group(1)) == os.getpid() and m.group(3) == "000000"
+    # <start> is the process start time, so a reader can tell a reused pid from the writer
+    import psutil
+    assert abs(int(m.group(2)) - psutil.Process().create_time()) <= 1
+    assert name.startswith(f"ops-{socket.gethostname()}-")
 
 
 def test_rotation_by_size_keeps_every_record(tmp_path: Path) -> None:
