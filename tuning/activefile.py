@@ -39,7 +39,13 @@ it is refused and processes keep the last good version.
 
 
 def parse_active(text: str, where: str = "tuning file") -> tuple[int | None, TuningSet]:
-    """Parse the file's text. Raises TuningError with a clear reason."""
+    """Parse the file's text. Raises TuningError with a clear reason.
+
+    An empty file is an error rather than "all defaults": it is what a reader sees in the middle
+    of an in-place save, and silently dropping every setting is never what an operator meant.
+    """
+    if not text.strip():
+        raise TuningError({"(file)": "the file is empty"}, prefix=f"invalid {where}")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

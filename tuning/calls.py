@@ -310,8 +310,8 @@ def import_env_call(services: Services, params: dict[str, Any]) -> dict[str, Any
     except TuningError as exc:
         raise CallError(str(exc)) from None
     source = "import-env"
-    if params.get("name"):
-        source = f"import-env:{Path(str(params['name'])).name}"[:128]
+    if params.get("file_name"):
+        source = f"import-env:{Path(str(params['file_name'])).name}"[:128]
     return _commit(services, new, _actor(params), note, source,
                    acknowledge_rebuild=bool(params.get("acknowledge_rebuild")),
                    extra={"imported": sorted(parsed.values), "ignored": parsed.ignored})
@@ -321,7 +321,8 @@ def import_env_call(services: Services, params: dict[str, Any]) -> dict[str, Any
 def on_active_file_changed(services: Services) -> dict[str, Any]:
     """Reconcile the active file with the store; the agent calls this at start and on change.
 
-    Returns ``{"state": "unchanged" | "recorded" | "refused" | "restored", ...}``; a refused
+    Returns ``{"state": "unchanged" | "recorded" | "refused" | "restored" | "pending", ...}``
+    (``pending``: the file is empty, most likely mid-save; nothing is done); a refused
     edit also has ``reason`` (already recorded as an error event, and the
     ``tuning_invalid_edit`` metric is set to 1 so the agent's alert fires).
     """
@@ -337,6 +338,10 @@ def on_active_file_changed(services: Services) -> dict[str, Any]:
                            version=latest.version, reason="the active file was missing")
             _set_invalid_metric(services, 0.0)
             return {"state": "restored", "version": latest.version}
+        if not raw.strip():
+            # Most likely caught in the middle of an in-place save; the next event re-checks.
+            return {"state": "pending", "version": latest.version,
+                    "reason": f"{path} is empty"}
         digest = hashlib.sha256(raw).hexdigest()
         try:
             file_version, tset = parse_active(raw.decode("utf-8"), where=f"tuning file {path}")

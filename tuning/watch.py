@@ -34,13 +34,17 @@ ChangeFn = Callable[[int | None, TuningSet], None]
 ErrorFn = Callable[[str], None]
 
 
+EMPTY = "empty"
+
+
 def _digest(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         return f"error:{exc.errno}"
+    return hashlib.sha256(data).hexdigest() if data.strip() else EMPTY
 
 
 class ActiveFileWatcher:
@@ -83,6 +87,10 @@ class ActiveFileWatcher:
         """Read the file now. True when new valid parameters were applied."""
         digest = _digest(self.path)
         if digest == self._digest:
+            return False
+        if digest in (EMPTY, None) and self._digest is not None:
+            # Mid-save (truncated, not yet written) or briefly absent during a replace: wait
+            # for the next event rather than report an error or fall back to defaults.
             return False
         self._digest = digest
         try:

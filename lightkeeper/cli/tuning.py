@@ -110,13 +110,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _call(ctx: CliContext, name: str, **params: Any) -> Any:
+def _call(ctx: CliContext, call: str, /, **params: Any) -> Any:
     from lightkeeper.client import AgentError, default_actor
 
-    if name in ("tuning.set", "tuning.revert", "tuning.import_env"):
+    if call in ("tuning.set", "tuning.revert", "tuning.import_env"):
         params.setdefault("actor", default_actor())
     try:
-        return ctx.client().call(name, **params)
+        return ctx.client().call(call, **params)
     except AgentError as exc:
         code = EXIT_USAGE if getattr(exc, "status", 500) in (400, 404, 422) else EXIT_FAILED
         raise CliError(str(exc), code) from None
@@ -336,7 +336,7 @@ def run_import_env(args: argparse.Namespace, ctx: CliContext) -> int:
         raise CliError(f"{path}: no such file", EXIT_USAGE) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
-    result = _call(ctx, "tuning.import_env", text=text, name=str(path), note=args.note,
+    result = _call(ctx, "tuning.import_env", text=text, file_name=str(path), note=args.note,
                    user=args.user, acknowledge_rebuild=args.acknowledge_rebuild)
     ctx.emit(result, _render_change)
     return EXIT_OK

@@ -63,6 +63,7 @@ def test_render_parse_round_trip_with_users(tmp_path):
 
 @pytest.mark.parametrize("text, words", [
     ("[params\ntop_k = 1", "not valid TOML"),
+    ("  \n", "the file is empty"),
     ("[params]\ntop_k = 0\n", "top_k: 0 is not allowed"),
     ("[params]\ntopk = 5\n", "did you mean 'top_k'"),
     ("top_k = 5\n", "parameters belong under [params]"),

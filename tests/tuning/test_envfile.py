@@ -59,7 +59,7 @@ def test_round_trip_into_another_store(services, tmp_path):
                       read_system=False)
     other = LocalServices(cfg, Store(tmp_path / "other.duckdb"))
     try:
-        r = calls.import_env_call(other, {"text": text, "note": "from box A", "name": "/x/a.env"})
+        r = calls.import_env_call(other, {"text": text, "note": "from box A", "file_name": "/x/a.env"})
         assert r["version"] == 2 and r["ignored"] == []
         assert versions.get(other.store, 2).source == "import-env:a.env"
         a = versions.latest(services.store).tuning.effective()
