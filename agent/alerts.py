@@ -62,10 +62,9 @@ def default_rules(cfg: Config) -> list[Rule]:
         Rule("zone_lag", "zone_lag_seconds", "above", cfg["replication.max_lag_minutes"] * 60,
              cfg["replication.max_lag_minutes"] * 120, 0,
              "zone {label} lags {value:.0f} s behind the local repository"),
-        Rule("zone_unreachable", "zone_down_seconds", "above",
+        Rule("zone_unreachable", "zone_up", "below", 0.5, None,
              cfg["replication.unreachable_minutes"] * 60,
-             cfg["replication.unreachable_minutes"] * 240, 0,
-             "zone {label} unreachable for {value:.0f} s"),
+             "zone {label} is unreachable"),
         Rule("tuning_invalid_edit", "tuning_invalid_edit", "above", 0.5, None, 0,
              "the active tuning file holds an invalid edit; processes keep the last good version"),
     ]

@@ -74,7 +74,7 @@ def bench_record(services: Services, params: dict[str, Any]) -> Any:
         [run_id, float(params.get("ts") or time.time()), params.get("tuning_version"),
          json.dumps(params.get("params") or {}), json.dumps(params.get("summary") or {})])
     services.audit("bench.recorded", component="rag", run_id=run_id,
-                   tuning_version=params.get("tuning_version"))
+                   tuning_version=params.get("tuning_version"), params=params.get("params"))
     return {"id": run_id}
 
 
@@ -102,7 +102,7 @@ def metrics_series(services: Services, params: dict[str, Any]) -> Any:
 def metrics_latest(services: Services, params: dict[str, Any]) -> Any:
     wanted = params.get("metrics")
     out: dict[str, dict[str, float]] = {}
-    for (metric, label), (_ts, value) in list(services.current.items()):  # type: ignore[attr-defined]
+    for (metric, label), (_ts, value) in dict(services.current).items():  # type: ignore[attr-defined]
         if wanted and metric not in wanted:
             continue
         out.setdefault(metric, {})[label] = value

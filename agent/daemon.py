@@ -282,7 +282,7 @@ class Agent:
         samples.append((now, "lightkeeper_quarantined_lines_total", "",
                         float(self.ingester.stats.quarantined)))
         self.services.add_samples(samples)
-        self.alerts.evaluate(self.services.current, now)
+        self.alerts.evaluate(dict(self.services.current), now)
 
     def _run_schedules(self) -> None:
         assert self.store is not None

@@ -168,7 +168,7 @@ def build_app(agent: Agent) -> web.Application:
 
     async def resources(request: web.Request) -> web.Response:
         out: dict[str, dict[str, float]] = {}
-        for (metric, label), (_ts, value) in sorted(agent.services.current.items()):
+        for (metric, label), (_ts, value) in sorted(dict(agent.services.current).items()):
             if metric.startswith(PER_USER_PREFIXES) and label:
                 continue
             out.setdefault(metric, {})[label or "value"] = value

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from lightkeeper import config as config_mod
 from lightkeeper.client import AgentClient
 
 REPO = Path(__file__).resolve().parent.parent
+# Marks the processes this test session starts, so that only they are cleaned up at the end
+# (other sessions may run tests on the same machine at the same time).
+SESSION = uuid.uuid4().hex
 
 
 def free_port() -> int:
@@ -47,6 +51,7 @@ def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
         "LIGHTKEEPER_PATHS__DATA_ROOT": str(data),
         "LIGHTKEEPER_AGENT__SOCKET": str(short / "agent.sock"),
         "LIGHTKEEPER_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
+        "LK_TEST_SESSION": SESSION,
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -79,7 +84,8 @@ class AgentProcess:
             if self.client.ping():
                 return self
             if self.proc.poll() is not None:
-                raise RuntimeError("agent exited at start: " + self.output())
+                raise RuntimeError(f"agent exited at start (exit {self.proc.returncode}): "
+                                   + self.output())
             time.sleep(0.05)
         raise RuntimeError("agent did not answer in time: " + self.output())
 
@@ -152,8 +158,7 @@ def _stop_stray_agents() -> Iterator[None]:
         if "lightkeeper.cli.main" not in cmd or "agent" not in cmd:
             continue
         try:
-            state = proc.environ().get("LIGHTKEEPER_PATHS__STATE_DIR", "")
-            if "pytest-" in state:
+            if proc.environ().get("LK_TEST_SESSION") == SESSION:
                 proc.terminate()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass

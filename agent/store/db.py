@@ -70,11 +70,12 @@ class Store:
         with self._lock:
             exists = self.con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if not exists:
                 return 0
-            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            return int(row[0]) if row else 0
+            rows = self.con.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+            return int(rows[0][0]) if rows else 0
 
     def migrate(self) -> None:
         current = self.schema_version()
@@ -166,7 +167,7 @@ class Store:
                 "INSERT INTO events (ts, level, kind, component, event, actor, context)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [ts or time.time(), level, kind, component, event, actor, ctx],
-            ).fetchone()
+            ).fetchall()[0]
         return int(row[0])
 
     def events(self, since_id: int = 0, limit: int = 200, level: str | None = None,

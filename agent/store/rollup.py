@@ -58,7 +58,7 @@ def rollup(store: Store, now: float | None = None) -> dict[str, int]:
                 [start, end],
             )
             n = con.execute(f"SELECT count(*) FROM {table} WHERE ts >= ? AND ts < ?",
-                            [start, end]).fetchone()[0]
+                            [start, end]).fetchall()[0][0]
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"rollup:{table}", str(end)])
         written[table] = int(n)
     return written

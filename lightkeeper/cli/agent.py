@@ -101,6 +101,9 @@ def _stop(ctx: CliContext, wait: float) -> int:
     from agent.pidlock import PidLock
 
     lock_path = ctx.cfg.path("paths.state_dir") / "agent.lock"
+    if not lock_path.exists():
+        print("no agent is running")
+        return EXIT_OK
     lock = PidLock(lock_path)
     try:
         lock.acquire()

@@ -1,0 +1,166 @@
+"""The agent as a process: lock, socket permissions, endpoints, shutdown, bad environments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent.store.db import Store
+from tests.conftest import REPO, AgentProcess
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_socket_is_owner_only_and_second_agent_refused(agent: AgentProcess, run_cli) -> None:
+    sock = Path(agent.cfg["agent.socket"])
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    assert stat.S_IMODE(Path(agent.cfg["paths.state_dir"]).stat().st_mode) == 0o700
+    r = run_cli("agent", check=False, timeout=30)
+    assert r.returncode == 1
+    assert f"another agent (pid {agent.proc.pid}) already runs" in r.stderr
+    r = run_cli("agent", "--detach", check=False, timeout=30)
+    assert r.returncode == 1 and "already runs" in r.stderr
+
+
+def test_status_json_and_collecting(agent: AgentProcess, run_cli) -> None:
+    time.sleep(1.5)
+    s = json.loads(run_cli("status", "--json").stdout)
+    assert s["pid"] == agent.proc.pid and s["uptime_s"] > 0
+    names = {c["name"] for c in s["collectors"]}
+    assert {"cpu", "memory", "disk", "network"} <= names
+    assert all(c["runs"] >= 1 for c in s["collectors"])
+    human = run_cli("status").stdout
+    assert "COLLECTOR" in human and "ready" in human
+
+
+def test_http_endpoints_and_promtool(agent: AgentProcess) -> None:
+    host = agent.cfg["http.listen"].rpartition(":")[0]
+    assert host == "127.0.0.1"
+    time.sleep(1.5)
+    code, body = http_get(agent.http + "/metrics")
+    assert code == 200
+    text = body.decode()
+    assert "lightkeeper_memory_available_ratio" in text
+    assert 'user="' not in text  # no per-user labels on /metrics
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    code, body = http_get(agent.http + "/api/v1/resources")
+    assert code == 200 and "memory_total_bytes" in json.loads(body)["metrics"]
+    assert http_get(agent.http + "/healthz")[0] == 200
+    code, body = http_get(agent.http + "/readyz")
+    assert code == 200, body
+
+
+def test_api_rejects_bad_requests(agent: AgentProcess) -> None:
+    from lightkeeper.client import AgentError
+
+    with pytest.raises(AgentError, match="unknown call"):
+        agent.client.call("no.such.call")
+    with pytest.raises(AgentError, match="unknown job kind"):
+        agent.client.start_job("no-such-kind")
+    with pytest.raises(AgentError, match="invalid window"):
+        agent.client.series("cpu_usage_ratio", window="forever")
+    with pytest.raises(AgentError, match="must be an integer"):
+        agent.client.get("/v1/events", since="x")
+
+
+def test_sigterm_flushes_and_checkpoints(start_agent) -> None:
+    a = start_agent({"LIGHTKEEPER_STORE__FLUSH_INTERVAL": "60",
+                     "LIGHTKEEPER_COLLECT__SYSTEM_INTERVAL": "0.5"})
+    time.sleep(2.5)
+    pending = a.client.status()["store"]["pending"]
+    assert pending > 0  # collected, not yet flushed (flush interval is 60 s)
+    assert a.stop(signal.SIGTERM) == 0
+    store_path = a.cfg.path("store.path")
+    assert not Path(str(store_path) + ".wal").exists()  # checkpointed
+    s = Store(store_path, read_only=True)
+    assert s.execute("SELECT count(*) FROM samples")[0][0] >= pending
+    events = [r[0] for r in s.execute("SELECT event FROM events ORDER BY id")]
+    assert events[0] == "agent.started" and events[-1] == "agent.stopped"
+
+
+def run_agent(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lightkeeper.cli.main", *args, "agent"],
+                          cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_corrupt_store_gives_clear_error_and_is_untouched(lk_env: dict[str, str]) -> None:
+    state = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"])
+    state.mkdir(parents=True)
+    store = state / "metrics.duckdb"
+    store.write_bytes(os.urandom(64 * 1024))
+    before = store.read_bytes()
+    r = run_agent(lk_env)
+    assert r.returncode == 1
+    assert "metrics.duckdb" in r.stderr and ("corrupt" in r.stderr or "cannot open" in r.stderr)
+    assert store.read_bytes() == before
+
+
+def test_unwritable_state_dir_and_missing_data_root(lk_env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = run_agent({**lk_env, "LIGHTKEEPER_PATHS__STATE_DIR": str(blocker / "state")})
+    assert r.returncode == 1 and "is not writable" in r.stderr and str(blocker) in r.stderr
+    r = run_agent({**lk_env, "LIGHTKEEPER_PATHS__DATA_ROOT": str(tmp_path / "nope")})
+    assert r.returncode == 1
+    assert f"data root {tmp_path / 'nope'} does not exist" in r.stderr
+
+
+def test_invalid_config_exit_2(lk_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[agent]\nsockett = 'x'\n")
+    r = run_agent(lk_env, "--config", str(f))
+    assert r.returncode == 2 and "did you mean 'agent.socket'" in r.stderr
+
+
+def test_full_disk_keeps_data_and_recovers(tmp_path: Path) -> None:
+    """The store's filesystem fills up: the write fails with a clear error, nothing already
+    stored is lost, the failed batch is kept and lands once space is back."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        store = Store(mnt / "m.duckdb")
+        store.add_samples([(1.0 + i, "m", "", float(i)) for i in range(1000)])
+        store.flush()
+        store.checkpoint()
+        filler = mnt / "filler"
+        with open(filler, "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+            except OSError:
+                pass
+        store.add_samples([(5000.0 + i, "m", "", float(i)) for i in range(200_000)])
+        from agent.store.db import StoreError
+
+        with pytest.raises(StoreError, match="cannot write 200000 samples"):
+            store.flush()
+            store.checkpoint()
+        assert store.last_write_error
+        filler.unlink()
+        if store.pending():
+            store.flush()
+        assert store.execute("SELECT count(*) FROM samples")[0][0] == 201_000
+        store.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -1,0 +1,102 @@
+"""Alert thresholds: pending, firing, severity change and resolution, in the store and live."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import psutil
+
+from agent.alerts import AlertEvaluator, Rule, configured_rules, list_alerts
+from agent.store.db import Store
+from lightkeeper import config
+from tests.agent.spoolgen import record, spool_name
+
+
+def test_evaluator_pending_firing_escalating_resolving(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.duckdb")
+    audits = []
+    rule = Rule("disk_free_low", "disk_free_ratio", "below", 0.15, 0.05, 60, "{label} {value:.0%}")
+    ev = AlertEvaluator([rule], store, lambda e, **kw: audits.append((e, kw)))
+    t = 1000.0
+    assert ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.5)}, t) == []
+    assert ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.10)}, t + 10) == []  # pending
+    assert list_alerts(store) == []
+    changes = ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.10)}, t + 75)
+    assert changes == [{"rule": "disk_free_low", "label": "/srv", "change": "firing",
+                        "severity": "warning"}]
+    active = list_alerts(store)
+    assert len(active) == 1 and active[0]["started"] == t + 10 and active[0]["ended"] is None
+    assert active[0]["message"] == "/srv 10%"
+    ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.02)}, t + 80)
+    ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.02)}, t + 150)
+    assert list_alerts(store)[0]["severity"] == "critical"
+    changes = ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.5)}, t + 200)
+    assert changes[0]["change"] == "resolved"
+    assert list_alerts(store) == []
+    done = list_alerts(store, active=False)[0]
+    assert done["ended"] == t + 200
+    assert [e for e, _ in audits] == ["alert.firing", "alert.changed", "alert.resolved"]
+
+
+def test_short_blip_does_not_fire(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.duckdb")
+    rule = Rule("cpu_high", "cpu_usage_ratio", "above", 0.9, None, 300, "{value}")
+    ev = AlertEvaluator([rule], store, lambda *a, **k: None)
+    ev.evaluate({("cpu_usage_ratio", ""): (0, 0.99)}, 0)
+    ev.evaluate({("cpu_usage_ratio", ""): (0, 0.99)}, 200)
+    ev.evaluate({("cpu_usage_ratio", ""): (0, 0.20)}, 250)
+    ev.evaluate({("cpu_usage_ratio", ""): (0, 0.99)}, 400)
+    assert list_alerts(store) == []
+
+
+def test_overrides_from_config(lk_env: dict[str, str], tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[alerts.disk_free_low]\nwarning = 0.3\nfor_seconds = 5\n"
+                 "[alerts.cpu_high]\nenabled = false\n")
+    rules = {r.name: r for r in configured_rules(config.load(f))}
+    assert rules["disk_free_low"].warning == 0.3 and rules["disk_free_low"].critical == 0.05
+    assert rules["disk_free_low"].for_seconds == 5
+    assert rules["cpu_high"].enabled is False
+    f.write_text("[alerts.disk_full]\nwarning = 0.3\n")
+    try:
+        configured_rules(config.load(f))
+    except config.ConfigError as exc:
+        assert "unknown alert" in str(exc) and "disk_free_low" in str(exc)
+    else:
+        raise AssertionError("an unknown alert name must be refused")
+
+
+def test_live_alert_fires_and_resolves(start_agent, run_cli, lk_env: dict[str, str]) -> None:
+    """A LightRAG writer stops mid-line: ingestion lags, the alert fires; the line completes,
+    the lag goes, the alert resolves. Watched through the CLI, as an operator would."""
+    a = start_agent({"LIGHTKEEPER_ALERTS__INGEST_LAG__WARNING": "1",
+                     "LIGHTKEEPER_ALERTS__INGEST_LAG__FOR_SECONDS": "0"})
+    spool = a.cfg.path("paths.spool_dir")
+    me = psutil.Process()
+    f = spool / spool_name(os.getpid(), int(me.create_time()), 0)
+    line = json.dumps(record(1)).encode()
+    with open(f, "ab") as fh:
+        fh.write(line[:30])
+
+    def active() -> list[dict]:
+        return json.loads(run_cli("alerts", "--json").stdout)
+
+    deadline = time.monotonic() + 40
+    while not any(x["rule"] == "ingest_lag" for x in active()):
+        assert time.monotonic() < deadline, "ingest_lag never fired"
+        time.sleep(1)
+    assert run_cli("alerts", "--check", check=False).returncode == 4
+    with open(f, "ab") as fh:
+        fh.write(line[30:] + b"\n")
+    deadline = time.monotonic() + 40
+    while any(x["rule"] == "ingest_lag" for x in active()):
+        assert time.monotonic() < deadline, "ingest_lag never resolved"
+        time.sleep(1)
+    history = json.loads(run_cli("alerts", "--all", "--json").stdout)
+    done = [x for x in history if x["rule"] == "ingest_lag"]
+    assert done and done[0]["ended"] is not None and done[0]["ended"] > done[0]["started"]
+    events = [e["event"] for e in a.client.events(kind="alert")]
+    assert "alert.firing" in events and "alert.resolved" in events

@@ -1,0 +1,109 @@
+"""Spool ingestion: exactly once across SIGKILL, quarantine, partial lines, finished files."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from agent.ingest import SpoolIngester
+from agent.store.db import Store
+from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
+
+
+def wait_for(pred, timeout: float = 60.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_partial_line_waits_and_corrupt_line_is_quarantined(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = Store(tmp_path / "m.duckdb")
+    me = psutil.Process()
+    f = spool / spool_name(os.getpid(), int(me.create_time()), 0)
+    write_records(f, [record(i) for i in range(5)])
+    with open(f, "ab") as fh:
+        fh.write(b'{"this is": "not a record"}\n')
+        fh.write(b"garbage that is not json\n")
+        partial = json.dumps(record(99)).encode()
+        fh.write(partial[:20])
+    ing = SpoolIngester(store, spool)
+    assert ing.ingest_once() == 5
+    assert store.execute("SELECT count(*) FROM rag_ops")[0][0] == 5
+    q = store.query_dicts("SELECT off, line, error FROM spool_quarantine ORDER BY off")
+    assert [r["error"].split(":")[0] for r in q] == ["missing ts, user, op, duration_s", "not JSON"]
+    assert ing.stats.pending_bytes == 20  # the partial line waits for its writer
+    with open(f, "ab") as fh:
+        fh.write(partial[20:] + b"\n")
+    assert ing.ingest_once() == 1
+    assert store.execute("SELECT count(*) FROM rag_ops")[0][0] == 6
+    assert f.exists()  # our process is alive and this is its newest file: not finished
+
+
+def test_finished_files_removed_and_dead_writers_partial_line_quarantined(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = Store(tmp_path / "m.duckdb")
+    pid = dead_pid()
+    f0 = spool / spool_name(pid, 1000, 0)
+    f1 = spool / spool_name(pid, 1000, 1)
+    write_records(f0, [record(i) for i in range(10)])
+    write_records(f1, [record(i) for i in range(3)])
+    with open(f1, "ab") as fh:
+        fh.write(b'{"ts": 1')  # the writer died mid-line
+    ing = SpoolIngester(store, spool)
+    assert ing.ingest_once() == 13
+    assert not f0.exists() and not f1.exists()
+    assert store.execute("SELECT count(*) FROM spool_quarantine")[0][0] == 1
+    assert store.execute("SELECT count(*) FROM spool_offsets")[0][0] == 0
+
+
+def test_exactly_once_across_agent_sigkill(start_agent, lk_env: dict[str, str]) -> None:
+    """Kill the agent with SIGKILL in the middle of ingesting; after a restart every operation is
+    in the store exactly once."""
+    spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
+    spool.mkdir(parents=True)
+    pid = dead_pid()
+    expected: set[str] = set()
+    for seq in range(12):
+        recs = [record(i, user=f"u{seq % 3}") for i in range(25_000)]
+        expected.update(r["op_id"] for r in recs)
+        write_records(spool / spool_name(pid, 2000, seq), recs)
+    a = start_agent()
+    # wait until ingestion is visibly under way, then kill it hard
+    wait_for(lambda: a.client.status()["ingest"]["rows"] > 0, timeout=60, interval=0.02)
+    a.kill()
+    b = start_agent()
+    store_path = b.cfg.path("store.path")
+    wait_for(lambda: b.client.status()["ingest"]["pending_bytes"] == 0 and
+             not list(spool.glob("*.jsonl")), timeout=120)
+    b.stop()
+    store = Store(store_path, read_only=True)
+    total, distinct = store.execute("SELECT count(*), count(DISTINCT op_id) FROM rag_ops")[0]
+    got = {r[0] for r in store.execute("SELECT op_id FROM rag_ops")}
+    assert total == distinct == len(expected) == 300_000
+    assert got == expected
+
+
+@pytest.mark.parametrize("bad", [b'{"ts": "yesterday", "user": "u", "op": "q", "duration_s": 1}',
+                                 b'{"ts": 1, "user": "u", "op": "q", "duration_s": -1}',
+                                 b'[1, 2, 3]'])
+def test_bad_field_types_are_quarantined(tmp_path: Path, bad: bytes) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = Store(tmp_path / "m.duckdb")
+    f = spool / spool_name(dead_pid(), 1, 0)
+    f.write_bytes(bad + b"\n")
+    SpoolIngester(store, spool).ingest_once()
+    assert store.execute("SELECT count(*) FROM rag_ops")[0][0] == 0
+    assert store.execute("SELECT count(*) FROM spool_quarantine")[0][0] == 1

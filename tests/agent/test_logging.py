@@ -1,0 +1,55 @@
+"""Structured logs: JSON lines with context; secrets never reach a log line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from lightkeeper import logs
+
+SECRETS = ["hunter2", "sk-abcdefghijklmnop1234", "s3cr3t-token-value", "MIIEvQIBADANBgkq"]
+
+
+def test_json_lines_with_context_and_redaction(tmp_path: Path) -> None:
+    f = tmp_path / "log.jsonl"
+    logs.setup("debug", f, console=False)
+    log = logs.get_logger("test")
+    log.info("job.started", job_id="j1", user="alice", duration_ms=12)
+    log.info("connecting to postgresql://app:hunter2@db.local:5432/app")
+    log.warning("call failed", dsn="host=db user=app password=hunter2", api_key="sk-abcdefghijklmnop1234")
+    log.error("request", headers={"Authorization": "Bearer s3cr3t-token-value"},
+              note="token=s3cr3t-token-value")
+    log.info("key", material="-----BEGIN OPENSSH PRIVATE KEY-----\nMIIEvQIBADANBgkq\n"
+             "-----END OPENSSH PRIVATE KEY-----")
+    try:
+        raise RuntimeError("login with password=hunter2 failed")
+    except RuntimeError:
+        log.exception("failure")
+    logging.getLogger("lightkeeper").handlers[0].flush()
+    text = f.read_text()
+    for s in SECRETS:
+        assert s not in text, s
+    lines = [json.loads(line) for line in text.splitlines()]
+    first = lines[0]
+    assert first["event"] == "job.started" and first["component"] == "test"
+    assert first["job_id"] == "j1" and first["user"] == "alice" and first["level"] == "info"
+    assert "ts" in first
+    assert lines[1]["event"] == "connecting to postgresql://app:***@db.local:5432/app"
+    assert lines[2]["dsn"] == "***" and lines[2]["api_key"] == "***"
+    assert "error" in lines[-1]
+
+
+def test_secrets_in_audit_events_and_agent_log(agent, lk_env: dict[str, str]) -> None:
+    # A job params dict with a DSN goes to the audit log; it must be redacted everywhere.
+    try:
+        agent.client.start_job("no-such-kind", {"dsn": "postgresql://u:hunter2@h/db"})
+    except Exception:
+        pass
+    agent.client.call("bench.record", id="r1", params={"api_key": "sk-abcdefghijklmnop1234",
+                                                       "url": "http://u:hunter2@h"})
+    events = agent.client.events(limit=100)
+    assert "hunter2" not in json.dumps(events)
+    agent.stop()
+    log_text = Path(agent.cfg["log.file"]).read_text()
+    assert "hunter2" not in log_text and "sk-abcdefghijklmnop1234" not in log_text

@@ -1,0 +1,161 @@
+"""The metrics store: migrations, batched writes, rollups, retention, chart and latency queries."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.store import queries
+from agent.store.db import Store, StoreError
+from agent.store.rollup import Retention, apply_retention, rollup
+from agent.store.schema import LATEST
+
+NOW = 1_800_000_000.0  # a fixed clock, aligned to the hour
+
+
+def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    assert s.schema_version() == LATEST
+    s.add_samples([(NOW, "m", "", 1.0)])
+    s.flush()
+    s.close()
+    s2 = Store(tmp_path / "m.duckdb")  # re-opening migrates nothing and keeps data
+    assert s2.schema_version() == LATEST
+    assert s2.execute("SELECT count(*) FROM samples")[0][0] == 1
+    s2.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    s.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    s.close()
+    with pytest.raises(StoreError, match="newer than this lightkeeper"):
+        Store(tmp_path / "m.duckdb")
+
+
+def test_corrupt_store_is_reported_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    path.write_bytes(b"this is not a duckdb file" * 1000)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="corrupt|cannot open"):
+        Store(path)
+    assert path.read_bytes() == before
+
+
+def test_rollups_match_raw_aggregates(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    rng = random.Random(1)
+    start = NOW - 3 * 3600
+    rows = [(start + i * 5.0, "cpu_usage_ratio", "", rng.random()) for i in range(3 * 720)]
+    rows += [(start + i * 5.0, "disk_free_ratio", "/", 0.5 + i * 1e-5) for i in range(3 * 720)]
+    s.add_samples(rows)
+    assert s.flush() == len(rows)
+    written = rollup(s, now=NOW)
+    assert written["samples_1m"] == 2 * 180
+    assert written["samples_1h"] == 2 * 3
+    values = np.array([v for _, m, _, v in rows if m == "cpu_usage_ratio"])
+    minute0 = values[:12]
+    r = s.execute("SELECT avg, min, max, last, n FROM samples_1m WHERE metric = 'cpu_usage_ratio' "
+                  "ORDER BY ts LIMIT 1")[0]
+    assert r[0] == pytest.approx(minute0.mean())
+    assert (r[1], r[2], r[3], r[4]) == (pytest.approx(minute0.min()), pytest.approx(minute0.max()),
+                                        pytest.approx(minute0[-1]), 12)
+    h = s.execute("SELECT avg, n FROM samples_1h WHERE metric = 'cpu_usage_ratio' ORDER BY ts "
+                  "LIMIT 1")[0]
+    assert h[0] == pytest.approx(values[:720].mean()) and h[1] == 720
+    # idempotent: a second pass writes the same buckets again, no duplicates
+    rollup(s, now=NOW)
+    assert s.execute("SELECT count(*) FROM samples_1m")[0][0] == 2 * 180
+
+
+def test_retention_per_resolution_keeps_unrolled_raw(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    old = NOW - 5 * 86400
+    s.add_samples([(old + i * 60, "m", "", 1.0) for i in range(10)])
+    s.add_samples([(NOW - 60 + i, "m", "", 2.0) for i in range(30)])
+    s.flush()
+    # before any rollup, nothing raw may go: it would be lost
+    assert apply_retention(s, Retention(raw_hours=1), now=NOW) == {
+        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0}
+    assert s.execute("SELECT count(*) FROM samples")[0][0] == 40
+    rollup(s, now=NOW)
+    deleted = apply_retention(s, Retention(raw_hours=1, minute_days=2, hour_days=400), now=NOW)
+    assert deleted["samples"] == 10  # raw older than 1 h, rolled up
+    assert deleted["samples_1m"] == 10  # minute rollups older than 2 days
+    assert s.execute("SELECT count(*) FROM samples_1h")[0][0] >= 1  # hours stay
+
+
+def test_series_uses_coarsest_resolution_and_fresh_tail(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    start = NOW - 2 * 86400
+    s.add_samples([(start + i * 5.0, "mem", "", float(i % 100)) for i in range(int(2 * 86400 / 5))])
+    s.flush()
+    rollup(s, now=NOW - 600)  # the last 10 minutes are not rolled up yet
+    s.add_samples([(NOW - 5, "mem", "", 1000.0)])
+    s.flush()
+    ret = Retention()
+    short = queries.series(s, "mem", window=300, retention=ret, now=NOW)
+    assert short["resolution"] == "samples"
+    day = queries.series(s, "mem", window=86400, retention=ret, now=NOW)
+    assert day["resolution"] == "samples_1m" and day["step"] >= 60
+    week = queries.series(s, "mem", window=7 * 86400, retention=ret, now=NOW)
+    assert week["resolution"] == "samples_1h"
+    # the newest point (not rolled up) is present in the 24 h chart
+    last_ts, _ = day["series"][""][-1]
+    assert last_ts <= NOW - 5 < last_ts + day["step"]
+    peak = queries.series(s, "mem", window=86400, retention=ret, now=NOW, agg="max")
+    assert peak["series"][""][-1][1] == 1000.0  # the newest raw sample is in the chart
+    # bucket averages equal the raw averages where rollups are complete
+    b0_ts, b0 = day["series"][""][1]
+    raw = s.execute("SELECT avg(value) FROM samples WHERE metric='mem' AND ts >= ? AND ts < ?",
+                    [b0_ts, b0_ts + day["step"]])[0][0]
+    assert b0 == pytest.approx(raw)
+
+
+def test_series_label_filters(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    s.add_samples([(NOW - 10, "disk_free_ratio", m, 0.5) for m in ("/", "/srv", "/srv/data")])
+    s.flush()
+    assert set(queries.series(s, "disk_free_ratio", "/srv*", 300, now=NOW)["series"]) == {
+        "/srv", "/srv/data"}
+    assert set(queries.series(s, "disk_free_ratio", "/", 300, now=NOW)["series"]) == {"/"}
+    with pytest.raises(ValueError):
+        queries.parse_window("soon")
+
+
+def test_latency_quantiles_and_version_compare(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    rng = np.random.default_rng(3)
+    durations_a = rng.gamma(2.0, 0.05, 400)
+    durations_b = rng.gamma(2.0, 0.08, 400)
+    rows = []
+    for i, d in enumerate(durations_a):
+        rows.append((NOW - 1000 + i, "u1", "query", "mix", float(d), float(d) * 0.7, 1,
+                     float(d) * 0.1, 1, 1, 10, 5, 100, "ok", None, 1, 1, None, f"a{i}"))
+    for i, d in enumerate(durations_b):
+        rows.append((NOW - 1000 + i, "u2", "query", "mix", float(d), 0.0, 0, 0.0, 0, 0, 10, 5,
+                     100, "error" if i % 10 == 0 else "ok", "Timeout" if i % 10 == 0 else None,
+                     2, 1, None, f"b{i}"))
+    s.con.executemany("INSERT INTO rag_ops VALUES (" + ",".join("?" * 19) + ")", rows)
+    summary = {(r["tuning_version"] if "tuning_version" in r else None, r["op"]): r
+               for r in queries.ops_summary(s, 3600, tuning_version=1, now=NOW)}
+    r = summary[(None, "query")]
+    assert r["count"] == 400
+    assert r["p50"] == pytest.approx(np.quantile(durations_a, 0.5))
+    assert r["p95"] == pytest.approx(np.quantile(durations_a, 0.95))
+    assert r["p99"] == pytest.approx(np.quantile(durations_a, 0.99))
+    assert r["share_llm"] == pytest.approx(0.7)
+    cmp = queries.compare_versions(s, 1, 2, now=NOW)
+    row = cmp["rows"][0]
+    assert row["a_count"] == 400 and row["b_count"] == 400 and not row["thin_evidence"]
+    assert row["change_p50"] == pytest.approx(
+        (np.quantile(durations_b, 0.5) - np.quantile(durations_a, 0.5))
+        / np.quantile(durations_a, 0.5))
+    lat = queries.latency(s, 3600, step=600, now=NOW)
+    assert sum(b["count"] for b in lat["series"]["query/mix"]) == 800
+    assert sum(b["errors"] for b in lat["series"]["query/mix"]) == 40
+    top = queries.top_users(s, 3600, now=NOW)
+    assert top[0]["user"] == "u2"

@@ -1,0 +1,45 @@
+"""Every command has --help; usage errors exit 2."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from lightkeeper.cli.main import build_parser, main
+
+
+def all_command_paths() -> list[list[str]]:
+    paths: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    paths.append(prefix + [name])
+                    walk(sub, prefix + [name])
+
+    walk(build_parser(), [])
+    return paths
+
+
+def test_commands_present() -> None:
+    top = {p[0] for p in all_command_paths()}
+    assert {"agent", "status", "config", "alerts", "events", "metrics", "jobs"} <= top
+
+
+@pytest.mark.parametrize("path", all_command_paths(), ids=lambda p: " ".join(p))
+def test_help(path: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*path, "--help"])
+    assert exc.value.code == 0
+    assert "usage: lightkeeper" in capsys.readouterr().out
+
+
+def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["status", "--no-such-flag"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["metrics", "query"])
+    assert exc.value.code == 2
