@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from lightkeeper.logs import redact_text
 from lightkeeper.progress import JobCancelled
@@ -31,7 +31,7 @@ def split_password(dsn: str) -> tuple[str, str | None]:
     """Return (dsn without password, password or None)."""
     if "://" in dsn:
         parts = urlsplit(dsn)
-        password = parts.password
+        password = unquote(parts.password) if parts.password is not None else None
         netloc = parts.netloc
         if password is not None:
             userinfo, _, hostport = netloc.rpartition("@")
