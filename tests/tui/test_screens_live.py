@@ -1,0 +1,115 @@
+"""Every screen against a real agent: overview charts fill, panes switch by key, the window
+selector, events filter and search, the alert banner and the lost-connection banner."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, RichLog
+
+from tests.tui.conftest import async_test, make_app, text_of, wait_until
+from tui.widgets.banners import AlertBanner, ConnectionBanner, TopBar
+from tui.widgets.chart import TimeChart
+
+
+@async_test
+async def test_overview_shows_live_charts_and_details(agent):
+    app = make_app(agent.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        cpu = app.query_one("#ch-cpu", TimeChart)
+        await wait_until(pilot, lambda: any(line.points for line in cpu.data.lines),
+                         "CPU samples on the overview chart")
+        await wait_until(pilot, lambda: "cpu" in text_of(app.query_one("#ov-health")),
+                         "collector health")
+        assert "/" in text_of(app.query_one("#ov-storage"))  # the root mount
+        assert "Overview" in text_of(app.query_one(TopBar))
+
+
+@async_test
+async def test_every_screen_opens_by_key_and_the_window_cycles(agent):
+    app = make_app(agent.client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.poll_count > 0, "the first poll")
+        for key, pane in (("2", "lightrag"), ("3", "backups"), ("4", "zones"),
+                          ("5", "tuning"), ("6", "events"), ("1", "overview")):
+            await pilot.press(key)
+            assert app.active == pane
+            await wait_until(pilot, lambda p=pane: app.query_one("#panes").current == p,
+                             f"pane {pane}")
+            count = app.poll_count
+            await wait_until(pilot, lambda c=count: app.poll_count > c, f"a poll on {pane}")
+        assert app.window == "1h"
+        await pilot.press("w")
+        assert app.window == "24h"
+        await wait_until(pilot, lambda: "24h" in text_of(app.query_one(TopBar)), "window 24h")
+        chart = app.query_one("#ch-cpu", TimeChart)
+        await wait_until(pilot, lambda: chart.data.window_s == 86400, "a 24 h chart")
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: app.screen.__class__.__name__ == "HelpScreen", "help")
+        await pilot.press("escape")
+        assert app.screen.__class__.__name__ != "HelpScreen"
+
+
+@async_test
+async def test_lightrag_screen_without_operations_says_so(agent):
+    app = make_app(agent.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await wait_until(pilot, lambda: "no operations in this window" in text_of(
+            app.query_one("#rag-summary")), "the empty summary")
+
+
+@async_test
+async def test_events_tail_filters_and_searches(agent):
+    app = make_app(agent.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("6")
+        log = app.query_one("#events-log", RichLog)
+
+        def lines() -> str:
+            return "\n".join(str(s.text) for s in log.lines)
+
+        await wait_until(pilot, lambda: "agent.started" in lines(), "the agent.started event")
+        # a new event appears in the tail without any key press
+        agent.client.call("tuning.set", changes={"top_k": 41}, note="tail test", actor="t")
+        await wait_until(pilot, lambda: "tuning.changed" in lines(), "the new audit event")
+        await pilot.press("slash")
+        for ch in "tuning.changed":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "tuning.changed" in lines()
+                         and "agent.started" not in lines(), "search results only")
+        await pilot.press("l", "l")  # warning and above: the info events go
+        await wait_until(pilot, lambda: "tuning.changed" not in lines(), "level filter")
+
+
+@async_test
+async def test_alert_banner_shows_a_firing_alert(start_agent):
+    # disk free below 101 % is always true: the rule fires on the first evaluation
+    agent = start_agent({"LIGHTKEEPER_ALERTS__DISK_FREE_LOW__WARNING": "1.01",
+                         "LIGHTKEEPER_ALERTS__DISK_FREE_LOW__CRITICAL": "0",
+                         "LIGHTKEEPER_ALERTS__DISK_FREE_LOW__FOR_SECONDS": "0"})
+    app = make_app(agent.client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        banner = app.query_one(AlertBanner)
+        await wait_until(pilot, lambda: banner.display and "disk_free_low" in text_of(banner),
+                         "the disk_free_low alert in the banner")
+        await pilot.press("5")  # still there on another screen
+        assert banner.display
+
+
+@async_test
+async def test_lost_agent_shows_banner_and_reconnects(start_agent):
+    agent = start_agent()
+    app = make_app(agent.client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        banner = app.query_one(ConnectionBanner)
+        await wait_until(pilot, lambda: app.poll_count > 0, "the first poll")
+        assert not banner.display
+        agent.stop()
+        await wait_until(pilot, lambda: banner.display, "the lost-connection banner")
+        assert "connection lost" in text_of(banner)
+        await pilot.press("3")  # the UI stays usable meanwhile
+        assert app.active == "backups"
+        agent.start()
+        await wait_until(pilot, lambda: not banner.display, "reconnection", timeout=90)
+        table = app.query_one("#snap-table", DataTable)
+        assert table is not None
