@@ -159,8 +159,9 @@ def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
         for entry, base, inner in selected:
             prefix = base.split("/", 1)[1] if base.startswith("users/") else base
             try:
-                if not inner:
-                    raise UnsafePath("empty path")
+                parts = inner.split("/")
+                if not inner or any(part in ("", ".", "..") for part in parts):
+                    raise UnsafePath("empty, '.', '..' or absolute path component")
                 dest = safe_join(target, f"{prefix}/{inner}")
             except (UnsafePath, ValueError) as exc:
                 raise RestoreError(f"refusing manifest path {entry['path']!r}: {exc}") from None
