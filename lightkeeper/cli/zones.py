@@ -55,9 +55,24 @@ def call(ctx: CliContext, name: str, **params: Any) -> Any:
         raise CliError(str(exc), EXIT_USAGE if exc.status == 404 else EXIT_FAILED) from None
 
 
+def check_zones(ctx: CliContext, names: list[str]) -> None:
+    """Unknown zone names are a usage error before anything starts."""
+    if not names:
+        return
+    from backup.zones.errors import ZoneError
+    from backup.zones.model import select_zones
+
+    try:
+        select_zones(ctx.cfg, names)
+    except ZoneError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+
+
 def run_job(ctx: CliContext, kind: str, params: dict[str, Any],
             render: Any = None) -> int:
     """Run a zone job and print its summary; the exit code follows the job's final state."""
+    check_zones(ctx, ([params["zone"]] if params.get("zone") else []) +
+                list(params.get("zones") or []))
     if getattr(ctx.args, "local", False):
         return _run_local(ctx, kind, params, render)
     from lightkeeper.client import AgentError

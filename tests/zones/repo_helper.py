@@ -3,9 +3,7 @@ using the backup engine's snapshot function when it exists."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 from backup.repository import Repository
 
@@ -58,5 +56,3 @@ def tree_digest(root: Path) -> dict[str, bytes]:
             if p.is_file() and not p.name.startswith(".")}
 
 
-__all__ = ["make_repo", "snapshot_dirs", "restore_user", "write_user_files", "tree_digest",
-           "os"]
