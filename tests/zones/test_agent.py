@@ -1,0 +1,31 @@
+"""Zones through the real agent: the replicate job streams progress and records audit events
+and samples; the CLI reaches it without --local."""
+
+from __future__ import annotations
+
+import json
+
+from tests.zones.repo_helper import write_user_files
+
+
+def test_replicate_and_verify_as_agent_jobs(lab, start_agent, run_cli):
+    lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 3, 300_000, 1)
+    sid = lab.backup()
+    lab.repo.close()
+    agent = start_agent()
+    r = run_cli("replicate", "--json")
+    lines = [json.loads(x) for x in r.stdout.strip().splitlines()]
+    assert any(m["type"] == "status" for m in lines)
+    final = lines[-1]
+    assert final["type"] == "summary" and final["job"]["state"] == "succeeded"
+    assert final["job"]["summary"]["zones"]["a"]["snapshots_published"] == [sid]
+    r = run_cli("zones", "verify", "a", "--full")
+    assert "OK" in r.stdout
+    zones = agent.client.call("zones.list")
+    assert zones[0]["name"] == "a" and zones[0]["lag_seconds"] == 0
+    assert zones[0]["remote_snapshots"] == 1
+    events = agent.client.events(limit=200)
+    assert any(e.get("event") == "zone.sync" for e in events), events
+    probe = agent.client.call("zones.trust_probe", zone="a")
+    assert probe["state"] == "trusted" and probe["fingerprint"].startswith("SHA256:")
