@@ -218,15 +218,18 @@ def bench_growth(tmp: Path, gens: list[Generator], report: dict, days: int) -> N
     report["growth_day1_mb"] = (sizes[1] - sizes[0]) / 1e6
     report["growth_per_day_mb_last"] = (sizes[-1] - sizes[-2]) / 1e6
     report["store_mb_after_days"] = sizes[-1] / 1e6
-    print(f"  first day: {report['growth_day1_mb']:.1f} MB; last simulated day: "
+    report["growth_per_day_mb_average"] = (sizes[-1] - sizes[0]) / days / 1e6
+    print(f"  first day: {report['growth_day1_mb']:.1f} MB; average over {days} days: "
+          f"{report['growth_per_day_mb_average']:.1f} MB/day; last day: "
           f"{report['growth_per_day_mb_last']:.1f} MB (raw samples are kept "
-          f"{retention.raw_hours:.0f} h, so from day 3 on deleted raw space is reused)")
+          f"{retention.raw_hours:.0f} h, then their space is reused; 1-minute rollups grow "
+          f"for {retention.minute_days:.0f} days, 1-hour rollups for {retention.hour_days:.0f})")
     print("  goal: <= 30 MB/day")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--days", type=int, default=4, help="days simulated for the growth figure")
+    ap.add_argument("--days", type=int, default=7, help="days simulated for the growth figure")
     ap.add_argument("--query-days", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON at the end")
     args = ap.parse_args()

@@ -138,7 +138,7 @@ class DiskCollector:
                     ("disk_free_bytes", mp, float(free)),
                     ("disk_free_ratio", mp, free / (used + free) if used + free else 0.0)]
             if st.f_files:
-                out += [("disk_inodes_total", mp, float(st.f_files)),
+                out += [("disk_inodes_capacity", mp, float(st.f_files)),
                         ("disk_inodes_free", mp, float(st.f_favail)),
                         ("disk_inodes_free_ratio", mp, st.f_favail / st.f_files)]
         out += self._io(mounts)

@@ -78,7 +78,7 @@ def test_disk_reports_the_mount_holding_the_data_root(tmp_path):
     assert used + free <= got[("disk_total_bytes", mount)]
     assert 0.0 <= got[("disk_free_ratio", mount)] <= 1.0
     if st.f_files:
-        assert got[("disk_inodes_total", mount)] == st.f_files
+        assert got[("disk_inodes_capacity", mount)] == st.f_files
     # no pseudo filesystem slipped in
     for m, lab in got:
         if m == "disk_total_bytes" and lab != mount:
@@ -230,3 +230,26 @@ def test_build_collectors_uses_configured_intervals(tmp_path):
     finally:
         for c in collectors:
             c.close()
+
+
+def test_every_emitted_metric_is_in_the_catalog(tmp_path):
+    from collectors.catalog import METRICS, PER_USER
+
+    env = {"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
+           "LIGHTKEEPER_PATHS__DATA_ROOT": str(tmp_path / "data")}
+    (tmp_path / "data" / "alice").mkdir(parents=True)
+    (tmp_path / "data" / "alice" / "f").write_bytes(b"12345")
+    collectors = build_collectors(load(env=env, read_system=False), watch=False)
+    seen = set()
+    for _ in range(2):
+        time.sleep(0.05)
+        for c in collectors:
+            for metric, label, _value in c.collect():
+                seen.add(metric)
+                assert metric in METRICS, f"{metric} missing from collectors.catalog"
+                assert not metric.endswith("_total"), "gauges must not end in _total"
+                if metric in PER_USER:
+                    assert label == "alice"
+    for c in collectors:
+        c.close()
+    assert PER_USER <= seen
