@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +9,7 @@ import pytest
 
 from agent.store.db import Store
 from lightkeeper.config import Config
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from tuning_services import LocalServices  # noqa: E402
+from tests.tuning.tuning_services import LocalServices
 
 
 @pytest.fixture

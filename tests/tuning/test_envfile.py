@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from dotenv import dotenv_values
 from lightrag.utils import get_env_value
-from tuning_services import LocalServices
 
 from agent.store.db import Store
 from lightkeeper import config
 from lightkeeper.services import CallError
+from tests.tuning.tuning_services import LocalServices
 from tuning import calls, versions
 from tuning.envfile import export_env, parse_env
 from tuning.params import PARAMS, defaults

@@ -7,9 +7,9 @@ import json
 import shutil
 
 import pytest
-from tuning_lightrag_dir import build_lightrag, make_in_subprocess
 
 from lightkeeper.services import CallError
+from tests.tuning.tuning_lightrag_dir import build_lightrag, make_in_subprocess
 from tuning import calls, protect, versions
 from tuning.activefile import read_active
 
