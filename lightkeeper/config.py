@@ -147,6 +147,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("rag.api_key_file", "path", "", "File holding the API key (owner-only)."),
     S("rag.spool_max_bytes", "int", 16 * 1024 * 1024, "Rotate a spool file at this size.",
       min=4096),
+    S("rag.gate_timeout", "float", 120.0,
+      "Seconds a LightRAG writer or reader waits for a user's write gate before failing.",
+      min=0, max=86400),
+    S("rag.request_timeout", "float", 180.0,
+      "Seconds an OpenAI-compatible LLM or embedding request may take (provider=openai).",
+      min=1, max=3600),
     # backup
     S("backup.repository", "path", _state_default("repo"), "Local backup repository."),
     S("backup.key_file", "path", _state_default("keys/repo.key"),

@@ -118,13 +118,14 @@ class RagRuntime:
     """LightRAG for many users in one process. Use ``async with RagRuntime(cfg) as rt``."""
 
     def __init__(self, cfg: Config, *, spool: bool = True, run_id: str | None = None,
-                 pool_size: int | None = None, gate_timeout: float = 60.0,
+                 pool_size: int | None = None, gate_timeout: float | None = None,
                  instrumented: bool = True, providers: Providers | None = None,
                  watch_tuning: bool = False) -> None:
         self.cfg = cfg
         self.data_root = cfg.path("paths.data_root")
         self.pool_size = int(pool_size or cfg["rag.pool_size"])
-        self.gate_timeout = gate_timeout
+        self.gate_timeout = float(cfg["rag.gate_timeout"] if gate_timeout is None
+                                  else gate_timeout)
         self.tuning = ParamSource(cfg, watch=watch_tuning)
         self.providers = providers or build_providers(cfg)
         self.instrumented = instrumented

@@ -60,10 +60,11 @@ def build_providers(cfg: Config) -> Providers:
     from rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, read_api_key
 
     key = read_api_key(cfg["rag.api_key_env"], cfg["rag.api_key_file"] or None)
-    chat = OpenAIChat(cfg["rag.llm_url"], cfg["rag.llm_model"], key)
+    timeout = float(cfg["rag.request_timeout"])
+    chat = OpenAIChat(cfg["rag.llm_url"], cfg["rag.llm_model"], key, timeout=timeout)
     embed_url = cfg["rag.embed_url"] or cfg["rag.llm_url"]
     embed_model = cfg["rag.embed_model"]
     return Providers("openai", chat,
-                     lambda dim: OpenAIEmbed(embed_url, embed_model, dim, key),
+                     lambda dim: OpenAIEmbed(embed_url, embed_model, dim, key, timeout=timeout),
                      cfg["rag.llm_model"], config_dim=int(cfg["rag.embed_dim"] or 0),
                      embed_model=embed_model, closers=[chat.close])
