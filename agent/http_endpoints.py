@@ -9,8 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -64,23 +67,33 @@ class RagHistograms:
         self.llm_calls = 0
         self.embed_calls = 0
 
-    def observe(self, rows: list[dict[str, Any]]) -> None:
+    def observe(self, table: pa.Table) -> None:
+        """Add a batch of ingested operations (an Arrow table with the rag_ops columns)."""
+        if table.num_rows == 0:
+            return
+        keys = pc.binary_join_element_wise(
+            table.column("op"), pc.fill_null(table.column("mode"), ""), "\x1f")
+        durations = table.column("duration_s")
+        failed = pc.not_equal(pc.fill_null(table.column("outcome"), "ok"), "ok")
+        bounds = np.array(LATENCY_BUCKETS)
         with self._lock:
-            for r in rows:
-                key = (r["op"], r.get("mode") or "")
-                counts = self.hist.setdefault(key, [0.0] * (len(LATENCY_BUCKETS) + 1))
-                d = float(r["duration_s"])
-                for i, bound in enumerate(LATENCY_BUCKETS):
-                    if d <= bound:
-                        counts[i] += 1
-                counts[-1] += 1
-                self.sums[key] = self.sums.get(key, 0.0) + d
-                if r.get("outcome", "ok") != "ok":
-                    self.errors[key] = self.errors.get(key, 0) + 1
-                self.llm_s += float(r.get("llm_s") or 0)
-                self.embed_s += float(r.get("embed_s") or 0)
-                self.llm_calls += int(r.get("llm_calls") or 0)
-                self.embed_calls += int(r.get("embed_calls") or 0)
+            for key in pc.unique(keys).to_pylist():
+                mask = pc.equal(keys, key)
+                d = pc.filter(durations, mask).to_numpy(zero_copy_only=False)
+                op, _, mode = key.partition("\x1f")
+                counts = self.hist.setdefault((op, mode), [0.0] * (len(LATENCY_BUCKETS) + 1))
+                # cumulative bucket counts: observations <= each bound
+                per_bound = np.searchsorted(np.sort(d), bounds, side="right")
+                for i, c in enumerate(per_bound):
+                    counts[i] += float(c)
+                counts[-1] += float(len(d))
+                self.sums[(op, mode)] = self.sums.get((op, mode), 0.0) + float(d.sum())
+                errors = pc.sum(pc.and_(mask, failed)).as_py() or 0
+                self.errors[(op, mode)] = self.errors.get((op, mode), 0) + int(errors)
+            for col, attr in (("llm_s", "llm_s"), ("embed_s", "embed_s"),
+                              ("llm_calls", "llm_calls"), ("embed_calls", "embed_calls")):
+                total = pc.sum(table.column(col)).as_py() or 0
+                setattr(self, attr, getattr(self, attr) + total)
 
     def families(self) -> Iterator[Metric]:
         with self._lock:

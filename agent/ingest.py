@@ -122,7 +122,7 @@ class SpoolIngester:
         self.spool_dir = Path(spool_dir)
         self.host = host or socket.gethostname()
         self.stats = IngestStats()
-        self.on_rows: Callable[[list[dict[str, Any]]], None] | None = None
+        self.on_rows: Callable[[pa.Table], None] | None = None
 
     def _offsets(self) -> dict[str, tuple[int, int]]:
         rows = self.store.execute("SELECT file, inode, off FROM spool_offsets")
@@ -248,8 +248,7 @@ class SpoolIngester:
                         [path.name, inode, new_offset, now])
         n = 0 if table is None else table.num_rows
         if n and self.on_rows is not None:
-            self.on_rows(table.select(["op", "mode", "duration_s", "outcome", "llm_s", "embed_s",
-                                       "llm_calls", "embed_calls"]).to_pylist())
+            self.on_rows(table)
         for _ts, fname, off, _line, err in bad:
             log.error("ingest.quarantined", file=fname, offset=off, error=err)
         self.stats.rows += n

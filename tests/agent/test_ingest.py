@@ -107,3 +107,26 @@ def test_bad_field_types_are_quarantined(tmp_path: Path, bad: bytes) -> None:
     SpoolIngester(store, spool).ingest_once()
     assert store.execute("SELECT count(*) FROM rag_ops")[0][0] == 0
     assert store.execute("SELECT count(*) FROM spool_quarantine")[0][0] == 1
+
+
+def test_metrics_carry_aggregate_latency_histograms(start_agent, lk_env: dict[str, str]) -> None:
+    import subprocess
+    import urllib.request
+
+    spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
+    spool.mkdir(parents=True)
+    recs = [record(i, user=f"user{i % 7}") for i in range(500)]
+    write_records(spool / spool_name(dead_pid(), 3000, 0), recs)
+    a = start_agent()
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 500)
+    body = urllib.request.urlopen(a.http + "/metrics", timeout=10).read()
+    text = body.decode()
+    le_50ms = sum(1 for r in recs if r["duration_s"] <= 0.05)
+    assert (f'lightkeeper_rag_operation_duration_seconds_bucket{{le="0.05",mode="mix",op="query"}} '
+            f"{float(le_50ms)}") in text
+    assert 'lightkeeper_rag_operation_duration_seconds_count{mode="mix",op="query"} 500.0' in text
+    assert "user0" not in text  # aggregates only
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    summary = a.client.call("rag.summary", window="1h")
+    assert summary[0]["count"] == 500 and summary[0]["p99"] is not None
