@@ -1,0 +1,305 @@
+"""What the agent serves for backups (see lightkeeper/services.py).
+
+Jobs (``AgentClient.start_job(kind, params)``), all holding the ``repository`` resource so the
+agent never runs two at once (the repository lock enforces it across processes too):
+
+- ``backup``  params ``users`` [str], ``tags`` [str]
+- ``verify``  params ``snapshot`` (id/prefix, optional), ``full`` bool, ``sample_pct`` float
+- ``prune``   params ``dry_run`` bool
+- ``forget``  params ``keep_last``..``keep_yearly`` int (none given: the configured policy),
+              ``dry_run`` bool, ``prune`` bool (prune afterwards)
+- ``restore`` params ``snapshot``, ``users`` [str], ``dbs`` [str], ``target`` path,
+              ``in_place`` bool, ``overwrite`` bool, ``pg_target_db`` str (pg_restore the
+              ``postgres/NAME`` dump into this database, using that source's DSN)
+
+Calls: ``backup.snapshots`` (``user``, ``limit``), ``backup.show`` (``snapshot``, ``files``),
+``backup.stats``, ``backup.key_export``. ``backup.key_export`` returns the key file's path and
+fingerprint only: key bytes never travel over the API. ``lightkeeper backup key export`` reads
+the key file itself, so only a user who can already read that file can export it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from backup import prune as prune_mod
+from backup import retention
+from backup.crypto import KeyFileError
+from backup.dbsources import restore_postgres
+from backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
+from backup.restore import RestoreOptions, restore
+from backup.snapshot import BackupOptions, run_backup
+from backup.verify import verify
+from lightkeeper.ids import InvalidUserId, validate_user_id
+from lightkeeper.logs import get_logger
+from lightkeeper.services import CallError, Services
+
+log = get_logger("backup.calls")
+
+RESOURCE = "repository"
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _open(services: Services, create: bool = False) -> Repository:
+    cfg = services.cfg
+    path, key = cfg.path("backup.repository"), cfg.path("backup.key_file")
+    try:
+        if create:
+            return Repository.open_or_init(path, key, encrypt=cfg["backup.encrypt"],
+                                           compression_level=cfg["backup.compression_level"])
+        return Repository.open(path, key)
+    except (RepositoryError, KeyFileError) as exc:
+        raise CallError(str(exc), 404 if "no backup repository" in str(exc) else 400,
+                        "repository") from None
+
+
+def _state_file(services: Services) -> Path:
+    return services.cfg.path("paths.state_dir") / "backup" / "verified.json"
+
+
+def _protected(services: Services) -> set[str]:
+    try:
+        doc = json.loads(_state_file(services).read_text())
+        return {doc["newest_verified"]} if doc.get("newest_verified") else set()
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+def _users(params: dict[str, Any]) -> list[str] | None:
+    users = params.get("users") or ([params["user"]] if params.get("user") else None)
+    if users is None:
+        return None
+    if not isinstance(users, list):
+        raise CallError("users must be a list of user ids")
+    try:
+        return [validate_user_id(str(u)) for u in users]
+    except InvalidUserId as exc:
+        raise CallError(str(exc)) from None
+
+
+def _samples(services: Services, items: dict[str, float]) -> None:
+    now = time.time()
+    try:
+        services.add_samples([(now, k, "", float(v)) for k, v in items.items()])
+    except Exception as exc:  # noqa: BLE001 - metrics must never fail a backup
+        log.warning("backup.metrics_failed", error=str(exc))
+
+
+def _policy(services: Services, params: dict[str, Any]) -> retention.Policy:
+    names = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+    given = {n: params.get(f"keep_{n}") for n in names if params.get(f"keep_{n}") is not None}
+    if not given:
+        given = {n: services.cfg[f"backup.keep_{n}"] for n in names}
+    try:
+        return retention.Policy(**{n: int(v) for n, v in given.items()})
+    except (TypeError, ValueError):
+        raise CallError("keep_* values must be integers") from None
+
+
+# -- jobs ---------------------------------------------------------------------------------
+def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    cfg = services.cfg
+    tags = params.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+        raise CallError("tags must be a list of non-empty strings")
+    opts = BackupOptions(
+        data_root=cfg.path("paths.data_root"), users=_users(params), tags=list(tags),
+        sqlite={n: Path(e["path"]) for n, e in cfg.table("sources.sqlite").items()},
+        postgres={n: {"dsn": e["dsn"], "pg_dump": e["pg_dump"]}
+                  for n, e in cfg.table("sources.postgres").items()},
+        metrics=services.metrics_snapshot if cfg["backup.include_metrics"] else None,
+        scratch_dir=cfg.path("backup.scratch_dir"), gate_timeout=cfg["backup.gate_timeout"],
+        retries=cfg["backup.copy_retries"], job_id=getattr(ctx, "job_id", ""))
+    repo = _open(services, create=True)
+    try:
+        summary = run_backup(repo, opts, ctx)
+    except Exception:
+        _samples(services, {"backup_last_run_success": 0,
+                            "backup_last_failure_timestamp_seconds": time.time()})
+        raise
+    finally:
+        repo.close()
+    _samples(services, {
+        "backup_last_run_success": 0 if summary.get("state") else 1,
+        "backup_last_success_timestamp_seconds": time.time(),
+        "backup_age_seconds": 0.0,
+        "backup_duration_seconds": summary["duration_s"],
+        "backup_added_bytes": summary["bytes_added"],
+        "backup_repository_size_bytes": summary["repository_size"],
+    })
+    return summary
+
+
+def job_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    full = bool(params.get("full"))
+    pct = params.get("sample_pct")
+    if pct is not None:
+        try:
+            pct = float(pct)
+        except (TypeError, ValueError):
+            raise CallError("sample_pct must be a number") from None
+        if not 0 < pct <= 100:
+            raise CallError("sample_pct must be in (0, 100]")
+    repo = _open(services)
+    try:
+        report = verify(repo, params.get("snapshot") or None, full=full, sample_pct=pct,
+                        ctx=ctx, job_id=getattr(ctx, "job_id", ""))
+        report["repository_size"] = repo_size(repo.path)
+        if report["ok"] and report["snapshots_ok"]:
+            newest = max(report["snapshots_ok"],
+                         key=lambda s: repo.read_snapshot(s).get("time", 0))
+            f = _state_file(services)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps({"newest_verified": newest, "time": time.time(),
+                                     "mode": report["mode"]}))
+    except SnapshotNotFound as exc:
+        raise CallError(str(exc), 404, "not_found") from None
+    finally:
+        repo.close()
+    _samples(services, {"backup_verify_last_run_success": 1 if report["ok"] else 0,
+                        "backup_verify_timestamp_seconds": time.time()})
+    return report
+
+
+def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    repo = _open(services)
+    try:
+        out = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""),
+                              dry_run=bool(params.get("dry_run")))
+    except prune_mod.PruneError as exc:
+        raise CallError(str(exc)) from None
+    finally:
+        repo.close()
+    if not params.get("dry_run"):
+        _samples(services, {"backup_repository_size_bytes": out["repository_size"]})
+    return out
+
+
+def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    policy = _policy(services, params)
+    dry = bool(params.get("dry_run"))
+    repo = _open(services)
+    try:
+        out = prune_mod.forget(repo, policy, dry_run=dry, protected=_protected(services),
+                               ctx=ctx, job_id=getattr(ctx, "job_id", ""))
+        if params.get("prune") and not dry:
+            out["prune"] = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""))
+            out["repository_size"] = out["prune"]["repository_size"]
+    except prune_mod.PruneError as exc:
+        raise CallError(str(exc)) from None
+    finally:
+        repo.close()
+    return out
+
+
+def job_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    cfg = services.cfg
+    snapshot = str(params.get("snapshot") or "")
+    if not snapshot:
+        raise CallError("snapshot is required (an id, a prefix, or 'latest')")
+    dbs = params.get("dbs") or None
+    target = params.get("target")
+    pg_target = params.get("pg_target_db")
+    repo = _open(services)
+    try:
+        opts = RestoreOptions(
+            target=Path(target) if target else None, users=_users(params), dbs=dbs,
+            in_place=bool(params.get("in_place")), data_root=cfg.path("paths.data_root"),
+            overwrite=bool(params.get("overwrite")), gate_timeout=cfg["backup.gate_timeout"],
+            job_id=getattr(ctx, "job_id", ""),
+            safety_backup=BackupOptions(data_root=cfg.path("paths.data_root"),
+                                        scratch_dir=cfg.path("backup.scratch_dir"),
+                                        job_id=getattr(ctx, "job_id", "")))
+        out = restore(repo, snapshot, opts, ctx)
+    except SnapshotNotFound as exc:
+        raise CallError(str(exc), 404, "not_found") from None
+    finally:
+        repo.close()
+    if pg_target:
+        pg = [d for d in (dbs or []) if d.startswith("postgres/")]
+        if len(pg) != 1:
+            raise CallError("pg_target_db needs exactly one --db postgres/NAME")
+        name = pg[0].split("/", 1)[1]
+        src = cfg.table("sources.postgres").get(name)
+        if not src:
+            raise CallError(f"no sources.postgres.{name}.dsn configured to reach the server")
+        dump = Path(out["target"]) / "postgres" / f"{name}.dump"
+        pg_restore = str(Path(src["pg_dump"]).with_name("pg_restore")) \
+            if "/" in src["pg_dump"] else "pg_restore"
+        restore_postgres(dump, src["dsn"], pg_target, pg_restore=pg_restore)
+        out["pg_restored_into"] = pg_target
+    return out
+
+
+for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore):
+    _fn.resource = RESOURCE  # type: ignore[attr-defined]
+
+
+# -- calls --------------------------------------------------------------------------------
+def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    repo = _open(services)
+    infos = [i.as_dict() for i in repo.snapshots()]
+    user = params.get("user")
+    if user:
+        infos = [i for i in infos if user in i["users"]]
+    limit = int(params.get("limit") or 0)
+    if limit:
+        infos = infos[-limit:]
+    return {"repository": str(repo.path), "snapshots": infos}
+
+
+def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    repo = _open(services)
+    try:
+        m = repo.read_snapshot(str(params.get("snapshot") or "latest"))
+    except SnapshotNotFound as exc:
+        raise CallError(str(exc), 404, "not_found") from None
+    files = m.pop("files", [])
+    m["short_id"] = m["id"][:8]
+    m["file_count"] = len(files)
+    if params.get("files"):
+        m["files"] = [{"path": f["path"], "size": f["size"], "hash": f["hash"]} for f in files]
+    return m
+
+
+def call_stats(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    repo = _open(services)
+    out = repo.stats()
+    infos = repo.snapshots()
+    out["newest_snapshot"] = infos[-1].as_dict() if infos else None
+    out["newest_age_seconds"] = time.time() - infos[-1].time if infos else None
+    try:
+        out["verified"] = json.loads(_state_file(services).read_text())
+    except (OSError, ValueError):
+        out["verified"] = None
+    return out
+
+
+def call_key_export(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    repo = _open(services)
+    return {"key_file": str(services.cfg.path("backup.key_file")), "repo_id": repo.id,
+            "fingerprint": repo.keys.fingerprint, "encrypted": repo.keys.encrypted,
+            "note": "key bytes are never sent over the API; run 'lightkeeper backup key "
+                    "export' as the key file's owner to copy the key"}
+
+
+JOBS = {"backup": job_backup, "verify": job_verify, "prune": job_prune,
+        "forget": job_forget, "restore": job_restore}
+CALLS = {"backup.snapshots": call_snapshots, "backup.show": call_show,
+         "backup.stats": call_stats, "backup.key_export": call_key_export}
+
+
+def SCHEDULES(services: Services) -> list[tuple[str, str, dict[str, Any]]]:  # noqa: N802
+    cfg = services.cfg
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if cfg["backup.schedule"]:
+        out.append(("backup", cfg["backup.schedule"], {"tags": ["scheduled"]}))
+    if cfg["backup.prune_schedule"]:
+        out.append(("forget", cfg["backup.prune_schedule"], {"prune": True}))
+    if cfg["backup.verify_schedule"]:
+        out.append(("verify", cfg["backup.verify_schedule"],
+                    {"sample_pct": cfg["backup.verify_sample_pct"]}))
+    return out

@@ -1,0 +1,310 @@
+"""``lightkeeper backup``: run, list, show, stats, verify, prune, forget, cancel, key export.
+
+Every action goes through the agent (jobs survive the SSH session); ``--json`` prints the
+job's progress and summary as JSON lines. ``backup key export`` is the one exception: it reads
+the key file directly, so only its owner can copy the key (the API never returns key bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightkeeper.cli.common import (
+    EXIT_OK,
+    CliContext,
+    CliError,
+    add_json_flag,
+    follow_job,
+    human_bytes,
+    human_duration,
+    job_exit_code,
+    table,
+)
+
+KEEPS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backup", help="snapshots of user data and databases")
+    bsub = p.add_subparsers(dest="backup_cmd", metavar="ACTION", required=True)
+
+    run = bsub.add_parser("run", help="take a snapshot now")
+    run.add_argument("--user", action="append", default=[], metavar="U",
+                     help="only this user (repeatable)")
+    run.add_argument("--tag", action="append", default=[], metavar="T", help="tag (repeatable)")
+    run.add_argument("--detach", action="store_true", help="start the job and return its id")
+    add_json_flag(run)
+    run.set_defaults(func=run_backup)
+
+    ls = bsub.add_parser("list", help="snapshots in the repository")
+    ls.add_argument("--user", help="only snapshots holding this user")
+    ls.add_argument("--limit", type=int, default=0)
+    add_json_flag(ls)
+    ls.set_defaults(func=run_list)
+
+    show = bsub.add_parser("show", help="one snapshot: users, counts, databases, summary")
+    show.add_argument("snapshot", help="id, unique prefix, or 'latest'")
+    show.add_argument("--files", action="store_true", help="list every file")
+    add_json_flag(show)
+    show.set_defaults(func=run_show)
+
+    st = bsub.add_parser("stats", help="repository size, packs, newest snapshot, last verify")
+    add_json_flag(st)
+    st.set_defaults(func=run_stats)
+
+    ver = bsub.add_parser("verify", help="check the repository (exit 4 when damaged)")
+    ver.add_argument("snapshot", nargs="?", help="only this snapshot")
+    mode = ver.add_mutually_exclusive_group()
+    mode.add_argument("--full", action="store_true", help="read and hash all data")
+    mode.add_argument("--sample", type=float, metavar="PCT", help="read PCT%% of the packs")
+    add_json_flag(ver)
+    ver.set_defaults(func=run_verify)
+
+    pr = bsub.add_parser("prune", help="delete data no snapshot references")
+    pr.add_argument("--dry-run", action="store_true")
+    add_json_flag(pr)
+    pr.set_defaults(func=run_prune)
+
+    fg = bsub.add_parser("forget", help="remove snapshots by a keep policy (restic semantics)")
+    for k in KEEPS:
+        fg.add_argument(f"--keep-{k}", type=int, metavar="N")
+    fg.add_argument("--dry-run", action="store_true", help="show what would be removed")
+    fg.add_argument("--prune", action="store_true", help="prune afterwards")
+    add_json_flag(fg)
+    fg.set_defaults(func=run_forget)
+
+    cancel = bsub.add_parser("cancel", help="cancel a running backup job")
+    cancel.add_argument("job")
+    add_json_flag(cancel)
+    cancel.set_defaults(func=run_cancel)
+
+    key = bsub.add_parser("key", help="the repository key")
+    ksub = key.add_subparsers(dest="key_cmd", metavar="ACTION", required=True)
+    exp = ksub.add_parser("export", help="copy the key (keep it somewhere safe and offline)")
+    exp.add_argument("--output", "-o", metavar="FILE",
+                     help="write to FILE (created owner-only) instead of standard output")
+    add_json_flag(exp)
+    exp.set_defaults(func=run_key_export)
+    ks = ksub.add_parser("show", help="key file path and fingerprint (no key material)")
+    add_json_flag(ks)
+    ks.set_defaults(func=run_key_show)
+
+
+def start_and_follow(ctx: CliContext, kind: str, params: dict[str, Any],
+                     detach: bool = False, render: Any = None) -> int:
+    client = ctx.client()
+    try:
+        job_id = client.start_job(kind, params)
+    except Exception as exc:  # the client raises its own error type with the agent's text
+        raise CliError(str(exc)) from None
+    if detach:
+        ctx.emit({"job_id": job_id}, f"started {kind} job {job_id}")
+        return EXIT_OK
+    job = follow_job(ctx, job_id)
+    if not ctx.json:
+        summary = job.get("summary") or {}
+        if job.get("error"):
+            print(f"{kind} job {job_id} {job.get('state')}: {job['error']}", file=sys.stderr)
+        elif render is not None:
+            print(render(summary))
+        else:
+            print(json.dumps(summary, indent=2, default=str))
+    return job_exit_code(job)
+
+
+def _render_backup(s: dict[str, Any]) -> str:
+    lines = [
+        f"snapshot {s.get('short_id')} saved: {s.get('files')} files, "
+        f"{human_bytes(s.get('bytes_total'))} "
+        f"({s.get('files_new')} new, {s.get('files_changed')} changed, "
+        f"{s.get('files_unmodified')} unmodified)",
+        f"read {human_bytes(s.get('bytes_read'))}, added {human_bytes(s.get('bytes_added'))} "
+        f"(dedup ratio {s.get('dedup_ratio')}), repository "
+        f"{human_bytes(s.get('repository_size'))}, took {human_duration(s.get('duration_s'))}",
+    ]
+    for user, err in (s.get("errors") or {}).items():
+        lines.append(f"FAILED user {user}: {err} (carried over from the previous snapshot)")
+    return "\n".join(lines)
+
+
+def run_backup(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {"tags": args.tag}
+    if args.user:
+        params["users"] = args.user
+    return start_and_follow(ctx, "backup", params, args.detach, _render_backup)
+
+
+def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.user:
+        params["user"] = args.user
+    data = ctx.client().call("backup.snapshots", **params)
+    rows = []
+    for s in data["snapshots"]:
+        sm = s.get("summary") or {}
+        rows.append({"id": s["short_id"],
+                     "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["time"])),
+                     "users": len(s["users"]), "files": sm.get("files"),
+                     "size": human_bytes(sm.get("bytes_total")),
+                     "failed": ",".join(sm.get("failed_users") or []) or "",
+                     "tags": ",".join(s.get("tags") or [])})
+    ctx.emit(data, lambda _: table(rows, [
+        ("id", "ID"), ("time", "TIME"), ("users", "USERS"), ("files", "FILES"),
+        ("size", "SIZE"), ("tags", "TAGS"), ("failed", "FAILED USERS")], empty="no snapshots"))
+    return EXIT_OK
+
+
+def _render_show(m: dict[str, Any]) -> str:
+    lines = [f"snapshot {m['id']}",
+             f"time      {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m['time']))}",
+             f"host      {m.get('host')}", f"tags      {', '.join(m.get('tags') or []) or '-'}",
+             f"parent    {(m.get('parent') or '-')[:8]}", f"files     {m['file_count']}", ""]
+    users = [{"user": u, **v} for u, v in sorted(m.get("users", {}).items())]
+    for u in users:
+        u["bytes"] = human_bytes(u.get("bytes"))
+        u["status"] = "FAILED: " + u["error"] if u.get("error") else "ok"
+    lines.append(table(users, [("user", "USER"), ("files", "FILES"), ("bytes", "SIZE"),
+                               ("documents", "DOCS"), ("entities", "ENTITIES"),
+                               ("relations", "RELATIONS"), ("status", "STATUS")],
+                       empty="(no users)"))
+    if m.get("databases"):
+        lines.append("")
+        lines.append(table([{"name": k, "kind": v.get("kind"), "size": human_bytes(v.get("size"))}
+                            for k, v in sorted(m["databases"].items())],
+                           [("name", "DATABASE"), ("kind", "KIND"), ("size", "SIZE")]))
+    for f in m.get("files") or []:
+        lines.append(f"{f['size']:>12}  {f['path']}")
+    return "\n".join(lines)
+
+
+def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
+    m = ctx.client().call("backup.show", snapshot=args.snapshot, files=args.files)
+    ctx.emit(m, _render_show)
+    return EXIT_OK
+
+
+def run_stats(args: argparse.Namespace, ctx: CliContext) -> int:
+    s = ctx.client().call("backup.stats")
+
+    def human(s: dict[str, Any]) -> str:
+        newest = s.get("newest_snapshot")
+        v = s.get("verified") or {}
+        return "\n".join([
+            f"repository  {s['path']} (id {s['id'][:12]}, "
+            f"{'encrypted' if s['encrypted'] else 'NOT encrypted'}, key {s['key_id'][:12]})",
+            f"size        {human_bytes(s['size_bytes'])} in {s['packs']} packs, "
+            f"{s['index_files']} index files, {s['chunks']} chunks",
+            f"snapshots   {s['snapshots']}" + (
+                f", newest {newest['short_id']} ({human_duration(s['newest_age_seconds'])} ago)"
+                if newest else ""),
+            f"verified    {(v.get('newest_verified') or '-')[:8]} "
+            f"{v.get('mode', '')}".rstrip(),
+        ])
+
+    ctx.emit(s, human)
+    return EXIT_OK
+
+
+def _render_verify(r: dict[str, Any]) -> str:
+    if r.get("ok"):
+        text = (f"repository OK ({r.get('mode')}): {r.get('snapshots_checked')} snapshots, "
+                f"{r.get('packs_checked')} packs read, {human_bytes(r.get('bytes_read'))}")
+        return text + (f"\nnote: {r['note']}" if r.get("note") else "")
+    lines = [f"repository DAMAGED ({r.get('mode')}): {r.get('problem_count')} problem(s)"]
+    lines += [f"  {p}" for p in (r.get("problems") or [])[:20]]
+    for a in r.get("affected") or []:
+        lines.append(f"snapshot {a['short_id']}: {len(a['files'])} damaged file(s):")
+        lines += [f"    {f}" for f in a["files"][:20]]
+    if r.get("snapshots_ok"):
+        lines.append("unaffected snapshots (restore these): " +
+                     ", ".join(s[:8] for s in r["snapshots_ok"]))
+    return "\n".join(lines)
+
+
+def run_verify(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {"full": args.full}
+    if args.sample is not None:
+        params["sample_pct"] = args.sample
+    if args.snapshot:
+        params["snapshot"] = args.snapshot
+    return start_and_follow(ctx, "verify", params, render=_render_verify)
+
+
+def run_prune(args: argparse.Namespace, ctx: CliContext) -> int:
+    def render(s: dict[str, Any]) -> str:
+        head = "would delete" if s.get("dry_run") else "deleted"
+        return (f"{head} {s.get('packs_delete')} packs, repacked {s.get('packs_repack')}, kept "
+                f"{s.get('packs_keep')}; freed {human_bytes(s.get('bytes_freed'))}, repository "
+                f"{human_bytes(s.get('repository_size'))}")
+
+    return start_and_follow(ctx, "prune", {"dry_run": args.dry_run}, render=render)
+
+
+def run_forget(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {"dry_run": args.dry_run, "prune": args.prune}
+    for k in KEEPS:
+        v = getattr(args, f"keep_{k}")
+        if v is not None:
+            if v < 0:
+                raise CliError(f"--keep-{k} must be >= 0", 2)
+            params[f"keep_{k}"] = v
+
+    def render(s: dict[str, Any]) -> str:
+        verb = "would remove" if s.get("dry_run") else "removed"
+        lines = [f"{verb} {s.get('removed_count')} snapshot(s), keeping {s.get('kept_count')}"]
+        lines += [f"  keep   {k['short_id']}  {', '.join(k['reasons'])}" for k in s["kept"]]
+        lines += [f"  remove {r['short_id']}" for r in s["removed"]]
+        return "\n".join(lines)
+
+    return start_and_follow(ctx, "forget", params, render=render)
+
+
+def run_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
+    ctx.emit(ctx.client().cancel_job(args.job), f"cancel requested for {args.job}")
+    return EXIT_OK
+
+
+def run_key_show(args: argparse.Namespace, ctx: CliContext) -> int:
+    data = ctx.client().call("backup.key_export")
+    ctx.emit(data, lambda d: f"key file     {d['key_file']}\nfingerprint  {d['fingerprint']}\n"
+                             f"repository   {d['repo_id']}")
+    return EXIT_OK
+
+
+def run_key_export(args: argparse.Namespace, ctx: CliContext) -> int:
+    key_file = ctx.cfg.path("backup.key_file")
+    try:
+        raw = key_file.read_text()
+        doc = json.loads(raw)
+    except FileNotFoundError:
+        raise CliError(f"no key file at {key_file}: without it the backups cannot be read; "
+                       "if you exported it earlier, copy that file back there (mode 600)") from None
+    except PermissionError:
+        raise CliError(f"cannot read {key_file}: only its owner can export the key") from None
+    except ValueError:
+        raise CliError(f"{key_file} is not a lightkeeper repository key") from None
+    if args.output:
+        out = Path(args.output)
+        try:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise CliError(f"{out} already exists; refusing to overwrite it") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(raw)
+        ctx.emit({"key_file": str(key_file), "exported_to": str(out),
+                  "fingerprint": doc.get("fingerprint")},
+                 f"key {doc.get('fingerprint', '')[:12]} written to {out} (mode 600). Keep it "
+                 "offline: anyone with it and the repository can read every backup.")
+        return EXIT_OK
+    if sys.stdout.isatty() and not ctx.json:
+        print("warning: printing the repository key; anyone who sees it can read every backup",
+              file=sys.stderr)
+    ctx.emit({"key_file": str(key_file), "fingerprint": doc.get("fingerprint"), "key": doc},
+             raw.rstrip("\n"))
+    return EXIT_OK
