@@ -97,8 +97,9 @@ PARAMS: tuple[Param, ...] = (
       env="CHUNK_OVERLAP_SIZE",
       source="lightrag.py _apply_chunk_size_overlay: CHUNK_OVERLAP_SIZE default 100"),
     P("entity_extract_max_gleaning", "int", 1, "passes",
-      "Extra LLM passes per chunk asking for entities the first pass missed.",
-      "new_documents", min=0, max=5, lightrag_field="entity_extract_max_gleaning",
+      "Extra LLM pass per chunk asking for entities the first pass missed (1.5.7 runs one "
+      "pass for any value above 0, so 0 or 1).",
+      "new_documents", min=0, max=1, lightrag_field="entity_extract_max_gleaning",
       env="MAX_GLEANING", source="constants.DEFAULT_MAX_GLEANING"),
     P("summary_max_tokens", "int", 1200, "tokens",
       "Entity/relation description size that triggers an LLM summary on merge.",
