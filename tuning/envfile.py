@@ -92,7 +92,8 @@ def parse_env(text: str) -> ImportResult:
             continue
         m = _LINE_RE.match(line)
         if not m:
-            errors[f"line {lineno}"] = f"not NAME=VALUE: {stripped[:60]!r}"
+            # The line is not echoed: in a server .env it may well hold a key or password.
+            errors[f"line {lineno}"] = "not a NAME=VALUE assignment (content not shown)"
             continue
         name, value = m.group(1), m.group(2)
         pname = ENV_TO_PARAM.get(name)

@@ -103,10 +103,11 @@ LLM_BINDING_API_KEY=sk-not-a-tuning-value
 
 def test_parse_errors_name_line_and_variable():
     with pytest.raises(TuningError) as info:
-        parse_env("TOP_K=lots\nthis is not an assignment\n")
+        parse_env("TOP_K=lots\nLLM_BINDING_API_KEY sk-secret-value-123\n")
     errors = info.value.errors
     assert "TOP_K (top_k)" in errors and "expected an integer" in errors["TOP_K (top_k)"]
     assert "line 2" in errors
+    assert "sk-secret" not in str(info.value)  # a malformed line may hold a secret
 
 
 def test_import_refuses_files_without_tuning_and_invalid_sets(services):
