@@ -31,6 +31,7 @@ class Failed:
 
     name: str
     message: str
+    code: str = "error"
 
     def __str__(self) -> str:
         return f"{self.name} failed: {self.message}"
@@ -50,7 +51,13 @@ def call(client: Any, name: str, **params: Any) -> Any:
     except AgentError as exc:
         if exc.code == "unknown_call" or exc.status == 404 and "unknown call" in str(exc):
             return Unavailable(name)
-        return Failed(name, str(exc))
+        return Failed(name, str(exc), exc.code)
+
+
+def no_repository(value: Any) -> bool:
+    """The backup package answered that no repository exists yet."""
+    return isinstance(value, Failed) and value.code == "repository" and \
+        "no backup repository" in value.message
 
 
 def series(client: Any, metric: str, label: str | None, window: str,

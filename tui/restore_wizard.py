@@ -140,6 +140,7 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
         pick = self.query_one("#pick", OptionList)
         pick.clear_options()
         pick.add_options([Option(i, id=i) for i in sorted(items)])
+        pick.highlighted = 0
         self._go("pick")
 
     @on(OptionList.OptionSelected, "#pick")

@@ -46,32 +46,41 @@ class BackupsPane(Pane):
 
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         return {"snapshots": agentdata.call(client, "backup.snapshots"),
+                "stats": agentdata.call(client, "backup.stats"),
                 "recent": client.jobs(limit=20)}
 
     def show(self, data: dict[str, Any], req: Request) -> None:
         snaps = data["snapshots"]
         note = self.query_one("#backups-note", Static)
         self.available = not problem(snaps)
-        if problem(snaps):
+        stats = data.get("stats")
+        verified_doc = stats.get("verified") if isinstance(stats, dict) else None
+        verified_id = (verified_doc or {}).get("newest_verified")
+        if agentdata.no_repository(snaps):
+            note.update(Text(" no backup repository yet: press b to take the first backup",
+                             style="yellow"))
+            snaps = []
+        elif problem(snaps):
             note.update(Text(" " + (problem(snaps) or ""), style="dim"))
             snaps = []
         else:
             if isinstance(snaps, dict):
                 snaps = first(snaps, "snapshots", default=[])
-            note.update(Text(f" {len(snaps)} snapshots   b backup  v verify  p prune  "
-                             "r restore  x cancel", style="dim"))
+            size = stats.get("repository_size") if isinstance(stats, dict) else None
+            note.update(Text(f" {len(snaps)} snapshots"
+                             + (f", repository {human_bytes(size)}" if size else "")
+                             + "   b backup  v verify  p prune  r restore  x cancel",
+                             style="dim"))
         self.snapshots = sorted(snaps, key=lambda s: -(s.get("time") or 0))
         table = self.query_one("#snap-table", DataTable)
         row = table.cursor_row
         table.clear()
         for s in self.snapshots:
             summ = s.get("summary") or {}
-            verified = first(s, "verified", "verified_at")
-            v_text = Text("-", style="dim") if not verified else Text(
-                age(verified, req.now) if isinstance(verified, (int, float)) and verified > 1e9
-                else "yes", style="green")
-            if s.get("verify_problems"):
-                v_text = Text("PROBLEMS", style="bold red")
+            if verified_id and s["id"] == verified_id:
+                v_text = Text(f"yes, {age(verified_doc.get('time'), req.now)}", style="green")
+            else:
+                v_text = Text("-", style="dim")
             table.add_row(s.get("short_id") or s["id"][:8], clock_time(s.get("time"), True),
                           str(len(s.get("users") or [])), human_bytes(summ.get("bytes_total")),
                           human_bytes(first(summ, "bytes_added_data", "bytes_added")),
@@ -105,12 +114,13 @@ class BackupsPane(Pane):
     def do_backup_prune(self) -> None:
         def done(ok: bool | None) -> None:
             if ok:
-                self._start("prune", {}, "prune")
+                self._start("forget", {"prune": True}, "prune")
 
         self.lk.push_screen(ConfirmDialog(
-            "Prune the repository?",
-            "Snapshots outside the retention policy (backup.keep_*) are forgotten and the data "
-            "only they used is deleted. This cannot be undone.", confirm_label="Prune"), done)
+            "Apply the retention policy and prune?",
+            "Snapshots outside the retention policy (backup.keep_*) are forgotten (the newest "
+            "verified one is always kept), then the data only they used is deleted. This "
+            "cannot be undone.", confirm_label="Prune"), done)
 
     def do_backup_cancel(self) -> None:
         running = [j for j in self.lk.jobs if j.get("kind") in BACKUP_JOBS]

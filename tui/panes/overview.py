@@ -49,7 +49,7 @@ class OverviewPane(Pane):
             "rx": agentdata.series(client, "network_receive_bytes_per_second", None, w),
             "tx": agentdata.series(client, "network_transmit_bytes_per_second", None, w),
             "latest": agentdata.call(client, "metrics.latest", metrics=LATEST),
-            "snapshots": agentdata.call(client, "backup.snapshots", limit=1),
+            "snapshots": agentdata.call(client, "backup.stats"),
             "zones": agentdata.call(client, "zones.list"),
         }
 
@@ -121,17 +121,18 @@ def _health(status: dict[str, Any], snapshots: Any, zones: Any, now: float) -> G
     parts: list[Any] = [small_table("Collectors", ["name", "state", "age", "err"], rows,
                                     "(none running)", justify_right={2, 3})]
     parts.append(Text(""))
-    if problem(snapshots):
-        parts.append(Text("Backups: not available", style="dim"))
+    stats = snapshots
+    if agentdata.no_repository(stats):
+        parts.append(Text("Backup: no repository yet", style="yellow"))
+    elif problem(stats):
+        parts.append(Text("Backup: " + (problem(stats) or ""), style="dim"))
     else:
-        snaps = snapshots if isinstance(snapshots, list) else first(
-            snapshots, "snapshots", default=[])
-        if snaps:
-            newest = max(snaps, key=lambda s: first(s, "time", "ts", "created", default=0) or 0)
-            ts = first(newest, "time", "ts", "created")
-            verified = first(newest, "verified", "verified_at")
-            parts.append(Text(f"Backup: newest {age(ts, now)}" +
-                              ("" if verified in (None, False) else ", verified")))
+        newest = stats.get("newest_snapshot") or {}
+        verified = stats.get("verified") or {}
+        if newest:
+            parts.append(Text(f"Backup: newest {age(newest.get('time'), now)}"))
+            if verified.get("time"):
+                parts.append(Text(f"  verified {age(verified['time'], now)}", style="dim"))
         else:
             parts.append(Text("Backup: no snapshot yet", style="yellow"))
     if problem(zones):
