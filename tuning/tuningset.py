@@ -13,7 +13,7 @@ from typing import Any
 
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from tuning.params import NAMES, defaults
-from tuning.validate import TuningError, check_cross, check_fields
+from tuning.validate import TuningError, blame, check_cross, check_fields
 
 
 @dataclass
@@ -143,7 +143,8 @@ class TuningSet:
         if user is not None and not target:
             new.users.pop(user, None)
         all_errors = {f"{prefix}{k}": v for k, v in errors.items()}
-        for k, v in new.cross_errors().items():
+        cross = blame(new.cross_errors(), set(changes), prefix)
+        for k, v in cross.items():
             all_errors.setdefault(k, v)
         return new, all_errors
 

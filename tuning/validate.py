@@ -151,9 +151,32 @@ def _cross_rules(p: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
+# The fields each cross-field rule involves, by the field its error is reported under.
+CROSS_FIELDS: dict[str, tuple[str, ...]] = {
+    "chunk_overlap_token_size": ("chunk_overlap_token_size", "chunk_token_size"),
+    "max_total_tokens": ("max_total_tokens", "max_entity_tokens", "max_relation_tokens"),
+    "summary_length_recommended": ("summary_length_recommended", "summary_max_tokens"),
+    "summary_max_tokens": ("summary_max_tokens", "summary_context_size"),
+    "summary_context_size": ("summary_context_size", "max_total_tokens"),
+}
+
+
 def check_cross(params: Mapping[str, Any]) -> dict[str, str]:
     """Cross-field errors of a full, well-typed parameter set."""
     return _cross_rules(params)
+
+
+def blame(errors: Mapping[str, str], changed: set[str], prefix: str = "") -> dict[str, str]:
+    """Also report each cross-field error under the edited fields it involves, so a form can
+    mark the input the operator just changed (``errors`` keys may carry ``prefix``)."""
+    out = dict(errors)
+    for key, message in errors.items():
+        if not key.startswith(prefix):
+            continue
+        for field in CROSS_FIELDS.get(key[len(prefix):], ()):
+            if field in changed:
+                out.setdefault(f"{prefix}{field}", message)
+    return out
 
 
 def warnings_for(params: Mapping[str, Any]) -> dict[str, str]:

@@ -185,3 +185,12 @@ def test_every_error_is_reported_at_once():
     new, errors = TuningSet().try_changes({"top_k": "0", "chunk_overlap_token_size": 5000,
                                            "bogus": 1})
     assert set(errors) == {"top_k", "chunk_overlap_token_size", "bogus"}
+
+
+def test_cross_field_errors_also_mark_the_edited_fields():
+    _, errors = TuningSet().try_changes({"max_entity_tokens": 20000,
+                                         "max_relation_tokens": 10000})
+    assert set(errors) == {"max_total_tokens", "max_entity_tokens", "max_relation_tokens"}
+    _, errors = TuningSet().try_changes({"chunk_token_size": 90}, user="alice")
+    assert set(errors) == {"users.alice.chunk_overlap_token_size",
+                           "users.alice.chunk_token_size"}
