@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightkeeper.ids import InvalidUserId
+from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.services import CallError, Services
 from rag import inventory
 
@@ -19,11 +19,12 @@ def users(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     user = params.get("user")
     if user:
         try:
-            if not (root / str(user)).is_dir():
-                raise CallError(f"user {user!r} has no data under {root}", 404, "not_found")
-            rows = [inventory.user_summary(root, str(user))]
+            validate_user_id(str(user))
         except InvalidUserId as exc:
             raise CallError(str(exc)) from None
+        if not (root / str(user)).is_dir():
+            raise CallError(f"user {user!r} has no data under {root}", 404, "not_found")
+        rows = [inventory.user_summary(root, str(user))]
     else:
         rows = inventory.users(root)
     return {"data_root": str(root), "users": rows}
