@@ -145,6 +145,9 @@ def _commit(services: Services, new: TuningSet, actor: str, note: str, source: s
                                   "effects": effects_summary(rows), **(extra or {})}
         if not rows:
             result["message"] = f"nothing changed: version {current.version} already has this"
+            if _resync_file(services, current):
+                result["message"] += "; the active file did not hold it and was rewritten"
+                result["file_rewritten"] = True
             return result
         conflicts = rebuild_conflicts(current.tuning, new, _data_root(services))
         if conflicts and not acknowledge_rebuild:
@@ -175,6 +178,24 @@ def _commit(services: Services, new: TuningSet, actor: str, note: str, source: s
         result.update({"version": v.version, "ts": v.ts, "file": str(path),
                        "acknowledged_rebuild": sorted(conflicts)})
         return result
+
+
+def _resync_file(services: Services, latest: versions.Version) -> bool:
+    """Rewrite the active file when it does not hold ``latest`` (for example an invalid hand
+    edit the operator now overrides by setting or reverting to the current values)."""
+    path = _file(services)
+    try:
+        file_version, tset = read_active_set(path)
+        if path.exists() and file_version == latest.version and tset == latest.tuning:
+            return False
+    except TuningError:
+        pass
+    write_active(path, latest.version, latest.tuning)
+    _refused.pop(str(path), None)
+    _set_invalid_metric(services, 0.0)
+    services.audit("tuning.active_file_restored", component="tuning", version=latest.version,
+                   reason="the active file did not hold the latest version")
+    return True
 
 
 # -- calls --------------------------------------------------------------------------------

@@ -228,3 +228,15 @@ def test_external_edit_that_would_strand_vectors_is_refused(services):
 def test_render_is_stable():
     t = TuningSet()
     assert render_active(1, t) == render_active(1, t.copy())
+
+
+def test_setting_current_values_repairs_an_invalid_file(services):
+    calls.set_params(services, {"changes": {"top_k": 45}, "note": "x"})
+    path = services.cfg.path("paths.tuning_file")
+    path.write_text(path.read_text().replace("top_k = 45", "top_k = -5"))
+    assert calls.on_active_file_changed(services)["state"] == "refused"
+    r = calls.revert(services, {"version": 2, "note": "undo the hand edit"})
+    assert r["changed"] is False and r["file_rewritten"] is True
+    assert read_active(path) == (2, {**defaults(), "top_k": 45})
+    assert services.current[("tuning_invalid_edit", "")] == 0.0
+    assert calls.on_active_file_changed(services)["state"] == "unchanged"

@@ -132,6 +132,15 @@ def test_agent_records_external_edits_and_refuses_invalid_ones(agent, run_cli, l
     show = jcli(run_cli, "show")
     assert show["file_state"].startswith("invalid") and show["version"] == v["version"]
 
+    def firing():
+        return [a for a in agent.client.alerts(active=True) if a["rule"] == "tuning_invalid_edit"]
+
+    wait_for(firing, "the tuning_invalid_edit alert to fire")
+    # repair through lightkeeper: a new version replaces the bad edit and the alert clears
+    run_cli("tuning", "revert", str(v["version"]), "--note", "undo the broken hand edit")
+    wait_for(lambda: not firing(), "the alert to clear")
+    assert read_active(path)[1]["top_k"] == 45
+
 
 def test_compare_versions_from_spooled_operations(agent, run_cli, lk_cfg):
     run_cli("tuning", "set", "chunk_top_k=10", "--note", "fewer chunks")
