@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,10 @@ class _Entry:
 def doc_id(text: str) -> str:
     """The id a document gets from its content (re-inserting the same text is a no-op)."""
     return "doc-" + hashlib.md5(text.strip().encode("utf-8")).hexdigest()
+
+
+# user -> the runtime holding it in this process (see _load)
+_OPEN_IN_PROCESS: weakref.WeakValueDictionary[str, RagRuntime] = weakref.WeakValueDictionary()
 
 
 def _purge_shared_namespaces(workspace: str) -> int:
@@ -181,6 +186,13 @@ class RagRuntime:
         return rag, version, p
 
     async def _load(self, user: str, stamp: bytes, busy: int = 0) -> _Entry:
+        owner = _OPEN_IN_PROCESS.get(user)
+        if owner is not None and owner is not self:
+            # LightRAG's shared storage is per process and keyed by workspace: two runtimes
+            # holding one user would share (and purge) each other's data
+            raise RagError(f"user {user!r} is already open in another RagRuntime of this "
+                           "process; use one runtime per process")
+        _OPEN_IN_PROCESS[user] = self
         _purge_shared_namespaces(user)  # load from disk, not from an older in-memory copy
         rag, version, params = self._build(user)
         await rag.initialize_storages()
@@ -217,6 +229,8 @@ class RagRuntime:
         except Exception as exc:  # a failed finalize must not keep the slot
             log.warning("rag.finalize_failed", user=user, error=f"{type(exc).__name__}: {exc}")
         _purge_shared_namespaces(user)
+        if _OPEN_IN_PROCESS.get(user) is self:
+            del _OPEN_IN_PROCESS[user]
 
     async def _get(self, user: str) -> _Entry:
         validate_user_id(user)

@@ -230,3 +230,15 @@ def test_every_operation_is_spooled_with_model_shares(cfg) -> None:
     assert query["llm_calls"] == 2  # keywords + answer
     assert query["tokens_in"] > 100 and query["result_bytes"] > 0
     assert 0 < query["llm_s"] + query["embed_s"] < query["duration_s"]
+
+
+def test_two_runtimes_in_one_process_cannot_hold_the_same_user(cfg) -> None:
+    async def main() -> None:
+        async with RagRuntime(cfg) as a, RagRuntime(cfg) as b:
+            await a.insert("alice", ALICE)
+            with pytest.raises(ValueError, match="already open in another RagRuntime"):
+                await b.query("alice", "Who tends Gull Point Light?", "naive")
+            await a.evict("alice")
+            assert "Mara Voss" in await b.query("alice", "Who tends Gull Point Light?", "naive")
+
+    run(main())
