@@ -155,17 +155,13 @@ def _commit(services: Services, new: TuningSet, actor: str, note: str, source: s
                 f"{k}: {v}" for k, v in conflicts.items()), status=409, code="needs_rebuild")
         path = _file(services)
         n = versions.next_version(services.store)
-        try:
-            old_text: str | None = path.read_text(encoding="utf-8")
-        except (FileNotFoundError, UnicodeDecodeError):
-            old_text = None
         write_active(path, n, new)
         try:
             v = versions.append(services.store, n, new, actor, note, source, reverted_from)
         except Exception:
-            # The store refused: put the previous file back so processes and history agree.
-            if old_text is not None:
-                write_active(path, current.version, current.tuning)
+            # The store refused: put the latest recorded version back so processes and the
+            # history agree.
+            write_active(path, current.version, current.tuning)
             raise
         _refused.pop(str(path), None)
         _set_invalid_metric(services, 0.0)

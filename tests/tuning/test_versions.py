@@ -164,3 +164,16 @@ def test_version_call_returns_the_full_set(services):
     doc = calls.version_call(services, {"version": 2})
     assert doc["tuning"]["users"] == {"carol": {"top_k": 33}}
     assert TuningSet.from_json(doc["tuning"]) == read_active_set(_file(services))[1]
+
+
+def test_a_store_failure_leaves_file_and_history_agreeing(services):
+    calls.set_params(services, {"changes": {"top_k": 45}, "note": "first"})
+    path = _file(services)
+    before = read_active(path)
+    # a real constraint in the real store makes the next insert fail after the file was written
+    services.store.execute("CREATE UNIQUE INDEX tuning_note_once ON tuning_versions(note)")
+    with pytest.raises(Exception, match="[Cc]onstraint|[Dd]uplicate"):
+        calls.set_params(services, {"changes": {"top_k": 46}, "note": "first"})
+    assert versions.latest(services.store).version == 2
+    assert read_active(path) == before
+    assert calls.on_active_file_changed(services)["state"] == "unchanged"
