@@ -21,9 +21,8 @@ from tuning import versions
 from tuning.activefile import parse_active, read_active_set, write_active
 from tuning.diff import diff, effects_summary
 from tuning.envfile import export_env, parse_env
-from tuning.params import BY_NAME, EFFECTS, PARAMS, defaults, model
+from tuning.params import EFFECTS, PARAMS, defaults, model
 from tuning.protect import rebuild_conflicts
-from tuning.protect import summary as vectors_summary
 from tuning.tuningset import TuningSet
 from tuning.validate import TuningError, warnings_for
 
@@ -402,5 +401,4 @@ CALLS = {
 }
 JOBS: dict[str, Any] = {}
 
-__all__ = ["CALLS", "JOBS", "BY_NAME", "on_active_file_changed", "ensure_initialized",
-           "vectors_summary"]
+__all__ = ["CALLS", "JOBS", "on_active_file_changed", "ensure_initialized"]
