@@ -230,7 +230,7 @@ def set_params(services: Services, params: dict[str, Any]) -> dict[str, Any]:
         new = current.tuning.with_changes(changes, user=user)
     except TuningError as exc:
         raise CallError(_error_text(exc)) from None
-    return _commit(services, new, _actor(params), note, str(params.get("source") or "cli"),
+    return _commit(services, new, _actor(params), note, str(params.get("source") or "api")[:32],
                    acknowledge_rebuild=bool(params.get("acknowledge_rebuild")))
 
 

@@ -198,7 +198,7 @@ def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def run_set(args: argparse.Namespace, ctx: CliContext) -> int:
     result = _call(ctx, "tuning.set", changes=_assignments(args.assignments), note=args.note,
-                   user=args.user, acknowledge_rebuild=args.acknowledge_rebuild)
+                   user=args.user, acknowledge_rebuild=args.acknowledge_rebuild, source="cli")
     ctx.emit(result, _render_change)
     return EXIT_OK
 
