@@ -11,11 +11,14 @@ Space follows ``df``: ``disk_free_bytes`` is what an unprivileged writer can sti
 ``free / (used + free)`` (``1 - df's Use%``). I/O counters are mapped to the mount whose
 device they belong to (label = mount point); devices with I/O but no reported mount are labelled
 with their device name (``vdb``), so mount labels start with ``/`` and device labels never do.
+A network filesystem whose server stops answering is skipped (logged once) instead of blocking
+the collector.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +26,9 @@ from pathlib import Path
 import psutil
 
 from collectors.base import RateTracker, Triple
+from lightkeeper.logs import get_logger
+
+log = get_logger("collectors.disk")
 
 PSEUDO_FS = frozenset({
     "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devfs",
@@ -32,6 +38,11 @@ PSEUDO_FS = frozenset({
 })
 MOUNT_REFRESH_SECONDS = 30.0
 MAX_MOUNTS = 64
+# statvfs on a network filesystem whose server is gone blocks for minutes: such mounts are
+# asked from a helper thread and skipped (logged once) while an earlier call is still stuck.
+NETWORK_FS_PREFIXES = ("nfs", "cifs", "smb", "ceph", "glusterfs", "9p", "fuse.sshfs",
+                       "fuse.s3fs", "fuse.rclone", "afs", "lustre", "gpfs", "beegfs")
+NETWORK_TIMEOUT = 2.0
 
 
 def mount_of(path: str | Path) -> str:
@@ -88,6 +99,9 @@ class DiskCollector:
         self.always = [str(p) for p in always]
         self._rates = RateTracker()
         self._mounts: list[tuple[str, str]] = []  # (mountpoint, device)
+        self._network: set[str] = set()  # mount points on a network filesystem
+        self._stuck: dict[str, threading.Thread] = {}
+        self.statvfs = os.statvfs
         self._mounts_at = -1e18
         self._device_of: dict[str, str | None] = {}
 
@@ -106,6 +120,8 @@ class DiskCollector:
             if part.fstype in PSEUDO_FS or _excluded(mp, self.exclude):
                 continue
             candidates.append((mp, part.device))
+            if part.fstype.startswith(NETWORK_FS_PREFIXES):
+                self._network.add(mp)
         by_dev: dict[int, tuple[str, str]] = {}
         # wanted mounts first, then the shortest mount point of each filesystem
         for mp, device in sorted(candidates, key=lambda c: (c[0] not in wanted, len(c[0]), c[0])):
@@ -128,9 +144,11 @@ class DiskCollector:
         mounts = self.mounts()
         for mp, _device in mounts:
             try:
-                st = os.statvfs(mp)
+                st = self._statvfs(mp)
             except OSError:
                 continue  # unmounted since the last refresh
+            if st is None:
+                continue  # a network filesystem that does not answer
             total = st.f_blocks * st.f_frsize
             used = (st.f_blocks - st.f_bfree) * st.f_frsize
             free = st.f_bavail * st.f_frsize
@@ -143,6 +161,35 @@ class DiskCollector:
                         ("disk_inodes_free_ratio", mp, st.f_favail / st.f_files)]
         out += self._io(mounts)
         return out
+
+    def _statvfs(self, mp: str) -> os.statvfs_result | None:
+        if mp not in self._network:
+            return self.statvfs(mp)
+        stuck = self._stuck.get(mp)
+        if stuck is not None:
+            if stuck.is_alive():
+                return None
+            del self._stuck[mp]
+            log.info("disk.mount_answers_again", mount=mp)
+        result: list[os.statvfs_result | BaseException] = []
+
+        def ask() -> None:
+            try:
+                result.append(self.statvfs(mp))
+            except BaseException as exc:  # handed to the caller below
+                result.append(exc)
+
+        t = threading.Thread(target=ask, name=f"statvfs {mp}", daemon=True)
+        t.start()
+        t.join(NETWORK_TIMEOUT)
+        if t.is_alive():
+            self._stuck[mp] = t
+            log.warning("disk.mount_not_answering", mount=mp, timeout_s=NETWORK_TIMEOUT,
+                        hint="the file server may be down; the mount is skipped until it answers")
+            return None
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
 
     def _io(self, mounts: list[tuple[str, str]]) -> list[Triple]:
         counters = psutil.disk_io_counters(perdisk=True, nowrap=True) or {}

@@ -253,3 +253,33 @@ def test_every_emitted_metric_is_in_the_catalog(tmp_path):
     for c in collectors:
         c.close()
     assert PER_USER <= seen
+
+
+def test_a_network_mount_that_hangs_is_skipped_until_it_answers(tmp_path, caplog):
+    # a dead NFS server makes statvfs block; simulated by a statvfs that waits for an event
+    import logging
+
+    mount = mount_of(tmp_path)
+    c = DiskCollector(always=[tmp_path])
+    c.mounts()
+    c._network.add(mount)
+    server_up = threading.Event()
+    real = os.statvfs
+
+    def statvfs(path):
+        if path == mount:
+            server_up.wait(30)
+        return real(path)
+
+    c.statvfs = statvfs
+    with caplog.at_level(logging.INFO, logger="lightkeeper"):
+        t0 = time.monotonic()
+        assert mount not in labels(c.collect(), "disk_total_bytes")
+        assert mount not in labels(c.collect(), "disk_total_bytes")  # still stuck: no wait
+        assert time.monotonic() - t0 < 15
+        server_up.set()
+        c._stuck[mount].join(5)
+        assert mount in labels(c.collect(), "disk_total_bytes")
+    events = [r.getMessage() for r in caplog.records]
+    assert events.count("disk.mount_not_answering") == 1
+    assert "disk.mount_answers_again" in events
