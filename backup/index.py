@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MAGIC = b"LKIX"
 VERSION = 1
@@ -27,8 +28,7 @@ class IndexFormatError(ValueError):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Loc:
+class Loc(NamedTuple):
     pack: str        # pack id (hex)
     block_off: int
     block_len: int

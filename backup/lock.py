@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-import psutil
-
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.lock")
@@ -33,9 +31,11 @@ class RepositoryLocked(Exception):
 
 
 def _proc_start(pid: int) -> float | None:
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+    except (psutil.Error, ValueError):
         return None
 
 

@@ -104,7 +104,7 @@ def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
                     lid = bytes.fromhex(f["list"])
                     if lid in lists:
                         continue
-                    raw = repo.read_chunk(lid)
+                    raw = bytes(repo.read_chunk(lid))
                     lists.add(lid)
                     referenced.update(raw[j:j + ID_LEN] for j in range(0, len(raw), ID_LEN))
             except (IntegrityError, OSError, ValueError) as exc:

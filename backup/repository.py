@@ -263,11 +263,9 @@ class Repository:
             self._pack_sizes[pid] = p.size
             if pid in self._pack_entries:
                 continue  # the same pack listed by two index files (an interrupted prune)
-            entries = self._pack_entries[pid] = []
-            for cid, boff, blen, inner, length in p.entries:
-                loc = Loc(pid, boff, blen, inner, length)
-                entries.append((cid, loc))
-                self._index[cid] = loc
+            locs = [(e[0], Loc(pid, e[1], e[2], e[3], e[4])) for e in p.entries]
+            self._pack_entries[pid] = locs
+            self._index.update(locs)
 
     @property
     def index(self) -> dict[bytes, Loc]:
@@ -348,12 +346,14 @@ class Repository:
                 self._block_cache.popitem(last=False)
         return raw
 
-    def read_chunk(self, cid: bytes, check: bool = True) -> bytes:
+    def read_chunk(self, cid: bytes, check: bool = True) -> bytes | memoryview:
+        """A chunk's bytes. ``check=False`` skips re-hashing it (blocks of an encrypted
+        repository are authenticated anyway; restore checks each whole file's hash)."""
         loc = self.index.get(cid)
         if loc is None:
             raise IntegrityError(f"chunk {cid.hex()[:16]} is not in any index")
         raw = self.read_block(loc.pack, loc.block_off, loc.block_len)
-        data = raw[loc.inner_off:loc.inner_off + loc.length]
+        data = memoryview(raw)[loc.inner_off:loc.inner_off + loc.length]
         if len(data) != loc.length or (check and self.sealer.chunk_id(data) != cid):
             raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does not "
                                  "match its hash")
@@ -363,7 +363,7 @@ class Repository:
         """The chunk ids of a file, from its content-list tree chunk."""
         if not list_id:
             return []
-        raw = self.read_chunk(bytes.fromhex(list_id))
+        raw = bytes(self.read_chunk(bytes.fromhex(list_id)))
         return [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
 
     # -- snapshots ------------------------------------------------------------------------
@@ -472,9 +472,10 @@ class Repository:
                 "snapshots": len(self.snapshot_ids()), "chunks": len(self.index),
                 "encrypted": self.keys.encrypted, "key_id": self.keys.fingerprint}
 
-    def iter_file_data(self, entry: dict[str, Any]) -> Iterator[bytes]:
+    def iter_file_data(self, entry: dict[str, Any]) -> Iterator[bytes | memoryview]:
+        check = not self.keys.encrypted
         for cid in self.content_list(entry.get("list")):
-            yield self.read_chunk(cid)
+            yield self.read_chunk(cid, check=check)
 
 
 def info_from_manifest(doc: dict[str, Any]) -> SnapshotInfo:

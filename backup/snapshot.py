@@ -22,7 +22,7 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from backup import dbsources, sources
+from backup import sources
 from backup.fsutil import is_enospc, require_space
 from backup.gate import GateTimeout, read_gate
 from backup.lock import RepoLock
@@ -175,14 +175,36 @@ class _Builder:
         return self.data.bytes_written + self.tree.bytes_written
 
 
-def _parent(repo: Repository) -> dict[str, Any] | None:
-    infos = repo.snapshots()
-    for info in reversed(infos):
+def _parents(repo: Repository, users: list[str]) -> tuple[dict[str, Any] | None,
+                                                          dict[str, dict[str, Any]],
+                                                          dict[str, dict[str, Any]]]:
+    """(newest snapshot, path -> entry, user -> counts) from the newest snapshot holding each
+    user, so a one-user snapshot does not make the next full backup re-read everyone."""
+    newest = None
+    files: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, Any]] = {}
+    wanted = set(users)
+    for info in reversed(repo.snapshots()):
+        if not wanted and newest is not None:
+            break
         try:
-            return repo.read_snapshot(info.id)
+            m = repo.read_snapshot(info.id)
         except Exception as exc:  # noqa: BLE001 - an unreadable parent just means no cache
             log.warning("backup.parent_unreadable", snapshot=info.id[:12], error=str(exc))
-    return None
+            continue
+        if newest is None:
+            newest = m
+        take = {u for u in m.get("users", {}) if u in wanted}
+        if not take:
+            continue
+        wanted -= take
+        for f in m.get("files", []):
+            parts = f["path"].split("/", 2)
+            if parts[0] == "users" and parts[1] in take:
+                files[f["path"]] = f
+        for u in take:
+            counts[u] = {**m["users"][u], "_from": m["id"]}
+    return newest, files, counts
 
 
 def _backup_user(b: _Builder, opts: BackupOptions, user: str,
@@ -294,9 +316,7 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
         repo.load_index()
         reindex_orphans(repo)
         bytes_before = repo.bytes_added
-        parent = _parent(repo)
-        parent_files = {f["path"]: f for f in (parent or {}).get("files", [])}
-        parent_users = (parent or {}).get("users", {})
+        parent, parent_files, parent_users = _parents(repo, users)
 
         # Pre-scan (no gate) for totals and the free-space estimate.
         total = 0
@@ -332,6 +352,7 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
         try:
             with tempfile.TemporaryDirectory(prefix="lk-backup-", dir=scratch_parent) as scratch:
                 sdir = Path(scratch)
+                from backup import dbsources
                 # 1. databases: any failure fails the whole snapshot
                 for name, spec in sorted(opts.postgres.items()):
                     ctx.check_cancelled()
@@ -375,10 +396,11 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
                     carried = [f for p, f in parent_files.items()
                                if p.startswith(f"users/{u}/")]
                     files_out.extend(carried)
-                    users_out[u] = {**{k: v for k, v in parent_users.get(u, {}).items()
-                                       if k != "error"},
+                    prev = parent_users.get(u, {})
+                    users_out[u] = {**{k: v for k, v in prev.items()
+                                       if k not in ("error", "_from", "carried_from")},
                                     "error": msg,
-                                    "carried_from": parent["id"] if parent and carried else None}
+                                    "carried_from": prev.get("_from") if carried else None}
                     continue
                 files_out.extend(entries)
                 users_out[u] = counts
@@ -421,7 +443,7 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
                     f"the backup repository's file system is full ({repo.path}); nothing was "
                     "committed and earlier snapshots are intact. Free space or run "
                     "'lightkeeper backup forget' + 'prune'") from None
-            if isinstance(exc, dbsources.SourceError):
+            if type(exc).__name__ == "SourceError":
                 raise BackupError(f"{exc}; nothing was committed") from None
             raise
     bytes_added = b.bytes_written + (repo.bytes_added - bytes_before)

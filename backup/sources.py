@@ -37,8 +37,11 @@ class FileStat:
         return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
 
 
+_EXCLUDE_RE = re.compile("|".join(fnmatch.translate(p) for p in EXCLUDE))
+
+
 def excluded(name: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, pat) for pat in EXCLUDE)
+    return _EXCLUDE_RE.match(name) is not None
 
 
 def list_users(data_root: Path) -> tuple[list[str], list[str]]:

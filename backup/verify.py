@@ -197,7 +197,7 @@ def _chunks_of(repo: Repository, manifest: dict[str, Any], bad: set[bytes]
             damaged.add(f["path"])
             continue
         try:
-            raw = repo.read_chunk(lcid)
+            raw = bytes(repo.read_chunk(lcid))
         except (IntegrityError, OSError):
             damaged.add(f["path"])
             bad.add(lcid)

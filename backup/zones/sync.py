@@ -144,6 +144,48 @@ class _Pass:
         self.uploaded[rel] = size
         self.counters.file_done(rel)
 
+    def _put_task(self, sftp: paramiko.SFTPClient, task: str | list[str],
+                  stop: threading.Event) -> None:
+        if isinstance(task, str):
+            self._put(sftp, task, stop)
+        else:
+            self._put_batch(sftp, task, stop)
+
+    def _put_batch(self, sftp: paramiko.SFTPClient, rels: list[str],
+                   stop: threading.Event) -> None:
+        if stop.is_set():
+            return
+        items = []
+        for rel in rels:
+            try:
+                data = (self.local.path / rel).read_bytes()
+            except FileNotFoundError:
+                log.warning("zones.local_file_vanished", zone=self.zone.name, file=rel)
+                self.vanished.append(rel)
+                continue
+            if len(data) != self.sizes[rel]:
+                raise ZoneError(self.zone.name, f"local file {rel} changed size while being "
+                                "replicated (repository files must be immutable)")
+            self._ensure_parent(sftp, rel)
+            items.append(remote_ops.BatchItem(rel, len(data), data))
+        try:
+            done = remote_ops.upload_batch(sftp, self.root, items, self.throttle,
+                                           self._add_bytes)
+        except OSError as exc:
+            if is_network_error(exc) or not sftp.get_channel().get_transport().is_active():
+                raise
+            raise self._write_error(sftp, items[0].rel, exc) from None
+        for item in done:
+            self.uploaded[item.rel] = item.size
+            self.counters.file_done(item.rel)
+        failed = [i for i in items if i.error is not None]
+        if failed:
+            exc = failed[0].error
+            assert exc is not None
+            if not sftp.get_channel().get_transport().is_active():
+                raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}")
+            raise self._write_error(sftp, failed[0].rel, exc)  # type: ignore[arg-type]
+
     def _add_bytes(self, n: int) -> None:
         self.counters.add_bytes(n)
         with self.counters.lock:
@@ -249,7 +291,8 @@ class _Pass:
         data_todo = [r for r in todo if r != "config"]
         if "config" in todo:
             self._put(sftp, "config", threading.Event())
-        run_tasks(sess.clients, data_todo, self._put, self.ctx, self.report)
+        run_tasks(sess.clients, _batches(data_todo, files), self._put_task, self.ctx,
+                  self.report)
         present = {**remote_files, **self.uploaded}
         data_complete = all(r in present for r in files)
         # 2. manifests, last, each only when everything it references is present
@@ -291,6 +334,27 @@ class _Pass:
         return {"remote_snapshots": sorted(snaps), "remote_files": len(files),
                 "remote_bytes": sum(files.values()) + sum(snaps.values()),
                 "elapsed_s": round(time.monotonic() - started, 3)}
+
+
+def _batches(rels: list[str], sizes: dict[str, int]) -> list[str | list[str]]:
+    """Large files one by one; small ones grouped so a group costs two round trips."""
+    tasks: list[str | list[str]] = []
+    batch: list[str] = []
+    nbytes = 0
+    for rel in rels:
+        size = sizes[rel]
+        if size > remote_ops.SMALL_FILE:
+            tasks.append(rel)
+            continue
+        if batch and (len(batch) >= remote_ops.BATCH_FILES
+                      or nbytes + size > remote_ops.BATCH_BYTES):
+            tasks.append(batch)
+            batch, nbytes = [], 0
+        batch.append(rel)
+        nbytes += size
+    if batch:
+        tasks.append(batch)
+    return tasks
 
 
 class _BytesReader:
