@@ -63,6 +63,11 @@ class UnknownUser(RagError):
     """The user has no working directory yet."""
 
 
+class WorkspaceError(RagError):
+    """LightRAG could not open a user's workspace (for example an embedding dimension that
+    differs from the stored vectors')."""
+
+
 @dataclass
 class _Entry:
     rag: LightRAG
@@ -194,9 +199,15 @@ class RagRuntime:
                            "process; use one runtime per process")
         _OPEN_IN_PROCESS[user] = self
         _purge_shared_namespaces(user)  # load from disk, not from an older in-memory copy
-        rag, version, params = self._build(user)
-        await rag.initialize_storages()
-        await self._drop_cached_answers(rag, keep_stamp=stamp)
+        try:
+            rag, version, params = self._build(user)
+            await rag.initialize_storages()
+            await self._drop_cached_answers(rag, keep_stamp=stamp)
+        except Exception as exc:
+            _purge_shared_namespaces(user)
+            _OPEN_IN_PROCESS.pop(user, None)
+            raise WorkspaceError(f"cannot open the LightRAG workspace of {user!r} under "
+                                 f"{self.data_root}: {type(exc).__name__}: {exc}") from exc
         entry = _Entry(rag, stamp, version, params, busy=busy)
         self._tag_answers(rag, user)
         self._pool[user] = entry
@@ -289,17 +300,18 @@ class RagRuntime:
                      file_paths: list[str] | None = None) -> dict[str, Any]:
         """Insert documents for ``user`` (holding the write gate). Returns ids and outcome."""
         validate_user_id(user)
-        texts = [t for t in texts if t and t.strip()]
-        if not texts:
+        if file_paths is not None and len(file_paths) != len(texts):
+            raise RagError(f"{len(texts)} documents but {len(file_paths)} file paths")
+        docs: dict[str, tuple[str, str]] = {}  # id -> (text, path); duplicates collapse
+        for i, text in enumerate(texts):
+            if text and text.strip():
+                path = file_paths[i] if file_paths is not None else "unknown_source"
+                docs.setdefault(doc_id(text), (text, path))
+        if not docs:
             raise RagError("nothing to insert: every document is empty")
-        ids = [doc_id(t) for t in texts]
-        ids = list(dict.fromkeys(ids))
-        uniq = {doc_id(t): t for t in texts}
-        texts = [uniq[i] for i in ids]
-        paths = None
-        if file_paths:
-            by_id = {doc_id(t): p for t, p in zip(texts, file_paths, strict=False)}
-            paths = [by_id.get(i, "unknown_source") for i in ids]
+        ids = list(docs)
+        texts = [docs[i][0] for i in ids]
+        paths = [docs[i][1] for i in ids] if file_paths is not None else None
         with self.instrument.op(user, "insert") as rec:
             rec.result_bytes = sum(len(t.encode("utf-8")) for t in texts)
             failed = await self._write(user, rec, self._do_insert, texts, ids, paths)

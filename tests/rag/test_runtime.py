@@ -242,3 +242,32 @@ def test_two_runtimes_in_one_process_cannot_hold_the_same_user(cfg) -> None:
             assert "Mara Voss" in await b.query("alice", "Who tends Gull Point Light?", "naive")
 
     run(main())
+
+
+def test_changed_embedding_dimension_is_refused_clearly(tmp_path: Path) -> None:
+    from tests.rag.conftest import make_cfg
+
+    state = tmp_path / "state"
+
+    async def main() -> None:
+        async with RagRuntime(make_cfg(state)) as rt:
+            await rt.insert("alice", ALICE)
+        async with RagRuntime(make_cfg(state, rag__embed_dim="128")) as rt:
+            with pytest.raises(ValueError, match="cannot open the LightRAG workspace of 'alice'"):
+                await rt.query("alice", "Who tends Gull Point Light?", "naive")
+        async with RagRuntime(make_cfg(state)) as rt:  # the data is intact
+            assert "Mara Voss" in await rt.query("alice", "Who tends Gull Point Light?", "naive")
+
+    run(main())
+
+
+def test_duplicate_and_empty_documents_keep_their_file_paths(cfg) -> None:
+    async def main() -> dict:
+        async with RagRuntime(cfg) as rt:
+            res = await rt.insert("alice", [ALICE[0], "  ", ALICE[0], ALICE[1]],
+                                  ["a.txt", "blank.txt", "dup.txt", "b.txt"])
+            statuses = await rt._pool["alice"].rag.doc_status.get_by_ids(res["ids"])
+            return {"res": res, "paths": [s["file_path"] for s in statuses]}
+
+    out = run(main())
+    assert out["res"]["documents"] == 2 and out["paths"] == ["a.txt", "b.txt"]
