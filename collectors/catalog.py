@@ -51,6 +51,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "userdir_total_bytes": ("''", "Sum of userdir_bytes over all users."),
     "userdir_total_files": ("''", "Sum of userdir_files over all users."),
     "userdir_scanned_users": ("''", "Users rescanned in the last pass (dirty or full rescan)."),
+    "userdir_unreadable_users": ("''", "User directories the agent may not read (logged)."),
     "userdir_full_rescan": ("''", "1 if the last pass was a full rescan, else 0."),
     "userdir_scan_seconds": ("''", "Duration of the last pass."),
     "userdir_data_root_present": ("''", "1 if the data root exists, else 0."),

@@ -41,6 +41,10 @@ class UserDirGone(Exception):
     """The user's directory disappeared while it was being scanned."""
 
 
+class UserDirUnreadable(Exception):
+    """The agent may not list the user's directory."""
+
+
 def scan_user(path: str) -> tuple[int, int]:
     """(bytes, files) of the regular files under ``path``; raises UserDirGone if it vanished."""
     total = files = 0
@@ -54,10 +58,14 @@ def scan_user(path: str) -> tuple[int, int]:
             if first:
                 raise UserDirGone(path) from None
             continue  # a subdirectory removed mid-scan
-        except (NotADirectoryError, PermissionError):
+        except NotADirectoryError:
             if first:
                 raise UserDirGone(path) from None
             continue
+        except PermissionError:
+            if first:
+                raise UserDirUnreadable(path) from None
+            continue  # an unreadable subdirectory: counted as empty
         first = False
         with it:
             for entry in it:
@@ -123,6 +131,7 @@ class UserDirCollector:
         self._thread: threading.Thread | None = None
         self._last_full = -float("inf")
         self._root_missing_logged = False
+        self._unreadable: set[str] = set()
         self.watcher_error: str | None = None
         self.full_rescans = 0
 
@@ -214,14 +223,23 @@ class UserDirCollector:
             self.full_rescans += 1
         for gone in set(self._sizes) - users:
             self._drop(gone)
+        self._unreadable &= users
         dirty |= users - set(self._sizes)  # new users
         scanned = 0
         for user in sorted(dirty & users):
             try:
                 self._sizes[user] = scan_user(str(self.data_root / user))
                 scanned += 1
+                self._unreadable.discard(user)
             except UserDirGone:
                 self._drop(user)
+            except UserDirUnreadable:
+                self._drop(user)
+                if user not in self._unreadable:
+                    self._unreadable.add(user)
+                    log.warning("userdirs.unreadable", user=user,
+                                path=str(self.data_root / user),
+                                hint="run the agent as a user that can read the data root")
         out: list[Triple] = []
         total_bytes = total_files = 0
         for user, (size, files) in self._sizes.items():
@@ -243,6 +261,7 @@ class UserDirCollector:
             ("userdir_total_bytes", "", float(total_bytes)),
             ("userdir_total_files", "", float(total_files)),
             ("userdir_scanned_users", "", float(scanned)),
+            ("userdir_unreadable_users", "", float(len(self._unreadable))),
             ("userdir_full_rescan", "", 1.0 if full else 0.0),
             ("userdir_watcher_ok", "", 0.0 if (self.watch and self.watcher_error) else 1.0),
             ("userdir_scan_seconds", "", time.perf_counter() - started),

@@ -165,3 +165,74 @@ def test_growth_rate_over_the_window():
     assert len(g.points) == 1
     g.add(5000.0, 400, 3600)  # shrinking gives a negative rate
     assert g.rate(5000.0, 3600) < 0
+
+
+def _collect_as(uid: int | None, root) -> dict:
+    """Two passes of a collector on ``root``, as ``uid`` (in a forked child) or as we are."""
+    import json
+
+    def run() -> dict:
+        seen: list[str] = []
+
+        class Handler(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                seen.append(record.getMessage())
+
+        handler = Handler()
+        logging.getLogger("lightkeeper").addHandler(handler)
+        try:
+            c = UserDirCollector(root, watch=False)
+            return {"passes": [c.collect(), c.collect()], "logged": seen}
+        finally:
+            logging.getLogger("lightkeeper").removeHandler(handler)
+
+    if uid is None:
+        return run()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: drop privileges, collect, report, exit without cleanup
+        code = 1
+        try:
+            os.close(r)
+            os.setgid(uid)
+            os.setuid(uid)
+            os.write(w, json.dumps(run()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(data)
+
+
+def test_an_unreadable_user_dir_is_counted_and_logged_once():
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="lk-unreadable-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        root = base / "data"
+        write(root / "alice" / "a.json", 10)
+        write(root / "secret" / "s.json", 10)
+        for d in (root, root / "alice"):
+            d.chmod(0o755)
+        (root / "alice" / "a.json").chmod(0o644)
+        (root / "secret").chmod(0o000)
+        # root reads everything: collect as an unprivileged user in that case
+        doc = _collect_as(65534 if os.geteuid() == 0 else None, str(root))
+        for triples in doc["passes"]:
+            got = {(m, lab): v for m, lab, v in triples}
+            assert got[("userdir_bytes", "alice")] == 10
+            assert ("userdir_bytes", "secret") not in got
+            assert got[("userdir_unreadable_users", "")] == 1
+            assert got[("userdir_users", "")] == 1
+        assert doc["logged"].count("userdirs.unreadable") == 1
+    finally:
+        (base / "data" / "secret").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
