@@ -47,6 +47,7 @@ def export_env(params: Mapping[str, Any], version: int | None = None,
     scope = f" for user {user}" if user else ""
     lines = [f"# LightRAG server settings exported by lightkeeper from tuning version "
              f"{version if version is not None else '(defaults)'}{scope}.",
+             "# lightrag-server reads these at start: restart it to apply them.",
              "# Import back with: lightkeeper tuning import-env FILE --note TEXT", ""]
     for p in PARAMS:
         value = params.get(p.name, p.default)
