@@ -204,7 +204,7 @@ class DiskCollector:
         for name, c in counters.items():
             if name in mapped:
                 continue
-            if any(m.startswith(name) for m in mapped):
+            if any(os.path.exists(f"/sys/class/block/{name}/{m}") for m in mapped):
                 continue  # the whole disk of a mounted partition: counted under the mount
             if c.read_count == 0 and c.write_count == 0:
                 continue  # never used (loop, ram, zram devices)
