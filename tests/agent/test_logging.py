@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from lightkeeper import logs
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """logs.setup() reconfigures the 'lightkeeper' logger for the process: undo it afterwards
+    so later tests (caplog) see records again."""
+    logger = logging.getLogger("lightkeeper")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    for h in saved[0]:
+        logger.addHandler(h)
+    logger.propagate, logger.level = saved[1], saved[2]
+
 
 SECRETS = ["hunter2", "sk-abcdefghijklmnop1234", "s3cr3t-token-value", "MIIEvQIBADANBgkq"]
 
