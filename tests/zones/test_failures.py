@@ -153,9 +153,11 @@ def small_tmpfs(tmp_path: Path):
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_remote_disk_full_is_a_clear_error_with_no_half_visible_snapshot(lab, small_tmpfs):
+@pytest.mark.parametrize("pack_size", [1 << 21, 1 << 18], ids=["large-files", "small-batches"])
+def test_remote_disk_full_is_a_clear_error_with_no_half_visible_snapshot(lab, small_tmpfs,
+                                                                        pack_size):
     lab.add_zone("a", remote_path=small_tmpfs / "repo")
-    lab.repo.config["pack_size"] = 1 << 20
+    lab.repo.config["pack_size"] = pack_size
     write_user_files(lab.data_root, "alice", 4, 2_000_000, 5)
     lab.backup()
     remote = small_tmpfs / "repo"
