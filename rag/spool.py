@@ -34,6 +34,11 @@ REQUIRED_FIELDS = (
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 
 
+def encode_record(record: dict[str, Any]) -> bytes:
+    """``record`` as one ``\n``-terminated JSON line (the C encoder: a few µs)."""
+    return _dumps(record).encode("utf-8") + b"\n"
+
+
 def _host() -> str:
     # The agent compares this with its own socket.gethostname() to know whether it can check
     # the writer's pid, so it is the host name as is (host names never contain '/').
@@ -91,7 +96,7 @@ class SpoolWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (a dict with the spool fields) as one line."""
-        line = _dumps(record).encode("utf-8") + b"\n"
+        line = encode_record(record)
         with self._lock:
             try:
                 fd = self._open()

@@ -113,3 +113,33 @@ def test_model_time_is_attributed_to_the_enclosing_operation_under_concurrency()
     assert a["duration_s"] >= a["embed_s"]
     # outside an operation nothing is recorded and nothing fails
     assert asyncio.run(llm("p")) == "x" * 40
+
+
+@pytest.mark.parametrize("record", [
+    {"v": 1, "user": "alice", "mode": None, "ok": True, "no": False, "n": 12, "x": 0.1,
+     "big": 1e300, "small": 5e-324, "neg": -3.25},
+    {"user": 'quote"back\\slash\nnewline', "run_id": "ünïcode ✓", "e": ""},
+    {"nan": float("nan"), "inf": float("inf"), "bad key!": 1},
+    {"nested": {"a": [1, 2]}, "t": (1, 2)},
+])
+def test_fast_encoding_is_exactly_json(record) -> None:
+    from rag.spool import encode_record
+
+    line = encode_record(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    expected = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    assert line == expected
+    if "nan" not in record:
+        assert json.loads(line) == json.loads(expected)
+
+
+def test_op_ids_are_uuid4() -> None:
+    import uuid
+
+    from rag.instrument import new_op_id
+
+    ids = {new_op_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for i in list(ids)[:50]:
+        u = uuid.UUID(hex=i)
+        assert u.version == 4 and u.hex == i
