@@ -107,6 +107,8 @@ class Agent:
             self.lock.acquire()
         except RuntimeError as exc:
             raise AgentStartError(str(exc)) from None
+        self.pid_file = self.state_dir / "agent.pid"
+        self.pid_file.write_text(f"{os.getpid()}\n")
         try:
             self.store = Store(self.cfg.path("store.path"))
         except StoreError as exc:
@@ -161,6 +163,7 @@ class Agent:
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
             asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
+            asyncio.create_task(self._periodic(30.0, self._backup_age, first_delay=3)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
         ]
@@ -199,10 +202,11 @@ class Agent:
             except Exception as exc:
                 log.error("agent.close_failed", error=str(exc))
             self.store = None
-        try:
-            self.cfg.path("agent.socket").unlink()
-        except FileNotFoundError:
-            pass
+        for path in (self.cfg.path("agent.socket"), self.state_dir / "agent.pid"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
         self.lock.release()
 
     def stop(self) -> None:
@@ -283,6 +287,27 @@ class Agent:
                         float(self.ingester.stats.quarantined)))
         self.services.add_samples(samples)
         self.alerts.evaluate(dict(self.services.current), now)
+
+    def _backup_age(self) -> None:
+        """backup_age_seconds from the newest successful backup; seeded from the repository
+        (its newest snapshot) after a start, then from the backup jobs' own samples."""
+        now = time.time()
+        last = self.services.current.get(("backup_last_success_timestamp_seconds", ""))
+        if last is None and "backup.stats" in self.calls and \
+                now - getattr(self, "_backup_seeded", 0.0) > 600:
+            self._backup_seeded = now
+            try:
+                stats = self.calls["backup.stats"](self.services, {})
+            except Exception as exc:  # no repository yet, or unreadable: nothing to report
+                log.debug("backup.age_unknown", error=str(exc))
+                return
+            newest = stats.get("newest_snapshot") or {}
+            if newest.get("time"):
+                self.services.set_current("backup_last_success_timestamp_seconds", "",
+                                          float(newest["time"]))
+                last = self.services.current.get(("backup_last_success_timestamp_seconds", ""))
+        if last is not None:
+            self.services.set_current("backup_age_seconds", "", max(0.0, now - last[1]))
 
     def _run_schedules(self) -> None:
         assert self.store is not None

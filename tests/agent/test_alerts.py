@@ -100,3 +100,27 @@ def test_live_alert_fires_and_resolves(start_agent, run_cli, lk_env: dict[str, s
     assert done and done[0]["ended"] is not None and done[0]["ended"] > done[0]["started"]
     events = [e["event"] for e in a.client.events(kind="alert")]
     assert "alert.firing" in events and "alert.resolved" in events
+
+
+def test_backup_age_seeded_from_repository_and_alert(start_agent, run_cli,
+                                                     lk_env: dict[str, str]) -> None:
+    """After a restart the agent knows the newest backup's age from the repository, and the
+    backup_stale alert fires when it is older than the threshold."""
+    user = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"]) / "alice"
+    user.mkdir()
+    (user / "kv_store_full_docs.json").write_text('{"doc-1": {"content": "hello"}}')
+    a = start_agent()
+    run_cli("backup", "run")
+    a.stop()
+    b = start_agent({"LIGHTKEEPER_ALERTS__BACKUP_STALE__WARNING": "1"})
+    deadline = time.monotonic() + 30
+    while True:
+        latest = b.client.call("metrics.latest", metrics=["backup_age_seconds"])
+        if latest.get("backup_age_seconds", {}).get("", 0) > 1:
+            break
+        assert time.monotonic() < deadline, latest
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not any(x["rule"] == "backup_stale" for x in b.client.alerts()):
+        assert time.monotonic() < deadline, "backup_stale never fired"
+        time.sleep(1)

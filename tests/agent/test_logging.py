@@ -11,6 +11,7 @@ import pytest
 
 from lightkeeper import logs
 
+
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """logs.setup() reconfigures the 'lightkeeper' logger for the process: undo it afterwards
