@@ -48,6 +48,11 @@ class Services(Protocol):
     def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
         """Queue (ts, metric, label, value) samples for the store."""
 
+    def set_current(self, metric: str, label: str, value: float, ts: float | None = None,
+                    record: bool = True) -> None:
+        """Set the newest value of a series (what alerts and /metrics read); with ``record``
+        it is also stored as a sample."""
+
     def metrics_snapshot(self, dest: Path) -> Path:
         """Write a consistent copy of the metrics store to ``dest`` and return its path."""
 

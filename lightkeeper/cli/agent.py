@@ -62,6 +62,7 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
         log_dir = cfg.path("log.file").parent
         log_dir.mkdir(parents=True, exist_ok=True)
         err_path = log_dir / "agent.stderr"
+        start_at = err_path.stat().st_size if err_path.exists() else 0
         with open(err_path, "ab") as err:
             proc = subprocess.Popen(_child_argv(ctx), stdin=subprocess.DEVNULL, stdout=err,
                                     stderr=err, start_new_session=True,
@@ -75,7 +76,9 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
                 print(f"agent started (pid {proc.pid}), socket {cfg.path('agent.socket')}")
                 return EXIT_OK
             if proc.poll() is not None:
-                tail = err_path.read_text(errors="replace").strip().splitlines()[-5:]
+                with open(err_path, "rb") as fh:
+                    fh.seek(start_at)
+                    tail = fh.read().decode(errors="replace").strip().splitlines()[-5:]
                 raise CliError("the agent exited at start: " + " | ".join(tail))
             time.sleep(0.1)
         raise CliError(f"the agent did not answer within {args.wait:g} s; see {err_path} "
