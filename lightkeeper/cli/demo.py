@@ -173,7 +173,7 @@ def _run_worker(ctx: CliContext, rate: float) -> int:
                                            "tuning_version": stats["tuning_version"]}))
                 os.replace(tmp, status_file)
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=5.0)
+                    await asyncio.wait_for(stop.wait(), timeout=2.0)
                 except TimeoutError:
                     pass
             await task
