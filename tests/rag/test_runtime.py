@@ -271,3 +271,35 @@ def test_duplicate_and_empty_documents_keep_their_file_paths(cfg) -> None:
 
     out = run(main())
     assert out["res"]["documents"] == 2 and out["paths"] == ["a.txt", "b.txt"]
+
+
+def test_instances_follow_the_active_tuning_version(cfg) -> None:
+    from tuning.activefile import write_active
+    from tuning.tuningset import TuningSet
+
+    path = cfg.path("paths.tuning_file")
+    write_active(path, 1, TuningSet())
+
+    async def main() -> list[dict]:
+        records = []
+        async with RagRuntime(cfg, watch_tuning=True) as rt:
+            await rt.insert("alice", ALICE)
+            records.append(rt.instrument.last)
+            v2 = TuningSet()
+            v2.params["top_k"] = 7
+            v2.users["alice"] = {"chunk_top_k": 3}
+            write_active(path, 2, v2)
+            deadline = time.monotonic() + 30
+            while rt.tuning_version != 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert rt.tuning_version == 2
+            await rt.query("alice", "Who commands the ferry Marigold?", "mix")
+            records.append(rt.instrument.last)
+            entry = rt._pool["alice"]
+            assert entry.version == 2 and entry.params["top_k"] == 7
+            assert entry.params["chunk_top_k"] == 3 and entry.rag.top_k == 7
+            assert rt.reloads == 1
+        return records
+
+    first, second = run(main())
+    assert first["tuning_version"] == 1 and second["tuning_version"] == 2
