@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -131,6 +132,27 @@ class Agent:
         self.services.audit("agent.started", component="agent", pid=os.getpid(),
                             version=__version__, state_dir=str(self.state_dir),
                             data_root=str(self.data_root))
+        self._audit_config_change()
+
+    def _audit_config_change(self) -> None:
+        """Compare the effective configuration with the one of the previous start; record what
+        changed (secrets masked) as an audit event."""
+        assert self.store is not None
+        current = {k: [v, o] for k, v, o in self.cfg.items()}
+        rows = self.store.execute("SELECT value FROM meta WHERE key = 'config_snapshot'")
+        if rows:
+            previous = json.loads(rows[0][0])
+            changed = sorted(k for k in set(current) | set(previous)
+                             if (current.get(k) or [None])[0] != (previous.get(k) or [None])[0])
+            if changed:
+                self.services.audit(
+                    "config.changed", component="agent", keys=changed,
+                    changes={k: {"old": (previous.get(k) or [None])[0],
+                                 "new": (current.get(k) or [None])[0],
+                                 "origin": (current.get(k) or [None, "removed"])[1]}
+                             for k in changed[:50]})
+        self.store.execute("INSERT OR REPLACE INTO meta VALUES ('config_snapshot', ?)",
+                           [json.dumps(current, default=str)])
 
     def _build_collectors(self) -> list[Any]:
         if importlib.util.find_spec("collectors.registry") is None:

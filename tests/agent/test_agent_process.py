@@ -164,3 +164,15 @@ def test_full_disk_keeps_data_and_recovers(tmp_path: Path) -> None:
         store.close()
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_config_change_is_audited(start_agent, lk_env: dict[str, str]) -> None:
+    a = start_agent()
+    a.stop()
+    b = start_agent({"LIGHTKEEPER_STORE__RETENTION_RAW_HOURS": "24"})
+    changed = [e for e in b.client.events(kind="audit") if e["event"] == "config.changed"]
+    assert len(changed) == 1
+    ctx = changed[0]["context"]
+    assert ctx["keys"] == ["store.retention_raw_hours"]
+    assert ctx["changes"]["store.retention_raw_hours"] == {
+        "old": 48.0, "new": 24.0, "origin": "environment LIGHTKEEPER_STORE__RETENTION_RAW_HOURS"}
