@@ -57,6 +57,7 @@ class RepoLock:
         self.purpose = purpose
         self.job_id = job_id
         self.path: Path | None = None
+        self.stale_removed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,6 +76,7 @@ class RepoLock:
             except (OSError, ValueError):
                 doc, mtime = {}, p.stat().st_mtime if p.exists() else 0.0
             if _is_stale(doc, mtime, host):
+                self.stale_removed += 1
                 log.warning("lock.stale_removed", lock=p.name, holder_pid=doc.get("pid"),
                             holder_host=doc.get("host"))
                 try:

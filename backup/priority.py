@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import threading
 
-import psutil
-
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.priority")
@@ -23,6 +21,8 @@ def lower_current_thread() -> None:
             os.setpriority(os.PRIO_PROCESS, tid, NICE)
     except OSError as exc:
         log.debug("priority.nice_failed", error=str(exc))
+    import psutil
+
     try:
         psutil.Process(tid).ionice(psutil.IOPRIO_CLASS_BE, 7)
     except (psutil.Error, OSError, ValueError, AttributeError) as exc:
@@ -31,6 +31,8 @@ def lower_current_thread() -> None:
 
 def restore_current_thread(nice: int = 0) -> None:
     """Undo :func:`lower_current_thread` where allowed (root, or an agent worker thread)."""
+    import psutil
+
     tid = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, tid, nice)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -51,6 +52,7 @@ FORMAT = 1
 ID_LEN = 32
 AAD_INDEX = b"lk-index"
 AAD_SNAPSHOT = b"lk-snapshot"
+AAD_SNAPSHOT_FILES = b"lk-snapshot-files"
 DEFAULT_CHUNKER = {"algorithm": "fastcdc2020", "min": 2048, "avg": 8192, "max": 65536}
 DEFAULT_BLOCK_SIZE = 256 * 1024
 DEFAULT_PACK_SIZE = 8 << 20
@@ -371,16 +373,36 @@ class Repository:
         d = self.path / "snapshots"
         return sorted(p.name for p in d.iterdir() if not p.name.startswith(TMP_PREFIX))
 
-    def read_snapshot(self, snapshot_id: str) -> dict[str, Any]:
+    # A manifest file is ``u32 len | seal(zstd(header json)) | seal(zstd(files json))``: listing
+    # snapshots opens only the small header; the file list is read when it is needed.
+    def read_snapshot(self, snapshot_id: str, files: bool = True) -> dict[str, Any]:
         sid = self.resolve_snapshot(snapshot_id)
-        doc = json.loads(self._read_object("snapshots", sid, AAD_SNAPSHOT))
+        data = (self.path / "snapshots" / sid).read_bytes()
+        if files and _hash_name(data) != sid:
+            raise IntegrityError(f"snapshots/{sid} does not match its name (corrupted)")
+        if len(data) < 4:
+            raise IntegrityError(f"snapshots/{sid} is truncated")
+        (hlen,) = struct.unpack_from("<I", data, 0)
+        doc = json.loads(decode_block(self.sealer, memoryview(data)[4:4 + hlen], AAD_SNAPSHOT))
+        if files:
+            doc["files"] = json.loads(decode_block(self.sealer, memoryview(data)[4 + hlen:],
+                                                   AAD_SNAPSHOT_FILES))
         doc["id"] = sid
         return doc
 
     def write_snapshot(self, manifest: dict[str, Any]) -> str:
         """Write the manifest (the commit point of a snapshot); returns the snapshot id."""
-        payload = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
-        name, _ = self._write_object("snapshots", payload, AAD_SNAPSHOT)
+        header = {k: v for k, v in manifest.items() if k not in ("files", "id")}
+        head = encode_block(self.sealer, json.dumps(header, separators=(",", ":"),
+                                                    sort_keys=True).encode(), self.level,
+                            AAD_SNAPSHOT)
+        body = encode_block(self.sealer, json.dumps(manifest.get("files", []),
+                                                    separators=(",", ":")).encode(),
+                            self.level, AAD_SNAPSHOT_FILES)
+        data = struct.pack("<I", len(head)) + head + body
+        name = _hash_name(data)
+        atomic_write(self.path / "snapshots" / name, data)
+        self.bytes_added += len(data)
         return name
 
     def delete_snapshot(self, snapshot_id: str) -> None:
@@ -409,8 +431,8 @@ class Repository:
         out = []
         for sid in self.snapshot_ids():
             try:
-                doc = self.read_snapshot(sid)
-            except (IntegrityError, OSError, ValueError) as exc:
+                doc = self.read_snapshot(sid, files=False)
+            except (IntegrityError, OSError, ValueError, struct.error) as exc:
                 log.warning("snapshot.unreadable", snapshot=sid[:12], error=str(exc))
                 continue
             out.append(info_from_manifest(doc))
@@ -472,10 +494,48 @@ class Repository:
                 "snapshots": len(self.snapshot_ids()), "chunks": len(self.index),
                 "encrypted": self.keys.encrypted, "key_id": self.keys.fingerprint}
 
-    def iter_file_data(self, entry: dict[str, Any]) -> Iterator[bytes | memoryview]:
+    def iter_file_data(self, entry: dict[str, Any], pool: ThreadPoolExecutor | None = None,
+                       ahead: int = 4) -> Iterator[bytes | memoryview]:
+        """A file's content chunk by chunk; with ``pool``, the next ``ahead`` blocks are read
+        and decoded on the pool while the caller writes (zstd and AES release the GIL)."""
         check = not self.keys.encrypted
-        for cid in self.content_list(entry.get("list")):
-            yield self.read_chunk(cid, check=check)
+        ids = self.content_list(entry.get("list"))
+        if pool is None or len(ids) < 2:
+            for cid in ids:
+                yield self.read_chunk(cid, check=check)
+            return
+        index = self.index
+        locs = []
+        for cid in ids:
+            loc = index.get(cid)
+            if loc is None:
+                raise IntegrityError(f"chunk {cid.hex()[:16]} is not in any index")
+            locs.append(loc)
+        order: list[tuple[str, int, int]] = []
+        pos: dict[tuple[str, int, int], int] = {}
+        for loc in locs:
+            key = (loc.pack, loc.block_off, loc.block_len)
+            if key not in pos:
+                pos[key] = len(order)
+                order.append(key)
+        futures: dict[tuple[str, int, int], Any] = {}
+        submitted = 0
+        try:
+            for cid, loc in zip(ids, locs, strict=True):
+                key = (loc.pack, loc.block_off, loc.block_len)
+                limit = min(len(order), pos[key] + 1 + ahead)
+                while submitted < limit:
+                    futures[order[submitted]] = pool.submit(self.read_block, *order[submitted])
+                    submitted += 1
+                raw = futures[key].result()
+                data = memoryview(raw)[loc.inner_off:loc.inner_off + loc.length]
+                if len(data) != loc.length or (check and self.sealer.chunk_id(data) != cid):
+                    raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does "
+                                         "not match its hash")
+                yield data
+        finally:
+            for f in futures.values():
+                f.cancel()
 
 
 def info_from_manifest(doc: dict[str, Any]) -> SnapshotInfo:

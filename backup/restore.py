@@ -86,7 +86,8 @@ def _select(manifest: dict[str, Any], opts: RestoreOptions) -> list[tuple[dict, 
     return out
 
 
-def _write_file(repo: Repository, entry: dict[str, Any], dest: Path) -> str | None:
+def _write_file(repo: Repository, entry: dict[str, Any], dest: Path,
+                pool: ThreadPoolExecutor | None = None) -> str | None:
     """Restore one file; returns an error text or None."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp.restore-{os.getpid()}")
@@ -94,7 +95,7 @@ def _write_file(repo: Repository, entry: dict[str, Any], dest: Path) -> str | No
     size = 0
     try:
         with open(tmp, "wb") as f:
-            for data in repo.iter_file_data(entry):
+            for data in repo.iter_file_data(entry, pool):
                 f.write(data)
                 h.update(data)
                 size += len(data)
@@ -178,7 +179,7 @@ def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
         def work(item: tuple[dict, Path]) -> None:
             entry, dest = item
             ctx.check_cancelled()
-            err = _write_file(repo, entry, dest)
+            err = _write_file(repo, entry, dest, decode_pool)
             if err:
                 failures[entry["path"]] = err
             done["files"] += 1
@@ -187,7 +188,8 @@ def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                          bytes_done=done["bytes"], bytes_total=total, current=entry["path"])
 
         try:
-            with ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="restore") as pool:
+            with ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="restore") as pool, \
+                    ThreadPoolExecutor(2, thread_name_prefix="restore-decode") as decode_pool:
                 for key, items in sorted(by_user.items()):
                     if opts.in_place and key:
                         udir = target / key

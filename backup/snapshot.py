@@ -23,7 +23,7 @@ import blake3
 from pyfastcdc import FastCDC
 
 from backup import sources
-from backup.fsutil import is_enospc, require_space
+from backup.fsutil import NoSpace, is_enospc, require_space
 from backup.gate import GateTimeout, read_gate
 from backup.lock import RepoLock
 from backup.packs import PackWriter
@@ -79,19 +79,25 @@ class _Counters:
 class _Builder:
     """Turns file contents into chunks in the repository and manifest entries."""
 
-    def __init__(self, repo: Repository, ctx: JobContext, bytes_total: int) -> None:
+    def __init__(self, repo: Repository, ctx: JobContext, bytes_total: int | None) -> None:
         self.repo = repo
         self.ctx = ctx
         ch = repo.config["chunker"]
         self.cdc = FastCDC(int(ch["avg"]), min_size=int(ch["min"]), max_size=int(ch["max"]))
         self.data: PackWriter = repo.pack_writer()
         self.tree: PackWriter = repo.pack_writer()
-        self.idx = repo.index
+        self._idx: dict[bytes, Any] | None = None  # loaded when a file must be stored
         self.chunk_id = repo.sealer.chunk_id
         self.c = _Counters()
         self.bytes_total = bytes_total
         self.files_done = 0
         self._last_progress = 0.0
+
+    @property
+    def idx(self) -> dict[bytes, Any]:
+        if self._idx is None:
+            self._idx = self.repo.index
+        return self._idx
 
     def _known(self, cid: bytes) -> bool:
         return cid in self.idx or cid in self.data.pending or cid in self.tree.pending
@@ -207,6 +213,11 @@ def _parents(repo: Repository, users: list[str]) -> tuple[dict[str, Any] | None,
     return newest, files, counts
 
 
+def _changed(prev: dict[str, Any] | None, f: sources.FileStat) -> bool:
+    return prev is None or (prev.get("size"), prev.get("mtime_ns"), prev.get("ino")) \
+        != f.signature()
+
+
 def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                  parent_files: dict[str, dict[str, Any]],
                  parent_users: dict[str, dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]:
@@ -219,6 +230,12 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
         processed_before = b.c.bytes_processed
         with read_gate(udir, opts.gate_timeout):
             files, skipped = sources.scan(udir)
+            if opts.space_check:
+                to_read = sum(f.size for f in files
+                              if _changed(parent_files.get(prefix + f.rel), f))
+                if to_read:
+                    require_space(b.repo.path, int(to_read * 1.05) + (16 << 20),
+                                  f"the backup of user {user}")
             entries = []
             counts: dict[str, Any] = {"files": len(files), "bytes": sum(f.size for f in files),
                                       "documents": 0, "entities": 0, "relations": 0}
@@ -228,9 +245,9 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                 rel = prefix + f.rel
                 prev = parent_files.get(rel)
                 meta = {"mtime_ns": f.mtime_ns, "ino": f.ino, "mode": f.mode}
-                if (prev is not None and (prev.get("size"), prev.get("mtime_ns"), prev.get("ino"))
-                        == f.signature()
-                        and (prev.get("list") is None or bytes.fromhex(prev["list"]) in b.idx)):
+                # The parent's data is in the repository (prune keeps what any snapshot
+                # references), so an unchanged file costs one manifest line.
+                if not _changed(prev, f):
                     entries.append(dict(prev))
                     b.c.files_unmodified += 1
                     if f.rel == sources.DOCS_FILE:
@@ -260,10 +277,10 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                 b.progress(rel)
             else:
                 # Copy-and-recheck: a writer that ignores the gate shows up here.
+                base = str(udir)
                 last_changed = [f.rel for f in files
-                                if sources.restat(udir, f) != f.recheck_signature()]
-                now_files, _ = sources.scan(udir)
-                if {f.rel for f in now_files} != {f.rel for f in files}:
+                                if sources.restat(base, f) != f.recheck_signature()]
+                if set(sources.names(base)) != {f.rel for f in files}:
                     last_changed.append("(directory listing)")
                 if not last_changed:
                     if skipped:
@@ -309,36 +326,27 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
     for n in opts.postgres:
         _check_name("postgres", n)
 
-    with RepoLock(repo.path, exclusive=True, purpose="backup", job_id=opts.job_id):
+    with RepoLock(repo.path, exclusive=True, purpose="backup", job_id=opts.job_id) as lock:
         ctx.progress(phase="scan")
-        for tmp in repo.temp_files():
+        leftovers = repo.temp_files()
+        for tmp in leftovers:
             tmp.unlink(missing_ok=True)
-        repo.load_index()
-        reindex_orphans(repo)
+        if leftovers or lock.stale_removed:
+            # an earlier run died: make the packs it finished usable (see reindex_orphans)
+            reindex_orphans(repo)
         bytes_before = repo.bytes_added
         parent, parent_files, parent_users = _parents(repo, users)
 
-        # Pre-scan (no gate) for totals and the free-space estimate.
-        total = 0
-        to_read = 0
-        for u in users:
-            try:
-                files, _ = sources.scan(data_root / u)
-            except FileNotFoundError:
-                continue
-            for f in files:
-                total += f.size
-                prev = parent_files.get(f"users/{u}/{f.rel}")
-                if prev is None or (prev.get("size"), prev.get("mtime_ns"),
-                                    prev.get("ino")) != f.signature():
-                    to_read += f.size
-        for p in opts.sqlite.values():
-            try:
-                to_read += Path(p).stat().st_size
-            except OSError:
-                pass
+        # Progress total: the parent's sizes for these users (an estimate; no pre-scan).
+        total = sum(int(parent_users.get(u, {}).get("bytes") or 0) for u in users) or None
         if opts.space_check:
-            require_space(repo.path, int(to_read * 1.05) + (16 << 20), "the backup")
+            need = 0
+            for p in opts.sqlite.values():
+                try:
+                    need += Path(p).stat().st_size
+                except OSError:
+                    pass
+            require_space(repo.path, int(need * 1.05) + (16 << 20), "the backup")
         ctx.progress(phase="backup", files_done=0, bytes_done=0, bytes_total=total)
 
         b = _Builder(repo, ctx, total)
@@ -439,6 +447,8 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
                     repo.pack_path(info.pack).unlink(missing_ok=True)
                 for tmp in repo.temp_files():
                     tmp.unlink(missing_ok=True)
+                if isinstance(exc, NoSpace):
+                    raise  # the up-front estimate: already a clear message
                 raise BackupError(
                     f"the backup repository's file system is full ({repo.path}); nothing was "
                     "committed and earlier snapshots are intact. Free space or run "

@@ -85,9 +85,27 @@ def scan(user_dir: Path) -> tuple[list[FileStat], list[str]]:
     return files, skipped
 
 
-def restat(user_dir: Path, f: FileStat) -> tuple[int, int, int, int] | None:
+def names(base: str) -> list[str]:
+    """Relative paths of the regular files under ``base`` (no stat: d_type only)."""
+    out: list[str] = []
+
+    def walk(d: str, prefix: str) -> None:
+        with os.scandir(d) as it:
+            for e in it:
+                if excluded(e.name):
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, prefix + e.name + "/")
+                elif e.is_file(follow_symlinks=False):
+                    out.append(prefix + e.name)
+
+    walk(base, "")
+    return out
+
+
+def restat(user_dir: str | Path, f: FileStat) -> tuple[int, int, int, int] | None:
     try:
-        st = os.stat(Path(user_dir) / f.rel, follow_symlinks=False)
+        st = os.stat(os.path.join(user_dir, f.rel), follow_symlinks=False)
     except FileNotFoundError:
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)

@@ -173,7 +173,7 @@ def verify(repo: Repository, snapshot_id: str | None = None, full: bool = False,
     }
     if orphans:
         out["note"] = (f"{len(orphans)} pack(s) not in any index (left by an interrupted run "
-                       "or a lost index); the next backup or prune re-indexes them")
+                       "or a lost index); the next prune re-indexes them from their trailers")
     if not ok:
         out["state"] = "problems"
     log.info("verify.finished", ok=ok, mode=out["mode"], problems=len(problems),

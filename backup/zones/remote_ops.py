@@ -406,3 +406,91 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
         else:
             done.append(item)
     return done
+
+
+def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: BinaryIO,
+                  size: int, throttle: Throttle | None = None,
+                  on_bytes: Callable[[int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None,
+                  in_flight: int = 512) -> int:
+    """Like :func:`upload` with the write requests coalesced into large channel writes and up
+    to ``in_flight`` of them (32 KiB each) unanswered at a time."""
+    from collections import deque  # noqa: PLC0415
+
+    from paramiko.sftp import (  # noqa: PLC0415
+        CMD_ATTRS,
+        CMD_CLOSE,
+        CMD_FSTAT,
+        CMD_HANDLE,
+        CMD_OPEN,
+        CMD_REMOVE,
+        CMD_WRITE,
+        SFTP_FLAG_CREATE,
+        SFTP_FLAG_TRUNC,
+        SFTP_FLAG_WRITE,
+    )
+    from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
+    from paramiko.sftp_client import int64  # noqa: PLC0415
+
+    final = root.join(rel)
+    tmp = root.join(rel + TEMP_SUFFIX)
+    pipe = _Pipe(sftp)
+    num = pipe.req(CMD_OPEN, tmp, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC,
+                   SFTPAttributes())
+    pipe.flush()
+    t, msg = sftp._read_response(num)  # noqa: SLF001
+    if t != CMD_HANDLE:
+        raise OSError(f"unexpected answer to open of {rel}")
+    handle = msg.get_binary()
+    outstanding: deque[int] = deque()
+    error: BaseException | None = None
+    sent = 0
+    closed = False
+    try:
+        while True:
+            if should_stop is not None and should_stop():
+                raise InterruptedError(f"stopped while sending {rel}")
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            if throttle is not None:
+                throttle.take(len(chunk))
+            for off in range(0, len(chunk), 32768):
+                outstanding.append(pipe.req(CMD_WRITE, handle, int64(sent + off),
+                                            chunk[off:off + 32768]))
+            sent += len(chunk)
+            pipe.flush()
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            while len(outstanding) > in_flight:
+                error = error or _expect_status(sftp, outstanding.popleft())
+            if error is not None:
+                break
+        fstat = pipe.req(CMD_FSTAT, handle)
+        close = pipe.req(CMD_CLOSE, handle)
+        pipe.flush()
+        while outstanding:
+            error = error or _expect_status(sftp, outstanding.popleft())
+        t, msg = sftp._read_response(fstat)  # noqa: SLF001
+        remote_size = SFTPAttributes._from_msg(msg).st_size if t == CMD_ATTRS else None  # noqa: SLF001
+        closed = True
+        error = error or _expect_status(sftp, close)
+        if error is not None:
+            raise error
+        if sent != size or remote_size != size:
+            raise OSError(errno.EIO, f"size mismatch after upload of {rel}: local {size}, "
+                          f"sent {sent}, remote {remote_size}")
+        num = pipe.req(CMD_EXTENDED, "posix-rename@openssh.com", tmp, final)
+        pipe.flush()
+        err = _expect_status(sftp, num)
+        if err is not None:
+            raise err
+    except BaseException:
+        try:
+            if not closed:
+                sftp._async_request(type(None), CMD_CLOSE, handle)  # noqa: SLF001
+            sftp._async_request(type(None), CMD_REMOVE, tmp)  # noqa: SLF001
+        except Exception:  # noqa: BLE001 - the connection may be gone
+            pass
+        raise
+    return sent

@@ -131,7 +131,7 @@ class _Pass:
         with src:
             self._ensure_parent(sftp, rel)
             try:
-                sent = remote_ops.upload(sftp, self.root, rel, src, size, self.throttle,
+                sent = remote_ops.upload_stream(sftp, self.root, rel, src, size, self.throttle,
                                          self._add_bytes, stop.is_set)
             except InterruptedError:
                 return
