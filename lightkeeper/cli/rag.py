@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ins = rs.add_parser("insert", help="insert text files into a user's knowledge base")
     ins.add_argument("--user", required=True, help="user id ([a-z0-9][a-z0-9_-]{0,63})")
-    ins.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
+    ins.add_argument("files", nargs="+", metavar="FILE",
+                     help="UTF-8 text files ('-' reads one document from standard input)")
     add_json_flag(ins)
     ins.set_defaults(func=cmd_insert)
 
@@ -73,6 +75,19 @@ def _user(value: str) -> str:
 def _read_files(paths: list[str]) -> list[tuple[str, str]]:
     docs = []
     for name in paths:
+        if name == "-":
+            try:
+                text = sys.stdin.buffer.read(MAX_FILE_BYTES + 1).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CliError(f"standard input: not UTF-8 text (byte {exc.start})",
+                               EXIT_USAGE) from None
+            if len(text.encode("utf-8")) > MAX_FILE_BYTES:
+                raise CliError("standard input: larger than the "
+                               f"{human_bytes(MAX_FILE_BYTES)} limit for one document", EXIT_USAGE)
+            if not text.strip():
+                raise CliError("standard input: the document is empty", EXIT_USAGE)
+            docs.append((text, "stdin"))
+            continue
         path = Path(name)
         try:
             size = path.stat().st_size

@@ -31,7 +31,10 @@ def test_rag_insert_query_users(run_cli, lk_env, tmp_path: Path) -> None:
     assert users[0]["relations"] >= 1 and users[0]["size_bytes"] > 0
     text = run_cli("rag", "users").stdout
     assert "alice" in text and "ENTITIES" in text
-    assert [r["op"] for r in spool_records(lk_env)] == ["insert", "query"]
+    piped = json.loads(run_cli("rag", "insert", "--user", "alice", "-", "--json",
+                               input="Pilot Nadia Orsk guides ships through the Narrows.").stdout)
+    assert piped["documents"] == 1 and piped["files"] == ["stdin"]
+    assert [r["op"] for r in spool_records(lk_env)] == ["insert", "query", "insert"]
 
 
 @pytest.mark.parametrize("args, message", [
