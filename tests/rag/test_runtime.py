@@ -31,11 +31,12 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_users_never_see_each_others_data_in_any_mode(cfg) -> None:
+@pytest.mark.parametrize("pool_size", [1, 8])
+def test_users_never_see_each_others_data_in_any_mode(cfg, pool_size: int) -> None:
     async def main() -> dict[tuple[str, str], str]:
         answers = {}
-        # pool of one: every switch evicts and reloads, the path most likely to mix data
-        async with RagRuntime(cfg, pool_size=1) as rt:
+        # pool of one: every switch evicts and reloads; pool of eight: both stay open together
+        async with RagRuntime(cfg, pool_size=pool_size) as rt:
             await rt.insert("alice", ALICE)
             await rt.insert("bob", BOB)
             for mode in MODES:
@@ -45,7 +46,10 @@ def test_users_never_see_each_others_data_in_any_mode(cfg) -> None:
                     "bob", "Who commands the ferry Marigold?", mode)
                 answers[("bob2", mode)] = await rt.query(
                     "bob", "Who brews saffron cordials in Umbrelle?", mode)
-            assert rt.evictions > 0 and workspaces_held() <= 1
+            if pool_size == 1:
+                assert rt.evictions > 0 and workspaces_held() <= 1
+            else:
+                assert rt.evictions == 0 and workspaces_held() == 2
         return answers
 
     answers = run(main())
