@@ -269,6 +269,8 @@ class RagRuntime:
     def _tag_answers(self, rag: LightRAG, user: str) -> None:
         """Tag every answer LightRAG caches with the stamp of the data it came from."""
         cache = rag.llm_response_cache
+        if cache is None:
+            return
         original = cache.upsert
         pool = self._pool
 
@@ -362,8 +364,9 @@ class RagRuntime:
                     try:
                         result = await fn(rag, *args)
                     finally:
-                        await self._drop_cached_answers(rag, keep_stamp=None)
-                        await rag.llm_response_cache.index_done_callback()
+                        if rag.llm_response_cache is not None:
+                            await self._drop_cached_answers(rag, keep_stamp=None)
+                            await rag.llm_response_cache.index_done_callback()
                 entry.stamp = held.stamp
             finally:
                 entry.busy -= 1
