@@ -12,6 +12,8 @@ agent never runs two at once (the repository lock enforces it across processes t
               ``in_place`` bool, ``overwrite`` bool, ``pg_target_db`` str (pg_restore the
               ``postgres/NAME`` dump into this database, using that source's DSN)
 
+- ``drill``   params ``users`` int (sample size), ``snapshot``, ``no_lightrag`` bool
+
 Calls: ``backup.snapshots`` (``user``, ``limit``), ``backup.show`` (``snapshot``, ``files``),
 ``backup.stats``, ``backup.key_export``. ``backup.key_export`` returns the key file's path and
 fingerprint only: key bytes never travel over the API. ``lightkeeper backup key export`` reads
@@ -234,7 +236,54 @@ def job_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[st
     return out
 
 
-for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore):
+def _lightrag_check(services: Services, spool: Path) -> Any:
+    """Open a restored workspace with LightRAG in a child ``lightkeeper rag query`` (backup
+    never imports the runtime), with its own spool so drill queries stay out of the stats."""
+    import os
+    import subprocess
+    import sys
+
+    def check(data_root: Path, user: str, question: str) -> str:
+        env = {**os.environ, "LIGHTKEEPER_PATHS__DATA_ROOT": str(data_root),
+               "LIGHTKEEPER_PATHS__SPOOL_DIR": str(spool)}
+        r = subprocess.run([sys.executable, "-m", "lightkeeper.cli.main", "rag", "query",
+                            "--user", user, "--mode", "naive", "--json", question],
+                           env=env, capture_output=True, text=True, timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError((r.stderr or r.stdout).strip()[-400:])
+        return str(json.loads(r.stdout).get("answer") or "")
+
+    return check
+
+
+def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from backup.drill import drill
+
+    cfg = services.cfg
+    sample = int(params.get("users") or cfg["backup.drill_users"])
+    repo = _open(services)
+    scratch = cfg.path("backup.scratch_dir")
+    try:
+        check = None if params.get("no_lightrag") else _lightrag_check(services,
+                                                                       scratch / "drill-spool")
+        out = drill(repo, scratch, check, sample=sample,
+                    snapshot=str(params.get("snapshot") or "latest"), ctx=ctx,
+                    job_id=getattr(ctx, "job_id", ""))
+    except SnapshotNotFound as exc:
+        raise CallError(str(exc), 404, "not_found") from None
+    finally:
+        repo.close()
+    now = time.time()
+    metrics = {"backup_drill_last_run_success": 1 if out["ok"] else 0,
+               "backup_drill_timestamp_seconds": now,
+               "backup_drill_recovery_seconds": out["recovery_time_s"]}
+    if out["ok"]:
+        metrics["backup_drill_last_success_timestamp_seconds"] = now
+    _samples(services, metrics)
+    return out
+
+
+for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore, job_drill):
     _fn.resource = RESOURCE  # type: ignore[attr-defined]
 
 
@@ -287,7 +336,7 @@ def call_key_export(services: Services, params: dict[str, Any]) -> dict[str, Any
 
 
 JOBS = {"backup": job_backup, "verify": job_verify, "prune": job_prune,
-        "forget": job_forget, "restore": job_restore}
+        "forget": job_forget, "restore": job_restore, "drill": job_drill}
 CALLS = {"backup.snapshots": call_snapshots, "backup.show": call_show,
          "backup.stats": call_stats, "backup.key_export": call_key_export}
 
@@ -299,6 +348,8 @@ def SCHEDULES(services: Services) -> list[tuple[str, str, dict[str, Any]]]:  # n
         out.append(("backup", cfg["backup.schedule"], {"tags": ["scheduled"]}))
     if cfg["backup.prune_schedule"]:
         out.append(("forget", cfg["backup.prune_schedule"], {"prune": True}))
+    if cfg["backup.drill_schedule"]:
+        out.append(("drill", cfg["backup.drill_schedule"], {}))
     if cfg["backup.verify_schedule"]:
         out.append(("verify", cfg["backup.verify_schedule"],
                     {"sample_pct": cfg["backup.verify_sample_pct"]}))

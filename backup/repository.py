@@ -520,6 +520,10 @@ class Repository:
                 order.append(key)
         futures: dict[tuple[str, int, int], Any] = {}
         submitted = 0
+        # Chunks stored one after another in the same block leave as one piece.
+        run_raw: bytes | None = None
+        run_key = None
+        run_start = run_end = 0
         try:
             for cid, loc in zip(ids, locs, strict=True):
                 key = (loc.pack, loc.block_off, loc.block_len)
@@ -528,11 +532,21 @@ class Repository:
                     futures[order[submitted]] = pool.submit(self.read_block, *order[submitted])
                     submitted += 1
                 raw = futures[key].result()
-                data = memoryview(raw)[loc.inner_off:loc.inner_off + loc.length]
-                if len(data) != loc.length or (check and self.sealer.chunk_id(data) != cid):
+                end = loc.inner_off + loc.length
+                if end > len(raw):
+                    raise IntegrityError(f"chunk {cid.hex()[:16]} lies outside its block in "
+                                         f"pack {loc.pack[:12]}")
+                if check and self.sealer.chunk_id(memoryview(raw)[loc.inner_off:end]) != cid:
                     raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does "
                                          "not match its hash")
-                yield data
+                if run_key == key and loc.inner_off == run_end:
+                    run_end = end
+                    continue
+                if run_raw is not None:
+                    yield memoryview(run_raw)[run_start:run_end]
+                run_raw, run_key, run_start, run_end = raw, key, loc.inner_off, end
+            if run_raw is not None:
+                yield memoryview(run_raw)[run_start:run_end]
         finally:
             for f in futures.values():
                 f.cancel()

@@ -1,4 +1,4 @@
-"""``lightkeeper backup``: run, list, show, stats, verify, prune, forget, cancel, key export.
+"""``lightkeeper backup``: run, list, show, stats, verify, prune, forget, drill, cancel, key.
 
 Every action goes through the agent (jobs survive the SSH session); ``--json`` prints the
 job's progress and summary as JSON lines. ``backup key export`` is the one exception: it reads
@@ -78,6 +78,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     fg.add_argument("--prune", action="store_true", help="prune afterwards")
     add_json_flag(fg)
     fg.set_defaults(func=run_forget)
+
+    dr = bsub.add_parser("drill", help="restore a sample of users from the newest snapshot "
+                         "into scratch space, check every hash, open each with LightRAG")
+    dr.add_argument("--users", type=int, metavar="N", help="how many users (backup.drill_users)")
+    dr.add_argument("--snapshot", help="drill this snapshot instead of the newest")
+    add_json_flag(dr)
+    dr.set_defaults(func=run_drill)
 
     cancel = bsub.add_parser("cancel", help="cancel a running backup job")
     cancel.add_argument("job")
@@ -263,6 +270,25 @@ def run_forget(args: argparse.Namespace, ctx: CliContext) -> int:
         return "\n".join(lines)
 
     return start_and_follow(ctx, "forget", params, render=render)
+
+
+def run_drill(args: argparse.Namespace, ctx: CliContext) -> int:
+    params: dict[str, Any] = {}
+    if args.users:
+        params["users"] = args.users
+    if args.snapshot:
+        params["snapshot"] = args.snapshot
+
+    def render(s: dict[str, Any]) -> str:
+        head = "drill PASSED" if s.get("ok") else "drill FAILED"
+        lines = [f"{head}: snapshot {s.get('short_id')} ({human_duration(s.get('snapshot_age_s'))}"
+                 f" old), users {', '.join(s.get('users') or [])}: restored "
+                 f"{human_bytes(s.get('bytes'))} in {human_duration(s.get('restore_s'))}, "
+                 f"recovery time {human_duration(s.get('recovery_time_s'))}"]
+        lines += [f"  {p}" for p in s.get("problems") or []]
+        return "\n".join(lines)
+
+    return start_and_follow(ctx, "drill", params, render=render)
 
 
 def run_cancel(args: argparse.Namespace, ctx: CliContext) -> int:

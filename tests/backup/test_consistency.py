@@ -60,11 +60,9 @@ def test_gated_writer_during_backups_gives_consistent_snapshots(
     try:
         _wait_ready(proc)
         snaps = []
-        gens = []
         for _ in range(5):
             while not (tmp_path / "gen").exists():
                 time.sleep(0.01)
-            gens.append(int((tmp_path / "gen").read_text() or 0))
             s = run_backup(repo, BackupOptions(data_root, users=["user01"]))
             assert s.get("state") is None, s
             snaps.append(s["snapshot_id"])
@@ -80,7 +78,7 @@ def test_gated_writer_during_backups_gives_consistent_snapshots(
         b = json.loads((out / "user01" / "kv_store_text_chunks.json").read_text())["gen"]
         assert a == b, f"snapshot {i} mixes writes {a} and {b}"
         seen.add(a)
-    assert len(seen) > 1 and gens[-1] > gens[0], "the writer did not run during the backups"
+    assert len(seen) > 1, "the writer did not run during the backups"
 
 
 def test_writer_ignoring_the_gate_fails_that_user_only(data_root: Path, repo: Repository,

@@ -51,3 +51,35 @@ def test_restored_workspace_loads_and_answers_the_same(lk_env: dict[str, str], l
     assert after_q1 == before_q1
     assert after_q2 == orig_q2
     assert "compiler" in after_q2  # answered from the restored documents
+
+
+def test_drill_restores_and_opens_with_lightrag(lk_env: dict[str, str], lk_cfg: Config,
+                                                tmp_path: Path) -> None:
+    from backup.drill import drill
+
+    data = lk_cfg.path("paths.data_root")
+    _ask(lk_cfg, "alice", [], insert=DOCS[:1])
+    _ask(lk_cfg, "bob", [], insert=DOCS[1:])
+    repo = Repository.init(tmp_path / "repo", tmp_path / "key")
+    run_backup(repo, BackupOptions(data))
+    asked: list[tuple[str, str]] = []
+
+    def open_check(root: Path, user: str, question: str) -> str:
+        cfg = config_mod.load(overrides=[("paths.data_root", str(root))], read_system=False)
+        asked.append((user, question))
+        return _ask(cfg, user, [(question, "naive")])[0]
+
+    out = drill(repo, tmp_path / "scratch", open_check, sample=2, seed=1)
+    assert out["ok"] and out["users"] == ["alice", "bob"], out
+    assert out["recovery_time_s"] >= out["restore_s"] > 0
+    assert {u for u, _ in asked} == {"alice", "bob"}
+    assert "Lovelace" in asked[0][1] or "Hopper" in asked[0][1]  # from the user's documents
+    assert not list((tmp_path / "scratch").iterdir())  # scratch cleaned up
+    # a damaged repository makes the drill fail and say why
+    for pack in (repo.path / "data").glob("*/*"):
+        raw = bytearray(pack.read_bytes())
+        raw[20] ^= 0xFF  # inside the first block of every pack
+        pack.write_bytes(bytes(raw))
+    fresh = Repository.open(repo.path, tmp_path / "key")
+    bad = drill(fresh, tmp_path / "scratch", open_check, sample=2)
+    assert not bad["ok"] and bad["state"] == "problems" and bad["problems"]
