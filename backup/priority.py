@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lightkeeper.logs import get_logger
 
@@ -39,3 +41,22 @@ def restore_current_thread(nice: int = 0) -> None:
         psutil.Process(tid).ionice(psutil.IOPRIO_CLASS_BE, 4)
     except (psutil.Error, OSError, ValueError, AttributeError):
         pass
+
+
+@contextmanager
+def lowered(enabled: bool = True) -> Iterator[None]:
+    """Low priority for the duration of a job, then the thread's previous priority back
+    (raising it again needs CAP_SYS_NICE; without it the thread simply stays low)."""
+    if not enabled:
+        yield
+        return
+    tid = threading.get_native_id()
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+    except OSError:
+        before = 0
+    lower_current_thread()
+    try:
+        yield
+    finally:
+        restore_current_thread(before)

@@ -24,7 +24,7 @@ from backup.crypto import IntegrityError
 from backup.fsutil import require_space
 from backup.index import PackInfo
 from backup.lock import RepoLock
-from backup.priority import lower_current_thread
+from backup.priority import lowered
 from backup.repository import ID_LEN, Repository, reindex_orphans, repo_size
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
@@ -74,9 +74,13 @@ def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
 
 def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
           low_priority: bool = True, dry_run: bool = False) -> dict[str, Any]:
+    with lowered(low_priority):
+        return _prune(repo, ctx, job_id, dry_run)
+
+
+def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
+           dry_run: bool) -> dict[str, Any]:
     ctx = ctx or LocalContext()
-    if low_priority:
-        lower_current_thread()
     started = time.time()
     size_before = repo_size(repo.path)
     with RepoLock(repo.path, exclusive=True, purpose="prune", job_id=job_id):

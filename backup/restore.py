@@ -22,7 +22,7 @@ from backup.crypto import IntegrityError
 from backup.fsutil import is_enospc, require_space
 from backup.gate import LOCK_NAME, exclusive_gate
 from backup.lock import RepoLock
-from backup.priority import lower_current_thread
+from backup.priority import lowered
 from backup.repository import Repository
 from backup.snapshot import BackupOptions, run_backup
 from backup.sources import excluded, scan
@@ -116,11 +116,9 @@ def _write_file(repo: Repository, entry: dict[str, Any], dest: Path,
     return None
 
 
-def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
-            ctx: JobContext | None = None) -> dict[str, Any]:
+def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
+             ctx: JobContext | None = None) -> dict[str, Any]:
     ctx = ctx or LocalContext()
-    if opts.low_priority:
-        lower_current_thread()
     started = time.time()
     if opts.in_place:
         if opts.data_root is None:
@@ -221,3 +219,9 @@ def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
     log.info("restore.finished", snapshot=sid[:12], files=len(plan), failures=len(failures),
              duration_s=out["duration_s"])
     return out
+
+
+def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
+            ctx: JobContext | None = None) -> dict[str, Any]:
+    with lowered(opts.low_priority):
+        return _restore(repo, snapshot_id, opts, ctx)

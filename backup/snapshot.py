@@ -27,7 +27,7 @@ from backup.fsutil import NoSpace, is_enospc, require_space
 from backup.gate import GateTimeout, read_gate
 from backup.lock import RepoLock
 from backup.packs import PackWriter
-from backup.priority import lower_current_thread
+from backup.priority import lowered
 from backup.repository import Repository, reindex_orphans, repo_size
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
@@ -301,12 +301,10 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
-def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = None
-               ) -> dict[str, Any]:
+def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = None
+                ) -> dict[str, Any]:
     """Take one snapshot; returns the job summary. Raises BackupError, NoSpace, JobCancelled."""
     ctx = ctx or LocalContext()
-    if opts.low_priority:
-        lower_current_thread()
     started = time.time()
     data_root = Path(opts.data_root)
     all_users, skipped_names = sources.list_users(data_root)
@@ -472,3 +470,10 @@ def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = N
     log.info("backup.finished", snapshot=sid[:12], files=out["files"],
              bytes_added=bytes_added, duration_s=out["duration_s"], failed_users=len(failed))
     return out
+
+
+def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = None
+               ) -> dict[str, Any]:
+    """Take one snapshot; returns the job summary. Raises BackupError, NoSpace, JobCancelled."""
+    with lowered(opts.low_priority):
+        return _run_backup(repo, opts, ctx)

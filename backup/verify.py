@@ -21,7 +21,7 @@ import blake3
 from backup.crypto import IntegrityError
 from backup.lock import RepoLock
 from backup.packs import AAD_BLOCK, decode_block
-from backup.priority import lower_current_thread
+from backup.priority import lowered
 from backup.repository import ID_LEN, Repository
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
@@ -69,9 +69,14 @@ def verify(repo: Repository, snapshot_id: str | None = None, full: bool = False,
            sample_pct: float | None = None, ctx: JobContext | None = None,
            job_id: str = "", low_priority: bool = True, seed: int | None = None
            ) -> dict[str, Any]:
+    with lowered(low_priority):
+        return _verify(repo, snapshot_id, full, sample_pct, ctx, job_id, seed)
+
+
+def _verify(repo: Repository, snapshot_id: str | None, full: bool,
+            sample_pct: float | None, ctx: JobContext | None, job_id: str,
+            seed: int | None) -> dict[str, Any]:
     ctx = ctx or LocalContext()
-    if low_priority:
-        lower_current_thread()
     started = time.time()
     problems: list[str] = []
     with RepoLock(repo.path, exclusive=False, purpose="verify", job_id=job_id):

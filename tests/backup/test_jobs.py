@@ -1,0 +1,110 @@
+"""Job behaviour without the agent: cancellation, low priority, schedules, summaries."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup import calls
+from backup.priority import NICE
+from backup.repository import Repository
+from backup.snapshot import BackupOptions, run_backup
+from backup.verify import verify
+from lightkeeper import config as config_mod
+from lightkeeper.progress import JobCancelled, LocalContext
+
+
+def test_cancel_mid_backup_commits_nothing_and_releases_the_lock(data_root: Path,
+                                                                 repo: Repository) -> None:
+    first = run_backup(repo, BackupOptions(data_root))
+    (data_root / "user01" / "new.bin").write_bytes(os.urandom(2 << 20))
+    seen = []
+
+    def on_progress(p: dict[str, Any]) -> None:
+        seen.append(p["phase"])
+        if p["phase"] == "backup" and p["files_done"] >= 1:
+            ctx.cancel()
+
+    ctx = LocalContext(on_progress=on_progress)
+    with pytest.raises(JobCancelled):
+        run_backup(repo, BackupOptions(data_root), ctx)
+    assert repo.snapshot_ids() == [first["snapshot_id"]]
+    assert not list((repo.path / "locks").iterdir())
+    assert not repo.temp_files()
+    assert verify(Repository.open(repo.path, repo.path.parent / "keys" / "repo.key"),
+                  full=True)["ok"]
+    assert "scan" in seen and "backup" in seen
+
+
+def test_jobs_run_at_low_priority(data_root: Path, repo: Repository) -> None:
+    got: dict[str, int] = {}
+
+    def on_progress(p: dict[str, Any]) -> None:
+        got["during"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def work() -> None:
+        got["before"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        run_backup(repo, BackupOptions(data_root), LocalContext(on_progress=on_progress))
+        got["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert got["during"] >= NICE > got["before"]
+    if os.geteuid() == 0:  # raising it back needs CAP_SYS_NICE
+        assert got["after"] == got["before"]
+
+
+class _Services:
+    def __init__(self, cfg: config_mod.Config) -> None:
+        self.cfg = cfg
+        self.samples: list[tuple[float, str, str, float]] = []
+
+    def add_samples(self, samples: Any) -> None:
+        self.samples += list(samples)
+
+    def metrics_snapshot(self, dest: Path) -> Path:
+        Path(dest).write_bytes(b"metrics copy")
+        return Path(dest)
+
+
+def test_schedules_and_job_summaries_through_calls(lk_env: dict[str, str], tmp_path: Path
+                                                   ) -> None:
+    from bench.datagen import generate
+
+    cfg = config_mod.load(overrides=[("backup.schedule", "hourly"),
+                                     ("backup.prune_schedule", "daily"),
+                                     ("backup.drill_schedule", "every 7d")], read_system=False)
+    services = _Services(cfg)
+    kinds = {k: (text, params) for k, text, params in calls.SCHEDULES(services)}
+    assert kinds["backup"][0] == "hourly" and kinds["forget"] == ("daily", {"prune": True})
+    assert "drill" in kinds and "verify" not in kinds
+    generate(cfg.path("paths.data_root"), users=2, seed=8, total_mb=1)
+    s = calls.job_backup(LocalContext(), services, {"tags": ["t"]})
+    for key in ("duration_s", "bytes_read", "bytes_added", "dedup_ratio", "repository_size",
+                "files"):
+        assert s[key] is not None, key
+    assert {m for _, m, _, _ in services.samples} >= {
+        "backup_last_success_timestamp_seconds", "backup_added_bytes",
+        "backup_repository_size_bytes", "backup_duration_seconds"}
+    snaps = calls.call_snapshots(services, {})["snapshots"]
+    assert snaps[0]["tags"] == ["t"]
+    shown = calls.call_show(services, {"snapshot": snaps[0]["short_id"]})
+    assert shown["databases"]["metrics"]["kind"] == "duckdb"
+    key = calls.call_key_export(services, {})
+    raw = Path(key["key_file"]).read_text()
+    assert key["fingerprint"] in raw and '"enc"' in raw
+    assert all(str(v) not in raw or k in ("fingerprint", "repo_id", "key_file")
+               for k, v in key.items() if k != "note")
+    v = calls.job_verify(LocalContext(), services, {"sample_pct": 50})
+    assert v["ok"]
+    f = calls.job_forget(LocalContext(), services, {"keep_last": 1, "prune": True})
+    assert f["kept_count"] == 1 and "prune" in f
+    with pytest.raises(calls.CallError, match="sample_pct"):
+        calls.job_verify(LocalContext(), services, {"sample_pct": 500})
+    with pytest.raises(calls.CallError, match="invalid user id"):
+        calls.job_backup(LocalContext(), services, {"users": ["../etc"]})
