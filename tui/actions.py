@@ -58,7 +58,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "backups"),
     ActionSpec("backup_restore", "r", "Restore", "Backups: restore wizard (snapshot, scope, "
                "target, confirm)", "backups"),
-    ActionSpec("backup_cancel", "x", "Cancel job", "Backups: cancel the running repository job",
+    ActionSpec("backup_cancel", "x", "Cancel", "Backups: cancel the running repository job",
                "backups"),
     # Zones
     ActionSpec("zone_sync", "s", "Sync", "Zones: replicate to the selected zone", "zones"),
@@ -66,12 +66,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("zone_verify", "v", "Verify", "Zones: verify the selected zone's copy", "zones"),
     ActionSpec("zone_trust", "k", "Trust key", "Zones: show the selected zone's host key "
                "fingerprint and trust it after confirmation", "zones"),
-    ActionSpec("zone_cancel", "x", "Cancel job", "Zones: cancel the running replication job",
+    ActionSpec("zone_cancel", "x", "Cancel", "Zones: cancel the running replication job",
                "zones"),
     # Tuning
     ActionSpec("tuning_apply", "a", "Apply", "Tuning: apply the pending edits (asks for a note)",
                "tuning"),
-    ActionSpec("tuning_discard", "u", "Undo edits", "Tuning: discard the pending edits",
+    ActionSpec("tuning_discard", "u", "Undo", "Tuning: discard the pending edits",
                "tuning"),
     ActionSpec("tuning_mark", "m", "Mark A", "Tuning: mark the selected version as A for a diff",
                "tuning"),
@@ -79,7 +79,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "selected one", "tuning"),
     ActionSpec("tuning_revert", "r", "Revert", "Tuning: revert to the selected version "
                "(asks to confirm and for a note)", "tuning"),
-    ActionSpec("tuning_compare", "c", "Latency A/B", "Tuning: compare LightRAG latency between "
+    ActionSpec("tuning_compare", "c", "A/B", "Tuning: compare LightRAG latency between "
                "the marked (or previous) version and the selected one", "tuning"),
     ActionSpec("leave_field", "escape", "Leave field", "Tuning/Events: leave the text field so "
                "keys act on the screen again", None, show=False),

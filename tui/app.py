@@ -72,6 +72,7 @@ class LightkeeperApp(App[int]):
         self.conn_error: str | None = None
         self.conn_attempts = 0
         self.poll_count = 0
+        self.last_polled = ""
         self._gen = 0
         self._timer: Timer | None = None
 
@@ -163,6 +164,7 @@ class LightkeeperApp(App[int]):
             except Exception as exc:  # a rendering bug must not stop the poll loop
                 self.log.error(f"render {pane.pane_id}: {exc!r}")
                 self.notify(f"could not show {pane.title}: {exc}", severity="error")
+        self.last_polled = pane.pane_id
         self.poll_count += 1
         if pane.pane_id == self.active:
             interval = self.chart_s if pane.chart_pane and not self.jobs else self.refresh_s

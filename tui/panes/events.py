@@ -13,6 +13,7 @@ from textual.widgets import Input, RichLog, Static
 from tui.format import clock_time
 from tui.panes.base import Pane, Request
 
+MAX_ROWS = 2000
 LEVELS: tuple[str | None, ...] = (None, "info", "warning", "error")
 LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red",
                "critical": "bold white on red"}
@@ -49,6 +50,7 @@ class EventsPane(Pane):
         self.last_id = 0
         self.gen = 0
         self.paused = False
+        self.rows: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="events-bar"):
@@ -72,16 +74,32 @@ class EventsPane(Pane):
     def show(self, data: list[dict[str, Any]], req: Request) -> None:
         if req.params.get("gen") != self.gen:
             return  # fetched with an older filter
-        log = self.query_one("#events-log", RichLog)
         if req.params["since"] == 0:
-            log.clear()
-        if self.paused and req.params["since"] != 0:
+            self.rows = []
+        elif self.paused:
             return
-        for e in data:
-            if e["id"] > self.last_id:
-                log.write(event_line(e))
-                self.last_id = e["id"]
+        new = [e for e in data if e["id"] > self.last_id]
+        if new:
+            self.last_id = new[-1]["id"]
+            self.rows = (self.rows + new)[-MAX_ROWS:]
+        if req.params["since"] == 0:
+            self.call_after_refresh(self._render_all)  # once the log has its width
+        else:
+            self._write(new)
         self._bar()
+
+    def on_resize(self) -> None:
+        self._render_all()
+
+    def _render_all(self) -> None:
+        self.query_one("#events-log", RichLog).clear()
+        self._write(self.rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        log = self.query_one("#events-log", RichLog)
+        width = log.scrollable_content_region.width or None
+        for e in rows:
+            log.write(event_line(e), width=width)
 
     def _reset(self) -> None:
         self.gen += 1

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from tui import agentdata
@@ -38,7 +38,7 @@ class LightRagPane(Pane):
             with Grid(id="rag-charts"):
                 yield TimeChart("Latency", unit="ms", scale=1000, id="ch-lat")
                 yield TimeChart("Throughput and errors", unit="ops/s", id="ch-thr")
-            with Horizontal(id="rag-detail"):
+            with Vertical(id="rag-detail"):
                 yield Static(id="rag-summary", classes="box")
                 yield Static(id="rag-slowest", classes="box")
 

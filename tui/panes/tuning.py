@@ -48,10 +48,12 @@ class ParamField(Vertical):
         with Horizontal(classes="param-row"):
             yield Static(p["name"], classes="param-name")
             yield ParamInput(p["name"], fmt_value(self.value))
-            yield Static(Text(f"{p.get('unit') or ''}  {p.get('allowed') or ''}",
-                              no_wrap=True, overflow="ellipsis"), classes="param-unit")
+            yield Static(Text(p.get("unit") or "", no_wrap=True, overflow="ellipsis"),
+                         classes="param-unit")
         info = Text(no_wrap=False)
         info.append(f"[{p['effect']}] ", style=EFFECT_STYLE.get(p["effect"], ""))
+        if p.get("allowed"):
+            info.append(p["allowed"] + ". ", style="italic")
         info.append(p.get("meaning") or "", style="dim")
         yield Static(info, classes="param-info")
         yield Static("", classes="param-error", id=f"err-{p['name']}")

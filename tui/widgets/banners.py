@@ -13,16 +13,23 @@ from tui.actions import PANES
 class TopBar(Static):
     """Screen tabs with their keys, the time window and the agent's host."""
 
-    def show(self, active: str, window: str, host: str = "", paused: bool = False) -> None:
+    _last: tuple[str, str, str] = ("overview", "1h", "")
+
+    def on_resize(self) -> None:
+        self.show(*self._last)
+
+    def show(self, active: str, window: str, host: str = "") -> None:
+        self._last = (active, window, host)
         t = Text(no_wrap=True, overflow="ellipsis")
-        t.append(" lightkeeper ", style="bold reverse")
+        narrow = (self.size.width or 80) < 100
+        t.append(" lk " if narrow else " lightkeeper ", style="bold reverse")
         for pid, title, key in PANES:
             style = "bold reverse" if pid == active else ""
             t.append(" ")
             t.append(f"{key} {title}", style=style)
         t.append("  window ", style="dim")
         t.append(window, style="bold")
-        if host:
+        if host and not narrow:
             t.append(f"  {host}", style="dim")
         self.update(t)
 

@@ -80,11 +80,10 @@ class TimeChart(PlotextPlot):
             top = max(top, max(ys))
             drawn += 1
         plt.xlim(-data.window_s / div, 0)
-        if data.ymin is not None or data.ymax is not None:
+        if drawn and (data.ymin is not None or data.ymax is not None):
             lo = 0 if data.ymin is None else data.ymin * self.scale
-            hi = None if data.ymax is None else data.ymax * self.scale
-            if hi is not None:
-                plt.ylim(lo, hi)
+            hi = top * 1.05 if data.ymax is None else data.ymax * self.scale
+            plt.ylim(lo, hi if hi > lo else lo + 1)
         if not drawn:
             plt.ylim(0, 1)
             title += " - " + (data.message or "no data in this window")
@@ -95,4 +94,4 @@ class TimeChart(PlotextPlot):
                     plt.vline(x, "red")
                     y = data.ymax * self.scale if data.ymax else top
                     plt.text(label, x, y, color="red")
-        plt.title(f"{title}, {unit} before now")
+        plt.title(f"{title} · {unit} ago")
