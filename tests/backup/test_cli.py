@@ -79,3 +79,18 @@ def test_cli_verify_exit_code_names_damage(lk_env: dict[str, str], agent: Any, r
     assert "DAMAGED" in r.stdout and "damaged file(s)" in r.stdout
     r = run_cli("restore", "latest", check=False)
     assert r.returncode == 2 and "--target" in r.stderr
+
+
+def test_cli_drill_opens_restored_workspaces_with_lightrag(lk_env: dict[str, str], agent: Any,
+                                                           run_cli: Any, tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Ada Lovelace worked with Charles Babbage on the Analytical Engine.\n")
+    run_cli("rag", "insert", "--user", "alice", str(doc))
+    run_cli("backup", "run", "--json")
+    job = _summary(run_cli("backup", "drill", "--users", "1", "--json").stdout)
+    assert job["state"] == "succeeded", job
+    s = job["summary"]
+    assert s["ok"] and s["users"] == ["alice"] and s["opened_with_lightrag"]
+    assert s["per_user"]["alice"]["answer_chars"] > 0
+    assert s["recovery_time_s"] > 0
+    assert "drill PASSED" in run_cli("backup", "drill").stdout
