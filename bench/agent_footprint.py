@@ -126,6 +126,36 @@ def measure(pid: int, seconds: float, on_tick=None) -> dict:
             "seconds": t1 - t0}
 
 
+COLLECTORS_ONLY = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from collectors.registry import build_collectors
+from lightkeeper.config import load
+cols = build_collectors(load(read_system=False))
+due = {c.name: 0.0 for c in cols}
+rows = 0
+while True:
+    now = time.monotonic()
+    for c in cols:
+        if now >= due[c.name]:
+            rows += len(c.collect())
+            due[c.name] = now + c.interval
+    time.sleep(max(0.05, min(due.values()) - time.monotonic()))
+"""
+
+
+def run_collectors_only(env: dict, seconds: float) -> dict:
+    """The same collectors at the same intervals in a bare loop: their share of the agent."""
+    proc = subprocess.Popen([sys.executable, "-c", COLLECTORS_ONLY, str(REPO)], env=env,
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)
+        return measure(proc.pid, seconds)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def run_node_exporter(binary: str, seconds: float, interval: float) -> dict:
     port = free_port()
     proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"],
@@ -232,6 +262,11 @@ def main() -> int:
             print(f"  (agent exited with {proc.returncode}; see its output below)")
             print((tmp / "agent.out").read_text()[-2000:])
 
+        res = run_collectors_only(env, args.seconds)
+        report["collectors_only"] = res
+        print(f"  breakdown: the same collectors alone in a bare loop (no store, API, alerts): "
+              f"CPU {res['cpu_percent_one_core']:.2f} % of one core, peak RSS "
+              f"{res['peak_rss_mb']:.1f} MB")
         refs = 0
         node = shutil.which("node_exporter") or shutil.which("prometheus-node-exporter")
         if node:
