@@ -5,18 +5,22 @@ compare`` reproduces the comparison afterwards. Everything runs in a temporary s
 and data root with its own agent (free HTTP port, short socket path under /tmp); the operator's
 own agent and data are never touched.
 
-For every setting (the baseline is LightRAG's defaults: ``chunk_token_size=1200``,
-``llm_model_max_async=4``; each variant changes one key from there):
+Settings: the reference is LightRAG's defaults (``chunk_token_size=1200``,
+``llm_model_max_async=4``); each variant changes one key from there. The sweep runs
+``--repeats`` rounds over all settings, forward in odd rounds and reversed in even ones, so
+drifting load on a shared machine does not favour one setting. For every setting in a round:
 
-1. ``lightkeeper tuning set KEY=VALUE --note ...`` (a new version);
-2. ``lightkeeper bench --json --keep`` (``--repeats`` times) with the offline providers and a
-   simulated model latency (``LIGHTKEEPER_RAG__SIMULATE_*``, same values for agent and bench),
-   so time is spent "in the model" as in a deployment;
-3. for the chunk-size settings, a **long-document probe**: the shipped corpus documents are
-   ~70 tokens each, below every chunk size, so ``bench`` alone cannot show what chunk size does.
-   The probe inserts 3 documents of ~2,300 tokens (the corpus documents concatenated in three
-   orders) one after the other for a fresh user, then asks the 20 corpus questions in ``mix``
-   mode one at a time, in one process, through lightkeeper's runtime (same instrumentation).
+1. ``lightkeeper tuning set chunk_token_size=.. llm_model_max_async=.. --note ...`` (a new
+   version unless the active one already holds those values);
+2. ``lightkeeper bench --json --keep`` with the offline providers and a simulated model latency
+   (``LIGHTKEEPER_RAG__SIMULATE_*``, same values for agent and bench), so time is spent "in the
+   model" as in a deployment;
+3. for the chunk-size settings in the first ``--probe-rounds`` rounds, a **long-document
+   probe**: the shipped corpus documents are ~70 tokens each, below every chunk size, so
+   ``bench`` alone cannot show what chunk size does. The probe inserts 3 documents of ~2,300
+   tokens (corpus documents concatenated in three orders) one after the other for a fresh user,
+   then asks the 20 corpus questions in ``mix`` mode one at a time, in one process, through
+   lightkeeper's runtime (same instrumentation, same spool).
 
 Figures per setting: insert and query throughput, p50/p95/p99 per operation (from bench's own
 measurements), LLM calls per document and per query (from the runs' spool records, which carry
@@ -25,8 +29,14 @@ relations built (read from the kept scratch data root). Each process spools into
 directory; the sweep reads the records and then hands the files to the agent's spool directory,
 waits until the agent has ingested them, and runs ``lightkeeper tuning compare BASE V --json``.
 
-Run: ``.venv/bin/python bench/tuning_sweep.py [--docs 36] [--queries 100] [--concurrency 8]
-[--users 2] [--batch 3] [--repeats 2]``. Defaults take about 8 minutes on 2 cores.
+The workload: ``--docs 36 --queries 100 --concurrency 8 --users 2 --batch 3``. Eight operations
+in flight over two users put about four queries on each user's LightRAG instance, and a batch of
+3 lets LightRAG extract 3 documents at once (``max_parallel_insert`` 3), so an LLM concurrency
+of 2 is a real limit; inserts of one user are serialised by the write gate, so bench's insert
+latency includes waiting for the gate.
+
+Run: ``.venv/bin/python bench/tuning_sweep.py [--repeats 4] [--probe-rounds 2] [--json-out F]``.
+Defaults take about 7 minutes on 2 cores (20 bench runs of ~14 s, 6 probes of ~20 s).
 """
 
 from __future__ import annotations
@@ -54,10 +64,12 @@ SIMULATION = {"LIGHTKEEPER_RAG__SIMULATE_LLM_MS": "150",
               "LIGHTKEEPER_RAG__SIMULATE_LLM_MS_PER_TOKEN": "0.5",
               "LIGHTKEEPER_RAG__SIMULATE_EMBED_MS": "20"}
 
-BASELINE = ("reference: defaults (chunk 1200, max_async 4)", {})
-VARIANTS: list[tuple[str, dict[str, int]]] = [
-    ("chunk_token_size=600", {"chunk_token_size": 600}),
-    ("chunk_token_size=2400", {"chunk_token_size": 2400}),
+# Both keys spelled out in every setting, so each one is reached from any other in one `set`.
+SETTINGS: list[tuple[str, dict[str, int]]] = [
+    ("reference: defaults (chunk 1200, max_async 4)",
+     {"chunk_token_size": 1200, "llm_model_max_async": 4}),
+    ("chunk_token_size=600", {"chunk_token_size": 600, "llm_model_max_async": 4}),
+    ("chunk_token_size=2400", {"chunk_token_size": 2400, "llm_model_max_async": 4}),
     ("llm_model_max_async=2", {"chunk_token_size": 1200, "llm_model_max_async": 2}),
     ("llm_model_max_async=8", {"chunk_token_size": 1200, "llm_model_max_async": 8}),
 ]
@@ -144,6 +156,7 @@ def bench_once(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict
     private = tmp / f"spool-{time.monotonic_ns()}"
     private.mkdir()
     benv = {**env, "LIGHTKEEPER_PATHS__SPOOL_DIR": str(private)}
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     out = lk_json(benv, "bench", "--docs", str(args.docs), "--queries", str(args.queries),
                   "--concurrency", str(args.concurrency), "--users", str(args.users),
@@ -169,7 +182,11 @@ def bench_once(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict
         "llm_calls_per_doc": sum(r.get("llm_calls") or 0 for r in inserts) / args.docs,
         "llm_calls_per_query": (sum(r.get("llm_calls") or 0 for r in queries) / len(queries)
                                 if queries else None),
+        "query_llm_share": (sum(r.get("llm_s") or 0 for r in queries)
+                            / max(sum(r["duration_s"] for r in queries), 1e-9)
+                            if queries else None),
         "rss_mb": s.get("rss_bytes", 0) / 2**20,
+        "load1": (load_before + os.getloadavg()[0]) / 2,
         **counts,
         "records": records, "private": private,
     }
@@ -259,17 +276,17 @@ def fmt(x: float | None, scale: float = 1.0, digits: int = 0) -> str:
     return "-" if x is None else f"{x * scale:.{digits}f}"
 
 
-def wait_ingested(env: dict[str, str], base: int, expected: dict[int, int],
-                  timeout: float = 120) -> dict[int, dict[str, Any]]:
-    """``tuning compare base v`` for every variant once the agent holds all moved records."""
+def wait_ingested(env: dict[str, str], pairs: list[tuple[int, int]], expected: dict[int, int],
+                  timeout: float = 120) -> dict[tuple[int, int], dict[str, Any]]:
+    """``tuning compare A B`` for every pair once the agent holds every moved record."""
     deadline = time.monotonic() + timeout
     while True:
-        results = {v: lk_json(env, "tuning", "compare", str(base), str(v))
-                   for v in expected if v != base}
+        results = {(a, b): lk_json(env, "tuning", "compare", str(a), str(b))
+                   for a, b in dict.fromkeys(pairs)}
         have: dict[int, int] = {}
-        for v, r in results.items():
-            have[v] = sum(row["b_count"] for row in r["rows"])
-            have[base] = sum(row["a_count"] for row in r["rows"])
+        for (a, b), r in results.items():
+            have[a] = sum(row["a_count"] for row in r["rows"])
+            have[b] = sum(row["b_count"] for row in r["rows"])
         if all(have.get(v, 0) >= n for v, n in expected.items()):
             return results
         if time.monotonic() > deadline:
@@ -289,70 +306,75 @@ def sweep(args: argparse.Namespace) -> None:
     sim = {k.split("__")[1].lower(): v for k, v in SIMULATION.items()}
     print(f"tuning sweep: bench --docs {args.docs} --queries {args.queries} --concurrency "
           f"{args.concurrency} --users {args.users} --batch {args.batch} --seed 1, "
-          f"{args.repeats} run(s) per setting; offline provider, simulated latency {sim}; "
-          f"{os.cpu_count()} CPUs; state in {tmp}", flush=True)
+          f"{args.repeats} round(s) over the settings (forward, then reversed, ...); offline "
+          f"provider, simulated latency {sim}; {os.cpu_count()} CPUs; state in {tmp}",
+          flush=True)
     lk(env, "agent", "--detach", "--wait", "60")
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {
+        label: {"label": label, "changes": changes, "versions": [], "runs": [], "probes": []}
+        for label, changes in SETTINGS}
     expected: dict[int, int] = {}
+    pairs: list[tuple[int, int]] = []
     try:
-        base_version = lk_json(env, "tuning", "show")
-        base = int(base_version.get("version") or 1)
-        for label, changes in [BASELINE, *VARIANTS]:
-            if changes:
-                assigns = [f"{k}={v}" for k, v in changes.items()]
-                res = lk_json(env, "tuning", "set", *assigns, "--note",
-                              f"tuning sweep: {label}")
+        for rnd in range(args.repeats):
+            order = SETTINGS if rnd % 2 == 0 else SETTINGS[::-1]
+            versions: dict[str, int] = {}
+            for label, changes in order:
+                res = lk_json(env, "tuning", "set", *[f"{k}={v}" for k, v in changes.items()],
+                              "--note", f"tuning sweep round {rnd + 1}: {label}")
                 version = int(res["version"])
-            else:
-                version = base
-            runs = []
-            for i in range(args.repeats):
+                versions[label] = version
+                row = rows[label]
                 r = bench_once(env, tmp, args)
                 if r["version"] != version:
                     raise SystemExit(f"bench ran under version {r['version']}, expected "
                                      f"{version}: the active file was not picked up")
                 expected[version] = expected.get(version, 0) + len(r.pop("records"))
                 hand_over(r.pop("private"), agent_spool)
-                runs.append(r)
-                print(f"  {label:<44} run {i + 1}: {r['wall_s']:.0f} s, "
+                r["round"] = rnd + 1
+                row["runs"].append(r)
+                row["versions"].append(version)
+                print(f"  round {rnd + 1} v{version:<3} {label:<46} {r['wall_s']:.0f} s, "
                       f"{fmt(r['docs_per_s'], digits=2)} docs/s, "
                       f"{fmt(r['queries_per_s'], digits=2)} q/s, insert p50 "
                       f"{fmt(r['ops']['insert']['p50_s'], 1000)} ms, "
                       f"query:mix p50 {fmt(r['ops'].get('query:mix', {}).get('p50_s'), 1000)}"
-                      f" ms", flush=True)
-            probe = None
-            if "llm_model_max_async" not in changes and not args.no_long:
-                probe = probe_long(env, tmp, f"v{version}")
-                expected[version] = expected.get(version, 0) + len(probe.pop("records"))
-                hand_over(probe.pop("private"), agent_spool)
-                print(f"  {label:<44} long docs: {probe['chunks']} chunks, "
-                      f"{probe['llm_calls_per_doc']:.1f} LLM calls/doc, insert "
-                      f"{probe['insert_mean_s']:.2f} s/doc, mix query p50 "
-                      f"{probe['query_p50_s'] * 1000:.0f} ms", flush=True)
-            rows.append({"label": label, "version": version, "changes": changes,
-                         "runs": runs, "probe": probe})
-        compares = wait_ingested(env, base, expected)
+                      f" ms, load {r['load1']:.1f}", flush=True)
+                if rnd < args.probe_rounds and changes["llm_model_max_async"] == 4:
+                    probe = probe_long(env, tmp, f"v{version}-r{rnd + 1}")
+                    expected[version] = expected.get(version, 0) + len(probe.pop("records"))
+                    hand_over(probe.pop("private"), agent_spool)
+                    row["probes"].append(probe)
+                    print(f"  round {rnd + 1} v{version:<3} {label:<46} long docs: "
+                          f"{probe['chunks']} chunks, {probe['llm_calls_per_doc']:.1f} LLM "
+                          f"calls/doc, insert {probe['insert_mean_s']:.2f} s/doc, mix query "
+                          f"p50 {probe['query_p50_s'] * 1000:.0f} ms", flush=True)
+            ref = versions[SETTINGS[0][0]]
+            pairs += [(ref, versions[label]) for label, _ in SETTINGS[1:]]
+        compares = wait_ingested(env, pairs, expected)
     finally:
         lk(env, "agent", "--stop", check=False)
-    report(args, rows, base, compares, sim, time.time() - started)
+    report(args, list(rows.values()), pairs, compares, time.time() - started)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
-            {"args": vars(args), "simulation": sim, "cpus": os.cpu_count(), "base": base,
-             "rows": rows, "compare": compares, "started": started,
-             "elapsed_s": time.time() - started}, indent=1, default=str), encoding="utf-8")
+            {"args": vars(args), "simulation": sim, "cpus": os.cpu_count(),
+             "rows": list(rows.values()),
+             "compare": [{"a": a, "b": b, **compares[(a, b)]} for a, b in dict.fromkeys(pairs)],
+             "started": started, "elapsed_s": time.time() - started},
+            indent=1, default=str), encoding="utf-8")
     if not args.keep_state:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(sock.parent, ignore_errors=True)
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], base: int,
-           compares: dict[int, dict[str, Any]], sim: dict[str, str], elapsed: float) -> None:
+def report(args: argparse.Namespace, rows: list[dict[str, Any]], pairs: list[tuple[int, int]],
+           compares: dict[tuple[int, int], dict[str, Any]], elapsed: float) -> None:
     n = args.repeats
-    print(f"\nmedian of {n} bench run(s) per setting (insert latency includes waiting for the "
+    print(f"\nmedian of {n} bench run(s) per setting, one per round (insert latency includes waiting for the "
           "user's write gate)")
-    head = (f"{'setting':<44} {'ver':>3} {'docs/s':>6} {'q/s':>5} {'insert p50/p95/p99 ms':>22} "
+    head = (f"{'setting':<46} {'vers':>7} {'docs/s':>6} {'q/s':>5} {'insert p50/p95/p99 ms':>22} "
             f"{'query:mix p50/p95/p99':>22} {'q:naive p50':>11} {'LLM/doc':>7} {'LLM/q':>5} "
-            f"{'RSS MB':>6} {'chunks':>6} {'ents':>5} {'rels':>5}")
+            f"{'q LLM%':>6} {'RSS MB':>6} {'chunks':>6} {'ents':>5} {'rels':>5} {'load':>4}")
     print(head)
     print("-" * len(head))
     for row in rows:
@@ -361,44 +383,55 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], base: int,
         def trio(op: str, runs: list[dict[str, Any]] = runs) -> str:
             return "/".join(fmt(med(runs, q, op), 1000) for q in ("p50_s", "p95_s", "p99_s"))
 
-        print(f"{row['label']:<44} {row['version']:>3} {fmt(med(runs, 'docs_per_s'), digits=2):>6}"
+        vers = ",".join(str(v) for v in dict.fromkeys(row["versions"]))
+        print(f"{row['label']:<46} {vers:>7} {fmt(med(runs, 'docs_per_s'), digits=2):>6}"
               f" {fmt(med(runs, 'queries_per_s'), digits=1):>5} {trio('insert'):>22} "
               f"{trio('query:mix'):>22} {fmt(med(runs, 'p50_s', 'query:naive'), 1000):>11} "
               f"{fmt(med(runs, 'llm_calls_per_doc'), digits=2):>7} "
               f"{fmt(med(runs, 'llm_calls_per_query'), digits=2):>5} "
+              f"{fmt(med(runs, 'query_llm_share'), 100):>6} "
               f"{fmt(med(runs, 'rss_mb')):>6} {fmt(med(runs, 'chunks')):>6} "
-              f"{fmt(med(runs, 'entities')):>5} {fmt(med(runs, 'relations')):>5}")
-    print("\nper run (docs/s, queries/s, insert p50 ms, query:mix p50 ms, errors):")
+              f"{fmt(med(runs, 'entities')):>5} {fmt(med(runs, 'relations')):>5} "
+              f"{fmt(med(runs, 'load1'), digits=1):>4}")
+    print("\nper run in round order (docs/s, queries/s, insert p50 ms, query:mix p50 ms, "
+          "errors, 1-min load average):")
     for row in rows:
         cells = [f"{r['docs_per_s']:.2f}, {r['queries_per_s']:.2f}, "
                  f"{r['ops']['insert']['p50_s'] * 1000:.0f}, "
                  f"{r['ops'].get('query:mix', {}).get('p50_s', 0) * 1000:.0f}, "
-                 f"{r['insert_errors'] + r['query_errors']}" for r in row["runs"]]
-        print(f"  {row['label']:<44} " + " | ".join(cells))
-    probes = [r for r in rows if r["probe"]]
+                 f"{r['insert_errors'] + r['query_errors']}, {r['load1']:.1f}" for r in row["runs"]]
+        print(f"  {row['label']:<46} " + " | ".join(cells))
+    probes = [r for r in rows if r["probes"]]
     if probes:
-        print(f"\nlong-document probe: {LONG_DOCS} documents of ~{LONG_DOC_TOKENS} tokens inserted "
-              "one at a time, then the 20 corpus questions in mix mode one at a time")
-        print(f"{'setting':<44} {'chunks':>6} {'ents':>5} {'rels':>5} {'LLM/doc':>7} "
-              f"{'insert s/doc':>12} {'mix p50 ms':>10} {'mix max ms':>10}")
+        print(f"\nlong-document probe (median of {len(probes[0]['probes'])} run(s)): "
+              f"{LONG_DOCS} documents of ~{LONG_DOC_TOKENS} tokens inserted one at a time, then "
+              "the 20 corpus questions in mix mode one at a time")
+        print(f"{'setting':<46} {'chunks':>6} {'ents':>5} {'rels':>5} {'LLM/doc':>7} "
+              f"{'insert s/doc':>12} {'mix p50 ms':>10} {'mix max ms':>10}  per run "
+              "(insert s/doc, mix p50 ms)")
         for row in probes:
-            p = row["probe"]
-            print(f"{row['label']:<44} {p['chunks']:>6} {p['entities']:>5} {p['relations']:>5} "
-                  f"{p['llm_calls_per_doc']:>7.1f} {p['insert_mean_s']:>12.2f} "
-                  f"{p['query_p50_s'] * 1000:>10.0f} {p['query_max_s'] * 1000:>10.0f}")
-    print(f"\nlightkeeper tuning compare {base} V (from the agent's store: bench and probe "
-          "operations; change of p50)")
-    for row in rows[1:]:
-        r = compares.get(row["version"])
-        if not r:
-            continue
+            ps = row["probes"]
+
+            def pm(key: str, ps: list[dict[str, Any]] = ps) -> float:
+                return statistics.median(p[key] for p in ps)
+
+            per = " | ".join(f"{p['insert_mean_s']:.2f}, {p['query_p50_s'] * 1000:.0f}"
+                             for p in ps)
+            print(f"{row['label']:<46} {pm('chunks'):>6.0f} {pm('entities'):>5.0f} "
+                  f"{pm('relations'):>5.0f} {pm('llm_calls_per_doc'):>7.1f} "
+                  f"{pm('insert_mean_s'):>12.2f} {pm('query_p50_s') * 1000:>10.0f} "
+                  f"{pm('query_max_s') * 1000:>10.0f}  {per}")
+    print("\nlightkeeper tuning compare REF V, per round (operations A/B and change of p50; "
+          "bench and probe operations from the agent's store)")
+    labels = {v: row["label"] for row in rows for v in row["versions"]}
+    for a, b in dict.fromkeys(pairs):
         cells = []
-        for c in r["rows"]:
+        for c in compares[(a, b)]["rows"]:
             key = c["op"] + (f":{c['mode']}" if c.get("mode") else "")
             ch = c.get("change_p50")
             cells.append(f"{key} {c['a_count']}/{c['b_count']} "
                          f"{'-' if ch is None else f'{ch * 100:+.0f}%'}")
-        print(f"  {base} vs {row['version']} ({row['label']}): " + ", ".join(cells))
+        print(f"  {a} vs {b} ({labels.get(b, '?')}): " + ", ".join(cells))
     print(f"\nsweep took {elapsed:.0f} s")
 
 
@@ -409,9 +442,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--users", type=int, default=2)
     ap.add_argument("--batch", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=4,
+                    help="rounds over all settings (default 4; even rounds run reversed)")
     ap.add_argument("--json-out", metavar="FILE", help="also write every figure as JSON")
-    ap.add_argument("--no-long", action="store_true", help="skip the long-document probe")
+    ap.add_argument("--probe-rounds", type=int, default=2,
+                    help="rounds that also run the long-document probe (default 2; 0: none)")
     ap.add_argument("--keep-state", action="store_true",
                     help="keep the temporary state directory (printed at the start)")
     ap.add_argument("--probe-long", nargs=2, metavar=("USER", "RUN_ID"), help=argparse.SUPPRESS)
