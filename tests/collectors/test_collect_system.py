@@ -179,7 +179,7 @@ def test_processes_by_pattern_and_pidfile(tmp_path, sleepers):
         c = ProcessCollector(pidfiles=[str(pidfile), str(tmp_path / "missing.pid")],
                              patterns=[marker])
         c.collect()
-        burn(0.1)
+        burn(0.3)
         got = as_dict(c.collect())
         rss_labels = {lab for (m, lab) in got if m == "process_resident_memory_bytes"}
         expected = {"agent"} | {f"{psutil.Process(p.pid).name()}-{p.pid}"
