@@ -56,7 +56,7 @@ def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
         infos = repo.snapshots()
         groups = {}
         for info in infos:
-            m = repo.read_snapshot(info.id)
+            m = repo.read_snapshot(info.id, files=False)
             groups[info.id] = retention.group_key(info, _sources(m))
         kept, removed = retention.apply(infos, policy, groups, protected)
         if not dry_run:

@@ -154,9 +154,10 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
         ctx.progress(phase="snapshots")
         affected: list[dict[str, Any]] = []
         ok_snaps: list[str] = []
+        memo: dict[bytes, list[bytes]] = {}
         for sid, m in manifests.items():
             ctx.check_cancelled()
-            _, files = _chunks_of(repo, m, bad_chunks)
+            _, files = _chunks_of(repo, m, bad_chunks, memo)
             if files:
                 affected.append({"snapshot": sid, "short_id": sid[:8], "time": m.get("time"),
                                  "files": sorted(files)})
@@ -186,10 +187,12 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
     return out
 
 
-def _chunks_of(repo: Repository, manifest: dict[str, Any], bad: set[bytes]
-               ) -> tuple[set[bytes], set[str]]:
-    """(every chunk the manifest needs, paths of files touching a bad or missing chunk)."""
+def _chunks_of(repo: Repository, manifest: dict[str, Any], bad: set[bytes],
+               lists: dict[bytes, list[bytes]] | None = None) -> tuple[set[bytes], set[str]]:
+    """(every chunk the manifest needs, paths of files touching a bad or missing chunk).
+    ``lists`` memoizes content lists shared by many snapshots."""
     index = repo.index
+    lists = {} if lists is None else lists
     needed: set[bytes] = set()
     damaged: set[str] = set()
     for f in manifest.get("files", []):
@@ -201,13 +204,15 @@ def _chunks_of(repo: Repository, manifest: dict[str, Any], bad: set[bytes]
         if lcid in bad or lcid not in index:
             damaged.add(f["path"])
             continue
-        try:
-            raw = bytes(repo.read_chunk(lcid))
-        except (IntegrityError, OSError):
-            damaged.add(f["path"])
-            bad.add(lcid)
-            continue
-        ids = [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
+        ids = lists.get(lcid)
+        if ids is None:
+            try:
+                raw = bytes(repo.read_chunk(lcid))
+            except (IntegrityError, OSError):
+                damaged.add(f["path"])
+                bad.add(lcid)
+                continue
+            ids = lists[lcid] = [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
         needed.update(ids)
         if any(c in bad or c not in index for c in ids):
             damaged.add(f["path"])

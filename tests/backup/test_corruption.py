@@ -115,3 +115,20 @@ def test_damaged_content_list_and_manifest(two: tuple[str, str], repo: Repositor
     snap.write_bytes(bytes(data))
     report = verify(repo)
     assert s2 in report["snapshots_unreadable"] and s1 in report["snapshots_ok"]
+
+
+def test_unencrypted_repository_still_detects_damage(data_root: Path, tmp_path: Path) -> None:
+    repo = Repository.init(tmp_path / "plain", tmp_path / "plain.key", encrypt=False)
+    s = run_backup(repo, BackupOptions(data_root))
+    assert verify(repo, full=True)["ok"]
+    loc = _data_loc(repo, s["snapshot_id"])
+    fresh = Repository.open(repo.path, tmp_path / "plain.key")
+    with open(fresh.pack_path(loc.pack), "r+b") as f:  # inside the zstd frame of a block
+        f.seek(loc.block_off + loc.block_len // 2)
+        b = f.read(1)
+        f.seek(loc.block_off + loc.block_len // 2)
+        f.write(bytes([b[0] ^ 0x04]))
+    report = verify(fresh, full=True)
+    assert not report["ok"] and report["affected"][0]["snapshot"] == s["snapshot_id"]
+    r = restore(fresh, s["snapshot_id"], RestoreOptions(target=tmp_path / "out"))
+    assert r["state"] == "problems" and r["failures"]
