@@ -335,8 +335,17 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
         bytes_before = repo.bytes_added
         parent, parent_files, parent_users = _parents(repo, users)
 
-        # Progress total: the parent's sizes for these users (an estimate; no pre-scan).
-        total = sum(int(parent_users.get(u, {}).get("bytes") or 0) for u in users) or None
+        # Progress total: the parent's sizes for these users, a quick scan for new users.
+        total = 0
+        for u in users:
+            known = parent_users.get(u, {}).get("bytes")
+            if known is not None:
+                total += int(known)
+                continue
+            try:
+                total += sum(f.size for f in sources.scan(data_root / u)[0])
+            except OSError:
+                pass
         if opts.space_check:
             need = 0
             for p in opts.sqlite.values():

@@ -157,3 +157,22 @@ def test_in_place_restore_takes_a_safety_snapshot_first(data_root: Path, repo: R
     out = tmp_path / "undo"
     restore(repo, r["safety_snapshot"], RestoreOptions(target=out))
     assert tree_digest(out / "user01") == edited
+
+
+def test_large_files_are_streamed_and_progress_is_reported(data_root: Path, repo: Repository,
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    import backup.snapshot as snap
+    from lightkeeper.progress import LocalContext
+
+    monkeypatch.setattr(snap, "WHOLE_FILE_LIMIT", 64 * 1024)  # stream anything bigger
+    (data_root / "user00" / "big.bin").write_bytes(os.urandom(3 << 20))
+    updates: list[dict] = []
+    s = run_backup(repo, BackupOptions(data_root), LocalContext(on_progress=updates.append))
+    last = [u for u in updates if u["phase"] == "backup"][-1]
+    assert last["bytes_total"] == s["bytes_total"] and last["percent"] is not None
+    assert {"files_done", "bytes_done", "rate_bytes_s", "eta_s", "current"} <= set(last)
+    out = tmp_path / "out"
+    restore(repo, s["snapshot_id"], RestoreOptions(target=out))
+    assert tree_digest(out) == tree_digest(data_root)
