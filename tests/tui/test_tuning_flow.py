@@ -25,12 +25,13 @@ async def test_edit_validate_apply_diff_compare_revert(agent):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("5")
         await wait_until(pilot, lambda: app.query("#p-chunk_token_size"), "the form")
-        err = app.query_one("#err-chunk_token_size")
+        err = app.query_one("#info-chunk_token_size")
+        field_box = app.query_one("#field-chunk_token_size")
 
         # a bad value: inline error, apply refused
         await _type_into_first_field(pilot, app, "5")
-        await wait_until(pilot, lambda: err.display and "64" in text_of(err),
-                         "the inline error for 5")
+        await wait_until(pilot, lambda: field_box.has_class("invalid")
+                         and "smaller than 64" in text_of(err), "the inline error for 5")
         await pilot.press("escape", "a")
         await wait_until(pilot, lambda: any("cannot apply" in m for m in notifications(app)),
                          "apply refused")
@@ -40,7 +41,8 @@ async def test_edit_validate_apply_diff_compare_revert(agent):
         # a good value: error gone, pending diff shows it
         await _type_into_first_field(pilot, app, "1000")
         panel = app.query_one("#tuning-panel")
-        await wait_until(pilot, lambda: not err.display and "1000" in text_of(panel)
+        await wait_until(pilot, lambda: not field_box.has_class("invalid")
+                         and "smaller than" not in text_of(err) and "1000" in text_of(panel)
                          and "1200" in text_of(panel), "the pending diff 1200 -> 1000")
 
         # apply with a note

@@ -36,32 +36,40 @@ class ParamInput(Input):
 
 
 class ParamField(Vertical):
-    """One parameter: name, value field, unit and range; meaning and effect; inline error."""
+    """One parameter: name and unit, value field; effect, range and meaning; inline error."""
 
     def __init__(self, p: dict[str, Any], value: Any) -> None:
         super().__init__(classes="param", id=f"field-{p['name']}")
         self.p = p
         self.value = value
+        self.error: str | None = None
 
     def compose(self) -> ComposeResult:
         p = self.p
         with Horizontal(classes="param-row"):
-            yield Static(p["name"], classes="param-name")
+            name = Text(p["name"], no_wrap=True, overflow="ellipsis")
+            if p.get("unit"):
+                name.append(f" ({p['unit']})", style="dim")
+            yield Static(name, classes="param-name")
             yield ParamInput(p["name"], fmt_value(self.value))
-            yield Static(Text(p.get("unit") or "", no_wrap=True, overflow="ellipsis"),
-                         classes="param-unit")
+        yield Static(self._info(), classes="param-info", id=f"info-{p['name']}")
+
+    def _info(self) -> Text:
+        p = self.p
         info = Text(no_wrap=False)
         info.append(f"[{p['effect']}] ", style=EFFECT_STYLE.get(p["effect"], ""))
         if p.get("allowed"):
             info.append(p["allowed"] + ". ", style="italic")
         info.append(p.get("meaning") or "", style="dim")
-        yield Static(info, classes="param-info")
-        yield Static("", classes="param-error", id=f"err-{p['name']}")
+        if self.error:
+            info.append("\n" + self.error, style="bold red")
+        return info
 
     def set_error(self, text: str | None) -> None:
-        err = self.query_one(".param-error", Static)
-        err.update(Text(text or "", style="bold red"))
-        err.display = bool(text)
+        if text == self.error:
+            return
+        self.error = text
+        self.query_one(".param-info", Static).update(self._info())
         self.set_class(bool(text), "invalid")
 
 

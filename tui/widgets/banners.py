@@ -10,7 +10,19 @@ from textual.widgets import Static
 from tui.actions import PANES
 
 
-class TopBar(Static):
+class QuietStatic(Static):
+    """A Static that skips the refresh (and relayout) when the content did not change."""
+
+    _shown: object = None
+
+    def set_text(self, content: Text) -> None:
+        plain = (content.plain, tuple(str(s) for s in content.spans))
+        if plain != self._shown:
+            self._shown = plain
+            self.update(content)
+
+
+class TopBar(QuietStatic):
     """Screen tabs with their keys, the time window and the agent's host."""
 
     _last: tuple[str, str, str] = ("overview", "1h", "")
@@ -31,10 +43,10 @@ class TopBar(Static):
         t.append(window, style="bold")
         if host and not narrow:
             t.append(f"  {host}", style="dim")
-        self.update(t)
+        self.set_text(t)
 
 
-class ConnectionBanner(Static):
+class ConnectionBanner(QuietStatic):
     """Shown while the agent does not answer; the poll loop keeps trying to reconnect."""
 
     def show(self, error: str | None, attempts: int = 0, retry_in: float = 0) -> None:
@@ -42,11 +54,11 @@ class ConnectionBanner(Static):
             self.display = False
             return
         self.display = True
-        self.update(Text(f" agent connection lost: {error} - reconnecting (attempt {attempts}, "
+        self.set_text(Text(f" agent connection lost: {error} - reconnecting (attempt {attempts}, "
                          f"next in {retry_in:.0f} s)", no_wrap=True, overflow="ellipsis"))
 
 
-class AlertBanner(Static):
+class AlertBanner(QuietStatic):
     """The active alerts, most severe first, on every screen."""
 
     def show(self, alerts: list[dict[str, Any]] | None) -> None:
@@ -71,4 +83,4 @@ class AlertBanner(Static):
         t.append(" | ".join(parts))
         if len(alerts) > 4:
             t.append(f" | +{len(alerts) - 4} more")
-        self.update(t)
+        self.set_text(t)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 COLORS = ("cyan", "magenta", "green", "orange", "blue", "red", "yellow", "gray")
@@ -48,14 +49,24 @@ class TimeChart(PlotextPlot):
         self.unit = unit
         self.fmt = fmt
         self.data = ChartData(message="waiting for data")
+        self._version = 0
+        self._cache: tuple[tuple[int, int, int, str], RenderResult] | None = None
 
     def show(self, data: ChartData) -> None:
         self.data = data
+        self._version += 1
         self._replot()
         self.refresh()
 
     def on_resize(self) -> None:
         self._replot()
+
+    def render(self) -> RenderResult:
+        """Build the plot only when its data, size or theme changed (plotext is not cheap)."""
+        key = (self._version, self.size.width, self.size.height, self.app.theme)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, super().render())
+        return self._cache[1]
 
     def _replot(self) -> None:
         plt = self.plt
