@@ -113,3 +113,40 @@ async def test_lost_agent_shows_banner_and_reconnects(start_agent):
         await wait_until(pilot, lambda: not banner.display, "reconnection", timeout=90)
         table = app.query_one("#snap-table", DataTable)
         assert table is not None
+
+
+@async_test
+async def test_command_palette_runs_an_action_of_another_screen(agent):
+    app = make_app(agent.client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.poll_count > 0, "the first poll")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette",
+                         "the command palette")
+        await pilot.press(*"Tuning: discard")
+        await wait_until(pilot, lambda: "discard" in " ".join(
+            str(o.prompt) for o in app.screen.query_one("CommandList").options).lower(),
+            "the tuning action in the palette")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.active == "tuning", "the tuning screen")
+
+
+@async_test
+async def test_theme_toggle_and_resize(agent):
+    app = make_app(agent.client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.poll_count > 0, "the first poll")
+        assert app.theme == "textual-dark"
+        await pilot.press("ctrl+t")
+        assert app.theme == "textual-light"
+        assert app.screen.has_class("-narrow")
+        await pilot.resize_terminal(140, 45)
+        await wait_until(pilot, lambda: app.screen.has_class("-wide"), "the wide layout")
+        await wait_until(pilot, lambda: "lightkeeper" in text_of(app.query_one(TopBar)),
+                         "the long top bar")
+
+
+def test_console_refuses_without_a_terminal(run_cli):
+    r = run_cli("console", check=False)
+    assert r.returncode == 2
+    assert "needs a terminal" in r.stderr
