@@ -49,6 +49,19 @@ while not stop.exists():
 """
 
 
+def _next_gen(path: Path, after: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            gen = int(path.read_text())
+            if gen > after:
+                return gen
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.01)
+    raise AssertionError("the writer made no progress")
+
+
 def _wait_ready(proc) -> None:  # noqa: ANN001
     assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
 
@@ -60,9 +73,9 @@ def test_gated_writer_during_backups_gives_consistent_snapshots(
     try:
         _wait_ready(proc)
         snaps = []
+        last = 0
         for _ in range(5):
-            while not (tmp_path / "gen").exists():
-                time.sleep(0.01)
+            last = _next_gen(tmp_path / "gen", last)  # the writer moved on since the last run
             s = run_backup(repo, BackupOptions(data_root, users=["user01"]))
             assert s.get("state") is None, s
             snaps.append(s["snapshot_id"])
