@@ -14,20 +14,23 @@ drifting load on a shared machine does not favour one setting. For every setting
    version unless the active one already holds those values);
 2. ``lightkeeper bench --json --keep`` with the offline providers and a simulated model latency
    (``LIGHTKEEPER_RAG__SIMULATE_*``, same values for agent and bench), so time is spent "in the
-   model" as in a deployment;
-3. for the chunk-size settings in the first ``--probe-rounds`` rounds, a **long-document
-   probe**: the shipped corpus documents are ~70 tokens each, below every chunk size, so
-   ``bench`` alone cannot show what chunk size does. The probe inserts 3 documents of ~2,300
-   tokens (corpus documents concatenated in three orders) one after the other for a fresh user,
-   then asks the 20 corpus questions in ``mix`` mode one at a time, in one process, through
-   lightkeeper's runtime (same instrumentation, same spool).
+   model" as in a deployment.
+
+Then ``--probe-rounds`` rounds of a **long-document probe** over the three chunk sizes, each
+under a version of its own (so a bench pair's ``tuning compare`` holds bench operations only):
+the shipped corpus documents are ~70 tokens each, below every chunk size, so ``bench`` alone
+cannot show what chunk size does. The probe inserts 3 documents of ~2,300 tokens (corpus
+documents concatenated in three orders) one after the other for a fresh user, then asks the 20
+corpus questions in ``mix`` mode one at a time, in one process, through lightkeeper's runtime
+(same instrumentation, same spool).
 
 Figures per setting: insert and query throughput, p50/p95/p99 per operation (from bench's own
 measurements), LLM calls per document and per query (from the runs' spool records, which carry
 each operation's ``llm_calls``), the bench process's resident memory, and chunks, entities and
 relations built (read from the kept scratch data root). Each process spools into a private
 directory; the sweep reads the records and then hands the files to the agent's spool directory,
-waits until the agent has ingested them, and runs ``lightkeeper tuning compare BASE V --json``.
+waits until the agent has ingested them, and runs ``lightkeeper tuning compare REF V --json``
+for every round's reference and variant versions.
 
 The workload: ``--docs 36 --queries 100 --concurrency 8 --users 2 --batch 3``. Eight operations
 in flight over two users put about four queries on each user's LightRAG instance, and a batch of
@@ -243,6 +246,7 @@ def probe_long(env: dict[str, str], tmp: Path, tag: str) -> dict[str, Any]:
     run_id = f"sweep-long-{tag}-{int(time.time())}"
     user = f"long-{tag}"
     penv = {**env, "LIGHTKEEPER_PATHS__SPOOL_DIR": str(private)}
+    load_before = os.getloadavg()[0]
     res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--probe-long", user,
                           run_id], cwd=REPO, env=penv, capture_output=True, text=True,
                          timeout=600, stdin=subprocess.DEVNULL)
@@ -260,6 +264,8 @@ def probe_long(env: dict[str, str], tmp: Path, tag: str) -> dict[str, Any]:
     qs = sorted(out["query_s"])
     return {**out, "chunks": chunks, "entities": s["entities"], "relations": s["relations"],
             "llm_calls_per_doc": sum(r.get("llm_calls") or 0 for r in inserts) / len(inserts),
+            "tokens_out_per_doc": sum(r.get("tokens_out") or 0 for r in inserts) / len(inserts),
+            "load1": (load_before + os.getloadavg()[0]) / 2,
             "insert_mean_s": statistics.mean(out["insert_s"]),
             "query_p50_s": statistics.median(qs), "query_max_s": qs[-1],
             "records": records, "private": private}
@@ -311,10 +317,13 @@ def sweep(args: argparse.Namespace) -> None:
           flush=True)
     lk(env, "agent", "--detach", "--wait", "60")
     rows: dict[str, dict[str, Any]] = {
-        label: {"label": label, "changes": changes, "versions": [], "runs": [], "probes": []}
+        label: {"label": label, "changes": changes, "versions": [], "runs": [], "probes": [],
+                "probe_versions": []}
         for label, changes in SETTINGS}
     expected: dict[int, int] = {}
     pairs: list[tuple[int, int]] = []
+    probe_pairs: list[tuple[int, int]] = []
+    current = ""
     try:
         for rnd in range(args.repeats):
             order = SETTINGS if rnd % 2 == 0 else SETTINGS[::-1]
@@ -340,26 +349,57 @@ def sweep(args: argparse.Namespace) -> None:
                       f"{fmt(r['ops']['insert']['p50_s'], 1000)} ms, "
                       f"query:mix p50 {fmt(r['ops'].get('query:mix', {}).get('p50_s'), 1000)}"
                       f" ms, load {r['load1']:.1f}", flush=True)
-                if rnd < args.probe_rounds and changes["llm_model_max_async"] == 4:
-                    probe = probe_long(env, tmp, f"v{version}-r{rnd + 1}")
-                    expected[version] = expected.get(version, 0) + len(probe.pop("records"))
-                    hand_over(probe.pop("private"), agent_spool)
-                    row["probes"].append(probe)
-                    print(f"  round {rnd + 1} v{version:<3} {label:<46} long docs: "
-                          f"{probe['chunks']} chunks, {probe['llm_calls_per_doc']:.1f} LLM "
-                          f"calls/doc, insert {probe['insert_mean_s']:.2f} s/doc, mix query "
-                          f"p50 {probe['query_p50_s'] * 1000:.0f} ms", flush=True)
             ref = versions[SETTINGS[0][0]]
             pairs += [(ref, versions[label]) for label, _ in SETTINGS[1:]]
-        compares = wait_ingested(env, pairs, expected)
+            current = order[-1][0]
+        # The probe runs after the bench rounds, under versions of its own, so that
+        # `tuning compare` of a bench pair holds bench operations only.
+        chunk_settings = [st for st in SETTINGS if st[1]["llm_model_max_async"] == 4]
+        ref_s, small, large = chunk_settings
+        # a Latin square: each setting once in each position over three rounds, and no round
+        # starts with the setting the previous one ended with (that would share its version)
+        orders = [[small, ref_s, large], [ref_s, large, small], [large, small, ref_s]]
+        for rnd in range(args.probe_rounds):
+            order = orders[rnd % 3]
+            if order[0][0] == current:
+                order = order[1:] + order[:1]
+            versions = {}
+            for label, changes in order:
+                res = lk_json(env, "tuning", "set", *[f"{k}={v}" for k, v in changes.items()],
+                              "--note", f"tuning sweep long-document probe {rnd + 1}: {label}")
+                version = int(res["version"])
+                if not res.get("changed", True):
+                    print(f"warning: probe of {label} shares version {version} with bench runs",
+                          file=sys.stderr)
+                versions[label] = version
+                current = label
+                probe = probe_long(env, tmp, f"v{version}-p{rnd + 1}")
+                if probe["version"] != version:
+                    raise SystemExit(f"probe ran under version {probe['version']}, expected "
+                                     f"{version}")
+                expected[version] = expected.get(version, 0) + len(probe.pop("records"))
+                hand_over(probe.pop("private"), agent_spool)
+                probe["round"] = rnd + 1
+                rows[label]["probes"].append(probe)
+                rows[label]["probe_versions"].append(version)
+                print(f"  probe {rnd + 1} v{version:<3} {label:<46} long docs: "
+                      f"{probe['chunks']} chunks, {probe['llm_calls_per_doc']:.1f} LLM "
+                      f"calls/doc, {probe['tokens_out_per_doc']:.0f} LLM output tokens/doc, "
+                      f"insert {probe['insert_mean_s']:.2f} s/doc, mix query p50 "
+                      f"{probe['query_p50_s'] * 1000:.0f} ms, load {probe['load1']:.1f}",
+                      flush=True)
+            ref = versions[SETTINGS[0][0]]
+            probe_pairs += [(ref, versions[label]) for label, _ in chunk_settings[1:]]
+        compares = wait_ingested(env, pairs + probe_pairs, expected)
     finally:
         lk(env, "agent", "--stop", check=False)
-    report(args, list(rows.values()), pairs, compares, time.time() - started)
+    report(args, list(rows.values()), pairs, probe_pairs, compares, time.time() - started)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(
             {"args": vars(args), "simulation": sim, "cpus": os.cpu_count(),
              "rows": list(rows.values()),
-             "compare": [{"a": a, "b": b, **compares[(a, b)]} for a, b in dict.fromkeys(pairs)],
+             "compare": [{"a": a, "b": b, **compares[(a, b)]}
+                         for a, b in dict.fromkeys(pairs + probe_pairs)],
              "started": started, "elapsed_s": time.time() - started},
             indent=1, default=str), encoding="utf-8")
     if not args.keep_state:
@@ -368,7 +408,8 @@ def sweep(args: argparse.Namespace) -> None:
 
 
 def report(args: argparse.Namespace, rows: list[dict[str, Any]], pairs: list[tuple[int, int]],
-           compares: dict[tuple[int, int], dict[str, Any]], elapsed: float) -> None:
+           probe_pairs: list[tuple[int, int]], compares: dict[tuple[int, int], dict[str, Any]],
+           elapsed: float) -> None:
     n = args.repeats
     print(f"\nmedian of {n} bench run(s) per setting, one per round (insert latency includes waiting for the "
           "user's write gate)")
@@ -406,8 +447,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], pairs: list[tup
         print(f"\nlong-document probe (median of {len(probes[0]['probes'])} run(s)): "
               f"{LONG_DOCS} documents of ~{LONG_DOC_TOKENS} tokens inserted one at a time, then "
               "the 20 corpus questions in mix mode one at a time")
-        print(f"{'setting':<46} {'chunks':>6} {'ents':>5} {'rels':>5} {'LLM/doc':>7} "
-              f"{'insert s/doc':>12} {'mix p50 ms':>10} {'mix max ms':>10}  per run "
+        print(f"{'setting':<46} {'vers':>5} {'chunks':>6} {'ents':>5} {'rels':>5} "
+              f"{'LLM/doc':>7} {'out tok/doc':>11} {'insert s/doc':>12} {'mix p50 ms':>10} {'mix max ms':>10}  per run "
               "(insert s/doc, mix p50 ms)")
         for row in probes:
             ps = row["probes"]
@@ -417,21 +458,26 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], pairs: list[tup
 
             per = " | ".join(f"{p['insert_mean_s']:.2f}, {p['query_p50_s'] * 1000:.0f}"
                              for p in ps)
-            print(f"{row['label']:<46} {pm('chunks'):>6.0f} {pm('entities'):>5.0f} "
+            vers = ",".join(str(v) for v in row["probe_versions"])
+            print(f"{row['label']:<46} {vers:>5} {pm('chunks'):>6.0f} {pm('entities'):>5.0f} "
                   f"{pm('relations'):>5.0f} {pm('llm_calls_per_doc'):>7.1f} "
+                  f"{pm('tokens_out_per_doc'):>11.0f} "
                   f"{pm('insert_mean_s'):>12.2f} {pm('query_p50_s') * 1000:>10.0f} "
                   f"{pm('query_max_s') * 1000:>10.0f}  {per}")
-    print("\nlightkeeper tuning compare REF V, per round (operations A/B and change of p50; "
-          "bench and probe operations from the agent's store)")
-    labels = {v: row["label"] for row in rows for v in row["versions"]}
-    for a, b in dict.fromkeys(pairs):
-        cells = []
-        for c in compares[(a, b)]["rows"]:
-            key = c["op"] + (f":{c['mode']}" if c.get("mode") else "")
-            ch = c.get("change_p50")
-            cells.append(f"{key} {c['a_count']}/{c['b_count']} "
-                         f"{'-' if ch is None else f'{ch * 100:+.0f}%'}")
-        print(f"  {a} vs {b} ({labels.get(b, '?')}): " + ", ".join(cells))
+    labels = {v: row["label"] for row in rows for v in row["versions"] + row["probe_versions"]}
+    for title, ps in (("bench runs", pairs), ("long-document probes", probe_pairs)):
+        if not ps:
+            continue
+        print(f"\nlightkeeper tuning compare REF V, {title}, per round (operations A/B and "
+              "change of p50, from the agent's store)")
+        for a, b in dict.fromkeys(ps):
+            cells = []
+            for c in compares[(a, b)]["rows"]:
+                key = c["op"] + (f":{c['mode']}" if c.get("mode") else "")
+                ch = c.get("change_p50")
+                cells.append(f"{key} {c['a_count']}/{c['b_count']} "
+                             f"{'-' if ch is None else f'{ch * 100:+.0f}%'}")
+            print(f"  {a} vs {b} ({labels.get(b, '?')}): " + ", ".join(cells))
     print(f"\nsweep took {elapsed:.0f} s")
 
 
@@ -446,7 +492,7 @@ def main() -> None:
                     help="rounds over all settings (default 4; even rounds run reversed)")
     ap.add_argument("--json-out", metavar="FILE", help="also write every figure as JSON")
     ap.add_argument("--probe-rounds", type=int, default=2,
-                    help="rounds that also run the long-document probe (default 2; 0: none)")
+                    help="long-document probe rounds after the bench rounds (default 2; 0: none)")
     ap.add_argument("--keep-state", action="store_true",
                     help="keep the temporary state directory (printed at the start)")
     ap.add_argument("--probe-long", nargs=2, metavar=("USER", "RUN_ID"), help=argparse.SUPPRESS)
