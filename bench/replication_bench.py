@@ -181,13 +181,18 @@ def main() -> int:
         print(f"\n{args.objects} objects: full sync {t_full_many:.2f} s "
               f"({args.objects / t_full_many:.0f} files/s); no-change sync "
               f"{min(times):.3f} s best, {max(times):.3f} s worst of 3 (goal <= 1 s)")
+        batch.write_text(f"put -r {many} {work / 'remote-many-sftp'}\n")
+        t = run(["sftp", *ssh, "-P", str(server.port), "-b", str(batch), f"{user}@127.0.0.1"])
+        print(f"  OpenSSH sftp -b put -r on the same: {t:.2f} s "
+              f"(ratio {t / t_full_many:.2f})")
         if shutil.which("rsync"):
             rsh = " ".join(["ssh", *ssh, "-p", str(server.port)])
             dest = f"{user}@127.0.0.1:{work / 'remote-many-rsync'}/"
             (work / "remote-many-rsync").mkdir()
             t1 = run(["rsync", "-a", "-e", rsh, f"{many}/", dest])
             t2 = run(["rsync", "-a", "-e", rsh, f"{many}/", dest])
-            print(f"  rsync -a -e ssh on the same: full {t1:.2f} s, no-change {t2:.3f} s")
+            print(f"  rsync -a -e ssh on the same: full {t1:.2f} s (ratio {t1 / t_full_many:.2f}), "
+                  f"no-change {t2:.3f} s (ratio {t2 / min(times):.2f})")
     finally:
         if server is not None:
             server.stop()

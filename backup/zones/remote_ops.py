@@ -463,14 +463,16 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Bi
             if on_bytes is not None:
                 on_bytes(len(chunk))
             while len(outstanding) > in_flight:
-                error = error or _expect_status(sftp, outstanding.popleft())
+                err = _expect_status(sftp, outstanding.popleft())
+                error = error or err
             if error is not None:
                 break
         fstat = pipe.req(CMD_FSTAT, handle)
         close = pipe.req(CMD_CLOSE, handle)
         pipe.flush()
         while outstanding:
-            error = error or _expect_status(sftp, outstanding.popleft())
+            err = _expect_status(sftp, outstanding.popleft())
+            error = error or err
         t, msg = sftp._read_response(fstat)  # noqa: SLF001
         remote_size = SFTPAttributes._from_msg(msg).st_size if t == CMD_ATTRS else None  # noqa: SLF001
         closed = True
