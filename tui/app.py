@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Footer
+from textual.widgets import ContentSwitcher
 from textual.worker import Worker, WorkerState
 
 from lightkeeper.client import AgentError, AgentUnavailable
@@ -31,7 +31,7 @@ from tui.panes.lightrag import LightRagPane
 from tui.panes.overview import OverviewPane
 from tui.panes.tuning import TuningPane
 from tui.panes.zones import ZonesPane
-from tui.widgets.banners import AlertBanner, ConnectionBanner, TopBar
+from tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLegend, TopBar
 
 THEMES = ("textual-dark", "textual-light")
 
@@ -88,7 +88,7 @@ class LightkeeperApp(App[int]):
             yield ZonesPane(id="zones")
             yield TuningPane(id="tuning")
             yield EventsPane(id="events")
-        yield Footer()
+        yield KeyLegend(id="legend")
 
     def on_mount(self) -> None:
         self.theme = self.initial_theme
@@ -103,6 +103,7 @@ class LightkeeperApp(App[int]):
     def _topbar(self) -> None:
         host = (self.status or {}).get("host", "")
         self.query_one(TopBar).show(self.active, self.window, host)
+        self.query_one(KeyLegend).show(self.active)
 
     # -- polling ----------------------------------------------------------------------------
     def refresh_now(self) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.actions import PANES
+from tui.actions import ACTIONS, PANES, key_label
 
 
 class QuietStatic(Static):
@@ -83,4 +83,19 @@ class AlertBanner(QuietStatic):
         t.append(" | ".join(parts))
         if len(alerts) > 4:
             t.append(f" | +{len(alerts) - 4} more")
+        self.set_text(t)
+
+
+class KeyLegend(QuietStatic):
+    """The keys of the current screen, from the action registry (one line, no recompose)."""
+
+    def show(self, active: str) -> None:
+        t = Text(" ", no_wrap=True, overflow="ellipsis")
+        for a in ACTIONS:
+            if not a.show or (a.pane is not None and a.pane != active):
+                continue
+            t.append(key_label(a.key), style="bold reverse")
+            t.append(f" {a.label}  ")
+        t.append("^p", style="bold reverse")
+        t.append(" palette")
         self.set_text(t)
