@@ -3,7 +3,8 @@
 Jobs (``AgentClient.start_job(kind, params)``), all holding the ``repository`` resource so the
 agent never runs two at once (the repository lock enforces it across processes too):
 
-- ``backup``  params ``users`` [str], ``tags`` [str]
+- ``backup``  params ``users`` [str], ``tags`` [str], ``jitter_s`` float (scheduled runs
+              wait a random delay up to this first)
 - ``verify``  params ``snapshot`` (id/prefix, optional), ``full`` bool, ``sample_pct`` float
 - ``prune``   params ``dry_run`` bool
 - ``forget``  params ``keep_last``..``keep_yearly`` int (none given: the configured policy),
@@ -15,7 +16,8 @@ agent never runs two at once (the repository lock enforces it across processes t
 - ``drill``   params ``users`` int (sample size), ``snapshot``, ``no_lightrag`` bool
 
 Calls: ``backup.snapshots`` (``user``, ``limit``), ``backup.show`` (``snapshot``, ``files``),
-``backup.stats``, ``backup.key_export``. ``backup.key_export`` returns the key file's path and
+``backup.stats`` (repository figures, newest snapshot and its age, last verify, last drill),
+``backup.key_export``. ``backup.key_export`` returns the key file's path and
 fingerprint only: key bytes never travel over the API. ``lightkeeper backup key export`` reads
 the key file itself, so only a user who can already read that file can export it.
 """
@@ -102,8 +104,23 @@ def _policy(services: Services, params: dict[str, Any]) -> retention.Policy:
 
 
 # -- jobs ---------------------------------------------------------------------------------
+def _delay(ctx: Any, seconds: float) -> None:
+    """Wait (cancellably) before starting: the jitter of scheduled runs."""
+    if seconds <= 0:
+        return
+    ctx.progress(phase="waiting", current=f"scheduled start in {seconds:.0f} s")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
 def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
     cfg = services.cfg
+    if params.get("jitter_s"):
+        import random
+
+        _delay(ctx, random.uniform(0, float(params["jitter_s"])))
     tags = params.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
         raise CallError("tags must be a list of non-empty strings")
@@ -274,6 +291,18 @@ def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str,
     finally:
         repo.close()
     now = time.time()
+    try:
+        f = _state_file(services).with_name("drill.json")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        prev = json.loads(f.read_text()) if f.exists() else {}
+        rec = {"last": {"time": now, "ok": out["ok"], "snapshot": out["snapshot_id"],
+                        "recovery_time_s": out["recovery_time_s"], "users": out["users"]},
+               "last_success": prev.get("last_success")}
+        if out["ok"]:
+            rec["last_success"] = rec["last"]
+        f.write_text(json.dumps(rec))
+    except (OSError, ValueError) as exc:
+        log.warning("drill.state_failed", error=str(exc))
     metrics = {"backup_drill_last_run_success": 1 if out["ok"] else 0,
                "backup_drill_timestamp_seconds": now,
                "backup_drill_recovery_seconds": out["recovery_time_s"]}
@@ -320,10 +349,11 @@ def call_stats(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     infos = repo.snapshots()
     out["newest_snapshot"] = infos[-1].as_dict() if infos else None
     out["newest_age_seconds"] = time.time() - infos[-1].time if infos else None
-    try:
-        out["verified"] = json.loads(_state_file(services).read_text())
-    except (OSError, ValueError):
-        out["verified"] = None
+    for key, name in (("verified", "verified.json"), ("drill", "drill.json")):
+        try:
+            out[key] = json.loads(_state_file(services).with_name(name).read_text())
+        except (OSError, ValueError):
+            out[key] = None
     return out
 
 
@@ -345,7 +375,8 @@ def SCHEDULES(services: Services) -> list[tuple[str, str, dict[str, Any]]]:  # n
     cfg = services.cfg
     out: list[tuple[str, str, dict[str, Any]]] = []
     if cfg["backup.schedule"]:
-        out.append(("backup", cfg["backup.schedule"], {"tags": ["scheduled"]}))
+        out.append(("backup", cfg["backup.schedule"],
+                    {"tags": ["scheduled"], "jitter_s": cfg["backup.schedule_jitter"]}))
     if cfg["backup.prune_schedule"]:
         out.append(("forget", cfg["backup.prune_schedule"], {"prune": True}))
     if cfg["backup.drill_schedule"]:

@@ -81,7 +81,8 @@ def test_schedules_and_job_summaries_through_calls(lk_env: dict[str, str], tmp_p
                                      ("backup.drill_schedule", "every 7d")], read_system=False)
     services = _Services(cfg)
     kinds = {k: (text, params) for k, text, params in calls.SCHEDULES(services)}
-    assert kinds["backup"][0] == "hourly" and kinds["forget"] == ("daily", {"prune": True})
+    assert kinds["backup"] == ("hourly", {"tags": ["scheduled"], "jitter_s": 120.0})
+    assert kinds["forget"] == ("daily", {"prune": True})
     assert "drill" in kinds and "verify" not in kinds
     generate(cfg.path("paths.data_root"), users=2, seed=8, total_mb=1)
     s = calls.job_backup(LocalContext(), services, {"tags": ["t"]})
@@ -102,6 +103,13 @@ def test_schedules_and_job_summaries_through_calls(lk_env: dict[str, str], tmp_p
                for k, v in key.items() if k != "note")
     v = calls.job_verify(LocalContext(), services, {"sample_pct": 50})
     assert v["ok"]
+    stats = calls.call_stats(services, {})
+    assert stats["verified"]["newest_verified"] == snaps[-1]["id"]
+    assert stats["newest_snapshot"]["id"] == snaps[-1]["id"]
+    # a scheduled run waits its jitter, cancellably
+    ctx = LocalContext(on_progress=lambda p: ctx.cancel() if p["phase"] == "waiting" else None)
+    with pytest.raises(JobCancelled):
+        calls.job_backup(ctx, services, {"jitter_s": 3600})
     f = calls.job_forget(LocalContext(), services, {"keep_last": 1, "prune": True})
     assert f["kept_count"] == 1 and "prune" in f
     with pytest.raises(calls.CallError, match="sample_pct"):
