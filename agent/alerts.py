@@ -28,6 +28,7 @@ class Rule:
     for_seconds: float
     summary: str  # format with {label} and {value}
     enabled: bool = True
+    label: str | None = None  # watch only this label (None: every label separately)
 
     def severity(self, value: float) -> str | None:
         def hit(level: float | None) -> bool:
@@ -49,7 +50,7 @@ def default_rules(cfg: Config) -> list[Rule]:
         Rule("memory_available_low", "memory_available_ratio", "below", 0.10, 0.05, 60,
              "memory available is {value:.1%}"),
         Rule("cpu_high", "cpu_usage_ratio", "above", 0.90, 0.98, 300,
-             "CPU busy at {value:.0%} (sustained)"),
+             "CPU busy at {value:.0%} (sustained)", label=""),
         Rule("collector_stale", "lightkeeper_collector_staleness_ratio", "above", 3.0, 10.0, 0,
              "collector {label} last succeeded {value:.0f} intervals ago"),
         Rule("store_near_budget", "lightkeeper_store_budget_ratio", "above", 0.80, 0.95, 0,
@@ -127,7 +128,7 @@ class AlertEvaluator:
         seen: set[tuple[str, str]] = set()
         for rule in self.rules:
             for label, value in by_metric.get(rule.metric, []):
-                if value is None:
+                if value is None or (rule.label is not None and label != rule.label):
                     continue
                 key = (rule.name, label)
                 seen.add(key)

@@ -249,13 +249,21 @@ class Agent:
 
     async def _collector_loop(self, collector: Any) -> None:
         health = self.collector_health[collector.name]
+        previous: set[tuple[str, str]] = set()
         while True:
             t0 = time.monotonic()
             try:
                 triples = await asyncio.to_thread(collector.collect)
                 now = time.time()
-                self.services.add_samples((now, m, lab, float(v)) for m, lab, v in triples
-                                          if v is not None)
+                samples = [(now, m, lab, float(v)) for m, lab, v in triples if v is not None]
+                self.services.add_samples(samples)
+                # series the collector stopped reporting (a removed user, mount, interface or
+                # process) leave the current values: /metrics stops showing them and their
+                # alerts resolve
+                seen = {(m, lab) for _, m, lab, _ in samples}
+                for key in previous - seen:
+                    self.services.drop_current(*key)
+                previous = seen
                 health.last_ok = now
                 health.runs += 1
             except Exception as exc:

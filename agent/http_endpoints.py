@@ -9,11 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -67,33 +64,21 @@ class RagHistograms:
         self.llm_calls = 0
         self.embed_calls = 0
 
-    def observe(self, table: pa.Table) -> None:
-        """Add a batch of ingested operations (an Arrow table with the rag_ops columns)."""
-        if table.num_rows == 0:
-            return
-        keys = pc.binary_join_element_wise(
-            table.column("op"), pc.fill_null(table.column("mode"), ""), "\x1f")
-        durations = table.column("duration_s")
-        failed = pc.not_equal(pc.fill_null(table.column("outcome"), "ok"), "ok")
-        bounds = np.array(LATENCY_BUCKETS)
+    def observe(self, aggregates: list[dict[str, Any]]) -> None:
+        """Add a batch's per-(op, mode) aggregates (see ``agent.ingest.batch_aggregates``)."""
         with self._lock:
-            for key in pc.unique(keys).to_pylist():
-                mask = pc.equal(keys, key)
-                d = pc.filter(durations, mask).to_numpy(zero_copy_only=False)
-                op, _, mode = key.partition("\x1f")
-                counts = self.hist.setdefault((op, mode), [0.0] * (len(LATENCY_BUCKETS) + 1))
-                # cumulative bucket counts: observations <= each bound
-                per_bound = np.searchsorted(np.sort(d), bounds, side="right")
-                for i, c in enumerate(per_bound):
+            for a in aggregates:
+                key = (a["op"], a["mode"])
+                counts = self.hist.setdefault(key, [0.0] * (len(LATENCY_BUCKETS) + 1))
+                for i, c in enumerate(a["buckets"]):
                     counts[i] += float(c)
-                counts[-1] += float(len(d))
-                self.sums[(op, mode)] = self.sums.get((op, mode), 0.0) + float(d.sum())
-                errors = pc.sum(pc.and_(mask, failed)).as_py() or 0
-                self.errors[(op, mode)] = self.errors.get((op, mode), 0) + int(errors)
-            for col, attr in (("llm_s", "llm_s"), ("embed_s", "embed_s"),
-                              ("llm_calls", "llm_calls"), ("embed_calls", "embed_calls")):
-                total = pc.sum(table.column(col)).as_py() or 0
-                setattr(self, attr, getattr(self, attr) + total)
+                counts[-1] += float(a["count"])
+                self.sums[key] = self.sums.get(key, 0.0) + float(a["sum"] or 0)
+                self.errors[key] = self.errors.get(key, 0) + int(a["errors"])
+                self.llm_s += float(a["llm_s"] or 0)
+                self.embed_s += float(a["embed_s"] or 0)
+                self.llm_calls += int(a["llm_calls"] or 0)
+                self.embed_calls += int(a["embed_calls"] or 0)
 
     def families(self) -> Iterator[Metric]:
         with self._lock:
@@ -131,14 +116,11 @@ class CurrentValuesCollector:
     def collect(self) -> Iterator[Metric]:
         current = dict(self.agent.services.current)
         grouped: dict[str, dict[str, float]] = {}
-        per_user: dict[str, list[float]] = {}
         for (metric, label), (_ts, value) in current.items():
             if value is None:
                 continue
-            if metric.startswith(PER_USER_PREFIXES):
-                if label:
-                    per_user.setdefault(metric, []).append(value)
-                continue
+            if metric.startswith(PER_USER_PREFIXES) and label:
+                continue  # per-user series stay in the store; the collector emits aggregates
             grouped.setdefault(metric, {})[label] = value
         for metric, values in sorted(grouped.items()):
             name = prom_name(metric)
@@ -153,17 +135,6 @@ class CurrentValuesCollector:
             for label, value in sorted(values.items()):
                 fam.add_metric([label] if labelled else [], value)
             yield fam
-        for metric, values in sorted(per_user.items()):
-            if metric.endswith("_total"):
-                continue
-            fam = GaugeMetricFamily(prom_name(metric.replace("userdir_", "userdirs_", 1)),
-                                    f"Sum over all users of {metric}")
-            fam.add_metric([], sum(values))
-            yield fam
-        if per_user:
-            users = GaugeMetricFamily("lightkeeper_userdirs_users", "User directories seen")
-            users.add_metric([], max(len(v) for v in per_user.values()))
-            yield users
         up = GaugeMetricFamily("lightkeeper_agent_start_time_seconds",
                                "When the agent started (Unix time)")
         up.add_metric([], self.agent.started)

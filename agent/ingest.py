@@ -8,7 +8,6 @@ the writer, unless the writer is gone (then it is quarantined: it can never comp
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -20,9 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pajson
 
 from lightkeeper.logs import get_logger
 
@@ -30,50 +26,81 @@ log = get_logger("ingest")
 
 NAME_RE = re.compile(r"^ops-(?P<host>.+)-(?P<pid>\d+)-(?P<start>\d+)-(?P<seq>\d{6})\.jsonl$")
 REQUIRED = ("ts", "user", "op", "duration_s")
-COLUMNS: dict[str, tuple[str, Any]] = {
-    # spool field -> (rag_ops column, arrow type)
-    "ts": ("ts", pa.float64()),
-    "user": ("user_id", pa.string()),
-    "op": ("op", pa.string()),
-    "mode": ("mode", pa.string()),
-    "duration_s": ("duration_s", pa.float64()),
-    "llm_s": ("llm_s", pa.float64()),
-    "llm_calls": ("llm_calls", pa.int32()),
-    "embed_s": ("embed_s", pa.float64()),
-    "embed_calls": ("embed_calls", pa.int32()),
-    "embed_items": ("embed_items", pa.int32()),
-    "tokens_in": ("tokens_in", pa.int64()),
-    "tokens_out": ("tokens_out", pa.int64()),
-    "result_bytes": ("result_bytes", pa.int64()),
-    "outcome": ("outcome", pa.string()),
-    "error_class": ("error_class", pa.string()),
-    "tuning_version": ("tuning_version", pa.int32()),
-    "pid": ("pid", pa.int32()),
-    "run_id": ("run_id", pa.string()),
-    "op_id": ("op_id", pa.string()),
+COLUMNS: dict[str, tuple[str, str]] = {
+    # spool field -> (rag_ops column, SQL type)
+    "ts": ("ts", "DOUBLE"),
+    "user": ("user_id", "VARCHAR"),
+    "op": ("op", "VARCHAR"),
+    "mode": ("mode", "VARCHAR"),
+    "duration_s": ("duration_s", "DOUBLE"),
+    "llm_s": ("llm_s", "DOUBLE"),
+    "llm_calls": ("llm_calls", "INTEGER"),
+    "embed_s": ("embed_s", "DOUBLE"),
+    "embed_calls": ("embed_calls", "INTEGER"),
+    "embed_items": ("embed_items", "INTEGER"),
+    "tokens_in": ("tokens_in", "BIGINT"),
+    "tokens_out": ("tokens_out", "BIGINT"),
+    "result_bytes": ("result_bytes", "BIGINT"),
+    "outcome": ("outcome", "VARCHAR"),
+    "error_class": ("error_class", "VARCHAR"),
+    "tuning_version": ("tuning_version", "INTEGER"),
+    "pid": ("pid", "INTEGER"),
+    "run_id": ("run_id", "VARCHAR"),
+    "op_id": ("op_id", "VARCHAR"),
 }
-NUMERIC = {k for k, (_, t) in COLUMNS.items() if t != pa.string()}
-_FAST_PARSE = pajson.ParseOptions(
-    explicit_schema=pa.schema([(k, t) for k, (_, t) in COLUMNS.items()]),
-    unexpected_field_behavior="ignore")
+NUMERIC = {k for k, (_, t) in COLUMNS.items() if t != "VARCHAR"}
+TARGET = ", ".join(col for col, _ in COLUMNS.values())
+# Staging table of one batch, typed like rag_ops.
+_BATCH_DDL = "CREATE OR REPLACE TEMP TABLE _batch (" + ", ".join(
+    f"{col} {typ}" for col, typ in COLUMNS.values()) + ")"
+# The fast path reads a block with DuckDB's own JSON reader, every field as raw JSON, then checks
+# types strictly (no silent casts of "5" to 5 or true to 1.0) before converting.
+_RAW_COLUMNS = "{" + ", ".join(f"'{k}': 'JSON'" for k in COLUMNS) + "}"
+_NUM_TYPES = "('BIGINT', 'UBIGINT', 'DOUBLE')"
+_VALID = " AND ".join(
+    [f'"{k}" IS NOT NULL' for k in REQUIRED]
+    + [f'("{k}" IS NULL OR json_type("{k}") IN {_NUM_TYPES})' for k in NUMERIC]
+    + [f'("{k}" IS NULL OR json_type("{k}") = \'VARCHAR\')' for k in COLUMNS if k not in NUMERIC]
+    + ["TRY_CAST(\"duration_s\" ->> '$' AS DOUBLE) >= 0"])
+_CONVERT = ", ".join(f"TRY_CAST(\"{k}\" ->> '$' AS {t})" for k, (_, t) in COLUMNS.items())
 
 
-def parse_block_fast(block: bytes) -> pa.Table | None:
-    """Parse a block of complete lines with Arrow's C++ JSON reader, or return None when any
-    line is not a valid record (the caller then parses line by line and quarantines)."""
+def stage_block_fast(con: Any, block_file: Path, lines: int) -> bool:
+    """Read a block of complete lines into the temp table ``_raw`` with DuckDB's JSON reader.
+    False when any line is not a valid record: the caller then parses line by line and
+    quarantines. Runs outside a transaction (a failed statement would abort it)."""
     try:
-        table = pajson.read_json(io.BytesIO(block), parse_options=_FAST_PARSE,
-                                 read_options=pajson.ReadOptions(block_size=max(len(block), 1 << 20)))
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != block.count(b"\n") - block.count(b"\n\n"):
-        return None
-    for name in REQUIRED:
-        if table.column(name).null_count:
-            return None
-    if pc.any(pc.less(table.column("duration_s"), 0)).as_py():
-        return None
-    return table.rename_columns([COLUMNS[n][0] for n in table.column_names])
+        con.execute("CREATE OR REPLACE TEMP TABLE _raw AS SELECT * FROM read_json(?, "
+                    f"format = 'newline_delimited', columns = {_RAW_COLUMNS})", [str(block_file)])
+        total, valid = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE {_VALID}) FROM _raw").fetchall()[0]
+    except Exception:  # duckdb.Error: malformed JSON, a non-object line...
+        return False
+    return total == lines and valid == total
+
+
+def stage_rows(con: Any, rows: list[dict[str, Any]]) -> None:
+    """Stage parsed records (the slow path) into ``_batch``, column by column."""
+    params = [[r.get(k) for r in rows] for k in COLUMNS]
+    con.execute("INSERT INTO _batch SELECT " + ", ".join(
+        f"unnest(${i + 1}::{t}[])" for i, (_, t) in enumerate(COLUMNS.values())), params)
+
+
+def batch_aggregates(con: Any) -> list[dict[str, Any]]:
+    """Per (op, mode) of the staged batch: count, sum, errors, model time, histogram buckets."""
+    from agent.http_endpoints import LATENCY_BUCKETS
+
+    buckets = ", ".join(f"count(*) FILTER (WHERE duration_s <= {b})" for b in LATENCY_BUCKETS)
+    rows = con.execute(
+        "SELECT op, coalesce(mode, ''), count(*), sum(duration_s), "
+        "count(*) FILTER (WHERE coalesce(outcome, 'ok') <> 'ok'), sum(coalesce(llm_s, 0)), "
+        "sum(coalesce(embed_s, 0)), sum(coalesce(llm_calls, 0)), sum(coalesce(embed_calls, 0)), "
+        f"[{buckets}] FROM _batch GROUP BY ALL").fetchall()
+    return [{"op": r[0], "mode": r[1], "count": r[2], "sum": r[3], "errors": r[4], "llm_s": r[5],
+             "embed_s": r[6], "llm_calls": r[7], "embed_calls": r[8], "buckets": r[9]}
+            for r in rows]
+
+
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
 
@@ -122,7 +149,8 @@ class SpoolIngester:
         self.spool_dir = Path(spool_dir)
         self.host = host or socket.gethostname()
         self.stats = IngestStats()
-        self.on_rows: Callable[[pa.Table], None] | None = None
+        self.on_rows: Callable[[list[dict[str, Any]]], None] | None = None
+        self._block_file = self.spool_dir / ".ingest-block.tmp"
 
     def _offsets(self) -> dict[str, tuple[int, int]]:
         rows = self.store.execute("SELECT file, inode, off FROM spool_offsets")
@@ -216,39 +244,46 @@ class SpoolIngester:
         rows: list[dict[str, Any]] = []
         bad: list[tuple[float, str, int, str, str]] = []
         n_complete = complete.count(b"\n")
-        fast = parse_block_fast(complete) if n_complete else None
-        slow_lines = lines[n_complete:] if fast is not None else lines
-        pos = offset + (len(complete) if fast is not None else 0)
-        for raw in slow_lines:
-            line_off = pos
-            pos += len(raw) + 1
-            if not raw.strip():
-                continue
-            try:
-                rows.append(parse_line(raw))
-            except BadRecord as exc:
-                bad.append((now, path.name, line_off, raw[:4000].decode("utf-8", "replace"),
-                            str(exc)))
-        new_offset = offset + consumed
-        table = fast
-        if rows:
-            slow = pa.table({col: pa.array([r.get(k) for r in rows], typ)
-                             for k, (col, typ) in COLUMNS.items()})
-            table = slow if table is None else pa.concat_tables([table.select(slow.column_names),
-                                                                 slow])
-        with self.store.transaction() as con:
-            if table is not None and table.num_rows:
-                con.register("_ops", table)
-                cols = ", ".join(table.column_names)
-                con.execute(f"INSERT INTO rag_ops ({cols}) SELECT {cols} FROM _ops")
-                con.unregister("_ops")
-            if bad:
-                con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)", bad)
-            con.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?, ?, ?)",
-                        [path.name, inode, new_offset, now])
-        n = 0 if table is None else table.num_rows
-        if n and self.on_rows is not None:
-            self.on_rows(table)
+        aggregates: list[dict[str, Any]] = []
+        with self.store.transaction_free() as raw_con:
+            fast = False
+            if n_complete and complete.strip():
+                self._block_file.write_bytes(complete)
+                try:
+                    fast = stage_block_fast(raw_con, self._block_file,
+                                            sum(1 for line in lines[:n_complete] if line.strip()))
+                finally:
+                    self._block_file.unlink(missing_ok=True)
+            slow_lines = lines[n_complete:] if fast else lines
+            pos = offset + (len(complete) if fast else 0)
+            for raw in slow_lines:
+                line_off = pos
+                pos += len(raw) + 1
+                if not raw.strip():
+                    continue
+                try:
+                    rows.append(parse_line(raw))
+                except BadRecord as exc:
+                    bad.append((now, path.name, line_off, raw[:4000].decode("utf-8", "replace"),
+                                str(exc)))
+            with self.store.transaction() as con:
+                con.execute(_BATCH_DDL)
+                if fast:
+                    con.execute(f"INSERT INTO _batch SELECT {_CONVERT} FROM _raw")
+                if rows:
+                    stage_rows(con, rows)
+                n = con.execute("SELECT count(*) FROM _batch").fetchall()[0][0]
+                if n:
+                    con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
+                    aggregates = batch_aggregates(con)
+                if bad:
+                    con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)", bad)
+                new_offset = offset + consumed
+                con.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?, ?, ?)",
+                            [path.name, inode, new_offset, now])
+            raw_con.execute("DROP TABLE IF EXISTS _raw")
+        if aggregates and self.on_rows is not None:
+            self.on_rows(aggregates)
         for _ts, fname, off, _line, err in bad:
             log.error("ingest.quarantined", file=fname, offset=off, error=err)
         self.stats.rows += n

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from agent.store.schema import LATEST, MIGRATIONS
 from lightkeeper.logs import get_logger, redact
@@ -110,7 +109,9 @@ class Store:
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
-    def insert_arrow(self, table: str, data: pa.Table) -> None:
+    def insert_arrow(self, table: str, data: Any) -> None:
+        """Insert a pyarrow Table (for tools and benchmarks; the agent itself keeps pyarrow out
+        of its process to save memory)."""
         with self._lock:
             self.con.register("_incoming", data)
             try:
@@ -121,6 +122,10 @@ class Store:
 
     def transaction(self) -> _Transaction:
         return _Transaction(self)
+
+    def transaction_free(self) -> _Locked:
+        """The connection under the store's lock, outside any transaction (autocommit)."""
+        return _Locked(self)
 
     # -- samples ---------------------------------------------------------------------------
     def add_samples(self, samples: Iterable[Sample]) -> None:
@@ -138,14 +143,14 @@ class Store:
         if not batch:
             return 0
         ts, metric, label, value = zip(*batch, strict=True)
-        table = pa.table({
-            "ts": pa.array(ts, pa.float64()),
-            "metric": pa.array(metric, pa.string()),
-            "label": pa.array(label, pa.string()),
-            "value": pa.array(value, pa.float64()),
-        })
         try:
-            self.insert_arrow("samples", table)
+            # one statement per batch: the columns travel as four lists (no row-at-a-time
+            # INSERT, and no pyarrow, which would cost the agent ~90 MB with pandas)
+            with self._lock:
+                self.con.execute(
+                    "INSERT INTO samples SELECT unnest($1::DOUBLE[]), unnest($2::VARCHAR[]), "
+                    "unnest($3::VARCHAR[]), unnest($4::DOUBLE[])",
+                    [list(ts), list(metric), list(label), list(value)])
         except Exception as exc:
             # Keep the batch for the next attempt (for example after disk space is freed).
             with self._buffer_lock:
@@ -212,6 +217,18 @@ class Store:
                 self.con.execute("CHECKPOINT")
             finally:
                 self.con.close()
+
+
+class _Locked:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.store._lock.acquire()
+        return self.store.con
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.store._lock.release()
 
 
 class _Transaction:

@@ -86,6 +86,9 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
     # foreground
     logs.setup(cfg["log.level"], cfg.path("log.file"), cfg["log.max_bytes"], cfg["log.backups"],
                console=None if not os.environ.get("LIGHTKEEPER_AGENT_CHILD") else False)
+    from agent import nopandas
+
+    nopandas.install()
     from agent import daemon
 
     def ready() -> None:
