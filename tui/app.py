@@ -18,7 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher
+from textual.widgets import ContentSwitcher, Input
 from textual.worker import Worker, WorkerState
 
 from lightkeeper.client import AgentError, AgentUnavailable
@@ -74,6 +74,7 @@ class LightkeeperApp(App[int]):
         self.poll_count = 0
         self.last_polled = ""
         self._gen = 0
+        self._last_pane_error: str | None = None
         self._timer: Timer | None = None
 
     # -- layout -----------------------------------------------------------------------------
@@ -158,8 +159,11 @@ class LightkeeperApp(App[int]):
         self._topbar()
         pane = self.pane(result.pane_id)
         if result.pane_error:
-            self.notify(result.pane_error, severity="error", timeout=6)
+            if result.pane_error != self._last_pane_error:  # once, not on every poll
+                self.notify(result.pane_error, severity="error", timeout=6)
+            self._last_pane_error = result.pane_error
         elif result.data is not None:
+            self._last_pane_error = None
             try:
                 pane.show(result.data, result.req)
             except Exception as exc:  # a rendering bug must not stop the poll loop
@@ -225,8 +229,7 @@ class LightkeeperApp(App[int]):
         if spec.pane is not None and spec.pane != self.active:
             return False
         if action == "leave_field":
-            return self.focused is not None and self.focused.__class__.__name__ in (
-                "Input", "ParamInput")
+            return isinstance(self.focused, Input)
         return True
 
     def switch_to(self, pane_id: str) -> None:

@@ -14,6 +14,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
 from lightkeeper.client import default_actor
+from tui import agentdata
+from tui.agentdata import problem
 from tui.dialogs import NoteDialog
 from tui.format import clock_time, ms, shorten
 from tui.panes.base import Pane, Request
@@ -116,12 +118,18 @@ class TuningPane(Pane):
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if req.params.get("need_model"):
-            out["model"] = client.call("tuning.params")["params"]
-        out["show"] = client.call("tuning.show")
-        out["history"] = client.call("tuning.history", limit=100)["versions"]
+            model = agentdata.call(client, "tuning.params")
+            out["model"] = model if problem(model) else model["params"]
+        out["show"] = agentdata.call(client, "tuning.show")
+        history = agentdata.call(client, "tuning.history", limit=100)
+        out["history"] = history if problem(history) else history["versions"]
         return out
 
     def show(self, data: dict[str, Any], req: Request) -> None:
+        trouble = problem(data.get("model")) or problem(data["show"]) or problem(data["history"])
+        if trouble:
+            self.query_one("#tuning-head", Static).update(Text(" " + trouble, style="dim"))
+            return
         if "model" in data and self.model is None:
             self.model = data["model"]
         shown = data["show"]
