@@ -9,6 +9,7 @@ snapshot is still whole (its summary says ``partial``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -227,7 +228,8 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
     for attempt in range(opts.retries + 1):
         if attempt:
             time.sleep(opts.retry_delay * attempt)
-        processed_before = b.c.bytes_processed
+        before = dataclasses.replace(b.c)
+        files_done_before = b.files_done
         with read_gate(udir, opts.gate_timeout):
             files, skipped = sources.scan(udir)
             if opts.space_check:
@@ -286,7 +288,11 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                     if skipped:
                         counts["skipped"] = skipped
                     return entries, counts
-        b.c.bytes_processed = processed_before
+        # count this user once: only the work really done (reads, new chunks) stays
+        b.c.bytes_processed = before.bytes_processed
+        b.c.files_new, b.c.files_changed = before.files_new, before.files_changed
+        b.c.files_unmodified = before.files_unmodified
+        b.files_done = files_done_before
         log.warning("backup.user_changed_during_copy", user=user, attempt=attempt + 1,
                     files=last_changed[:5])
     raise _Changed(f"user {user}: files kept changing while being copied "
@@ -319,6 +325,8 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
         users = all_users
     for name in skipped_names:
         log.warning("backup.skipped_directory", name=name, reason="not a valid user id")
+    if not data_root.is_dir():
+        log.warning("backup.no_data_root", data_root=str(data_root))
     for n in opts.sqlite:
         _check_name("sqlite", n)
     for n in opts.postgres:
