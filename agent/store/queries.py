@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from agent.store.db import Store
-from agent.store.rollup import Retention, _watermark
+from agent.store.rollup import Retention, _watermark, is_slow
 
 WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 7 * 86400,
            "30d": 30 * 86400}
@@ -67,6 +67,8 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
     step = step or default_step(window)
     start = math.floor((now - window) / step) * step
     table = choose_resolution(window, step, retention)
+    if table == "samples_1m" and is_slow(metric):
+        table = "samples" if window <= retention.raw_hours * 3600 else "samples_1h"
     where = "metric = ? AND ts >= ?"
     params: list[Any] = [metric, start]
     if label is not None:

@@ -14,6 +14,15 @@ from dataclasses import dataclass
 from agent.store.db import Store
 
 RESOLUTIONS = (("samples_1m", 60.0, "samples"), ("samples_1h", 3600.0, "samples_1m"))
+# Series sampled once a minute or less often gain nothing from 1-minute rollups (each bucket
+# would copy one sample, and per-user series are most of the rows): they roll up straight from
+# raw samples into hours, and charts read them raw while raw samples are kept.
+SLOW_PREFIXES = ("userdir_",)
+_SLOW_SQL = " OR ".join(f"starts_with(metric, '{p}')" for p in SLOW_PREFIXES)
+
+
+def is_slow(metric: str) -> bool:
+    return metric.startswith(SLOW_PREFIXES)
 
 
 @dataclass
@@ -45,18 +54,26 @@ def rollup(store: Store, now: float | None = None) -> dict[str, int]:
             start = mark - step  # re-do one bucket for late arrivals
         if end <= start:
             continue
+        raw_agg = "avg(value), min(value), max(value), arg_max(value, ts), count(*)"
         if source == "samples":
-            agg = ("avg(value), min(value), max(value), arg_max(value, ts), count(*)")
-        else:  # combine minute rollups into hours, weighting averages by counts
-            agg = ("sum(avg * n) / sum(n), min(min), max(max), arg_max(last, ts), sum(n)::INTEGER")
+            select = (f"SELECT floor(ts / {step}) * {step} AS b, metric, label, {raw_agg} "
+                      f"FROM samples WHERE ts >= ? AND ts < ? AND NOT ({_SLOW_SQL}) "
+                      "GROUP BY b, metric, label")
+            params = [start, end]
+        else:  # minute rollups combined into hours (averages weighted by counts), plus the
+            # slow series straight from raw samples
+            select = (f"SELECT floor(ts / {step}) * {step} AS b, metric, label, "
+                      "sum(avg * n) / sum(n), min(min), max(max), arg_max(last, ts), "
+                      "sum(n)::INTEGER FROM samples_1m WHERE ts >= ? AND ts < ? "
+                      "GROUP BY b, metric, label UNION ALL "
+                      f"SELECT floor(ts / {step}) * {step} AS b, metric, label, {raw_agg} "
+                      f"FROM samples WHERE ts >= ? AND ts < ? AND ({_SLOW_SQL}) "
+                      "GROUP BY b, metric, label")
+            params = [start, end, start, end]
         with store.transaction() as con:
             con.execute(f"DELETE FROM {table} WHERE ts >= ? AND ts < ?", [start, end])
-            con.execute(
-                f"INSERT INTO {table} (ts, metric, label, avg, min, max, last, n) "
-                f"SELECT floor(ts / {step}) * {step} AS b, metric, label, {agg} "
-                f"FROM {source} WHERE ts >= ? AND ts < ? GROUP BY b, metric, label",
-                [start, end],
-            )
+            con.execute(f"INSERT INTO {table} (ts, metric, label, avg, min, max, last, n) "
+                        + select, params)
             n = con.execute(f"SELECT count(*) FROM {table} WHERE ts >= ? AND ts < ?",
                             [start, end]).fetchall()[0][0]
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [f"rollup:{table}", str(end)])
@@ -73,10 +90,10 @@ def apply_retention(store: Store, retention: Retention, now: float | None = None
         "samples_1h": now - retention.hour_days * 86400,
         "rag_ops": now - retention.ops_days * 86400,
     }
-    # Never delete raw samples that have not been rolled up yet.
-    mark = _watermark(store, "samples_1m")
-    if mark is not None:
-        limits["samples"] = min(limits["samples"], mark)
+    # Never delete raw samples that have not been rolled up yet (slow series go to hours).
+    marks = [_watermark(store, "samples_1m"), _watermark(store, "samples_1h")]
+    if None not in marks:
+        limits["samples"] = min(limits["samples"], *marks)  # type: ignore[type-var]
     else:
         limits["samples"] = -math.inf
     deleted = {}

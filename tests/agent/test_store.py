@@ -159,3 +159,27 @@ def test_latency_quantiles_and_version_compare(tmp_path: Path) -> None:
     assert sum(b["errors"] for b in lat["series"]["query/mix"]) == 40
     top = queries.top_users(s, 3600, now=NOW)
     assert top[0]["user"] == "u2"
+
+
+def test_slow_series_skip_minute_rollups_but_reach_hours_and_charts(tmp_path: Path) -> None:
+    s = Store(tmp_path / "m.duckdb")
+    start = NOW - 3 * 3600
+    s.add_samples([(start + i * 60.0, "userdir_bytes", "alice", 1000.0 + i) for i in range(180)])
+    s.add_samples([(start + i * 5.0, "cpu_usage_ratio", "", 0.5) for i in range(3 * 720)])
+    s.flush()
+    rollup(s, now=NOW)
+    minute_metrics = {r[0] for r in s.execute("SELECT DISTINCT metric FROM samples_1m")}
+    assert minute_metrics == {"cpu_usage_ratio"}
+    hours = s.execute("SELECT ts, avg, n FROM samples_1h WHERE metric = 'userdir_bytes' "
+                      "ORDER BY ts")
+    assert [h[2] for h in hours] == [60, 60, 60]
+    assert hours[0][1] == pytest.approx(1000 + 29.5)
+    day = queries.series(s, "userdir_bytes", "alice", window=86400, now=NOW)
+    assert day["resolution"] == "samples"
+    assert sum(1 for _, v in day["series"]["alice"] if v is not None) == 12  # 3 h at 15 min
+    week = queries.series(s, "userdir_bytes", "alice", window=7 * 86400, now=NOW)
+    assert week["resolution"] == "samples_1h" and len(week["series"]["alice"]) >= 1
+    # raw slow samples are only deleted once they are in the hour rollups
+    deleted = apply_retention(s, Retention(raw_hours=1), now=NOW)
+    assert deleted["samples"] > 0
+    assert s.execute("SELECT count(*) FROM samples_1h WHERE metric = 'userdir_bytes'")[0][0] == 3
