@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
@@ -65,7 +66,12 @@ class TimeChart(PlotextPlot):
         """Build the plot only when its data, size or theme changed (plotext is not cheap)."""
         key = (self._version, self.size.width, self.size.height, self.app.theme)
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, super().render())
+            try:
+                rendered = super().render()
+            except Exception as exc:  # a plotting bug must not take the console down
+                rendered = Text(f"{self.title}: cannot draw ({type(exc).__name__}: {exc})",
+                                style="dim")
+            self._cache = (key, rendered)
         return self._cache[1]
 
     def _replot(self) -> None:
