@@ -150,3 +150,49 @@ def test_console_refuses_without_a_terminal(run_cli):
     r = run_cli("console", check=False)
     assert r.returncode == 2
     assert "needs a terminal" in r.stderr
+
+
+@async_test
+async def test_lightrag_screen_shows_ingested_operations_and_filters_by_user(agent, lk_env):
+    import os
+    import time
+    import uuid
+    from pathlib import Path
+
+    from rag.spool import SpoolWriter
+
+    root = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
+    for user in ("alice", "bob"):
+        (root / user).mkdir()
+        (root / user / "kv_store_full_docs.json").write_text("{}")
+    writer = SpoolWriter(agent.cfg.path("paths.spool_dir"))
+    now = time.time()
+    for i in range(12):
+        for user, op, mode, outcome in (("alice", "query", "mix", "ok"),
+                                        ("alice", "insert", None, "ok"),
+                                        ("bob", "query", "local", "error" if i % 3 else "ok")):
+            writer.write({"v": 1, "op_id": uuid.uuid4().hex, "ts": now - 60 + i, "user": user,
+                          "op": op, "mode": mode, "duration_s": 0.05 + i * 0.01, "llm_s": 0.03,
+                          "llm_calls": 1, "embed_s": 0.01, "embed_calls": 1, "embed_items": 1,
+                          "tokens_in": 10, "tokens_out": 5, "result_bytes": 10,
+                          "outcome": outcome,
+                          "error_class": None if outcome == "ok" else "TimeoutError",
+                          "tuning_version": 1, "pid": os.getpid(), "run_id": None})
+    writer.close()
+    app = make_app(agent.client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        summary = app.query_one("#rag-summary")
+        await wait_until(pilot, lambda: "query/local" in text_of(summary)
+                         and "query/mix" in text_of(summary), "the ingested operations")
+        assert "insert" in text_of(summary)
+        assert "error" in text_of(app.query_one("#rag-slowest"))  # bob's failures
+        await wait_until(pilot, lambda: app.query_one("#lightrag").users == ["alice", "bob"],
+                         "the user list")
+        await pilot.press("u")  # alice only
+        await wait_until(pilot, lambda: "query/local" not in text_of(summary)
+                         and "query/mix" in text_of(summary), "alice's operations only")
+        assert "user alice" in text_of(app.query_one("#rag-filter"))
+        await pilot.press("m")  # the chart follows another operation/mode
+        await wait_until(pilot, lambda: "Latency query/mix" not in app.query_one(
+            "#ch-lat").title, "another op/mode on the latency chart")
