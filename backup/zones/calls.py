@@ -73,28 +73,10 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
     # A shared lock: backups may run, but no local prune deletes a pack under our feet.
     with RepoLock(local.path, exclusive=False, purpose="replicate",
                   job_id=getattr(ctx, "job_id", "")):
-        local_times = local.snapshot_times()
-        for zone in zones:
-            ctx.check_cancelled()
-            zdir = zone_state_dir(cfg, zone.name)
-            try:
-                r = sync_zone(zone, local, zdir, ctx, opts)
-                results[zone.name] = r
-                services.audit("zone.sync", component="zones", zone=zone.name, outcome="ok",
-                               files=r["files_uploaded"], bytes_sent=r["bytes_sent"],
-                               snapshots_published=len(r["snapshots_published"]),
-                               elapsed_s=r["elapsed_s"])
-            except JobCancelled:
-                services.audit("zone.sync", component="zones", level="warning",
-                               zone=zone.name, outcome="cancelled")
-                _push_status(services, zone, local, local_times)
-                raise
-            except Exception as exc:  # noqa: BLE001 - one zone's failure is recorded
-                failed[zone.name] = str(exc)
-                errors.append(exc)
-                services.audit("zone.sync", component="zones", level="error",
-                               zone=zone.name, outcome="failed", error=str(exc))
-            _push_status(services, zone, local, local_times)
+        try:
+            _replicate_zones(ctx, services, zones, local, opts, results, failed, errors)
+        finally:
+            local.close()
     summary: dict[str, Any] = {"zones": results, "failed": failed}
     if len(errors) == 1 and not results:
         raise errors[0]
@@ -107,6 +89,34 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
     if unpublished and not failed:
         summary["state"] = "partial"
     return summary
+
+
+def _replicate_zones(ctx: Any, services: Services, zones: list[Zone], local: LocalRepo,
+                     opts: SyncOptions, results: dict[str, Any], failed: dict[str, str],
+                     errors: list[Exception]) -> None:
+    cfg = services.cfg
+    local_times = local.snapshot_times()
+    for zone in zones:
+        ctx.check_cancelled()
+        zdir = zone_state_dir(cfg, zone.name)
+        try:
+            r = sync_zone(zone, local, zdir, ctx, opts)
+            results[zone.name] = r
+            services.audit("zone.sync", component="zones", zone=zone.name, outcome="ok",
+                           files=r["files_uploaded"], bytes_sent=r["bytes_sent"],
+                           snapshots_published=len(r["snapshots_published"]),
+                           elapsed_s=r["elapsed_s"])
+        except JobCancelled:
+            services.audit("zone.sync", component="zones", level="warning",
+                           zone=zone.name, outcome="cancelled")
+            _push_status(services, zone, local, local_times)
+            raise
+        except Exception as exc:  # noqa: BLE001 - one zone's failure is recorded
+            failed[zone.name] = str(exc)
+            errors.append(exc)
+            services.audit("zone.sync", component="zones", level="error",
+                           zone=zone.name, outcome="failed", error=str(exc))
+        _push_status(services, zone, local, local_times)
 
 
 def job_zone_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:

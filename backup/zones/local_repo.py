@@ -104,6 +104,11 @@ class LocalRepo:
                 self._opener = None
         return self._repo
 
+    def close(self) -> None:
+        if self._repo is not None and hasattr(self._repo, "close"):
+            self._repo.close()
+        self._repo = None
+
     def files(self) -> dict[str, int]:
         return scan_files(self.path)
 

@@ -112,10 +112,15 @@ class Mirror:
             for p in (self.path / sub).iterdir():
                 if f"{sub}/{p.name}" not in wanted:
                     p.unlink(missing_ok=True)
-        self._repo = None
+        self.close()
 
     def clear(self) -> None:
+        self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
         self._repo = None
 
     def open(self) -> Any:
@@ -163,6 +168,6 @@ class Mirror:
         run_tasks(clients, [r for r in rels], one, ctx, report)
 
     def drop_packs(self) -> None:
+        self.close()
         shutil.rmtree(self.path / "data", ignore_errors=True)
         (self.path / "data").mkdir(exist_ok=True, mode=0o700)
-        self._repo = None

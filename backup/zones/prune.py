@@ -73,6 +73,7 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                 "rules": zone.keep,
             }
             if dry_run or (not forget and not unused and not listing.temps):
+                mirror.close()
                 summary["elapsed_s"] = round(time.monotonic() - started, 3)
                 return summary
             cache = ListingCache(zone_dir)
@@ -97,6 +98,7 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                               len(token))
             cache.save(token, files, snaps, dirty=False)
             mirror.refresh(sftp, root, files, snaps)
+            mirror.close()
     finally:
         lock.__exit__(None, None, None)
     with ZoneStatus(zone_dir).update() as st:

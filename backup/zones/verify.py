@@ -110,6 +110,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
 
             run_tasks(sess.clients, todo, check, ctx, report)
             hashed = counters.files_done
+        mirror.close()
     for p in problems:
         log.warning("zones.verify_problem", zone=zone.name, **p)
     bad_files = {p["file"] for p in problems if "file" in p}

@@ -110,3 +110,32 @@ def test_interrupted_upload_temp_files_are_discarded(lab):
     assert not stale.exists()
     assert not [p for p in remote.rglob("*.lktmp")]
     os.sync()
+
+
+def test_cancelled_sync_publishes_nothing_and_resumes(lab):
+    from lightkeeper.progress import JobCancelled, LocalContext
+
+    lab.add_zone("a", bandwidth_limit_kbps=8192)
+    lab.repo.config["pack_size"] = 1 << 20
+    write_user_files(lab.data_root, "alice", 4, 2_000_000, 9)
+    sid = lab.backup()
+    ctx = LocalContext()
+
+    def on_progress(p: dict) -> None:
+        if p.get("phase") == "upload" and p.get("bytes_done", 0) > 1 << 20:
+            ctx.cancel()
+
+    ctx._on_progress = on_progress
+    import pytest
+
+    with pytest.raises(JobCancelled):
+        lab.run_job("replicate", ctx=ctx)
+    remote = lab.remote("a")
+    assert not list((remote / "snapshots").glob("*"))
+    partial = remote_state(remote)
+    assert partial, "some files should have arrived before the cancel"
+    r = lab.run_job("replicate")["zones"]["a"]
+    assert r["snapshots_published"] == [sid]
+    after = remote_state(remote)
+    assert all(after[k] == v for k, v in partial.items())
+    assert set(after) == local_files(lab.repo.path)
