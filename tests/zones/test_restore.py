@@ -4,6 +4,7 @@ confinement of every remote path."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -139,3 +140,43 @@ def test_remote_path_accepted_forms():
 def test_unknown_zone_is_a_usage_error(lab, run_cli):
     r = run_cli("zones", "verify", "nope", "--local", check=False)
     assert r.returncode == 2 and "no such zone" in r.stderr
+
+
+def test_lightrag_user_restored_from_a_zone_answers_queries(lab, run_cli):
+    """A real LightRAG working directory (offline providers) survives the loss of the server's
+    repository: rebuilt from a zone, restored, and queried."""
+    import asyncio
+
+    from lightkeeper import config as config_mod
+    from rag.runtime import RagRuntime
+
+    fact = ("Keeper Odalys Fenn relit the Saltmere lamp with whale oil. Keeper Odalys Fenn "
+            "keeps the Saltmere lighthouse log.")
+
+    async def insert() -> None:
+        async with RagRuntime(lab.cfg(), spool=False) as rt:
+            await rt.insert("alice", [fact])
+
+    asyncio.run(insert())
+    lab.add_zone("a")
+    s1 = lab.backup()
+    lab.run_job("replicate")
+    repo_path = lab.repo.path
+    lab.repo.close()
+    lab._repo = None
+    shutil.rmtree(repo_path)
+    shutil.rmtree(lab.data_root / "alice")
+    run_cli("zones", "rebuild", "a", "--local")
+    target = lab.tmp / "restored-root"
+    from backup.restore import RestoreOptions, restore
+
+    restore(lab.repo, s1, RestoreOptions(target=target, users=["alice"], low_priority=False))
+    cfg = config_mod.load(env=os.environ, read_system=False,
+                          overrides=[("paths.data_root", str(target))])
+
+    async def query() -> str:
+        async with RagRuntime(cfg, spool=False) as rt:
+            return await rt.query("alice", "Who relit the Saltmere lamp?", "local")
+
+    answer = asyncio.run(query())
+    assert "Odalys Fenn" in answer
