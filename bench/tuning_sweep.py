@@ -39,7 +39,7 @@ of 2 is a real limit; inserts of one user are serialised by the write gate, so b
 latency includes waiting for the gate.
 
 Run: ``.venv/bin/python bench/tuning_sweep.py [--repeats 4] [--probe-rounds 2] [--json-out F]``.
-Defaults take about 7 minutes on 2 cores (20 bench runs of ~14 s, 6 probes of ~20 s).
+Defaults took 6 min 12 s on 2 cores (20 bench runs of 9-15 s, 6 probes of ~20 s).
 """
 
 from __future__ import annotations
