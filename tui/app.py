@@ -172,10 +172,18 @@ class LightkeeperApp(App[int]):
         self.last_polled = pane.pane_id
         self.poll_count += 1
         if pane.pane_id == self.active:
-            interval = self.chart_s if pane.chart_pane and not self.jobs else self.refresh_s
+            interval = self._chart_interval() if pane.chart_pane and not self.jobs \
+                else self.refresh_s
         else:
             interval = 0.0
         self._schedule(interval)
+
+    def _chart_interval(self) -> float:
+        """Charts refresh no faster than the agent collects (collect.system_interval)."""
+        intervals = [c.get("interval_s") for c in (self.status or {}).get("collectors") or []
+                     if c.get("name") in ("cpu", "memory", "disk", "network")]
+        collected = min((float(i) for i in intervals if i), default=0.0)
+        return max(self.chart_s, collected)
 
     def _schedule(self, interval: float) -> None:
         if not self.live and self.conn_error is None:

@@ -36,6 +36,11 @@ async def test_every_screen_opens_by_key_and_the_window_cycles(agent):
                              f"pane {pane}")
             count = app.poll_count
             await wait_until(pilot, lambda c=count: app.poll_count > c, f"a poll on {pane}")
+        legend = app.query_one("#legend")
+        assert "w Window" in text_of(legend) and "b Backup" not in text_of(legend)
+        await pilot.press("3")
+        assert "b Backup" in text_of(legend) and "x Cancel" in text_of(legend)
+        await pilot.press("1")
         assert app.window == "1h"
         await pilot.press("w")
         assert app.window == "24h"
