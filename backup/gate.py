@@ -1,63 +1,26 @@
-"""Reader side of the per-user write gate (docs/architecture.md, "Write gate").
+"""The write gate as the backup uses it (protocol: ``lightkeeper/gate.py``).
 
-``<data_root>/<user>/.lightkeeper.lock`` taken with ``fcntl.flock(LOCK_SH)``; writers (``rag``)
-hold ``LOCK_EX`` for a whole insert, delete or merge. The protocol is identical to
-``rag/gate.py``; it is repeated here because ``backup`` may import only ``lightkeeper``.
+The backup copies a user's directory under ``read_gate`` (``LOCK_SH``); an in-place restore
+replaces it under ``exclusive_gate``, the writer side, which stamps the gate on release so that a
+LightRAG process holding that user in memory reloads instead of writing its stale copy back.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import os
-import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-LOCK_NAME = ".lightkeeper.lock"
+from lightkeeper import gate as _gate
+from lightkeeper.gate import LOCK_NAME, GateTimeout
 
-
-class GateTimeout(TimeoutError):
-    """The gate stayed busy (a writer held it) for longer than the timeout."""
-
-
-def _flock(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            fcntl.flock(fd, op | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        if time.monotonic() >= deadline:
-            raise GateTimeout(f"write gate {path} is busy: could not take the {what} lock "
-                              f"within {timeout:g} s (a writer holds it)")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-@contextmanager
-def _gate(user_dir: Path, op: int, timeout: float, what: str) -> Iterator[None]:
-    path = Path(user_dir) / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        _flock(fd, op, timeout, path, what)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+__all__ = ["LOCK_NAME", "GateTimeout", "read_gate", "exclusive_gate"]
 
 
 def read_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextManager[None]:
     """Hold ``LOCK_SH``: writers that honour the gate wait until we are done."""
-    return _gate(user_dir, fcntl.LOCK_SH, timeout, "shared")
+    return _gate.read_gate(Path(user_dir), timeout)
 
 
 def exclusive_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextManager[None]:
     """Hold ``LOCK_EX`` (an in-place restore replacing the user's files)."""
-    return _gate(user_dir, fcntl.LOCK_EX, timeout, "exclusive")
+    return _gate.write_gate(Path(user_dir), timeout)

@@ -1,0 +1,185 @@
+"""The per-user write gate shared by LightRAG writers, backups and restores.
+
+Protocol (docs/architecture.md, "Write gate"): ``<data_root>/<user>/.lightkeeper.lock`` taken with
+``fcntl.flock``. A writer holds ``LOCK_EX`` for the whole of an insert, delete or merge; a
+reader that needs a quiet moment (the backup copying the directory, a process loading the
+workspace) holds ``LOCK_SH``. Both wait up to a timeout and then fail with :class:`GateTimeout`.
+
+When a writer releases the gate it stamps the lock file with ``<pid> <time_ns>``. The stamp
+is unique per write, so another process holding the same workspace in memory can see
+cheaply (one small read) that the directory changed under it and reload; the time is the moment
+the write finished, used to expire query answers cached before it. A restore that replaces a
+user's files takes the writer side too, so processes holding that user reload.
+
+The functions take the user's directory; ``rag.gate`` offers them by (data_root, user) with the
+user id validated, ``backup.gate`` by directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCK_NAME = ".lightkeeper.lock"
+
+
+class GateTimeout(TimeoutError):
+    """The write gate could not be taken within the timeout."""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What the lock file says about the last finished write."""
+
+    raw: bytes          # the stamp as written; changes on every finished write
+    last_write_ns: int  # 0 when no write was ever recorded
+
+
+def lock_path(directory: Path) -> Path:
+    """The gate of a user's working directory."""
+    return Path(directory) / LOCK_NAME
+
+
+def _open(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _acquire(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
+    try:
+        fcntl.flock(fd, op | fcntl.LOCK_NB)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            raise GateTimeout(
+                f"write gate {path} is busy: could not take the {what} lock within "
+                f"{timeout:g} s (another process is writing or backing up this user)"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+@contextmanager
+def write_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
+    """Hold ``LOCK_EX`` on the user's gate (a writer: insert, delete, merge)."""
+    path = lock_path(directory)
+    fd = _open(path)
+    try:
+        _acquire(fd, fcntl.LOCK_EX, timeout, path, "exclusive")
+        try:
+            yield
+        finally:
+            stamp = f"{os.getpid()} {time.time_ns()}\n".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, stamp, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def read_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
+    """Hold ``LOCK_SH`` on the user's gate (a reader that needs a quiet moment)."""
+    path = lock_path(directory)
+    fd = _open(path)
+    try:
+        _acquire(fd, fcntl.LOCK_SH, timeout, path, "shared")
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_stamp(directory: Path) -> Stamp:
+    """The gate's stamp; a missing or empty file reads as 'never written'."""
+    try:
+        with open(lock_path(directory), "rb") as f:
+            raw = f.read(64)
+    except FileNotFoundError:
+        return Stamp(b"", 0)
+    parts = raw.split()
+    try:
+        last = int(parts[1]) if len(parts) == 2 else 0
+    except ValueError:
+        last = 0
+    return Stamp(raw, last)
+
+
+class _Held:
+    """What a gate holder learns: the stamp it wrote on release (writers only)."""
+
+    stamp: bytes = b""
+
+
+async def _acquire_async(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            fcntl.flock(fd, op | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            raise GateTimeout(
+                f"write gate {path} is busy: could not take the {what} lock within "
+                f"{timeout:g} s (another process is writing or backing up this user)"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+@asynccontextmanager
+async def async_write_gate(directory: Path, timeout: float = 60.0) -> AsyncIterator[_Held]:
+    """``write_gate`` for asyncio code: waits without blocking the event loop."""
+    path = lock_path(directory)
+    fd = _open(path)
+    held = _Held()
+    try:
+        await _acquire_async(fd, fcntl.LOCK_EX, timeout, path, "exclusive")
+        try:
+            yield held
+        finally:
+            held.stamp = f"{os.getpid()} {time.time_ns()}\n".encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, held.stamp, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@asynccontextmanager
+async def async_read_gate(directory: Path, timeout: float = 60.0) -> AsyncIterator[None]:
+    """``read_gate`` for asyncio code."""
+    path = lock_path(directory)
+    fd = _open(path)
+    try:
+        await _acquire_async(fd, fcntl.LOCK_SH, timeout, path, "shared")
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
