@@ -139,3 +139,24 @@ def test_cancelled_sync_publishes_nothing_and_resumes(lab):
     after = remote_state(remote)
     assert all(after[k] == v for k, v in partial.items())
     assert set(after) == local_files(lab.repo.path)
+
+
+def test_several_channels_over_several_connections(lab):
+    from backup.zones.local_repo import LocalRepo
+    from backup.zones.sync import SyncOptions, sync_zone
+    from lightkeeper.progress import LocalContext
+
+    lab.add_zone("a")
+    lab.repo.config["pack_size"] = 1 << 19
+    write_user_files(lab.data_root, "alice", 6, 600_000, 21)
+    write_user_files(lab.data_root, "bob", 30, 4_000, 22)
+    sid = lab.backup()
+    opts = SyncOptions(channels=4, connections=2, adaptive=False)
+    r = sync_zone(lab.zone("a"), LocalRepo(lab.repo.path), lab.zone_dir("a"), LocalContext(),
+                  opts)
+    assert r["channels"] == 4 and r["snapshots_published"] == [sid]
+    assert set(remote_state(lab.remote("a"))) == local_files(lab.repo.path)
+    for rel in local_files(lab.repo.path):
+        assert (lab.remote("a") / rel).read_bytes() == (lab.repo.path / rel).read_bytes()
+    r = lab.run_job("replicate")["zones"]["a"]
+    assert r["bytes_sent"] == 0 and r["files_uploaded"] == 0
