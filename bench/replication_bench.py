@@ -133,7 +133,7 @@ def main() -> int:
             return min(fn() for _ in range(runs))
 
         def lk_full(channels: int, source: Path) -> float:
-            opts = SyncOptions(channels=channels, connections=1)
+            opts = SyncOptions(channels=channels, connections=1, adaptive=False)
             d = fresh("lk")
             t, r = timed(lambda: sync_zone(zone("z", d / "repo"), LocalRepo(source),
                                            d / "state", None, opts))
@@ -141,7 +141,7 @@ def main() -> int:
             return t
 
         def lk_nochange(channels: int, source: Path) -> float:
-            opts = SyncOptions(channels=channels, connections=1)
+            opts = SyncOptions(channels=channels, connections=1, adaptive=False)
             d = fresh("lk")
             sync_zone(zone("z", d / "repo"), LocalRepo(source), d / "state", None, opts)
             times = []
