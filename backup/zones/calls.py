@@ -68,15 +68,13 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     errors: list[Exception] = []
-    from backup.lock import RepoLock  # noqa: PLC0415
-
-    # A shared lock: backups may run, but no local prune deletes a pack under our feet.
-    with RepoLock(local.path, exclusive=False, purpose="replicate",
-                  job_id=getattr(ctx, "job_id", "")):
-        try:
-            _replicate_zones(ctx, services, zones, local, opts, results, failed, errors)
-        finally:
-            local.close()
+    # No repository lock: every file of the repository is immutable once named and snapshots
+    # are written last, so a backup may run meanwhile (a long sync must not block backups);
+    # files a concurrent local prune removes are skipped and their snapshots wait.
+    try:
+        _replicate_zones(ctx, services, zones, local, opts, results, failed, errors)
+    finally:
+        local.close()
     summary: dict[str, Any] = {"zones": results, "failed": failed}
     if len(errors) == 1 and not results:
         raise errors[0]

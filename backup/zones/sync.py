@@ -311,7 +311,14 @@ class _Pass:
         for sid in missing:
             if self.ctx is not None:
                 self.ctx.check_cancelled()
-            refs = self.local.referenced_files(sid)
+            try:
+                refs = self.local.referenced_files(sid)
+            except Exception as exc:  # noqa: BLE001 - e.g. removed by a concurrent forget
+                summary["snapshots_unpublished"].append({"id": sid, "missing_files": 0,
+                                                         "error": str(exc)})
+                log.warning("zones.snapshot_unreadable", zone=self.zone.name, snapshot=sid,
+                            error=str(exc))
+                continue
             if refs is None:
                 ok, lacking = data_complete, [r for r in files if r not in present]
             else:

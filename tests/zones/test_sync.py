@@ -160,3 +160,25 @@ def test_several_channels_over_several_connections(lab):
         assert (lab.remote("a") / rel).read_bytes() == (lab.repo.path / rel).read_bytes()
     r = lab.run_job("replicate")["zones"]["a"]
     assert r["bytes_sent"] == 0 and r["files_uploaded"] == 0
+
+
+def test_a_backup_can_run_while_a_sync_is_in_progress(lab):
+    from lightkeeper.progress import LocalContext
+
+    lab.add_zone("a", bandwidth_limit_kbps=8192)
+    lab.repo.config["pack_size"] = 1 << 20
+    write_user_files(lab.data_root, "alice", 3, 2_000_000, 31)
+    s1 = lab.backup()
+    backups: list[str] = []
+
+    def on_progress(p: dict) -> None:
+        if not backups and p.get("phase") == "upload" and p.get("bytes_done", 0) > 1 << 20:
+            write_user_files(lab.data_root, "bob", 2, 300_000, 32)
+            backups.append(lab.backup())  # would fail if the sync held the repository
+
+    r = lab.run_job("replicate", ctx=LocalContext(on_progress=on_progress))["zones"]["a"]
+    assert backups, "the backup should have run during the upload"
+    assert s1 in r["snapshots_published"]
+    r = lab.run_job("replicate")["zones"]["a"]
+    assert backups[0] in r["remote_snapshots"]
+    assert set(remote_state(lab.remote("a"))) == local_files(lab.repo.path)
