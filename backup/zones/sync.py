@@ -90,6 +90,7 @@ class _Pass:
         self.root = RemoteRoot(zone.name, zone.remote_path)
         self.cache = ListingCache(zone_dir)
         self.counters = Counters()
+        self.wall_start = time.time()
         self.bytes_total = 0
         self.files_total = 0
         self.phase = "list"
@@ -104,9 +105,10 @@ class _Pass:
         c = self.counters
         with c.lock:
             done, nbytes, cur = c.files_done, c.bytes_done, c.current
+        # ``started`` per zone pass: rate and ETA describe this zone's transfer
         self.ctx.progress(phase=self.phase, files_done=done, files_total=self.files_total,
                           bytes_done=nbytes, bytes_total=self.bytes_total, current=cur,
-                          zone=self.zone.name)
+                          zone=self.zone.name, started=self.wall_start)
 
     # -- remote directories --------------------------------------------------------------
     def _ensure_parent(self, sftp: paramiko.SFTPClient, rel: str) -> None:

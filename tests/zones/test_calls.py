@@ -1,0 +1,26 @@
+"""Zone schedules and calls without a network: what the agent's scheduler is given."""
+
+from __future__ import annotations
+
+from backup.zones.calls import CALLS, JOBS, SCHEDULES
+
+
+def test_schedules_follow_zone_then_replication_schedule(lab):
+    lab.set("replication.schedule", '"daily"')
+    lab.set("replication.status_schedule", '"every 2m"')
+    lab.zones["a"] = {"host": "127.0.0.1", "user": "u", "remote_path": "/srv/a",
+                      "schedule": "every 6h"}
+    lab.zones["b"] = {"host": "127.0.0.1", "user": "u", "remote_path": "/srv/b"}
+    lab.write_config()
+    entries = SCHEDULES(lab.services())
+    assert ("replicate", "every 6h", {"zones": ["a"]}) in entries
+    assert ("replicate", "daily", {"zones": ["b"]}) in entries
+    assert ("zone_status", "every 2m", {}) in entries
+    assert {"replicate", "zone_verify", "zone_prune", "zone_restore", "zone_rebuild",
+            "zone_status"} <= set(JOBS)
+    assert {"zones.list", "zones.status", "zones.trust_probe", "zones.trust"} <= set(CALLS)
+
+
+def test_no_zones_no_schedules(lab):
+    assert SCHEDULES(lab.services()) == []
+    assert CALLS["zones.list"](lab.services(), {}) == []
