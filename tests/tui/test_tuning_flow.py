@@ -26,7 +26,7 @@ async def test_edit_validate_apply_diff_compare_revert(agent):
         await pilot.press("5")
         await wait_until(pilot, lambda: app.query("#p-chunk_token_size"), "the form")
         err = app.query_one("#info-chunk_token_size")
-        field_box = app.query_one("#field-chunk_token_size")
+        field_box = app.query_one("#info-chunk_token_size")
 
         # a bad value: inline error, apply refused
         await _type_into_first_field(pilot, app, "5")

@@ -37,24 +37,23 @@ class ParamInput(Input):
         self.param = name
 
 
-class ParamField(Vertical):
-    """One parameter: name and unit, value field; effect, range and meaning; inline error."""
+class ParamField:
+    """One parameter in the form's grid: name and unit, value field, and below them its effect,
+    range, meaning and inline error. Three widgets, no containers, so the form lays out fast."""
 
     def __init__(self, p: dict[str, Any], value: Any) -> None:
-        super().__init__(classes="param", id=f"field-{p['name']}")
         self.p = p
-        self.value = value
         self.error: str | None = None
+        name = Text(p["name"], no_wrap=True, overflow="ellipsis")
+        if p.get("unit"):
+            name.append(f" ({p['unit']})", style="dim")
+        self.name_w = Static(name, classes="param-name", id=f"field-{p['name']}")
+        self.input = ParamInput(p["name"], fmt_value(value))
+        self.info_w = Static(self._info(), classes="param-info", id=f"info-{p['name']}")
 
-    def compose(self) -> ComposeResult:
-        p = self.p
-        with Horizontal(classes="param-row"):
-            name = Text(p["name"], no_wrap=True, overflow="ellipsis")
-            if p.get("unit"):
-                name.append(f" ({p['unit']})", style="dim")
-            yield Static(name, classes="param-name")
-            yield ParamInput(p["name"], fmt_value(self.value))
-        yield Static(self._info(), classes="param-info", id=f"info-{p['name']}")
+    @property
+    def widgets(self) -> list[Any]:
+        return [self.name_w, self.input, self.info_w]
 
     def _info(self) -> Text:
         p = self.p
@@ -71,8 +70,9 @@ class ParamField(Vertical):
         if text == self.error:
             return
         self.error = text
-        self.query_one(".param-info", Static).update(self._info())
-        self.set_class(bool(text), "invalid")
+        self.info_w.update(self._info())
+        for w in self.widgets:
+            w.set_class(bool(text), "invalid")
 
 
 class TuningPane(Pane):
@@ -94,6 +94,7 @@ class TuningPane(Pane):
         self._validate_timer: Timer | None = None
         self._last_validation: dict[str, Any] | None = None
         self._built = False
+        self.fields: dict[str, ParamField] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="tuning-head", classes="filterbar")
@@ -139,7 +140,9 @@ class TuningPane(Pane):
         self.version = shown["version"]
         if not self._built and self.model is not None:
             form = self.query_one("#tuning-form", VerticalScroll)
-            form.mount_all([ParamField(p, self.active.get(p["name"])) for p in self.model])
+            self.fields = {p["name"]: ParamField(p, self.active.get(p["name"]))
+                           for p in self.model}
+            form.mount_all([w for f in self.fields.values() for w in f.widgets])
             self._built = True
         elif version_changed:
             for inp in self.query(ParamInput):
@@ -212,7 +215,7 @@ class TuningPane(Pane):
         self.validated_seq = seq
         self._last_validation = result
         self.errors = {k.rsplit(".", 1)[-1]: v for k, v in (result.get("errors") or {}).items()}
-        for f in self.query(ParamField):
+        for f in self.fields.values():
             f.set_error(self.errors.get(f.p["name"]) if f.p["name"] in self.pending else None)
         self._head()
         if self.panel_mode == "pending":
@@ -291,7 +294,7 @@ class TuningPane(Pane):
         self.seq += 1
         for inp in self.query(ParamInput):
             inp.value = fmt_value(self.active.get(inp.param))
-        for f in self.query(ParamField):
+        for f in self.fields.values():
             f.set_error(None)
         self.pending.clear()
         self.panel_mode = "pending"
