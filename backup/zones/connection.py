@@ -75,6 +75,11 @@ def start_transport(zone: Zone, timeout: float = 15.0) -> paramiko.Transport:
     t.set_keepalive(15)
     opts = t.get_security_options()
     opts.key_types = hostkeys.preferred_key_types(zone, tuple(opts.key_types))
+    # AES-GCM first: no separate MAC pass, about 10 % more throughput than paramiko's default
+    # aes128-ctr + hmac-sha2-256 here (bench/replication_bench.py)
+    gcm = tuple(c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+                if c in opts.ciphers)
+    opts.ciphers = gcm + tuple(c for c in opts.ciphers if c not in gcm)
     try:
         t.start_client(timeout=timeout)
     except (paramiko.SSHException, EOFError, OSError) as exc:
