@@ -204,3 +204,17 @@ def session(zone: Zone, channels: int = 1, connections: int = 1,
         yield s
     finally:
         s.close()
+
+
+@contextmanager
+def network_guard(zone: Zone, sess: ZoneSession | None = None) -> Iterator[None]:
+    """Turn a lost connection inside the block into ZoneUnreachable naming the zone."""
+    try:
+        yield
+    except ZoneError:
+        raise
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        dead = sess is not None and not all(t.is_active() for t in sess.transports)
+        if dead or is_network_error(exc):
+            raise ZoneUnreachable(zone.name, f"connection lost: {exc}") from None
+        raise

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession
+from backup.zones.connection import ZoneSession, network_guard
 from backup.zones.errors import ZoneError
 from backup.zones.mirror import Mirror
 from backup.zones.model import Zone
@@ -36,7 +36,8 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
         raise ZoneError(zone.name, "another sync, prune or rebuild of this zone is running") \
             from None
     try:
-        with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess:
+        with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess, \
+                network_guard(zone, sess):
             sftp = sess.sftp
             if ctx is not None:
                 ctx.progress(phase="list", zone=zone.name)

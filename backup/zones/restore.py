@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession
+from backup.zones.connection import ZoneSession, network_guard
 from backup.zones.errors import ZoneError
 from backup.zones.local_repo import scan_files
 from backup.zones.mirror import Mirror, fetch
@@ -59,7 +59,8 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
     totals: dict[str, Any] = {"phase": "list"}
     report = _reporter(ctx, zone, counters, totals)
     mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
-    with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess:
+    with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess, \
+            network_guard(zone, sess):
         report()
         listing = remote_ops.full_listing(sess.clients, root)
         mirror.refresh(sess.sftp, root, listing.files, listing.snapshots)
@@ -125,7 +126,8 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
         marker.write_text(f"rebuilding from zone {zone.name}\n")
         for sub in ("data", "index", "snapshots", "locks"):
             (repo_path / sub).mkdir(exist_ok=True, mode=0o700)
-        with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess:
+        with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess, \
+                network_guard(zone, sess):
             report()
             listing = remote_ops.full_listing(sess.clients, root)
             if "config" not in listing.files:

@@ -13,7 +13,7 @@ import blake3
 import paramiko
 
 from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession
+from backup.zones.connection import ZoneSession, network_guard
 from backup.zones.errors import ZoneError
 from backup.zones.mirror import Mirror, content_ok
 from backup.zones.model import Zone
@@ -47,7 +47,8 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
                          files_total=totals["files"], bytes_done=counters.bytes_done,
                          bytes_total=totals["bytes"], current=counters.current, zone=zone.name)
 
-    with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess:
+    with ZoneSession(zone, opts.channels, opts.connections, opts.timeout) as sess, \
+            network_guard(zone, sess):
         sftp = sess.sftp
         report()
         listing = remote_ops.full_listing(sess.clients, root)

@@ -29,3 +29,19 @@ def test_replicate_and_verify_as_agent_jobs(lab, start_agent, run_cli):
     assert any(e.get("event") == "zone.sync" for e in events), events
     probe = agent.client.call("zones.trust_probe", zone="a")
     assert probe["state"] == "trusted" and probe["fingerprint"].startswith("SHA256:")
+
+
+def test_trust_through_the_agent(lab, start_agent, run_cli):
+    import subprocess
+
+    server = lab.add_zone("b", trusted=False)
+    fp = subprocess.run(["ssh-keygen", "-lf", str(server.host_key) + ".pub"], check=True,
+                        capture_output=True, text=True).stdout.split()[1]
+    agent = start_agent()
+    probe = agent.client.call("zones.trust_probe", zone="b")
+    assert probe["state"] == "unknown" and probe["fingerprint"] == fp
+    r = run_cli("zones", "trust", "b", input="yes\n")
+    assert fp in r.stdout
+    assert agent.client.call("zones.trust_probe", zone="b")["state"] == "trusted"
+    events = agent.client.events(limit=200)
+    assert any(e.get("event") == "zone.host_key_trusted" for e in events)

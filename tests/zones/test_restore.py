@@ -180,3 +180,37 @@ def test_lightrag_user_restored_from_a_zone_answers_queries(lab, run_cli):
 
     answer = asyncio.run(query())
     assert "Odalys Fenn" in answer
+
+
+def test_interrupted_rebuild_resumes(lab):
+    from backup.zones.errors import ZoneUnreachable
+    from lightkeeper.progress import LocalContext
+
+    server = lab.add_zone("a")
+    lab.set("replication.retries", "0")
+    lab.repo.config["pack_size"] = 1 << 20
+    write_user_files(lab.data_root, "alice", 6, 1_500_000, 41)
+    s1 = lab.backup()
+    lab.run_job("replicate")
+    repo_path = lab.repo.path
+    lab.repo.close()
+    lab._repo = None
+    shutil.rmtree(repo_path)
+    killed = []
+
+    def on_progress(p: dict) -> None:
+        if not killed and p.get("phase") == "fetch" and p.get("files_done", 0) >= 2:
+            killed.append(True)
+            server.kill()
+
+    with pytest.raises(ZoneUnreachable):
+        lab.run_job("zone_rebuild", ctx=LocalContext(on_progress=on_progress), zone="a")
+    assert killed
+    assert not (repo_path / "snapshots").exists() or not list((repo_path / "snapshots").iterdir())
+    got = {p.name for p in (repo_path / "data").rglob("*") if p.is_file()}
+    assert got
+    server.start()
+    r = lab.run_job("zone_rebuild", zone="a")
+    assert r["snapshots"] == 1 and r["problems"] == []
+    assert r["files_fetched"] < len(list((repo_path / "data").rglob("*")))
+    assert lab.repo.snapshot_ids() == [s1]
