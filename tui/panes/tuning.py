@@ -38,8 +38,8 @@ class ParamInput(Input):
 
 
 class ParamField:
-    """One parameter in the form's grid: name and unit, value field, and below them its effect,
-    range, meaning and inline error. Three widgets, no containers, so the form lays out fast."""
+    """One parameter in the form's grid: name and unit, value field; below them its range,
+    meaning and inline error, and its effect class. No containers, so the form lays out fast."""
 
     def __init__(self, p: dict[str, Any], value: Any) -> None:
         self.p = p
@@ -50,15 +50,17 @@ class ParamField:
         self.name_w = Static(name, classes="param-name", id=f"field-{p['name']}")
         self.input = ParamInput(p["name"], fmt_value(value))
         self.info_w = Static(self._info(), classes="param-info", id=f"info-{p['name']}")
+        self.effect_w = Static(Text(p["effect"], style=EFFECT_STYLE.get(p["effect"], "")),
+                               classes="param-effect")
 
     @property
     def widgets(self) -> list[Any]:
-        return [self.name_w, self.input, self.info_w]
+        """Grid order: name | field, then meaning | effect class."""
+        return [self.name_w, self.input, self.info_w, self.effect_w]
 
     def _info(self) -> Text:
         p = self.p
         info = Text(no_wrap=False)
-        info.append(f"[{p['effect']}] ", style=EFFECT_STYLE.get(p["effect"], ""))
         if p.get("allowed"):
             info.append(p["allowed"] + ". ", style="italic")
         info.append(p.get("meaning") or "", style="dim")
