@@ -16,7 +16,7 @@ from backup.zones.mirror import Mirror
 from backup.zones.model import Zone
 from backup.zones.remote_path import RemoteRoot
 from backup.zones.retention import policy_for, select_keep
-from backup.zones.state import ListingCache, ZoneStatus, zone_lock
+from backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
 from backup.zones.sync import SyncOptions, _BytesReader
 from lightkeeper.logs import get_logger
 
@@ -79,11 +79,13 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                 return summary
             cache = ListingCache(zone_dir)
             cache.mark_dirty()
+            forgotten = ForgottenSnapshots(zone_dir)
             for i, sid in enumerate(forget):
                 if ctx is not None:
                     ctx.progress(phase="forget", files_done=i, files_total=len(forget),
                                  current=sid, zone=zone.name)
                 sftp.remove(root.join(f"snapshots/{sid}"))
+                forgotten.add([sid])
                 log.info("zones.snapshot_forgotten", zone=zone.name, snapshot=sid)
             for i, rel in enumerate(unused + listing.temps):
                 if ctx is not None:

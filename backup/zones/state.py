@@ -98,3 +98,23 @@ def zone_lock(zone_dir: Path, what: str) -> Iterator[None]:
         lk.write(f"{os.getpid()} {what}\n")
         lk.flush()
         yield
+
+
+class ForgottenSnapshots:
+    """Snapshots the zone's own retention forgot: a sync must not send them back."""
+
+    LIMIT = 100_000
+
+    def __init__(self, zone_dir: Path) -> None:
+        self.path = zone_dir / "forgotten.json"
+
+    def load(self) -> set[str]:
+        data = _read_json(self.path) or {}
+        return set(data.get("ids", []))
+
+    def add(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        data = _read_json(self.path) or {}
+        old = [i for i in data.get("ids", []) if i not in set(ids)]
+        _write_json(self.path, {"ids": (old + list(ids))[-self.LIMIT:]})

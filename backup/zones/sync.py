@@ -31,7 +31,7 @@ from backup.zones.local_repo import LocalRepo
 from backup.zones.model import Zone
 from backup.zones.pool import Counters, run_tasks
 from backup.zones.remote_path import RemoteRoot
-from backup.zones.state import ListingCache, ZoneStatus, zone_lock
+from backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 
@@ -271,14 +271,38 @@ class _Pass:
                         "at an empty directory")
         for t in temps:
             remote_ops.remove_quiet(sftp, root.join(t))
-        todo = sorted((rel for rel, size in files.items() if remote_files.get(rel) != size),
+        forgotten = ForgottenSnapshots(self.zone_dir).load()
+        missing = sorted((sid for sid in local_snaps
+                          if sid not in remote_snaps and sid not in forgotten),
+                         key=lambda s: (snap_times.get(s, 0.0), s))
+        # Only what the snapshots to publish need (not packs of a backup still running, nor
+        # files of snapshots the zone's retention forgot); everything when the repository
+        # cannot tell which files a snapshot references.
+        # After a full listing, also repair the snapshots the zone already holds (a file lost
+        # on the zone is sent again if the local repository has it).
+        self.refs: dict[str, set[str] | BaseException] = {}
+        needed: set[str] | None = {"config"} if self.local.repo is not None else None
+        check = list(missing) if needed is not None else []
+        if mode == "full":
+            check += sorted(sid for sid in remote_snaps if sid in local_snaps)
+        for sid in check:
+            try:
+                refs = self.local.referenced_files(sid)
+            except Exception as exc:  # noqa: BLE001 - e.g. removed by a concurrent forget
+                self.refs[sid] = exc
+                continue
+            if refs is None:
+                needed = None
+                break
+            self.refs[sid] = refs
+            needed |= refs
+        candidates = files if needed is None else {r: files[r] for r in needed if r in files}
+        todo = sorted((rel for rel, size in candidates.items() if remote_files.get(rel) != size),
                       key=_order_key)
         for rel in todo:
             if rel in remote_files:
                 log.warning("zones.remote_size_mismatch", zone=self.zone.name, file=rel,
                             remote=remote_files[rel], local=files[rel])
-        missing = sorted((sid for sid in local_snaps if sid not in remote_snaps),
-                         key=lambda s: (snap_times.get(s, 0.0), s))
         self.files_total = len(todo) + len(missing)
         self.bytes_total = sum(files[r] for r in todo) + sum(local_snaps[s][0] for s in missing)
         summary: dict[str, Any] = {
@@ -313,13 +337,12 @@ class _Pass:
         for sid in missing:
             if self.ctx is not None:
                 self.ctx.check_cancelled()
-            try:
-                refs = self.local.referenced_files(sid)
-            except Exception as exc:  # noqa: BLE001 - e.g. removed by a concurrent forget
+            refs = self.refs.get(sid)
+            if isinstance(refs, BaseException):
                 summary["snapshots_unpublished"].append({"id": sid, "missing_files": 0,
-                                                         "error": str(exc)})
+                                                         "error": str(refs)})
                 log.warning("zones.snapshot_unreadable", zone=self.zone.name, snapshot=sid,
-                            error=str(exc))
+                            error=str(refs))
                 continue
             if refs is None:
                 ok, lacking = data_complete, [r for r in files if r not in present]

@@ -44,7 +44,10 @@ def test_prune_keeps_what_remaining_snapshots_reference(lab, run_cli):
     assert needed <= set(after), "prune deleted data a remaining snapshot references"
     assert not (only_s1 & set(after))
     assert lab.run_job("zone_verify", zone="a", full=True)["problems"] == []
-    # the next sync does not resend s1 (the zone's retention, not a gap) and lag stays 0
+    # the next sync does not send s1 back (the zone's retention, not a gap); lag stays 0
+    r = lab.run_job("replicate")["zones"]["a"]
+    assert r["snapshots_published"] == [] and r["bytes_sent"] == 0
+    assert remote_state(remote) == after
     zones = json.loads(run_cli("zones", "list", "--local", "--json").stdout)
     assert zones[0]["lag_seconds"] == 0
 
