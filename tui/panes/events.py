@@ -51,6 +51,7 @@ class EventsPane(Pane):
         self.gen = 0
         self.paused = False
         self.rows: list[dict[str, Any]] = []
+        self._width = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="events-bar"):
@@ -89,10 +90,14 @@ class EventsPane(Pane):
         self._bar()
 
     def on_resize(self) -> None:
-        self._render_all()
+        width = self.query_one("#events-log", RichLog).scrollable_content_region.width
+        if width and width != self._width:  # lines are cut to the width: redo them
+            self._render_all()
 
     def _render_all(self) -> None:
-        self.query_one("#events-log", RichLog).clear()
+        log = self.query_one("#events-log", RichLog)
+        self._width = log.scrollable_content_region.width
+        log.clear()
         self._write(self.rows)
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
