@@ -31,8 +31,13 @@ def add_local_flag(p: argparse.ArgumentParser) -> None:
 
 def _services(ctx: CliContext) -> Any:
     from backup.zones.local_services import LocalServices
+    from lightkeeper import logs
 
-    return LocalServices(ctx.cfg)
+    # events of an in-process run go to the log file, as the agent's would
+    cfg = ctx.cfg
+    logs.setup(cfg["log.level"], cfg.path("log.file"), cfg["log.max_bytes"], cfg["log.backups"],
+               console=False)
+    return LocalServices(cfg)
 
 
 def call(ctx: CliContext, name: str, **params: Any) -> Any:
