@@ -68,6 +68,8 @@ def scan_snapshot_files(root: Path) -> dict[str, tuple[int, float]]:
 
 RepoOpener = Callable[[Path], Any]
 
+_TIMES_CACHE: dict[str, tuple[frozenset[str], dict[str, float]]] = {}
+
 
 def default_opener(cfg: Any) -> RepoOpener | None:
     """A function opening ``backup.repository.Repository`` at a path with the configured key,
@@ -116,8 +118,19 @@ class LocalRepo:
         return scan_snapshot_files(self.path)
 
     def snapshot_times(self) -> dict[str, float]:
-        """Snapshot id -> creation time (epoch seconds)."""
+        """Snapshot id -> creation time (epoch seconds). Manifests are immutable, so the times
+        are cached per set of snapshot ids (the console polls zone status often)."""
         files = self.snapshot_files()
+        key = frozenset(files)
+        hit = _TIMES_CACHE.get(str(self.path))
+        if hit is not None and hit[0] == key:
+            return dict(hit[1])
+        times = self._read_times(files)
+        if self._repo is not None:  # times from the manifests themselves, not file mtimes
+            _TIMES_CACHE[str(self.path)] = (key, dict(times))
+        return times
+
+    def _read_times(self, files: dict[str, tuple[int, float]]) -> dict[str, float]:
         times = {sid: mtime for sid, (_, mtime) in files.items()}
         repo = self.repo
         if repo is not None and hasattr(repo, "snapshots"):
