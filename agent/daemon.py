@@ -218,7 +218,8 @@ class Agent:
                 log.error("agent.final_flush_failed", error=str(exc))
             try:
                 self.store.add_event("audit", "agent.stopped", component="agent",
-                                     pid=os.getpid(), uptime_s=round(time.time() - self.started))
+                                     context={"pid": os.getpid(),
+                                              "uptime_s": round(time.time() - self.started)})
                 log.info("agent.stopped", uptime_s=round(time.time() - self.started))
                 self.store.close()
             except Exception as exc:

@@ -145,20 +145,21 @@ class JobManager:
         job.state = "running"
         self.services.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",
                                     [job.started, job.id])
+        # The final state is published last, after the history row and the audit event, so
+        # a client that sees the job end also finds its record.
+        state = "failed"
         try:
             summary = fn(ctx, self.services, job.params) or {}
             if not isinstance(summary, dict):
                 summary = {"result": summary}
-            job.state = summary.pop("state", None) or "succeeded"
+            state = summary.pop("state", None) or "succeeded"
             job.summary = summary
         except JobCancelled:
-            job.state = "cancelled"
+            state = "cancelled"
             job.error = "cancelled by the operator"
         except CallError as exc:
-            job.state = "failed"
             job.error = str(exc)
         except Exception as exc:  # a failing job must never take the agent down
-            job.state = "failed"
             job.error = f"{exc}" if str(exc) else type(exc).__name__
             log.error("job.crashed", job_id=job.id, kind=job.kind,
                       error=f"{type(exc).__name__}: {exc}",
@@ -168,16 +169,17 @@ class JobManager:
             self.services.store.execute(
                 "UPDATE jobs SET state = ?, finished = ?, summary = ?, error = ?, progress = ? "
                 "WHERE id = ?",
-                [job.state, job.finished, json.dumps(job.summary, default=str), job.error,
+                [state, job.finished, json.dumps(job.summary, default=str), job.error,
                  json.dumps(job.progress_state.as_dict(), default=str), job.id])
         except Exception as exc:
             log.error("job.record_failed", job_id=job.id, error=str(exc))
-        level = "info" if job.state == "succeeded" else "warning" if job.state in (
+        level = "info" if state == "succeeded" else "warning" if state in (
             "cancelled", "partial", "problems") else "error"
-        self.services.audit(f"job.{job.state}", level=level, actor=job.actor, component="jobs",
+        self.services.audit(f"job.{state}", level=level, actor=job.actor, component="jobs",
                             job_id=job.id, kind=job.kind, error=job.error,
                             duration_ms=round((job.finished - job.started) * 1000),
                             summary=job.summary)
+        job.state = state
         for hook in self.on_finish:
             try:
                 hook(job)

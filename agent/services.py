@@ -37,7 +37,7 @@ class AgentServices:
         kind = "alert" if event.startswith("alert.") else "audit"
         try:
             self._store.add_event(kind, event, level=level, component=component, actor=actor,
-                                  **context)
+                                  context=context)
         except Exception as exc:  # the log line above still records it
             log.error("audit.store_failed", audit_event=event, error=str(exc))
 

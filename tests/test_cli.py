@@ -43,3 +43,14 @@ def test_usage_error_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["metrics", "query"])
     assert exc.value.code == 2
+
+
+def test_configuration_reference_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/configuration.md is generated from the schema; it must list every key."""
+    from pathlib import Path
+
+    from lightkeeper import config
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    assert config.reference_markdown() in doc, \
+        "regenerate docs/configuration.md with 'lightkeeper config reference'"

@@ -165,8 +165,11 @@ class Store:
 
     # -- events ----------------------------------------------------------------------------
     def add_event(self, kind: str, event: str, level: str = "info", component: str = "agent",
-                  actor: str | None = None, ts: float | None = None, **context: Any) -> int:
-        ctx = json.dumps(redact(context), default=str)
+                  actor: str | None = None, ts: float | None = None,
+                  context: dict[str, Any] | None = None) -> int:
+        """Store an event. ``context`` is a dict (not keyword arguments), so context keys such
+        as ``kind`` or ``ts`` never collide with the event's own fields."""
+        ctx = json.dumps(redact(context or {}), default=str)
         with self._lock:
             row = self.con.execute(
                 "INSERT INTO events (ts, level, kind, component, event, actor, context)"

@@ -176,3 +176,19 @@ def test_config_change_is_audited(start_agent, lk_env: dict[str, str]) -> None:
     assert ctx["keys"] == ["store.retention_raw_hours"]
     assert ctx["changes"]["store.retention_raw_hours"] == {
         "old": 48.0, "new": 24.0, "origin": "environment LIGHTKEEPER_STORE__RETENTION_RAW_HOURS"}
+
+
+def test_job_lifecycle_is_audited(agent: AgentProcess) -> None:
+    """job.started / job.failed reach the events table with the job's kind in their context."""
+    from lightkeeper.client import AgentError
+
+    try:
+        job_id = agent.client.start_job("verify", {})
+    except AgentError:
+        pytest.skip("verify job not registered")
+    agent.client.wait_job(job_id, timeout=60)
+    events = {e["event"]: e for e in agent.client.events(kind="audit", limit=500)
+              if e["context"].get("job_id") == job_id}
+    assert "job.started" in events
+    assert events["job.started"]["context"]["kind"] == "verify"
+    assert any(name in events for name in ("job.succeeded", "job.failed", "job.problems"))

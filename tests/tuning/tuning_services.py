@@ -21,7 +21,7 @@ class LocalServices:
               component: str = "agent", **context: Any) -> None:
         self.audits.append({"event": event, "actor": actor, "level": level, **context})
         self.store.add_event("audit", event, level=level, component=component, actor=actor,
-                             **context)
+                             context=context)
 
     def set_current(self, metric: str, label: str, value: float, ts: float | None = None,
                     record: bool = True) -> None:
