@@ -51,29 +51,33 @@ def _open(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
-def _acquire(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
+def _try_lock(fd: int, op: int) -> bool:
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
-        return
+        return True
     except OSError as exc:
         if exc.errno not in (errno.EAGAIN, errno.EACCES):
             raise
+        return False
+
+
+def _waits(fd: int, op: int, timeout: float, path: Path, what: str) -> Iterator[float]:
+    """Try the lock; while it is busy yield how long to wait (backing off), until the timeout."""
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while True:
-        try:
-            fcntl.flock(fd, op | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
+    while not _try_lock(fd, op):
         if time.monotonic() >= deadline:
             raise GateTimeout(
                 f"write gate {path} is busy: could not take the {what} lock within "
                 f"{timeout:g} s (another process is writing or backing up this user)"
             )
-        time.sleep(delay)
+        yield delay
         delay = min(delay * 2, 0.1)
+
+
+def _acquire(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
+    for delay in _waits(fd, op, timeout, path, what):
+        time.sleep(delay)
 
 
 @contextmanager
@@ -133,22 +137,8 @@ class _Held:
 async def _acquire_async(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
     import asyncio
 
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            fcntl.flock(fd, op | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-        if time.monotonic() >= deadline:
-            raise GateTimeout(
-                f"write gate {path} is busy: could not take the {what} lock within "
-                f"{timeout:g} s (another process is writing or backing up this user)"
-            )
+    for delay in _waits(fd, op, timeout, path, what):
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
 
 
 @asynccontextmanager
