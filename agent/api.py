@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -162,7 +161,3 @@ async def serve_unix(app: web.Application, path: Path) -> web.AppRunner:
         os.umask(old)
     os.chmod(path, 0o600)
     return runner
-
-
-def run_in_thread(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-    return asyncio.to_thread(fn, *args)

@@ -109,17 +109,6 @@ class Store:
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
-    def insert_arrow(self, table: str, data: Any) -> None:
-        """Insert a pyarrow Table (for tools and benchmarks; the agent itself keeps pyarrow out
-        of its process to save memory)."""
-        with self._lock:
-            self.con.register("_incoming", data)
-            try:
-                cols = ", ".join(data.column_names)
-                self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _incoming")
-            finally:
-                self.con.unregister("_incoming")
-
     def transaction(self) -> _Transaction:
         return _Transaction(self)
 
