@@ -20,12 +20,13 @@ import blake3
 
 from backup.crypto import IntegrityError
 from backup.fsutil import is_enospc, require_space
-from backup.gate import LOCK_NAME, exclusive_gate
+from backup.gate import exclusive_gate
 from backup.lock import RepoLock
 from backup.priority import lowered
 from backup.repository import Repository
 from backup.snapshot import BackupOptions, run_backup
 from backup.sources import excluded, scan
+from lightkeeper.gate import GATE_FILES
 from lightkeeper.ids import UnsafePath, safe_join, validate_user_id
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
@@ -197,7 +198,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                             keep = {e["path"].split("/", 2)[2] for e, _ in items}
                             present, _ = scan(udir)
                             for f in present:
-                                if f.rel not in keep and f.rel != LOCK_NAME:
+                                if f.rel not in keep and f.rel not in GATE_FILES:
                                     (udir / f.rel).unlink(missing_ok=True)
                     else:
                         list(pool.map(work, items))

@@ -10,10 +10,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from backup.gate import LOCK_NAME
+from lightkeeper.gate import GATE_FILES
 from lightkeeper.ids import InvalidUserId, validate_user_id
 
-EXCLUDE = ("*.tmp.*", LOCK_NAME)
+EXCLUDE = ("*.tmp.*", *GATE_FILES)
 DOCS_FILE = "kv_store_full_docs.json"
 GRAPH_FILE = "graph_chunk_entity_relation.graphml"
 _TOP_KEY = re.compile(rb'\n  "')

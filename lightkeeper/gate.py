@@ -27,6 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = ".lightkeeper.lock"
+# A reader announces it is waiting by holding this file exclusively; a writer passes through it
+# (shared, released at once) before it takes the gate. So a stream of back-to-back writes cannot
+# starve a backup: flock has no fairness of its own.
+INTENT_NAME = ".lightkeeper.intent"
+GATE_FILES = (LOCK_NAME, INTENT_NAME)
 
 
 class GateTimeout(TimeoutError):
@@ -83,10 +88,18 @@ def _acquire(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
 @contextmanager
 def write_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
     """Hold ``LOCK_EX`` on the user's gate (a writer: insert, delete, merge)."""
+    deadline = time.monotonic() + timeout
+    ipath = Path(directory) / INTENT_NAME
+    ifd = _open(ipath)
+    try:  # wait behind a reader that is waiting for the gate
+        _acquire(ifd, fcntl.LOCK_SH, timeout, ipath, "shared intent")
+        fcntl.flock(ifd, fcntl.LOCK_UN)
+    finally:
+        os.close(ifd)
     path = lock_path(directory)
     fd = _open(path)
     try:
-        _acquire(fd, fcntl.LOCK_EX, timeout, path, "exclusive")
+        _acquire(fd, fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()), path, "exclusive")
         try:
             yield
         finally:
@@ -101,16 +114,23 @@ def write_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
 @contextmanager
 def read_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
     """Hold ``LOCK_SH`` on the user's gate (a reader that needs a quiet moment)."""
-    path = lock_path(directory)
-    fd = _open(path)
+    deadline = time.monotonic() + timeout
+    ipath = Path(directory) / INTENT_NAME
+    ifd = _open(ipath)
     try:
-        _acquire(fd, fcntl.LOCK_SH, timeout, path, "shared")
+        _acquire(ifd, fcntl.LOCK_EX, timeout, ipath, "intent")  # new writers now wait for us
+        path = lock_path(directory)
+        fd = _open(path)
         try:
-            yield
+            _acquire(fd, fcntl.LOCK_SH, max(0.0, deadline - time.monotonic()), path, "shared")
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(ifd)
 
 
 def read_stamp(directory: Path) -> Stamp:
@@ -144,11 +164,20 @@ async def _acquire_async(fd: int, op: int, timeout: float, path: Path, what: str
 @asynccontextmanager
 async def async_write_gate(directory: Path, timeout: float = 60.0) -> AsyncIterator[_Held]:
     """``write_gate`` for asyncio code: waits without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    ipath = Path(directory) / INTENT_NAME
+    ifd = _open(ipath)
+    try:
+        await _acquire_async(ifd, fcntl.LOCK_SH, timeout, ipath, "shared intent")
+        fcntl.flock(ifd, fcntl.LOCK_UN)
+    finally:
+        os.close(ifd)
     path = lock_path(directory)
     fd = _open(path)
     held = _Held()
     try:
-        await _acquire_async(fd, fcntl.LOCK_EX, timeout, path, "exclusive")
+        await _acquire_async(fd, fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()), path,
+                             "exclusive")
         try:
             yield held
         finally:
@@ -163,13 +192,21 @@ async def async_write_gate(directory: Path, timeout: float = 60.0) -> AsyncItera
 @asynccontextmanager
 async def async_read_gate(directory: Path, timeout: float = 60.0) -> AsyncIterator[None]:
     """``read_gate`` for asyncio code."""
-    path = lock_path(directory)
-    fd = _open(path)
+    deadline = time.monotonic() + timeout
+    ipath = Path(directory) / INTENT_NAME
+    ifd = _open(ipath)
     try:
-        await _acquire_async(fd, fcntl.LOCK_SH, timeout, path, "shared")
+        await _acquire_async(ifd, fcntl.LOCK_EX, timeout, ipath, "intent")
+        path = lock_path(directory)
+        fd = _open(path)
         try:
-            yield
+            await _acquire_async(fd, fcntl.LOCK_SH, max(0.0, deadline - time.monotonic()), path,
+                                 "shared")
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
     finally:
-        os.close(fd)
+        os.close(ifd)
