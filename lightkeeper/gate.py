@@ -66,7 +66,8 @@ def _try_lock(fd: int, op: int) -> bool:
         return False
 
 
-def _waits(fd: int, op: int, timeout: float, path: Path, what: str) -> Iterator[float]:
+def _waits(fd: int, op: int, timeout: float, path: Path, what: str,
+           total: float | None = None) -> Iterator[float]:
     """Try the lock; while it is busy yield how long to wait (backing off), until the timeout."""
     deadline = time.monotonic() + timeout
     delay = 0.005
@@ -74,14 +75,16 @@ def _waits(fd: int, op: int, timeout: float, path: Path, what: str) -> Iterator[
         if time.monotonic() >= deadline:
             raise GateTimeout(
                 f"write gate {path} is busy: could not take the {what} lock within "
-                f"{timeout:g} s (another process is writing or backing up this user)"
+                f"{timeout if total is None else total:g} s (another process is writing or "
+                "backing up this user)"
             )
         yield delay
         delay = min(delay * 2, 0.1)
 
 
-def _acquire(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
-    for delay in _waits(fd, op, timeout, path, what):
+def _acquire(fd: int, op: int, timeout: float, path: Path, what: str,
+             total: float | None = None) -> None:
+    for delay in _waits(fd, op, timeout, path, what, total):
         time.sleep(delay)
 
 
@@ -99,7 +102,8 @@ def write_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
     path = lock_path(directory)
     fd = _open(path)
     try:
-        _acquire(fd, fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()), path, "exclusive")
+        _acquire(fd, fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()), path, "exclusive",
+                 timeout)
         try:
             yield
         finally:
@@ -122,7 +126,8 @@ def read_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
         path = lock_path(directory)
         fd = _open(path)
         try:
-            _acquire(fd, fcntl.LOCK_SH, max(0.0, deadline - time.monotonic()), path, "shared")
+            _acquire(fd, fcntl.LOCK_SH, max(0.0, deadline - time.monotonic()), path, "shared",
+                     timeout)
             try:
                 yield
             finally:
@@ -154,10 +159,11 @@ class _Held:
     stamp: bytes = b""
 
 
-async def _acquire_async(fd: int, op: int, timeout: float, path: Path, what: str) -> None:
+async def _acquire_async(fd: int, op: int, timeout: float, path: Path, what: str,
+                         total: float | None = None) -> None:
     import asyncio
 
-    for delay in _waits(fd, op, timeout, path, what):
+    for delay in _waits(fd, op, timeout, path, what, total):
         await asyncio.sleep(delay)
 
 
@@ -177,7 +183,7 @@ async def async_write_gate(directory: Path, timeout: float = 60.0) -> AsyncItera
     held = _Held()
     try:
         await _acquire_async(fd, fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()), path,
-                             "exclusive")
+                             "exclusive", timeout)
         try:
             yield held
         finally:
@@ -201,7 +207,7 @@ async def async_read_gate(directory: Path, timeout: float = 60.0) -> AsyncIterat
         fd = _open(path)
         try:
             await _acquire_async(fd, fcntl.LOCK_SH, max(0.0, deadline - time.monotonic()), path,
-                                 "shared")
+                                 "shared", timeout)
             try:
                 yield
             finally:

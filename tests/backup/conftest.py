@@ -35,7 +35,7 @@ def tree_digest(root: Path) -> dict[str, str]:
     """Relative path -> sha256 of every regular file (lock and temp files excluded)."""
     out = {}
     for p in sorted(Path(root).rglob("*")):
-        if p.is_file() and p.name != ".lightkeeper.lock" and ".tmp." not in p.name:
+        if p.is_file() and p.name not in (".lightkeeper.lock", ".lightkeeper.intent") and ".tmp." not in p.name:
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
