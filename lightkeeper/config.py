@@ -293,6 +293,16 @@ def _suggest(key: str) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
+def parse_bool(text: str) -> bool | None:
+    """'1/true/yes/on' and '0/false/no/off' (any case); None for anything else."""
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
 def coerce(setting: Setting, value: Any, source: str, key: str) -> Any:
     """Convert ``value`` (from TOML or a string) to the setting's type, or raise ConfigError."""
 
@@ -322,13 +332,10 @@ def coerce(setting: Setting, value: Any, source: str, key: str) -> Any:
             value = float(value.strip()) if from_string else float(value)
         elif t == "bool":
             if from_string:
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    value = True
-                elif low in ("0", "false", "no", "off"):
-                    value = False
-                else:
+                parsed = parse_bool(value)
+                if parsed is None:
                     raise bad()
+                value = parsed
             elif not isinstance(value, bool):
                 raise bad()
         elif t == "list":

@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lightkeeper.config import parse_bool
 from tuning.params import BY_NAME, NAMES, Param, fmt_num
 
 
@@ -74,13 +75,10 @@ def coerce(param: Param, value: Any) -> Any:
             raise bad("not a finite number")
     elif t == "bool":
         if text is not None:
-            low = text.lower()
-            if low in ("1", "true", "yes", "on"):
-                value = True
-            elif low in ("0", "false", "no", "off"):
-                value = False
-            else:
+            parsed = parse_bool(text)
+            if parsed is None:
                 raise bad()
+            value = parsed
         elif not isinstance(value, bool):
             raise bad()
     elif t == "str":

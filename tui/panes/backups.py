@@ -16,7 +16,7 @@ from tui.format import age, clock_time, human_bytes, human_duration
 from tui.panes.base import Pane, Request
 from tui.panes.common import first
 from tui.restore_wizard import RestoreWizard
-from tui.widgets.jobprogress import JobProgress
+from tui.widgets.jobprogress import JobProgress, last_finished_line
 
 # Job kinds of the backup package (backup/calls.py) that use the repository.
 BACKUP_JOBS = ("backup", "verify", "prune", "forget", "restore")
@@ -88,16 +88,8 @@ class BackupsPane(Pane):
         if self.snapshots:
             table.move_cursor(row=min(max(row, 0), len(self.snapshots) - 1))
         self.query_one("#backups-progress", JobProgress).show(self.lk.jobs)
-        recent = [j for j in data.get("recent") or [] if j.get("kind") in BACKUP_JOBS
-                  and j.get("state") not in ("queued", "running")]
-        last = self.query_one("#backups-last", Static)
-        if recent:
-            j = recent[0]
-            last.update(Text(f" last: {j['kind']} {j['state']} {age(j.get('finished'), req.now)}"
-                             + (f" - {j['error']}" if j.get("error") else ""),
-                             style="red" if j["state"] == "failed" else "dim"))
-        else:
-            last.update("")
+        self.query_one("#backups-last", Static).update(
+            last_finished_line(data.get("recent") or [], BACKUP_JOBS, req.now))
 
     # -- actions ----------------------------------------------------------------------------
     def _start(self, kind: str, params: dict[str, Any], what: str) -> None:

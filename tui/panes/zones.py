@@ -14,7 +14,7 @@ from tui.agentdata import problem
 from tui.dialogs import ConfirmDialog
 from tui.format import age, human_bytes, human_duration, shorten
 from tui.panes.base import Pane, Request
-from tui.widgets.jobprogress import JobProgress
+from tui.widgets.jobprogress import JobProgress, last_finished_line
 
 ZONE_JOBS = ("replicate", "zone_verify", "zone_prune", "zone_restore", "zone_rebuild",
              "zone_status")
@@ -75,16 +75,8 @@ class ZonesPane(Pane):
         if self.zones:
             table.move_cursor(row=min(max(row, 0), len(self.zones) - 1))
         self.query_one("#zones-progress", JobProgress).show(self.lk.jobs)
-        recent = [j for j in data.get("recent") or [] if j.get("kind") in ZONE_JOBS
-                  and j.get("state") not in ("queued", "running")]
-        last = self.query_one("#zones-last", Static)
-        if recent:
-            j = recent[0]
-            last.update(Text(f" last: {j['kind']} {j['state']} {age(j.get('finished'), req.now)}"
-                             + (f" - {j['error']}" if j.get("error") else ""),
-                             style="red" if j["state"] == "failed" else "dim"))
-        else:
-            last.update("")
+        self.query_one("#zones-last", Static).update(
+            last_finished_line(data.get("recent") or [], ZONE_JOBS, req.now))
 
     # -- actions ----------------------------------------------------------------------------
     def selected(self) -> dict[str, Any] | None:

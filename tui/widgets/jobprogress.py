@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.format import human_bytes, human_duration, rate, shorten
+from tui.format import age, human_bytes, human_duration, rate, shorten
 
 
 def job_line(job: dict[str, Any], width: int = 80) -> Group:
@@ -60,3 +60,16 @@ class JobProgress(Static):
             return
         width = self.size.width or 80
         self.update(Group(*(job_line(j, width) for j in mine)))
+
+
+def last_finished_line(recent: list[dict[str, Any]], kinds: Any, now: float) -> Text | str:
+    """' last: KIND STATE AGE - error' for the newest finished job of ``kinds`` ('' if none)."""
+    done = [j for j in recent if j.get("kind") in kinds
+            and j.get("state") not in ("queued", "running")]
+    if not done:
+        return ""
+    j = done[0]
+    return Text(f" last: {j['kind']} {j['state']} {age(j.get('finished'), now)}"
+                + (f" - {j['error']}" if j.get("error") else ""),
+                style="red" if j["state"] == "failed" else "dim")
+
