@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from agent import alerts as alerts_mod
-from agent.store import queries
+from lightkeeper.agent import alerts as alerts_mod
+from lightkeeper.agent.store import queries
 from lightkeeper.logs import get_logger
 from lightkeeper.services import CallError
 
 if TYPE_CHECKING:
-    from agent.daemon import Agent
+    from lightkeeper.agent.daemon import Agent
 
 log = get_logger("api")
 

@@ -7,9 +7,9 @@ import time
 import uuid
 from typing import Any
 
-from agent import ingest
-from agent.store import queries
-from agent.store.rollup import Retention
+from lightkeeper.agent import ingest
+from lightkeeper.agent.store import queries
+from lightkeeper.agent.store.rollup import Retention
 from lightkeeper.services import CallError, Services
 
 

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from agent.daemon import Agent
+    from lightkeeper.agent.daemon import Agent
 
 # The one bounded label each family of internal metrics carries, by name prefix.
 LABEL_NAMES = [

@@ -88,7 +88,7 @@ def stage_rows(con: Any, rows: list[dict[str, Any]]) -> None:
 
 def batch_aggregates(con: Any) -> list[dict[str, Any]]:
     """Per (op, mode) of the staged batch: count, sum, errors, model time, histogram buckets."""
-    from agent.http_endpoints import LATENCY_BUCKETS
+    from lightkeeper.agent.http_endpoints import LATENCY_BUCKETS
 
     buckets = ", ".join(f"count(*) FILTER (WHERE duration_s <= {b})" for b in LATENCY_BUCKETS)
     rows = con.execute(

@@ -8,12 +8,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.store.db import Store
+from lightkeeper.agent.store.db import Store
 from lightkeeper.config import Config
 from lightkeeper.logs import get_logger
 
 if TYPE_CHECKING:
-    from agent.jobs import JobManager
+    from lightkeeper.agent.jobs import JobManager
 
 log = get_logger("agent")
 

@@ -29,19 +29,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backup import prune as prune_mod
-from backup import retention
-from backup.crypto import KeyFileError
-from backup.dbsources import restore_postgres
-from backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
-from backup.restore import RestoreOptions, restore
-from backup.snapshot import BackupOptions, run_backup
-from backup.verify import verify
+from lightkeeper.backup import prune as prune_mod
+from lightkeeper.backup import retention
+from lightkeeper.backup.crypto import KeyFileError
+from lightkeeper.backup.dbsources import restore_postgres
+from lightkeeper.backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.verify import verify
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.logs import get_logger
 from lightkeeper.services import CallError, Services
 
-log = get_logger("backup.calls")
+log = get_logger("lightkeeper.backup.calls")
 
 RESOURCE = "repository"
 
@@ -274,7 +274,7 @@ def _lightrag_check(services: Services, spool: Path) -> Any:
 
 
 def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
-    from backup.drill import drill
+    from lightkeeper.backup.drill import drill
 
     cfg = services.cfg
     sample = int(params.get("users") or cfg["backup.drill_users"])

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
 

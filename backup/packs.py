@@ -22,9 +22,9 @@ from pathlib import Path
 import blake3
 import zstandard
 
-from backup import index as index_mod
-from backup.crypto import Sealer
-from backup.fsutil import fsync_dir, tmp_name
+from lightkeeper.backup import index as index_mod
+from lightkeeper.backup.crypto import Sealer
+from lightkeeper.backup.fsutil import fsync_dir, tmp_name
 
 AAD_BLOCK = b"lk-block"
 AAD_TRAILER = b"lk-trailer"
@@ -56,7 +56,7 @@ def decode_block(sealer: Sealer, data: bytes | memoryview, aad: bytes = AAD_BLOC
     try:
         return _decompressor().decompress(plain)
     except zstandard.ZstdError as exc:
-        from backup.crypto import IntegrityError
+        from lightkeeper.backup.crypto import IntegrityError
 
         raise IntegrityError(f"block does not decompress: {exc}") from None
 

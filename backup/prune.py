@@ -19,13 +19,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from backup import retention
-from backup.crypto import IntegrityError
-from backup.fsutil import require_space
-from backup.index import PackInfo
-from backup.lock import RepoLock
-from backup.priority import lowered
-from backup.repository import ID_LEN, Repository, reindex_orphans, repo_size
+from lightkeeper.backup import retention
+from lightkeeper.backup.crypto import IntegrityError
+from lightkeeper.backup.fsutil import require_space
+from lightkeeper.backup.index import PackInfo
+from lightkeeper.backup.lock import RepoLock
+from lightkeeper.backup.priority import lowered
+from lightkeeper.backup.repository import ID_LEN, Repository, reindex_orphans, repo_size
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import blake3
 
-from backup import index as index_mod
-from backup.crypto import (
+from lightkeeper.backup import index as index_mod
+from lightkeeper.backup.crypto import (
     IntegrityError,
     KeyFileError,
     Keys,
@@ -41,9 +41,9 @@ from backup.crypto import (
     read_key_file,
     write_key_file,
 )
-from backup.fsutil import TMP_PREFIX, atomic_write
-from backup.index import Loc, PackInfo
-from backup.packs import AAD_BLOCK, PackWriter, decode_block, encode_block
+from lightkeeper.backup.fsutil import TMP_PREFIX, atomic_write
+from lightkeeper.backup.index import Loc, PackInfo
+from lightkeeper.backup.packs import AAD_BLOCK, PackWriter, decode_block, encode_block
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.repository")
@@ -577,7 +577,7 @@ def reindex_orphans(repo: Repository) -> dict[str, Any]:
     Returns {"reindexed": [pack ids], "unreadable": [pack ids]}; unreadable orphans are left
     for prune (they hold nothing any index or snapshot can name).
     """
-    from backup.packs import read_trailer
+    from lightkeeper.backup.packs import read_trailer
 
     indexed = repo.indexed_packs()
     on_disk = repo.list_pack_files()

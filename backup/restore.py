@@ -18,14 +18,14 @@ from typing import Any
 
 import blake3
 
-from backup.crypto import IntegrityError
-from backup.fsutil import is_enospc, require_space
-from backup.gate import exclusive_gate
-from backup.lock import RepoLock
-from backup.priority import lowered
-from backup.repository import Repository
-from backup.snapshot import BackupOptions, run_backup
-from backup.sources import excluded, scan
+from lightkeeper.backup.crypto import IntegrityError
+from lightkeeper.backup.fsutil import is_enospc, require_space
+from lightkeeper.backup.gate import exclusive_gate
+from lightkeeper.backup.lock import RepoLock
+from lightkeeper.backup.priority import lowered
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.sources import excluded, scan
 from lightkeeper.gate import GATE_FILES
 from lightkeeper.ids import UnsafePath, safe_join, validate_user_id
 from lightkeeper.logs import get_logger

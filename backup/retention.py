@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from backup.repository import SnapshotInfo
+from lightkeeper.backup.repository import SnapshotInfo
 
 RULES: list[tuple[str, Callable[[time.struct_time], tuple[int, ...]]]] = [
     ("hourly", lambda t: (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour)),

@@ -23,13 +23,13 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from backup import sources
-from backup.fsutil import NoSpace, is_enospc, require_space
-from backup.gate import GateTimeout, read_gate
-from backup.lock import RepoLock
-from backup.packs import PackWriter
-from backup.priority import lowered
-from backup.repository import Repository, reindex_orphans, repo_size
+from lightkeeper.backup import sources
+from lightkeeper.backup.fsutil import NoSpace, is_enospc, require_space
+from lightkeeper.backup.gate import GateTimeout, read_gate
+from lightkeeper.backup.lock import RepoLock
+from lightkeeper.backup.packs import PackWriter
+from lightkeeper.backup.priority import lowered
+from lightkeeper.backup.repository import Repository, reindex_orphans, repo_size
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
@@ -375,7 +375,7 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
         try:
             with tempfile.TemporaryDirectory(prefix="lk-backup-", dir=scratch_parent) as scratch:
                 sdir = Path(scratch)
-                from backup import dbsources
+                from lightkeeper.backup import dbsources
                 # 1. databases: any failure fails the whole snapshot
                 for name, spec in sorted(opts.postgres.items()):
                     ctx.check_cancelled()

@@ -18,11 +18,11 @@ from typing import Any
 
 import blake3
 
-from backup.crypto import IntegrityError
-from backup.lock import RepoLock
-from backup.packs import AAD_BLOCK, decode_block
-from backup.priority import lowered
-from backup.repository import ID_LEN, Repository
+from lightkeeper.backup.crypto import IntegrityError
+from lightkeeper.backup.lock import RepoLock
+from lightkeeper.backup.packs import AAD_BLOCK, decode_block
+from lightkeeper.backup.priority import lowered
+from lightkeeper.backup.repository import ID_LEN, Repository
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
 

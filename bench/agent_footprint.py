@@ -129,7 +129,7 @@ def measure(pid: int, seconds: float, on_tick=None) -> dict:
 COLLECTORS_ONLY = r"""
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from collectors.registry import build_collectors
+from lightkeeper.collectors.registry import build_collectors
 from lightkeeper.config import load
 cols = build_collectors(load(read_system=False))
 due = {c.name: 0.0 for c in cols}

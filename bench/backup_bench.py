@@ -41,10 +41,10 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from backup.repository import Repository
-from backup.snapshot import BackupOptions, run_backup
-from backup.restore import RestoreOptions, restore
-from backup.verify import verify
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.verify import verify
 op, repo_path, key, arg = sys.argv[1:5]
 if op == "init":
     Repository.init(Path(repo_path), Path(key)); out = {}

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lightkeeper import config  # noqa: E402
-from rag.instrument import Instrument, wrap_embed, wrap_llm  # noqa: E402
-from rag.spool import SpoolWriter  # noqa: E402
+from lightkeeper.rag.instrument import Instrument, wrap_embed, wrap_llm  # noqa: E402
+from lightkeeper.rag.spool import SpoolWriter  # noqa: E402
 
 PROMPT = "p" * 6000
 SYSTEM = "s" * 12000
@@ -69,15 +69,15 @@ async def per_op(n: int, spool_dir: Path) -> tuple[float, float]:
 
 
 async def end_to_end(queries: int, blocks: int, state: Path) -> tuple[float, float]:
-    from rag.runtime import RagRuntime
-    from rag.workload import QUERY_MODES, bench_documents
+    from lightkeeper.rag.runtime import RagRuntime
+    from lightkeeper.rag.workload import QUERY_MODES, bench_documents
 
     cfg = config.load(overrides=[("paths.state_dir", str(state))], env={}, read_system=False)
     async with RagRuntime(cfg, spool=False) as seed:
         docs = bench_documents(12)
         for user in ("bench-on", "bench-off"):  # same data; one workspace per runtime
             await seed.insert(user, [t for t, _ in docs], [p for _, p in docs])
-    from rag.corpus import questions
+    from lightkeeper.rag.corpus import questions
 
     qs = questions()
     work = [(qs[i % len(qs)], QUERY_MODES[i % len(QUERY_MODES)]) for i in range(queries)]

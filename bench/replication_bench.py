@@ -24,11 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backup.zones import hostkeys  # noqa: E402
-from backup.zones.connection import probe_host_key  # noqa: E402
-from backup.zones.local_repo import LocalRepo  # noqa: E402
-from backup.zones.model import Zone  # noqa: E402
-from backup.zones.sync import SyncOptions, sync_zone  # noqa: E402
+from lightkeeper.backup.zones import hostkeys  # noqa: E402
+from lightkeeper.backup.zones.connection import probe_host_key  # noqa: E402
+from lightkeeper.backup.zones.local_repo import LocalRepo  # noqa: E402
+from lightkeeper.backup.zones.model import Zone  # noqa: E402
+from lightkeeper.backup.zones.sync import SyncOptions, sync_zone  # noqa: E402
 from tests.zones.sshd import Sshd, keygen  # noqa: E402
 
 
@@ -48,9 +48,9 @@ def timed(fn) -> tuple[float, object]:
 
 
 def build_repo(work: Path, users: int, mb: float) -> Path:
-    from backup.repository import Repository
-    from backup.snapshot import BackupOptions, run_backup
     from bench.datagen import generate
+    from lightkeeper.backup.repository import Repository
+    from lightkeeper.backup.snapshot import BackupOptions, run_backup
 
     data = work / "data"
     print(f"generating the data root ({users} users, ~{mb:.0f} MB)...", flush=True)

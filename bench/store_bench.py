@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.store.db import Store  # noqa: E402
-from agent.store.queries import series  # noqa: E402
-from agent.store.rollup import Retention, apply_retention, rollup  # noqa: E402
-from collectors.registry import build_collectors  # noqa: E402
+from lightkeeper.agent.store.db import Store  # noqa: E402
+from lightkeeper.agent.store.queries import series  # noqa: E402
+from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup  # noqa: E402
+from lightkeeper.collectors.registry import build_collectors  # noqa: E402
 from lightkeeper.config import load  # noqa: E402
 
 USERS = 100

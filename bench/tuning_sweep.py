@@ -138,7 +138,7 @@ def hand_over(private: Path, agent_spool: Path) -> None:
 
 # -- data built -------------------------------------------------------------------------
 def data_counts(data_root: Path) -> dict[str, int]:
-    from rag import inventory
+    from lightkeeper.rag import inventory
 
     out = {"chunks": 0, "entities": 0, "relations": 0, "size_bytes": 0}
     if not data_root.is_dir():
@@ -197,8 +197,8 @@ def bench_once(env: dict[str, str], tmp: Path, args: argparse.Namespace) -> dict
 
 # -- long-document probe (runs in a child process, see main) -----------------------------
 def long_documents() -> list[tuple[str, str]]:
-    from rag import corpus
-    from rag.tokenizer import count_tokens
+    from lightkeeper.rag import corpus
+    from lightkeeper.rag.tokenizer import count_tokens
 
     base = corpus.documents()
     docs = []
@@ -216,9 +216,9 @@ def long_documents() -> list[tuple[str, str]]:
 
 async def _probe(user: str, run_id: str) -> dict[str, Any]:
     from lightkeeper.config import load
-    from rag import corpus
-    from rag.runtime import RagRuntime
-    from rag.tokenizer import count_tokens
+    from lightkeeper.rag import corpus
+    from lightkeeper.rag.runtime import RagRuntime
+    from lightkeeper.rag.tokenizer import count_tokens
 
     cfg = load()
     docs = long_documents()
@@ -256,7 +256,7 @@ def probe_long(env: dict[str, str], tmp: Path, tag: str) -> dict[str, Any]:
     records = [r for r in read_spool(private) if r.get("run_id") == run_id]
     inserts = [r for r in records if r["op"] == "insert"]
     data_root = Path(env["LIGHTKEEPER_PATHS__DATA_ROOT"])
-    from rag import inventory
+    from lightkeeper.rag import inventory
 
     s = inventory.user_summary(data_root, user)
     chunks = len(json.loads((data_root / user / "kv_store_text_chunks.json")

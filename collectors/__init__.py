@@ -1,5 +1,5 @@
 """psutil system, process and per-user directory collectors (contract in ``collectors.base``)."""
 
-from collectors.registry import build_collectors
+from lightkeeper.collectors.registry import build_collectors
 
 __all__ = ["build_collectors"]

@@ -10,7 +10,7 @@ import os
 
 import psutil
 
-from collectors.base import Triple
+from lightkeeper.collectors.base import Triple
 
 
 def _busy_and_total(t: object) -> tuple[float, float, float]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from collectors.base import RateTracker, Triple
+from lightkeeper.collectors.base import RateTracker, Triple
 from lightkeeper.logs import get_logger
 
 log = get_logger("collectors.disk")

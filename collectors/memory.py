@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from collectors.base import Triple
+from lightkeeper.collectors.base import Triple
 
 
 class MemoryCollector:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import psutil
 
-from collectors.base import RateTracker, Triple
+from lightkeeper.collectors.base import RateTracker, Triple
 from lightkeeper.logs import get_logger
 
 log = get_logger("collectors.network")

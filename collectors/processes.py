@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from collectors.base import Triple
+from lightkeeper.collectors.base import Triple
 from lightkeeper.logs import get_logger
 
 log = get_logger("collectors.processes")

@@ -3,13 +3,13 @@ directories at ``collect.userdir_interval``."""
 
 from __future__ import annotations
 
-from collectors.base import Collector
-from collectors.cpu import CpuCollector
-from collectors.disk import DiskCollector
-from collectors.memory import MemoryCollector
-from collectors.network import NetworkCollector
-from collectors.processes import ProcessCollector
-from collectors.userdirs import UserDirCollector
+from lightkeeper.collectors.base import Collector
+from lightkeeper.collectors.cpu import CpuCollector
+from lightkeeper.collectors.disk import DiskCollector
+from lightkeeper.collectors.memory import MemoryCollector
+from lightkeeper.collectors.network import NetworkCollector
+from lightkeeper.collectors.processes import ProcessCollector
+from lightkeeper.collectors.userdirs import UserDirCollector
 from lightkeeper.config import Config
 
 

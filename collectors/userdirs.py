@@ -26,7 +26,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from collectors.base import Triple
+from lightkeeper.collectors.base import Triple
 from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from lightkeeper.ids import InvalidUserId, validate_user_id
+from lightkeeper.rag import inventory
 from lightkeeper.services import CallError, Services
-from rag import inventory
 
 
 def users(services: Services, params: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
-from rag.spool import SpoolWriter
+from lightkeeper.rag.spool import SpoolWriter
 
 _current: ContextVar[Op | None] = ContextVar("lightkeeper_rag_op", default=None)
 # Set by the LLM wrapper around one call: [tokens_in, tokens_out] reported by the provider.

@@ -39,12 +39,12 @@ from lightrag.utils import EmbeddingFunc
 from lightkeeper.config import Config
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
-from rag import gate
-from rag.instrument import Instrument, wrap_embed, wrap_llm
-from rag.params import ParamSource, lightrag_kwargs, query_kwargs
-from rag.providers import Providers, build_providers
-from rag.spool import SpoolWriter
-from rag.tokenizer import offline_tokenizer
+from lightkeeper.rag import gate
+from lightkeeper.rag.instrument import Instrument, wrap_embed, wrap_llm
+from lightkeeper.rag.params import ParamSource, lightrag_kwargs, query_kwargs
+from lightkeeper.rag.providers import Providers, build_providers
+from lightkeeper.rag.spool import SpoolWriter
+from lightkeeper.rag.tokenizer import offline_tokenizer
 
 log = get_logger("rag.runtime")
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag import corpus
-from rag.runtime import MODES, RagRuntime
+from lightkeeper.rag import corpus
+from lightkeeper.rag.runtime import MODES, RagRuntime
 
 QUERY_MODES = tuple(m for m in MODES if m != "bypass")
 

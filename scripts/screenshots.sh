@@ -48,4 +48,4 @@ if [ "${1:-}" = "--record" ]; then
   args+=(--record tests/tui/recorded/demo.json)
   mkdir -p tests/tui/recorded
 fi
-"$PY" -m tui.shots "${args[@]}"
+"$PY" -m lightkeeper.tui.shots "${args[@]}"

@@ -29,8 +29,8 @@ def test_rule_unit_tests() -> None:
 
 def test_rules_cover_the_agents_alerts() -> None:
     """Every alert the agent evaluates has a Prometheus twin and a runbook entry."""
-    from agent.alerts import default_rules
     from lightkeeper import config
+    from lightkeeper.agent.alerts import default_rules
 
     text = (RULES / "alerts.yml").read_text()
     runbook = (RULES.parent.parent / "docs" / "runbook.md").read_text()

@@ -22,16 +22,16 @@ from textual.widgets import ContentSwitcher, Input
 from textual.worker import Worker, WorkerState
 
 from lightkeeper.client import AgentError, AgentUnavailable
-from tui.actions import ACTIONS, BY_NAME, PANES, WINDOWS
-from tui.dialogs import HelpScreen
-from tui.panes.backups import BackupsPane
-from tui.panes.base import Pane, Request
-from tui.panes.events import EventsPane
-from tui.panes.lightrag import LightRagPane
-from tui.panes.overview import OverviewPane
-from tui.panes.tuning import TuningPane
-from tui.panes.zones import ZonesPane
-from tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLegend, TopBar
+from lightkeeper.tui.actions import ACTIONS, BY_NAME, PANES, WINDOWS
+from lightkeeper.tui.dialogs import HelpScreen
+from lightkeeper.tui.panes.backups import BackupsPane
+from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.panes.events import EventsPane
+from lightkeeper.tui.panes.lightrag import LightRagPane
+from lightkeeper.tui.panes.overview import OverviewPane
+from lightkeeper.tui.panes.tuning import TuningPane
+from lightkeeper.tui.panes.zones import ZonesPane
+from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLegend, TopBar
 
 THEMES = ("textual-dark", "textual-light")
 

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
-from tui.actions import ACTIONS, PANES, key_label
+from lightkeeper.tui.actions import ACTIONS, PANES, key_label
 
 
 class ConfirmDialog(ModalScreen[bool]):

@@ -14,8 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from lightkeeper.fmt import clock_time, human_bytes
 from lightkeeper.ids import InvalidUserId, validate_user_id
-from tui.format import clock_time, human_bytes
 
 
 def snapshot_label(s: dict[str, Any]) -> str:

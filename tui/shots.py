@@ -1,6 +1,6 @@
 """Drive the console headless and save an SVG screenshot of every screen.
 
-``python -m tui.shots --out screenshots`` attaches to the configured agent (it does not start
+``python -m lightkeeper.tui.shots --out screenshots`` attaches to the configured agent (it does not start
 one), opens each screen, waits for its data and writes ``screenshots/<screen>.svg``.
 ``--record FILE`` also keeps the agent's answers for the snapshot tests' recorded-data replay.
 """
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tui.actions import PANES
-from tui.app import LightkeeperApp
+from lightkeeper.tui.actions import PANES
+from lightkeeper.tui.app import LightkeeperApp
 
 SCREENS: tuple[tuple[str, str], ...] = tuple((pid, key) for pid, _, key in PANES)
 
@@ -58,19 +58,19 @@ async def capture(client: Any, out: Path, size: tuple[int, int] = (120, 40),
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tui.shots", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m lightkeeper.tui.shots", description=__doc__)
     ap.add_argument("--out", default="screenshots", help="directory for the SVG files")
     ap.add_argument("--record", metavar="FILE", help="also record the agent's answers here")
     ap.add_argument("--size", default="120x40", help="terminal size WxH (default 120x40)")
     args = ap.parse_args(argv)
     from lightkeeper.client import AgentUnavailable, connect
     from lightkeeper.config import load
-    from tui.replay import RecordingClient
+    from lightkeeper.tui.replay import RecordingClient
 
     try:
         client: Any = connect(load(), autostart=False)
     except AgentUnavailable as exc:
-        print(f"tui.shots: {exc}", file=sys.stderr)
+        print(f"lightkeeper.tui.shots: {exc}", file=sys.stderr)
         return 3
     w, h = (int(x) for x in args.size.split("x"))
     recorder = RecordingClient(client) if args.record else None

@@ -26,9 +26,9 @@ from typing import Any
 
 import tomlkit
 
-from tuning.params import EFFECTS, PARAMS
-from tuning.tuningset import TuningSet
-from tuning.validate import TuningError
+from lightkeeper.tuning.params import EFFECTS, PARAMS
+from lightkeeper.tuning.tuningset import TuningSet
+from lightkeeper.tuning.validate import TuningError
 
 HEADER = """\
 lightkeeper: active LightRAG tuning. Read and watched by LightRAG processes.

@@ -17,14 +17,14 @@ from typing import Any
 
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.services import CallError, Services
-from tuning import versions
-from tuning.activefile import parse_active, read_active_set, write_active
-from tuning.diff import diff, effects_summary
-from tuning.envfile import export_env, parse_env
-from tuning.params import EFFECTS, PARAMS, defaults, model
-from tuning.protect import rebuild_conflicts
-from tuning.tuningset import TuningSet
-from tuning.validate import TuningError, warnings_for
+from lightkeeper.tuning import versions
+from lightkeeper.tuning.activefile import parse_active, read_active_set, write_active
+from lightkeeper.tuning.diff import diff, effects_summary
+from lightkeeper.tuning.envfile import export_env, parse_env
+from lightkeeper.tuning.params import EFFECTS, PARAMS, defaults, model
+from lightkeeper.tuning.protect import rebuild_conflicts
+from lightkeeper.tuning.tuningset import TuningSet
+from lightkeeper.tuning.validate import TuningError, warnings_for
 
 # One writer at a time: a change writes the file and the store under this lock, and the
 # file watcher compares under it, so it never mistakes our own write for an external edit.

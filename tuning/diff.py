@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuning.params import BY_NAME, EFFECTS, effect_of
-from tuning.tuningset import TuningSet
+from lightkeeper.tuning.params import BY_NAME, EFFECTS, effect_of
+from lightkeeper.tuning.tuningset import TuningSet
 
 _EFFECT_ORDER = ("rebuild", "restart", "new_documents", "next_operation")
 

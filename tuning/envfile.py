@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuning.params import PARAMS
-from tuning.validate import TuningError, coerce
+from lightkeeper.tuning.params import PARAMS
+from lightkeeper.tuning.validate import TuningError, coerce
 
 # Older names the server still accepts, lowest precedence first.
 ALIASES: dict[str, tuple[str, ...]] = {"llm_model_max_async": ("MAX_ASYNC",)}

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from lightkeeper.ids import USER_ID_RE
-from tuning.params import PARAMS
-from tuning.tuningset import TuningSet
+from lightkeeper.tuning.params import PARAMS
+from lightkeeper.tuning.tuningset import TuningSet
 
 REBUILD_PARAMS = tuple(p.name for p in PARAMS if p.effect == "rebuild")
 _HEAD_BYTES = 64 * 1024

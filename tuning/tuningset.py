@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkeeper.ids import InvalidUserId, validate_user_id
-from tuning.params import NAMES, defaults
-from tuning.validate import TuningError, blame, check_cross, check_fields
+from lightkeeper.tuning.params import NAMES, defaults
+from lightkeeper.tuning.validate import TuningError, blame, check_cross, check_fields
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightkeeper.config import parse_bool
-from tuning.params import BY_NAME, NAMES, Param, fmt_num
+from lightkeeper.tuning.params import BY_NAME, NAMES, Param, fmt_num
 
 
 class TuningError(ValueError):
@@ -194,7 +194,7 @@ def warnings_for(params: Mapping[str, Any]) -> dict[str, str]:
 
 def validate_full(raw: Mapping[str, Any], where: str = "") -> dict[str, Any]:
     """Validate a full global set (missing names take LightRAG's default). Raises TuningError."""
-    from tuning.params import defaults
+    from lightkeeper.tuning.params import defaults
 
     values, errors = check_fields(raw)
     merged = {**defaults(), **values}

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tuning.tuningset import TuningSet
-from tuning.validate import TuningError
+from lightkeeper.tuning.tuningset import TuningSet
+from lightkeeper.tuning.validate import TuningError
 
 
 @dataclass
@@ -42,7 +42,7 @@ def _row_to_version(row: dict[str, Any]) -> Version:
         tset = TuningSet.from_json(doc)
     except TuningError:
         # A version recorded under an older model: keep what still validates field by field.
-        from tuning.params import NAMES, defaults
+        from lightkeeper.tuning.params import NAMES, defaults
 
         params = {**defaults(), **{k: v for k, v in (doc.get("params") or {}).items()
                                    if k in NAMES}}

@@ -24,9 +24,9 @@ from typing import Any
 import watchfiles
 
 from lightkeeper.logs import get_logger
-from tuning.activefile import read_active_set, read_last_good
-from tuning.tuningset import TuningSet
-from tuning.validate import TuningError
+from lightkeeper.tuning.activefile import read_active_set, read_last_good
+from lightkeeper.tuning.tuningset import TuningSet
+from lightkeeper.tuning.validate import TuningError
 
 log = get_logger("tuning.watch")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 
-from agent.store.schema import LATEST, MIGRATIONS
+from lightkeeper.agent.store.schema import LATEST, MIGRATIONS
 from lightkeeper.logs import get_logger, redact
 
 log = get_logger("store")

@@ -11,8 +11,8 @@ import math
 import time
 from typing import Any
 
-from agent.store.db import Store
-from agent.store.rollup import Retention, _watermark, is_slow
+from lightkeeper.agent.store.db import Store
+from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
 
 WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 7 * 86400,
            "30d": 30 * 86400}

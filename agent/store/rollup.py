@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from agent.store.db import Store
+from lightkeeper.agent.store.db import Store
 
 RESOLUTIONS = (("samples_1m", 60.0, "samples"), ("samples_1h", 3600.0, "samples_1m"))
 # Series sampled once a minute or less often gain nothing from 1-minute rollups (each bucket

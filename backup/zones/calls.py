@@ -7,16 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backup.zones import hostkeys
-from backup.zones.connection import probe_host_key
-from backup.zones.errors import ZoneError
-from backup.zones.local_repo import LocalRepo, default_opener
-from backup.zones.model import Zone, get_zone, load_zones, select_zones, zone_state_dir
-from backup.zones.prune import prune_zone
-from backup.zones.restore import rebuild_from_zone, restore_from_zone
-from backup.zones.status import samples, zone_status
-from backup.zones.sync import SyncOptions, sync_zone
-from backup.zones.verify import verify_zone
+from lightkeeper.backup.zones import hostkeys
+from lightkeeper.backup.zones.connection import probe_host_key
+from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.local_repo import LocalRepo, default_opener
+from lightkeeper.backup.zones.model import Zone, get_zone, load_zones, select_zones, zone_state_dir
+from lightkeeper.backup.zones.prune import prune_zone
+from lightkeeper.backup.zones.restore import rebuild_from_zone, restore_from_zone
+from lightkeeper.backup.zones.status import samples, zone_status
+from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
+from lightkeeper.backup.zones.verify import verify_zone
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 from lightkeeper.services import CallError, Services

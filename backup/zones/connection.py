@@ -11,9 +11,9 @@ from pathlib import Path
 
 import paramiko
 
-from backup.zones import hostkeys
-from backup.zones.errors import ZoneError, ZoneUnreachable
-from backup.zones.model import Zone
+from lightkeeper.backup.zones import hostkeys
+from lightkeeper.backup.zones.errors import ZoneError, ZoneUnreachable
+from lightkeeper.backup.zones.model import Zone
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.connection")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import paramiko
 
-from backup.zones.errors import ChangedHostKey, UnknownHostKey, ZoneError
-from backup.zones.model import Zone
+from lightkeeper.backup.zones.errors import ChangedHostKey, UnknownHostKey, ZoneError
+from lightkeeper.backup.zones.model import Zone
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.hostkeys")

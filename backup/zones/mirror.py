@@ -16,9 +16,9 @@ from typing import Any
 import blake3
 import paramiko
 
-from backup.zones import remote_ops
-from backup.zones.errors import RemoteIntegrityError, ZoneError
-from backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones import remote_ops
+from lightkeeper.backup.zones.errors import RemoteIntegrityError, ZoneError
+from lightkeeper.backup.zones.remote_path import RemoteRoot
 
 TMP_PREFIX = ".tmp-"  # the backup package's temp prefix: its scans skip these
 
@@ -125,7 +125,7 @@ class Mirror:
 
     def open(self) -> Any:
         if self._repo is None:
-            from backup.repository import Repository  # noqa: PLC0415
+            from lightkeeper.backup.repository import Repository  # noqa: PLC0415
 
             self._repo = Repository.open(self.path, self.key_file)
         return self._repo
@@ -154,7 +154,7 @@ class Mirror:
     def fetch_many(self, clients: list[paramiko.SFTPClient], root: RemoteRoot,
                    rels: Iterable[str], ctx: Any, report: Callable[[], None],
                    counters: Any) -> None:
-        from backup.zones.pool import run_tasks  # noqa: PLC0415
+        from lightkeeper.backup.zones.pool import run_tasks  # noqa: PLC0415
 
         def one(sftp: paramiko.SFTPClient, rel: str, stop: Any) -> None:
             if not self._have(rel):

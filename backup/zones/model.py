@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backup.zones.errors import UnknownZone, ZoneError
+from lightkeeper.backup.zones.errors import UnknownZone, ZoneError
 from lightkeeper.config import Config
 
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")

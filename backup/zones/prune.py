@@ -9,15 +9,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession, network_guard
-from backup.zones.errors import ZoneError
-from backup.zones.mirror import Mirror
-from backup.zones.model import Zone
-from backup.zones.remote_path import RemoteRoot
-from backup.zones.retention import policy_for, select_keep
-from backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
-from backup.zones.sync import SyncOptions, _BytesReader
+from lightkeeper.backup.zones import remote_ops
+from lightkeeper.backup.zones.connection import ZoneSession, network_guard
+from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.mirror import Mirror
+from lightkeeper.backup.zones.model import Zone
+from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.retention import policy_for, select_keep
+from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
+from lightkeeper.backup.zones.sync import SyncOptions, _BytesReader
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.prune")

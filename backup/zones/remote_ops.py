@@ -17,8 +17,8 @@ from typing import BinaryIO
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
-from backup.zones.local_repo import TEMP_SUFFIX, is_temp_name
-from backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.local_repo import TEMP_SUFFIX, is_temp_name
+from lightkeeper.backup.zones.remote_path import RemoteRoot
 
 CHUNK = 256 * 1024
 SYNC_TOKEN = ".lightkeeper-sync"

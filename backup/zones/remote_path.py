@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from backup.zones.errors import RemotePathError
+from lightkeeper.backup.zones.errors import RemotePathError
 
 # What a repository-relative path may look like: config, data/ab/<id>, index/<id>,
 # snapshots/<id> (and our own temp names). Nothing else is ever written remotely.

@@ -15,16 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession, network_guard
-from backup.zones.errors import ZoneError
-from backup.zones.local_repo import scan_files
-from backup.zones.mirror import Mirror, fetch
-from backup.zones.model import Zone
-from backup.zones.pool import Counters, run_tasks
-from backup.zones.remote_path import RemoteRoot
-from backup.zones.state import zone_lock
-from backup.zones.sync import SyncOptions
+from lightkeeper.backup.zones import remote_ops
+from lightkeeper.backup.zones.connection import ZoneSession, network_guard
+from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.local_repo import scan_files
+from lightkeeper.backup.zones.mirror import Mirror, fetch
+from lightkeeper.backup.zones.model import Zone
+from lightkeeper.backup.zones.pool import Counters, run_tasks
+from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.state import zone_lock
+from lightkeeper.backup.zones.sync import SyncOptions
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 
@@ -78,7 +78,7 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
         mirror.fetch_many(sess.clients, root, refs, ctx, report, counters)
     # The local restore itself: every chunk checked against its id, every file against its
     # size and hash, paths confined to the target.
-    from backup.restore import RestoreError, RestoreOptions, restore  # noqa: PLC0415
+    from lightkeeper.backup.restore import RestoreError, RestoreOptions, restore  # noqa: PLC0415
 
     repo = mirror.open()
     try:
@@ -150,7 +150,7 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
                 tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
                 tmp.write_bytes(cfg_bytes)
                 os.replace(tmp, local_cfg)
-            from backup.repository import Repository  # noqa: PLC0415
+            from lightkeeper.backup.repository import Repository  # noqa: PLC0415
 
             repo = Repository.open(repo_path, Path(key_file))
             repo.load_index()

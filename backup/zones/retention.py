@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backup import retention
+from lightkeeper.backup import retention
 
 
 def policy_for(keep: dict[str, int]) -> retention.Policy:

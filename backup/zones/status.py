@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession
-from backup.zones.errors import ZoneError
-from backup.zones.local_repo import LocalRepo
-from backup.zones.model import Zone
-from backup.zones.remote_path import RemoteRoot
-from backup.zones.state import ZoneStatus
+from lightkeeper.backup.zones import remote_ops
+from lightkeeper.backup.zones.connection import ZoneSession
+from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.local_repo import LocalRepo
+from lightkeeper.backup.zones.model import Zone
+from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.state import ZoneStatus
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.status")

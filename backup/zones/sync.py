@@ -19,19 +19,19 @@ from typing import Any
 
 import paramiko
 
-from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession, is_network_error
-from backup.zones.errors import (
+from lightkeeper.backup.zones import remote_ops
+from lightkeeper.backup.zones.connection import ZoneSession, is_network_error
+from lightkeeper.backup.zones.errors import (
     RemoteIntegrityError,
     RemoteSpaceError,
     ZoneError,
     ZoneUnreachable,
 )
-from backup.zones.local_repo import LocalRepo
-from backup.zones.model import Zone
-from backup.zones.pool import Counters, run_tasks
-from backup.zones.remote_path import RemoteRoot
-from backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
+from lightkeeper.backup.zones.local_repo import LocalRepo
+from lightkeeper.backup.zones.model import Zone
+from lightkeeper.backup.zones.pool import Counters, run_tasks
+from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 

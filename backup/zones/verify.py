@@ -12,14 +12,14 @@ from typing import Any
 import blake3
 import paramiko
 
-from backup.zones import remote_ops
-from backup.zones.connection import ZoneSession, network_guard
-from backup.zones.errors import ZoneError
-from backup.zones.mirror import Mirror, content_ok
-from backup.zones.model import Zone
-from backup.zones.pool import Counters, run_tasks
-from backup.zones.remote_path import RemoteRoot
-from backup.zones.sync import SyncOptions
+from lightkeeper.backup.zones import remote_ops
+from lightkeeper.backup.zones.connection import ZoneSession, network_guard
+from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.mirror import Mirror, content_ok
+from lightkeeper.backup.zones.model import Zone
+from lightkeeper.backup.zones.pool import Counters, run_tasks
+from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.sync import SyncOptions
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.verify")

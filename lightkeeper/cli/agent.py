@@ -42,8 +42,8 @@ def _child_argv(ctx: CliContext) -> list[str]:
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    from agent.daemon import AgentStartError, prepare_state_dir
-    from agent.pidlock import PidLock
+    from lightkeeper.agent.daemon import AgentStartError, prepare_state_dir
+    from lightkeeper.agent.pidlock import PidLock
 
     cfg = ctx.cfg
     if args.stop:
@@ -86,10 +86,10 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
     # foreground
     logs.setup(cfg["log.level"], cfg.path("log.file"), cfg["log.max_bytes"], cfg["log.backups"],
                console=None if not os.environ.get("LIGHTKEEPER_AGENT_CHILD") else False)
-    from agent import nopandas
+    from lightkeeper.agent import nopandas
 
     nopandas.install()
-    from agent import daemon
+    from lightkeeper.agent import daemon
 
     def ready() -> None:
         if sys.stderr.isatty():
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _stop(ctx: CliContext, wait: float) -> int:
-    from agent.pidlock import PidLock
+    from lightkeeper.agent.pidlock import PidLock
 
     lock_path = ctx.cfg.path("paths.state_dir") / "agent.lock"
     if not lock_path.exists():

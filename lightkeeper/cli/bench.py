@@ -107,8 +107,8 @@ def _record(ctx: CliContext, run: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace, ctx: CliContext) -> int:
-    from rag.runtime import RagRuntime
-    from rag.workload import BenchResult, run_bench
+    from lightkeeper.rag.runtime import RagRuntime
+    from lightkeeper.rag.workload import BenchResult, run_bench
 
     modes = _check(args)
     cfg = ctx.cfg

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
     cfg = ctx.cfg
     client = ctx.client()  # autostarts the agent; exits 3 with a clear message if impossible
     client.timeout = 10.0  # a hung agent shows as a lost connection, not a frozen panel
-    from tui.app import LightkeeperApp  # Textual is imported only for the console
+    from lightkeeper.tui.app import LightkeeperApp  # Textual is imported only for the console
 
     refresh = args.refresh if args.refresh is not None else cfg["console.refresh_seconds"]
     if refresh is not None and not 0.5 <= refresh <= 60:

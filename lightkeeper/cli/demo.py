@@ -148,8 +148,8 @@ def workload_status(ctx: CliContext) -> dict[str, Any]:
 
 def _run_worker(ctx: CliContext, rate: float) -> int:
     """The detached background workload (``demo --run-workload``)."""
-    from rag.runtime import RagRuntime
-    from rag.workload import background
+    from lightkeeper.rag.runtime import RagRuntime
+    from lightkeeper.rag.workload import background
 
     pid_file, status_file, _log = _paths(ctx)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -190,8 +190,8 @@ def _run_worker(ctx: CliContext, rate: float) -> int:
 
 
 def _seed(ctx: CliContext) -> dict[str, Any]:
-    from rag.runtime import RagRuntime
-    from rag.workload import first_queries, seed_demo
+    from lightkeeper.rag.runtime import RagRuntime
+    from lightkeeper.rag.workload import first_queries, seed_demo
 
     tty = sys.stderr.isatty() and not ctx.json
 

@@ -112,8 +112,8 @@ def _read_files(paths: list[str]) -> list[tuple[str, str]]:
 
 
 def _run(ctx: CliContext, fn: Any) -> Any:
-    from rag.gate import GateTimeout
-    from rag.runtime import RagError, RagRuntime
+    from lightkeeper.rag.gate import GateTimeout
+    from lightkeeper.rag.runtime import RagError, RagRuntime
 
     async def main() -> Any:
         async with RagRuntime(ctx.cfg) as rt:
@@ -177,7 +177,7 @@ def cmd_delete(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_users(args: argparse.Namespace, ctx: CliContext) -> int:
-    from rag import inventory
+    from lightkeeper.rag import inventory
 
     root = ctx.cfg.path("paths.data_root")
     if args.user:

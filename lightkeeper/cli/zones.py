@@ -30,8 +30,8 @@ def add_local_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _services(ctx: CliContext) -> Any:
-    from backup.zones.local_services import LocalServices
     from lightkeeper import logs
+    from lightkeeper.backup.zones.local_services import LocalServices
 
     # events of an in-process run go to the log file, as the agent's would
     cfg = ctx.cfg
@@ -43,8 +43,8 @@ def _services(ctx: CliContext) -> Any:
 def call(ctx: CliContext, name: str, **params: Any) -> Any:
     """A zones call through the agent, or in-process with --local."""
     if getattr(ctx.args, "local", False):
-        from backup.zones.calls import CALLS
-        from backup.zones.errors import ZoneError
+        from lightkeeper.backup.zones.calls import CALLS
+        from lightkeeper.backup.zones.errors import ZoneError
         from lightkeeper.services import CallError
 
         try:
@@ -64,8 +64,8 @@ def check_zones(ctx: CliContext, names: list[str]) -> None:
     """Unknown zone names are a usage error before anything starts."""
     if not names:
         return
-    from backup.zones.errors import ZoneError
-    from backup.zones.model import select_zones
+    from lightkeeper.backup.zones.errors import ZoneError
+    from lightkeeper.backup.zones.model import select_zones
 
     try:
         select_zones(ctx.cfg, names)
@@ -97,7 +97,7 @@ def run_job(ctx: CliContext, kind: str, params: dict[str, Any],
 
 
 def _run_local(ctx: CliContext, kind: str, params: dict[str, Any], render: Any) -> int:
-    from backup.zones.calls import JOBS
+    from lightkeeper.backup.zones.calls import JOBS
     from lightkeeper.progress import JobCancelled, LocalContext
 
     tty = sys.stderr.isatty() and not ctx.json

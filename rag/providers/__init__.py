@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkeeper.config import Config
-from rag.providers.offline import HashEmbedder, Latency, OfflineLLM
+from lightkeeper.rag.providers.offline import HashEmbedder, Latency, OfflineLLM
 
 
 @dataclass
@@ -57,7 +57,7 @@ def build_providers(cfg: Config) -> Providers:
                          lambda dim: HashEmbedder(dim, latency), "lightkeeper-offline",
                          config_dim=int(cfg["rag.embed_dim"] or 0), default_dim=256,
                          embed_model="lightkeeper-offline-hash")
-    from rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, read_api_key
+    from lightkeeper.rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, read_api_key
 
     key = read_api_key(cfg["rag.api_key_env"], cfg["rag.api_key_file"] or None)
     timeout = float(cfg["rag.request_timeout"])

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from rag.instrument import report_usage
+from lightkeeper.rag.instrument import report_usage
 
 
 class ProviderError(RuntimeError):

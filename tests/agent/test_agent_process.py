@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.store.db import Store
+from lightkeeper.agent.store.db import Store
 from tests.conftest import REPO, AgentProcess
 
 
@@ -151,7 +151,7 @@ def test_full_disk_keeps_data_and_recovers(tmp_path: Path) -> None:
             except OSError:
                 pass
         store.add_samples([(5000.0 + i, "m", "", float(i)) for i in range(200_000)])
-        from agent.store.db import StoreError
+        from lightkeeper.agent.store.db import StoreError
 
         with pytest.raises(StoreError, match="cannot write 200000 samples"):
             store.flush()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import psutil
 
-from agent.alerts import AlertEvaluator, Rule, configured_rules, list_alerts
-from agent.store.db import Store
 from lightkeeper import config
+from lightkeeper.agent.alerts import AlertEvaluator, Rule, configured_rules, list_alerts
+from lightkeeper.agent.store.db import Store
 from tests.agent.spoolgen import record, spool_name
 
 

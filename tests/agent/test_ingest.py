@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from agent.ingest import SpoolIngester
-from agent.store.db import Store
+from lightkeeper.agent.ingest import SpoolIngester
+from lightkeeper.agent.store.db import Store
 from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.store import queries
-from agent.store.db import Store, StoreError
-from agent.store.rollup import Retention, apply_retention, rollup
-from agent.store.schema import LATEST
+from lightkeeper.agent.store import queries
+from lightkeeper.agent.store.db import Store, StoreError
+from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
+from lightkeeper.agent.store.schema import LATEST
 
 NOW = 1_800_000_000.0  # a fixed clock, aligned to the hour
 

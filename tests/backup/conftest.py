@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from backup.repository import Repository
 from bench.datagen import generate
+from lightkeeper.backup.repository import Repository
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

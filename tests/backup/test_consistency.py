@@ -8,9 +8,9 @@ import os
 import time
 from pathlib import Path
 
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
-from backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from tests.backup.conftest import run_child, tree_digest
 
 # A LightRAG-like writer: under the gate (rag/gate.py, the writers' side of the protocol) it
@@ -18,7 +18,7 @@ from tests.backup.conftest import run_child, tree_digest
 GATED_WRITER = """
 import json, os, sys, time
 from pathlib import Path
-from rag.gate import write_gate
+from lightkeeper.rag.gate import write_gate
 root, user, stop = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 pad = "x" * 400_000
 gen = 0

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backup.prune import prune
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
-from backup.snapshot import BackupOptions, run_backup
-from backup.verify import verify
+from lightkeeper.backup.prune import prune
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.verify import verify
 from tests.backup.conftest import tree_digest
 
 DOCS = "users/user02/kv_store_full_docs.json"

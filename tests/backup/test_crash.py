@@ -7,21 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from backup.fsutil import TMP_PREFIX
-from backup.prune import forget, prune
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
-from backup.retention import Policy
-from backup.snapshot import BackupOptions, run_backup
-from backup.verify import verify
 from bench.datagen import scatter_edits
+from lightkeeper.backup.fsutil import TMP_PREFIX
+from lightkeeper.backup.prune import forget, prune
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.retention import Policy
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.verify import verify
 from tests.backup.conftest import kill_when_ready, run_child, tree_digest
 
 CHILD_BACKUP = """
 import sys, time
 from pathlib import Path
-import backup.snapshot as s
-from backup.repository import Repository
+import lightkeeper.backup.snapshot as s
+from lightkeeper.backup.repository import Repository
 orig = s._Builder.store_file
 calls = [0]
 def store_file(self, *a, **k):
@@ -38,8 +38,8 @@ s.run_backup(repo, s.BackupOptions(Path(sys.argv[3])))
 CHILD_PRUNE = """
 import sys, time
 from pathlib import Path
-from backup.prune import prune
-from backup.repository import Repository
+from lightkeeper.backup.prune import prune
+from lightkeeper.backup.repository import Repository
 from lightkeeper.progress import LocalContext
 phase, nth = sys.argv[3], int(sys.argv[4])
 seen = [0]
@@ -56,8 +56,8 @@ prune(repo, LocalContext(on_progress=on))
 CHILD_RESTORE = """
 import sys, time
 from pathlib import Path
-import backup.restore as r
-from backup.repository import Repository
+import lightkeeper.backup.restore as r
+from lightkeeper.backup.repository import Repository
 orig = r._write_file
 calls = [0]
 def write_file(*a):

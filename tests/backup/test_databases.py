@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from backup.dbsources import restore_postgres, split_password
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
-from backup.snapshot import BackupError, BackupOptions, run_backup
+from lightkeeper.backup.dbsources import restore_postgres, split_password
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupError, BackupOptions, run_backup
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 PASSWORD = "s3cret-Pw!x"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backup.gate import GateTimeout, exclusive_gate, read_gate
-from rag.gate import read_stamp, write_gate
+from lightkeeper.backup.gate import GateTimeout, exclusive_gate, read_gate
+from lightkeeper.rag.gate import read_stamp, write_gate
 
 
 def test_in_place_restore_stamps_the_gate_so_lightrag_processes_reload(tmp_path: Path) -> None:

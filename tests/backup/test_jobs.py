@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from backup import calls
-from backup.priority import NICE
-from backup.repository import Repository
-from backup.snapshot import BackupOptions, run_backup
-from backup.verify import verify
 from lightkeeper import config as config_mod
+from lightkeeper.backup import calls
+from lightkeeper.backup.priority import NICE
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.verify import verify
 from lightkeeper.progress import JobCancelled, LocalContext
 
 

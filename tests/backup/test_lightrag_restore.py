@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
-from backup.snapshot import BackupOptions, run_backup
 from lightkeeper import config as config_mod
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.config import Config
 
 DOCS = [
@@ -21,7 +21,7 @@ DOCS = [
 
 def _ask(cfg: Config, user: str, questions: list[tuple[str, str]],
          insert: list[str] | None = None) -> list[str]:
-    from rag.runtime import RagRuntime
+    from lightkeeper.rag.runtime import RagRuntime
 
     async def main() -> list[str]:
         async with RagRuntime(cfg) as rt:
@@ -55,7 +55,7 @@ def test_restored_workspace_loads_and_answers_the_same(lk_env: dict[str, str], l
 
 def test_drill_restores_and_opens_with_lightrag(lk_env: dict[str, str], lk_cfg: Config,
                                                 tmp_path: Path) -> None:
-    from backup.drill import drill
+    from lightkeeper.backup.drill import drill
 
     data = lk_cfg.path("paths.data_root")
     _ask(lk_cfg, "alice", [], insert=DOCS[:1])
@@ -89,7 +89,7 @@ INSERTER = """
 import asyncio, sys
 from pathlib import Path
 from lightkeeper import config
-from rag.runtime import RagRuntime
+from lightkeeper.rag.runtime import RagRuntime
 stop, count = Path(sys.argv[1]), Path(sys.argv[2])
 async def main():
     async with RagRuntime(config.load(read_system=False)) as rt:

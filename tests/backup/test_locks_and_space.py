@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from backup.fsutil import NoSpace
-from backup.lock import RepoLock, RepositoryLocked
-from backup.prune import prune
-from backup.repository import Repository
-from backup.restore import RestoreOptions, restore
-from backup.snapshot import BackupError, BackupOptions, run_backup
-from backup.verify import verify
+from lightkeeper.backup.fsutil import NoSpace
+from lightkeeper.backup.lock import RepoLock, RepositoryLocked
+from lightkeeper.backup.prune import prune
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupError, BackupOptions, run_backup
+from lightkeeper.backup.verify import verify
 from tests.backup.conftest import tree_digest
 
 

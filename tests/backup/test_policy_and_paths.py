@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from backup.prune import PruneError, forget
-from backup.repository import Repository, SnapshotInfo
-from backup.restore import RestoreError, RestoreOptions, restore
-from backup.retention import Policy, apply
-from backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.prune import PruneError, forget
+from lightkeeper.backup.repository import Repository, SnapshotInfo
+from lightkeeper.backup.restore import RestoreError, RestoreOptions, restore
+from lightkeeper.backup.retention import Policy, apply
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
 
 
 def _snaps(times: list[str]) -> list[SnapshotInfo]:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from backup.crypto import KeyFileError
-from backup.repository import Repository
-from backup.restore import RestoreError, RestoreOptions, restore
-from backup.snapshot import BackupOptions, run_backup
-from backup.verify import verify
 from bench.datagen import scatter_edits
+from lightkeeper.backup.crypto import KeyFileError
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.restore import RestoreError, RestoreOptions, restore
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.verify import verify
 from tests.backup.conftest import tree_digest
 
 
@@ -163,7 +163,7 @@ def test_large_files_are_streamed_and_progress_is_reported(data_root: Path, repo
                                                            tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
-    import backup.snapshot as snap
+    import lightkeeper.backup.snapshot as snap
     from lightkeeper.progress import LocalContext
 
     monkeypatch.setattr(snap, "WHOLE_FILE_LIMIT", 64 * 1024)  # stream anything bigger

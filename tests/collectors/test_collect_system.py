@@ -15,12 +15,12 @@ import uuid
 import psutil
 import pytest
 
-from collectors import build_collectors
-from collectors.cpu import CpuCollector
-from collectors.disk import DiskCollector, mount_of
-from collectors.memory import MemoryCollector
-from collectors.network import NetworkCollector
-from collectors.processes import ProcessCollector
+from lightkeeper.collectors import build_collectors
+from lightkeeper.collectors.cpu import CpuCollector
+from lightkeeper.collectors.disk import DiskCollector, mount_of
+from lightkeeper.collectors.memory import MemoryCollector
+from lightkeeper.collectors.network import NetworkCollector
+from lightkeeper.collectors.processes import ProcessCollector
 from lightkeeper.config import load
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -233,7 +233,7 @@ def test_build_collectors_uses_configured_intervals(tmp_path):
 
 
 def test_every_emitted_metric_is_in_the_catalog(tmp_path):
-    from collectors.catalog import METRICS, PER_USER
+    from lightkeeper.collectors.catalog import METRICS, PER_USER
 
     env = {"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
            "LIGHTKEEPER_PATHS__DATA_ROOT": str(tmp_path / "data")}

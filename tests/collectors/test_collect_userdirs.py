@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from collectors.userdirs import UserDirCollector, _Growth, scan_user
+from lightkeeper.collectors.userdirs import UserDirCollector, _Growth, scan_user
 
 
 def as_dict(triples):

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from lightkeeper.ids import InvalidUserId
-from rag import gate
+from lightkeeper.rag import gate
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from rag.gate import write_gate
+    from lightkeeper.rag.gate import write_gate
     root, user, release = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     with write_gate(root, user, timeout=10):
         print("held", flush=True)

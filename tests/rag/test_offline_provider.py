@@ -8,7 +8,7 @@ import json
 import numpy as np
 from lightrag.prompt import PROMPTS
 
-from rag.providers.offline import (
+from lightkeeper.rag.providers.offline import (
     COMPLETE,
     TUPLE,
     HashEmbedder,

@@ -14,10 +14,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from rag.instrument import Instrument, wrap_llm
-from rag.providers.offline import HashEmbedder, OfflineLLM
-from rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, ProviderError, read_api_key
-from rag.runtime import RagRuntime
+from lightkeeper.rag.instrument import Instrument, wrap_llm
+from lightkeeper.rag.providers.offline import HashEmbedder, OfflineLLM
+from lightkeeper.rag.providers.openai_compat import (
+    OpenAIChat,
+    OpenAIEmbed,
+    ProviderError,
+    read_api_key,
+)
+from lightkeeper.rag.runtime import RagRuntime
 from tests.rag.conftest import make_cfg
 
 KEY = "sk-test-1234567890abcdef"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lightkeeper.ids import InvalidUserId
-from rag import gate, inventory
-from rag.runtime import MODES, RagRuntime, UnknownUser, workspaces_held
+from lightkeeper.rag import gate, inventory
+from lightkeeper.rag.runtime import MODES, RagRuntime, UnknownUser, workspaces_held
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,8 +118,8 @@ def test_insert_by_another_process_invalidates_this_processs_cache(cfg, child_en
 KILLED_INSERT = textwrap.dedent("""
     import asyncio, sys
     from lightkeeper import config
-    from rag.runtime import RagRuntime
-    from rag.workload import bench_documents
+    from lightkeeper.rag.runtime import RagRuntime
+    from lightkeeper.rag.workload import bench_documents
     state = sys.argv[1]
     cfg = config.load(overrides=[("paths.state_dir", state), ("paths.data_root", state + "/data"),
                                  ("paths.spool_dir", state + "/spool"),
@@ -278,8 +278,8 @@ def test_duplicate_and_empty_documents_keep_their_file_paths(cfg) -> None:
 
 
 def test_instances_follow_the_active_tuning_version(cfg) -> None:
-    from tuning.activefile import write_active
-    from tuning.tuningset import TuningSet
+    from lightkeeper.tuning.activefile import write_active
+    from lightkeeper.tuning.tuningset import TuningSet
 
     path = cfg.path("paths.tuning_file")
     write_active(path, 1, TuningSet())

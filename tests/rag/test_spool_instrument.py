@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.instrument import Instrument, report_usage, wrap_embed, wrap_llm
-from rag.spool import REQUIRED_FIELDS, SpoolWriter
+from lightkeeper.rag.instrument import Instrument, report_usage, wrap_embed, wrap_llm
+from lightkeeper.rag.spool import REQUIRED_FIELDS, SpoolWriter
 
 NAME = re.compile(r"^ops-.+-(\d+)-(\d+)-(\d{6})\.jsonl$")
 
@@ -123,7 +123,7 @@ def test_model_time_is_attributed_to_the_enclosing_operation_under_concurrency()
     {"nested": {"a": [1, 2]}, "t": (1, 2)},
 ])
 def test_fast_encoding_is_exactly_json(record) -> None:
-    from rag.spool import encode_record
+    from lightkeeper.rag.spool import encode_record
 
     line = encode_record(record)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
@@ -136,7 +136,7 @@ def test_fast_encoding_is_exactly_json(record) -> None:
 def test_op_ids_are_uuid4() -> None:
     import uuid
 
-    from rag.instrument import new_op_id
+    from lightkeeper.rag.instrument import new_op_id
 
     ids = {new_op_id() for _ in range(1000)}
     assert len(ids) == 1000

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tui.app import LightkeeperApp
+from lightkeeper.tui.app import LightkeeperApp
 
 
 def async_test(fn: Callable[..., Any]) -> Callable[..., Any]:

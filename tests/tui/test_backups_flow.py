@@ -8,10 +8,10 @@ from pathlib import Path
 
 from textual.widgets import DataTable
 
-from backup.gate import exclusive_gate
+from lightkeeper.backup.gate import exclusive_gate
+from lightkeeper.tui.restore_wizard import RestoreWizard
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 from tests.zones.repo_helper import write_user_files
-from tui.restore_wizard import RestoreWizard
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, RichLog
 
+from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, TopBar
+from lightkeeper.tui.widgets.chart import TimeChart
 from tests.tui.conftest import async_test, make_app, text_of, wait_until
-from tui.widgets.banners import AlertBanner, ConnectionBanner, TopBar
-from tui.widgets.chart import TimeChart
 
 
 @async_test
@@ -164,7 +164,7 @@ async def test_lightrag_screen_shows_ingested_operations_and_filters_by_user(age
     import uuid
     from pathlib import Path
 
-    from rag.spool import SpoolWriter
+    from lightkeeper.rag.spool import SpoolWriter
 
     root = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
     for user in ("alice", "bob"):

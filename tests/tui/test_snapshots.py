@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tui.app import LightkeeperApp
-from tui.replay import RecordedReplayClient
-from tui.shots import SCREENS, show_pane
+from lightkeeper.tui.app import LightkeeperApp
+from lightkeeper.tui.replay import RecordedReplayClient
+from lightkeeper.tui.shots import SCREENS, show_pane
 
 RECORDING = Path(__file__).parent / "recorded" / "demo.json"
 

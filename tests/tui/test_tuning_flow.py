@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from textual.widgets import DataTable, Input
 
+from lightkeeper.tui.dialogs import NoteDialog
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
-from tui.dialogs import NoteDialog
 
 
 async def _type_into_first_field(pilot, app, text: str) -> Input:

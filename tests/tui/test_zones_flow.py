@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
+from lightkeeper.tui.dialogs import ConfirmDialog
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 from tests.zones.repo_helper import write_user_files
 from tests.zones.sshd import SFTP_SERVER, SSHD, Sshd, keygen
-from tui.dialogs import ConfirmDialog
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(SSHD) and os.path.exists(SFTP_SERVER)),
                                 reason="OpenSSH server (sshd, sftp-server) is not installed")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.store.db import Store
+from lightkeeper.agent.store.db import Store
 from lightkeeper.config import Config
 from tests.tuning.tuning_services import LocalServices
 
 
 @pytest.fixture
 def services(lk_cfg: Config, tmp_path: Path) -> Iterator[LocalServices]:
-    import tuning.calls as calls
+    import lightkeeper.tuning.calls as calls
 
     calls._refused.clear()
     store = Store(tmp_path / "metrics.duckdb")

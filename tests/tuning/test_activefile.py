@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tuning import calls, versions
-from tuning.activefile import (
+from lightkeeper.tuning import calls, versions
+from lightkeeper.tuning.activefile import (
     last_good_path,
     load_active,
     read_active,
@@ -22,10 +22,10 @@ from tuning.activefile import (
     render_active,
     write_active,
 )
-from tuning.params import defaults
-from tuning.tuningset import TuningSet
-from tuning.validate import TuningError
-from tuning.watch import ActiveFileWatcher
+from lightkeeper.tuning.params import defaults
+from lightkeeper.tuning.tuningset import TuningSet
+from lightkeeper.tuning.validate import TuningError
+from lightkeeper.tuning.watch import ActiveFileWatcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0  # generous upper bound for a file event to arrive; never a timing assertion

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tuning.activefile import read_active
+from lightkeeper.tuning.activefile import read_active
 
 DEADLINE = 30.0
 

@@ -6,14 +6,14 @@ import pytest
 from dotenv import dotenv_values
 from lightrag.utils import get_env_value
 
-from agent.store.db import Store
 from lightkeeper import config
+from lightkeeper.agent.store.db import Store
 from lightkeeper.services import CallError
+from lightkeeper.tuning import calls, versions
+from lightkeeper.tuning.envfile import export_env, parse_env
+from lightkeeper.tuning.params import PARAMS, defaults
+from lightkeeper.tuning.validate import TuningError
 from tests.tuning.tuning_services import LocalServices
-from tuning import calls, versions
-from tuning.envfile import export_env, parse_env
-from tuning.params import PARAMS, defaults
-from tuning.validate import TuningError
 
 CHANGES = {"chunk_token_size": 600, "chunk_overlap_token_size": 50, "top_k": 60,
            "chunk_top_k": 10, "cosine_better_than_threshold": 0.35,

@@ -10,9 +10,16 @@ import lightrag
 import pytest
 from lightrag import LightRAG, QueryParam, constants
 
-from tuning.params import BY_NAME, EFFECTS, PARAMS, defaults, lightrag_kwargs, query_param_kwargs
-from tuning.tuningset import TuningSet
-from tuning.validate import TuningError, coerce
+from lightkeeper.tuning.params import (
+    BY_NAME,
+    EFFECTS,
+    PARAMS,
+    defaults,
+    lightrag_kwargs,
+    query_param_kwargs,
+)
+from lightkeeper.tuning.tuningset import TuningSet
+from lightkeeper.tuning.validate import TuningError, coerce
 
 LIGHTRAG_SRC = Path(lightrag.__file__).parent
 

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from lightkeeper.services import CallError
+from lightkeeper.tuning import calls, protect, versions
+from lightkeeper.tuning.activefile import read_active
 from tests.tuning.tuning_lightrag_dir import build_lightrag, make_in_subprocess
-from tuning import calls, protect, versions
-from tuning.activefile import read_active
 
 
 @pytest.fixture(scope="module")

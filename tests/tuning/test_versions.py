@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lightkeeper.services import CallError
-from tuning import calls, versions
-from tuning.activefile import read_active, read_active_set, write_active
-from tuning.params import defaults
-from tuning.tuningset import TuningSet
+from lightkeeper.tuning import calls, versions
+from lightkeeper.tuning.activefile import read_active, read_active_set, write_active
+from lightkeeper.tuning.params import defaults
+from lightkeeper.tuning.tuningset import TuningSet
 
 
 def _file(services):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.store.db import Store
+from lightkeeper.agent.store.db import Store
 from lightkeeper.config import Config
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tuning.watch import ActiveFileWatcher
+from lightkeeper.tuning.watch import ActiveFileWatcher
 
 
 def say(**doc: object) -> None:

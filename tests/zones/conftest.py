@@ -96,7 +96,7 @@ class Lab:
         return server
 
     def zone(self, name: str):
-        from backup.zones.model import get_zone
+        from lightkeeper.backup.zones.model import get_zone
 
         return get_zone(self.cfg(), name)
 
@@ -104,15 +104,15 @@ class Lab:
         return Path(str(self.zones[name]["remote_path"]))
 
     def trust(self, name: str) -> None:
-        from backup.zones import hostkeys
-        from backup.zones.connection import probe_host_key
+        from lightkeeper.backup.zones import hostkeys
+        from lightkeeper.backup.zones.connection import probe_host_key
 
         zone = self.zone(name)
         hostkeys.record(zone, probe_host_key(zone))
 
     @property
     def repo(self):
-        from backup.repository import Repository
+        from lightkeeper.backup.repository import Repository
 
         if self._repo is None:
             cfg = self.cfg()
@@ -126,18 +126,18 @@ class Lab:
         return snapshot_dirs(self.repo, self.data_root, users)
 
     def services(self):
-        from backup.zones.local_services import LocalServices
+        from lightkeeper.backup.zones.local_services import LocalServices
 
         return LocalServices(self.cfg())
 
     def run_job(self, kind: str, services=None, ctx=None, **params):
-        from backup.zones.calls import JOBS
+        from lightkeeper.backup.zones.calls import JOBS
         from lightkeeper.progress import LocalContext
 
         return JOBS[kind](ctx or LocalContext(), services or self.services(), params)
 
     def zone_dir(self, name: str) -> Path:
-        from backup.zones.model import zone_state_dir
+        from lightkeeper.backup.zones.model import zone_state_dir
 
         return zone_state_dir(self.cfg(), name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backup.repository import Repository
+from lightkeeper.backup.repository import Repository
 
 
 def write_user_files(data_root: Path, user: str, nfiles: int, size: int, seed: int) -> Path:
@@ -21,7 +21,7 @@ def write_user_files(data_root: Path, user: str, nfiles: int, size: int, seed: i
 def snapshot_dirs(repo: Repository, data_root: Path, users: list[str] | None = None,
                   when: float | None = None) -> str:
     """A real snapshot by the backup engine; returns its id."""
-    from backup.snapshot import BackupOptions, run_backup
+    from lightkeeper.backup.snapshot import BackupOptions, run_backup
 
     before = set(repo.snapshot_ids())
     run_backup(repo, BackupOptions(data_root=data_root, users=users, low_priority=False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backup.zones.calls import CALLS, JOBS, SCHEDULES
+from lightkeeper.backup.zones.calls import CALLS, JOBS, SCHEDULES
 
 
 def test_schedules_follow_zone_then_replication_schedule(lab):

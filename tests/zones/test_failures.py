@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backup.zones.errors import RemoteSpaceError, ZoneUnreachable
-from backup.zones.local_repo import LocalRepo
-from backup.zones.sync import SyncOptions, sync_zone
+from lightkeeper.backup.zones.errors import RemoteSpaceError, ZoneUnreachable
+from lightkeeper.backup.zones.local_repo import LocalRepo
+from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
 from lightkeeper.progress import LocalContext
 from tests.zones.repo_helper import write_user_files
 from tests.zones.test_sync import local_files, remote_state
@@ -114,8 +114,8 @@ def test_one_zone_down_others_replicate_and_the_lag_alert_fires_then_clears(lab,
     assert [c["zone"] for c in failed] == ["b"]
 
     # the agent's own alert rules, evaluated on these samples with a real metrics store
-    from agent.alerts import AlertEvaluator, default_rules
-    from agent.store.db import Store
+    from lightkeeper.agent.alerts import AlertEvaluator, default_rules
+    from lightkeeper.agent.store.db import Store
 
     store = Store(tmp_path / "metrics.duckdb")
     try:

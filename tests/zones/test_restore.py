@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from backup.zones.errors import RemotePathError, ZoneError
-from backup.zones.model import normalise_remote_path
-from backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.errors import RemotePathError, ZoneError
+from lightkeeper.backup.zones.model import normalise_remote_path
+from lightkeeper.backup.zones.remote_path import RemoteRoot
 from tests.zones.repo_helper import tree_digest, write_user_files
 from tests.zones.test_sync import remote_state
 
@@ -90,7 +90,7 @@ def test_local_repository_lost_rebuilt_from_a_zone_then_a_user_restored(lab, run
     summary = json.loads(r.stdout.strip().splitlines()[-1])["job"]
     assert summary["state"] == "succeeded", summary
     assert summary["summary"]["snapshots"] == 1 and summary["summary"]["problems"] == []
-    from backup.restore import RestoreOptions, restore
+    from lightkeeper.backup.restore import RestoreOptions, restore
 
     repo = lab.repo
     assert repo.snapshot_ids() == [s1]
@@ -98,7 +98,7 @@ def test_local_repository_lost_rebuilt_from_a_zone_then_a_user_restored(lab, run
                                            low_priority=False))
     assert "state" not in out
     assert tree_digest(lab.tmp / "restored-local" / "alice") == original
-    from backup.verify import verify
+    from lightkeeper.backup.verify import verify
 
     assert not verify(repo, full=True, low_priority=False).get("problems")
     # a rebuild never replaces an existing repository
@@ -151,7 +151,7 @@ def test_lightrag_user_restored_from_a_zone_answers_queries(lab, run_cli):
     import asyncio
 
     from lightkeeper import config as config_mod
-    from rag.runtime import RagRuntime
+    from lightkeeper.rag.runtime import RagRuntime
 
     fact = ("Keeper Odalys Fenn relit the Saltmere lamp with whale oil. Keeper Odalys Fenn "
             "keeps the Saltmere lighthouse log.")
@@ -171,7 +171,7 @@ def test_lightrag_user_restored_from_a_zone_answers_queries(lab, run_cli):
     shutil.rmtree(lab.data_root / "alice")
     run_cli("zones", "rebuild", "a", "--local")
     target = lab.tmp / "restored-root"
-    from backup.restore import RestoreOptions, restore
+    from lightkeeper.backup.restore import RestoreOptions, restore
 
     restore(lab.repo, s1, RestoreOptions(target=target, users=["alice"], low_priority=False))
     cfg = config_mod.load(env=os.environ, read_system=False,
@@ -186,7 +186,7 @@ def test_lightrag_user_restored_from_a_zone_answers_queries(lab, run_cli):
 
 
 def test_interrupted_rebuild_resumes(lab):
-    from backup.zones.errors import ZoneUnreachable
+    from lightkeeper.backup.zones.errors import ZoneUnreachable
     from lightkeeper.progress import LocalContext
 
     server = lab.add_zone("a")

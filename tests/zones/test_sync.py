@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from backup.zones.local_repo import scan_files, scan_snapshot_files
+from lightkeeper.backup.zones.local_repo import scan_files, scan_snapshot_files
 from tests.zones.repo_helper import write_user_files
 
 
@@ -142,8 +142,8 @@ def test_cancelled_sync_publishes_nothing_and_resumes(lab):
 
 
 def test_several_channels_over_several_connections(lab):
-    from backup.zones.local_repo import LocalRepo
-    from backup.zones.sync import SyncOptions, sync_zone
+    from lightkeeper.backup.zones.local_repo import LocalRepo
+    from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
     from lightkeeper.progress import LocalContext
 
     lab.add_zone("a")

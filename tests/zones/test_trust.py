@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from backup.zones import hostkeys
-from backup.zones.connection import connect, probe_host_key
-from backup.zones.errors import ChangedHostKey, UnknownHostKey
+from lightkeeper.backup.zones import hostkeys
+from lightkeeper.backup.zones.connection import connect, probe_host_key
+from lightkeeper.backup.zones.errors import ChangedHostKey, UnknownHostKey
 from tests.zones.repo_helper import write_user_files
 
 

@@ -9,14 +9,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from tui import agentdata
-from tui.agentdata import problem
-from tui.dialogs import ConfirmDialog
-from tui.format import age, clock_time, human_bytes, human_duration
-from tui.panes.base import Pane, Request
-from tui.panes.common import first
-from tui.restore_wizard import RestoreWizard
-from tui.widgets.jobprogress import JobProgress, last_finished_line
+from lightkeeper.fmt import age, clock_time, human_bytes, human_duration
+from lightkeeper.tui import agentdata
+from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.dialogs import ConfirmDialog
+from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.panes.common import first
+from lightkeeper.tui.restore_wizard import RestoreWizard
+from lightkeeper.tui.widgets.jobprogress import JobProgress, last_finished_line
 
 # Job kinds of the backup package (backup/calls.py) that use the repository.
 BACKUP_JOBS = ("backup", "verify", "prune", "forget", "restore")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.containers import Vertical
 
 if TYPE_CHECKING:
-    from tui.app import LightkeeperApp
+    from lightkeeper.tui.app import LightkeeperApp
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from tui.agentdata import problem
+from lightkeeper.tui.agentdata import problem
 
 
 def first(d: dict[str, Any] | None, *keys: str, default: Any = None) -> Any:

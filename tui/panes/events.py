@@ -10,8 +10,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, RichLog, Static
 
-from tui.format import clock_time
-from tui.panes.base import Pane, Request
+from lightkeeper.fmt import clock_time
+from lightkeeper.tui.panes.base import Pane, Request
 
 MAX_ROWS = 2000
 LEVELS: tuple[str | None, ...] = (None, "info", "warning", "error")

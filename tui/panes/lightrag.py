@@ -11,13 +11,13 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
 from textual.widgets import Static
 
-from tui import agentdata
-from tui.agentdata import problem
-from tui.format import clock_time, ms, pct
-from tui.panes.base import Pane, Request
-from tui.panes.common import first, small_table
-from tui.panes.overview import _window_seconds
-from tui.widgets.chart import ChartData, Line, TimeChart
+from lightkeeper.fmt import clock_time, ms, pct
+from lightkeeper.tui import agentdata
+from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.panes.common import first, small_table
+from lightkeeper.tui.panes.overview import _window_seconds
+from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 
 
 class LightRagPane(Pane):

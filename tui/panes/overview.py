@@ -10,12 +10,12 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Static
 
-from tui import agentdata
-from tui.agentdata import problem
-from tui.format import age, human_bytes, human_duration, pct, rate
-from tui.panes.base import Pane, Request
-from tui.panes.common import first, invert, series_lines, small_table, sum_series
-from tui.widgets.chart import ChartData, Line, TimeChart
+from lightkeeper.fmt import age, human_bytes, human_duration, pct, rate
+from lightkeeper.tui import agentdata
+from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.panes.common import first, invert, series_lines, small_table, sum_series
+from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 
 LATEST = ["disk_free_ratio", "disk_free_bytes", "disk_total_bytes",
           "network_receive_bytes_per_second", "network_transmit_bytes_per_second",

@@ -14,12 +14,12 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
 from lightkeeper.client import default_actor
-from tui import agentdata
-from tui.agentdata import problem
-from tui.dialogs import NoteDialog
-from tui.format import clock_time, ms, shorten
-from tui.panes.base import Pane, Request
-from tui.panes.common import small_table
+from lightkeeper.fmt import clock_time, ms, shorten
+from lightkeeper.tui import agentdata
+from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.dialogs import NoteDialog
+from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.panes.common import small_table
 
 EFFECT_STYLE = {"next_operation": "green", "new_documents": "cyan", "restart": "yellow",
                 "rebuild": "bold red"}

@@ -9,12 +9,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
-from tui import agentdata
-from tui.agentdata import problem
-from tui.dialogs import ConfirmDialog
-from tui.format import age, human_bytes, human_duration, shorten
-from tui.panes.base import Pane, Request
-from tui.widgets.jobprogress import JobProgress, last_finished_line
+from lightkeeper.fmt import age, human_bytes, human_duration, shorten
+from lightkeeper.tui import agentdata
+from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.dialogs import ConfirmDialog
+from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.widgets.jobprogress import JobProgress, last_finished_line
 
 ZONE_JOBS = ("replicate", "zone_verify", "zone_prune", "zone_restore", "zone_rebuild",
              "zone_status")

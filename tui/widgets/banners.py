@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.actions import ACTIONS, PANES, key_label
+from lightkeeper.tui.actions import ACTIONS, PANES, key_label
 
 
 class QuietStatic(Static):

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.format import age, human_bytes, human_duration, rate, shorten
+from lightkeeper.fmt import age, human_bytes, human_duration, rate, shorten
 
 
 def job_line(job: dict[str, Any], width: int = 80) -> Group:
