@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -14,15 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent import api, http_endpoints, registry, scheduler
-from agent.alerts import AlertEvaluator, configured_rules
-from agent.ingest import SpoolIngester
-from agent.jobs import JobManager
-from agent.pidlock import PidLock
-from agent.services import AgentServices
-from agent.store.db import Store, StoreError
-from agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper import __version__
+from lightkeeper.agent import api, http_endpoints, registry, scheduler
+from lightkeeper.agent.alerts import AlertEvaluator, configured_rules
+from lightkeeper.agent.ingest import SpoolIngester
+from lightkeeper.agent.jobs import JobManager
+from lightkeeper.agent.pidlock import PidLock
+from lightkeeper.agent.services import AgentServices
+from lightkeeper.agent.store.db import Store, StoreError
+from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper.config import Config
 from lightkeeper.logs import get_logger
 
@@ -155,10 +154,7 @@ class Agent:
                            [json.dumps(current, default=str)])
 
     def _build_collectors(self) -> list[Any]:
-        if importlib.util.find_spec("collectors.registry") is None:
-            log.warning("agent.no_collectors", reason="collectors.registry not installed")
-            return []
-        from collectors.registry import build_collectors
+        from lightkeeper.collectors.registry import build_collectors
 
         return list(build_collectors(self.cfg))
 
@@ -392,14 +388,9 @@ class Agent:
                 return
 
     async def _tuning_watch_loop(self) -> None:
-        if importlib.util.find_spec("tuning.calls") is None:
-            return
-        import tuning.calls as tcalls
-
-        handler = getattr(tcalls, "on_active_file_changed", None)
-        if handler is None:
-            return
         import watchfiles
+
+        from lightkeeper.tuning.calls import on_active_file_changed as handler
 
         path = self.cfg.path("paths.tuning_file")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -429,7 +420,7 @@ class Agent:
     def status(self) -> dict[str, Any]:
         assert self.store is not None
         now = time.time()
-        from agent.alerts import list_alerts
+        from lightkeeper.agent.alerts import list_alerts
 
         return {
             "version": __version__,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
@@ -13,11 +12,11 @@ from lightkeeper.services import CallFn, JobFn
 log = get_logger("agent")
 
 MODULES = [
-    "agent.calls",
-    "rag.calls",
-    "tuning.calls",
-    "backup.calls",
-    "backup.zones.calls",
+    "lightkeeper.agent.calls",
+    "lightkeeper.rag.calls",
+    "lightkeeper.tuning.calls",
+    "lightkeeper.backup.calls",
+    "lightkeeper.backup.zones.calls",
 ]
 
 
@@ -26,13 +25,7 @@ def load() -> tuple[dict[str, CallFn], dict[str, JobFn], list[Callable[[Any], li
     jobs: dict[str, JobFn] = {}
     schedules: list[Callable[[Any], list]] = []
     for name in MODULES:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            continue
-        mod = importlib.import_module(name)
+        mod = importlib.import_module(name)  # a missing part of our own package fails loudly
         calls.update(getattr(mod, "CALLS", {}))
         jobs.update(getattr(mod, "JOBS", {}))
         if callable(getattr(mod, "SCHEDULES", None)):

@@ -74,10 +74,7 @@ _TIMES_CACHE: dict[str, tuple[frozenset[str], dict[str, float]]] = {}
 def default_opener(cfg: Any) -> RepoOpener | None:
     """A function opening ``backup.repository.Repository`` at a path with the configured key,
     or None when the backup package cannot do it."""
-    try:
-        from backup.repository import Repository  # noqa: PLC0415
-    except ImportError:
-        return None
+    from lightkeeper.backup.repository import Repository  # noqa: PLC0415
     key_file = Path(cfg["backup.key_file"])
     return lambda path: Repository.open(path, key_file)
 

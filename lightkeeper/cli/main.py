@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
 from lightkeeper import __version__
@@ -58,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="set any configuration key (repeatable)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
         importlib.import_module(name).register(sub)
     return parser
 
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        if args.command is None and importlib.util.find_spec("lightkeeper.cli.console"):
+        if args.command is None:
             args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "console"])
         else:
             parser.print_help()
