@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lightkeeper import config as config_mod
+from lightkeeper.fmt import human_bytes, human_duration
 
 # Documented exit codes (README, "Exit codes").
 EXIT_OK = 0
@@ -92,32 +93,6 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]],
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                      for row in cells)
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = float(seconds)
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def follow_job(ctx: CliContext, job_id: str, quiet: bool = False) -> dict[str, Any]:

@@ -1,13 +1,37 @@
-"""Small formatting helpers for the console: sizes, durations, ages, percentages."""
+"""Formatting shared by the CLI and the console: sizes, durations, ages, percentages."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from lightkeeper.cli.common import human_bytes, human_duration
-
 __all__ = ["human_bytes", "human_duration", "age", "pct", "rate", "clock_time", "ms", "shorten"]
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = float(seconds)
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
 
 
 def age(ts: float | None, now: float | None = None) -> str:
