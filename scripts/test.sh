@@ -24,4 +24,14 @@ fi
 
 scripts/setup-venv.sh test
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+
+# The layers (docs/architecture.md) are checked on the installed tree, where the folders of the
+# layout sit under the one `lightkeeper` package as users get them.
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-compile \
+  --target "$stage" .
+(cd "$stage" && PYTHONPATH="$stage" "$OLDPWD/.venv/bin/lint-imports" \
+  --config "$OLDPWD/pyproject.toml" --no-cache)
+
+.venv/bin/python -m pytest "$@"
