@@ -21,9 +21,7 @@ def _window(params: dict[str, Any], default: str = "1h") -> float:
 
 
 def _retention(services: Services) -> Retention:
-    c = services.cfg
-    return Retention(c["store.retention_raw_hours"], c["store.retention_1m_days"],
-                     c["store.retention_1h_days"], c["store.retention_ops_days"])
+    return Retention.from_config(services.cfg)
 
 
 def rag_latency(services: Services, params: dict[str, Any]) -> Any:

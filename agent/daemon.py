@@ -89,10 +89,7 @@ class Agent:
         self.data_root = check_data_root(cfg)
         self.lock = PidLock(self.state_dir / "agent.lock")
         self.store: Store | None = None
-        self.retention = Retention(cfg["store.retention_raw_hours"],
-                                   cfg["store.retention_1m_days"],
-                                   cfg["store.retention_1h_days"],
-                                   cfg["store.retention_ops_days"])
+        self.retention = Retention.from_config(cfg)
         self.collector_health: dict[str, CollectorHealth] = {}
         self.rag_histograms = http_endpoints.RagHistograms()
         self._stop = asyncio.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from lightkeeper.agent.store.db import Store
 
@@ -31,6 +32,19 @@ class Retention:
     minute_days: float = 30.0
     hour_days: float = 400.0
     ops_days: float = 30.0
+    events_days: float = 90.0
+    jobs_days: float = 180.0
+    alerts_days: float = 365.0
+    quarantine_days: float = 14.0
+    bench_days: float = 365.0
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Retention:
+        return cls(cfg["store.retention_raw_hours"], cfg["store.retention_1m_days"],
+                   cfg["store.retention_1h_days"], cfg["store.retention_ops_days"],
+                   cfg["store.retention_events_days"], cfg["store.retention_jobs_days"],
+                   cfg["store.retention_alerts_days"], cfg["store.retention_quarantine_days"],
+                   cfg["store.retention_bench_days"])
 
 
 def _watermark(store: Store, name: str) -> float | None:
@@ -101,5 +115,18 @@ def apply_retention(store: Store, retention: Retention, now: float | None = None
         if limit == -math.inf:
             continue
         rows = store.execute(f"DELETE FROM {table} WHERE ts < ?", [limit])
+        deleted[table] = int(rows[0][0]) if rows else 0
+    # History tables: every one has a retention, so the file stays bounded with uptime.
+    # Running jobs and firing alerts are never deleted, whatever their age.
+    history = {
+        "events": ("ts < ?", retention.events_days),
+        "jobs": ("coalesce(finished, created) < ? AND state NOT IN ('queued', 'running')",
+                 retention.jobs_days),
+        "alerts": ("ended IS NOT NULL AND ended < ?", retention.alerts_days),
+        "spool_quarantine": ("ts < ?", retention.quarantine_days),
+        "bench_runs": ("ts < ?", retention.bench_days),
+    }
+    for table, (where, days) in history.items():
+        rows = store.execute(f"DELETE FROM {table} WHERE {where}", [now - days * 86400])
         deleted[table] = int(rows[0][0]) if rows else 0
     return deleted

@@ -79,7 +79,8 @@ def test_retention_per_resolution_keeps_unrolled_raw(tmp_path: Path) -> None:
     s.flush()
     # before any rollup, nothing raw may go: it would be lost
     assert apply_retention(s, Retention(raw_hours=1), now=NOW) == {
-        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0}
+        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0, "events": 0, "jobs": 0, "alerts": 0,
+        "spool_quarantine": 0, "bench_runs": 0}
     assert s.execute("SELECT count(*) FROM samples")[0][0] == 40
     rollup(s, now=NOW)
     deleted = apply_retention(s, Retention(raw_hours=1, minute_days=2, hour_days=400), now=NOW)
@@ -183,3 +184,27 @@ def test_slow_series_skip_minute_rollups_but_reach_hours_and_charts(tmp_path: Pa
     deleted = apply_retention(s, Retention(raw_hours=1), now=NOW)
     assert deleted["samples"] > 0
     assert s.execute("SELECT count(*) FROM samples_1h WHERE metric = 'userdir_bytes'")[0][0] == 3
+
+
+def test_every_history_table_has_a_retention(tmp_path: Path) -> None:
+    """Events, jobs, alerts, quarantined lines and bench runs age out; what is still running or
+    firing stays whatever its age, so the store stays bounded with uptime."""
+    s = Store(tmp_path / "m.duckdb")
+    old, new = NOW - 400 * 86400, NOW - 60
+    for ts in (old, new):
+        s.add_event("audit", "x.happened", component="test", ts=ts)
+    s.execute("INSERT INTO jobs (id, kind, state, created, finished) VALUES "
+              "('a', 'backup', 'succeeded', ?, ?), ('b', 'backup', 'running', ?, NULL), "
+              "('c', 'backup', 'failed', ?, ?)", [old, old, old, new, new])
+    s.execute("INSERT INTO alerts (rule, label, severity, started, ended) VALUES "
+              "('r', '', 'warning', ?, ?), ('r', 'x', 'warning', ?, NULL), "
+              "('r', 'y', 'warning', ?, ?)", [old, old + 1, old, new, new])
+    s.execute("INSERT INTO spool_quarantine VALUES (?, 'f', 0, 'x', 'bad'), "
+              "(?, 'f', 1, 'y', 'bad')", [old, new])
+    s.execute("INSERT INTO bench_runs (id, ts) VALUES ('o', ?), ('n', ?)", [old, new])
+    deleted = apply_retention(s, Retention(), now=NOW)
+    assert {k: deleted[k] for k in ("events", "jobs", "alerts", "spool_quarantine",
+                                    "bench_runs")} == {
+        "events": 1, "jobs": 1, "alerts": 1, "spool_quarantine": 1, "bench_runs": 1}
+    assert sorted(r[0] for r in s.execute("SELECT id FROM jobs")) == ["b", "c"]
+    assert s.execute("SELECT count(*) FROM alerts WHERE ended IS NULL")[0][0] == 1
