@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lightkeeper.config import Config
+from lightkeeper.config import Config, ConfigError
 from lightkeeper.logs import get_logger
 
 log = get_logger("alerts")
@@ -95,7 +95,6 @@ def configured_rules(cfg: Config) -> list[Rule]:
         rules.append(rule)
     unknown = set(overrides) - known
     if unknown:
-        from lightkeeper.config import ConfigError
         raise ConfigError(f"alerts.{sorted(unknown)[0]}: unknown alert; known alerts: "
                           + ", ".join(sorted(known)))
     return rules

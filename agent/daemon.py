@@ -13,17 +13,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import watchfiles
+
 from lightkeeper import __version__
 from lightkeeper.agent import api, http_endpoints, registry, scheduler
-from lightkeeper.agent.alerts import AlertEvaluator, configured_rules
+from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.jobs import JobManager
 from lightkeeper.agent.pidlock import PidLock
 from lightkeeper.agent.services import AgentServices
 from lightkeeper.agent.store.db import Store, StoreError
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
+from lightkeeper.collectors.registry import build_collectors
 from lightkeeper.config import Config
 from lightkeeper.logs import get_logger
+from lightkeeper.tuning.calls import on_active_file_changed
 
 log = get_logger("agent")
 
@@ -151,8 +155,6 @@ class Agent:
                            [json.dumps(current, default=str)])
 
     def _build_collectors(self) -> list[Any]:
-        from lightkeeper.collectors.registry import build_collectors
-
         return list(build_collectors(self.cfg))
 
     def run_blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -202,7 +204,7 @@ class Agent:
         for c in getattr(self, "collectors", []):
             try:
                 c.close()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  closing one collector must not stop the others from closing
                 log.warning("collector.close_failed", collector=c.name, error=str(exc))
         if self.store is not None:
             try:
@@ -215,7 +217,7 @@ class Agent:
                                               "uptime_s": round(time.time() - self.started)})
                 log.info("agent.stopped", uptime_s=round(time.time() - self.started))
                 self.store.close()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  shutdown goes on; the error is logged
                 log.error("agent.close_failed", error=str(exc))
             self.store = None
         for path in (self.cfg.path("agent.socket"), self.state_dir / "agent.pid"):
@@ -236,7 +238,7 @@ class Agent:
             t0 = time.monotonic()
             try:
                 await asyncio.to_thread(fn)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  one failed periodic task must not stop the agent
                 log.error("agent.task_failed", task=fn.__name__,
                           error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(max(0.05, interval - (time.monotonic() - t0)))
@@ -260,7 +262,7 @@ class Agent:
                 previous = seen
                 health.last_ok = now
                 health.runs += 1
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  a failing collector is counted in its health, the loop goes on
                 health.errors += 1
                 health.last_error = f"{type(exc).__name__}: {exc}"
                 health.last_error_ts = time.time()
@@ -271,11 +273,8 @@ class Agent:
 
     def _flush(self) -> None:
         assert self.store is not None
-        pending = self.store.pending()
-        if pending > MAX_BUFFERED_SAMPLES:  # a long outage: bound memory, keep the newest
-            with self.store._buffer_lock:
-                dropped = len(self.store._buffer) - MAX_BUFFERED_SAMPLES
-                del self.store._buffer[:dropped]
+        dropped = self.store.drop_oldest(MAX_BUFFERED_SAMPLES)  # a long outage: bound memory
+        if dropped:
             log.error("store.samples_dropped", dropped=dropped)
         self.store.flush()
 
@@ -322,7 +321,7 @@ class Agent:
             self._backup_seeded = now
             try:
                 stats = self.calls["backup.stats"](self.services, {})
-            except Exception as exc:  # no repository yet, or unreadable: nothing to report
+            except Exception as exc:  # noqa: BLE001  no repository yet, or unreadable: nothing to report
                 log.debug("backup.age_unknown", error=str(exc))
                 return
             newest = stats.get("newest_snapshot") or {}
@@ -339,7 +338,7 @@ class Agent:
         for provider in self.schedules:
             try:
                 entries = provider(self.services)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  one schedule provider's bug must not stop the others
                 log.error("schedule.provider_failed", error=str(exc))
                 continue
             for kind, text, params in entries:
@@ -357,20 +356,18 @@ class Agent:
                     continue
                 try:
                     job = self.jobs.start(kind, params, actor="schedule")
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  a schedule that cannot start is logged; the others still run
                     log.warning("schedule.start_failed", kind=kind, error=str(exc))
                     continue
                 self.store.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(now)])
                 log.info("schedule.started", kind=kind, job_id=job.id)
 
     async def _ingest_loop(self) -> None:
-        import watchfiles
-
         spool = self.cfg.path("paths.spool_dir")
         while True:
             try:
                 await asyncio.to_thread(self.ingester.ingest_once)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  ingestion retries on the next change; the error is logged
                 log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
             try:
                 # wake on the next change, or after 2 s at the latest
@@ -385,16 +382,12 @@ class Agent:
                 return
 
     async def _tuning_watch_loop(self) -> None:
-        import watchfiles
-
-        from lightkeeper.tuning.calls import on_active_file_changed as handler
-
         path = self.cfg.path("paths.tuning_file")
         path.parent.mkdir(parents=True, exist_ok=True)
         while not self._stop.is_set():
             try:
-                await asyncio.to_thread(handler, self.services)
-            except Exception as exc:
+                await asyncio.to_thread(on_active_file_changed, self.services)
+            except Exception as exc:  # noqa: BLE001  the watch loop keeps running; the error is logged
                 log.error("tuning.watch_failed", error=f"{type(exc).__name__}: {exc}")
             async for changes in watchfiles.awatch(path.parent, stop_event=self._stop,
                                                    debounce=300, recursive=False):
@@ -417,7 +410,6 @@ class Agent:
     def status(self) -> dict[str, Any]:
         assert self.store is not None
         now = time.time()
-        from lightkeeper.agent.alerts import list_alerts
 
         return {
             "version": __version__,

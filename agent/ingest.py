@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import psutil
 
 from lightkeeper.logs import get_logger
@@ -74,7 +75,7 @@ def stage_block_fast(con: Any, block_file: Path, lines: int) -> bool:
                     f"format = 'newline_delimited', columns = {_RAW_COLUMNS})", [str(block_file)])
         total, valid = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {_VALID}) FROM _raw").fetchall()[0]
-    except Exception:  # duckdb.Error: malformed JSON, a non-object line...
+    except duckdb.Error:  # malformed JSON, a non-object line...
         return False
     return total == lines and valid == total
 
@@ -88,7 +89,7 @@ def stage_rows(con: Any, rows: list[dict[str, Any]]) -> None:
 
 def batch_aggregates(con: Any) -> list[dict[str, Any]]:
     """Per (op, mode) of the staged batch: count, sum, errors, model time, histogram buckets."""
-    from lightkeeper.agent.http_endpoints import LATENCY_BUCKETS
+    from lightkeeper.agent.http_endpoints import LATENCY_BUCKETS  # noqa: PLC0415
 
     buckets = ", ".join(f"count(*) FILTER (WHERE duration_s <= {b})" for b in LATENCY_BUCKETS)
     rows = con.execute(

@@ -159,7 +159,7 @@ class JobManager:
             job.error = "cancelled by the operator"
         except CallError as exc:
             job.error = str(exc)
-        except Exception as exc:  # a failing job must never take the agent down
+        except Exception as exc:  # noqa: BLE001  a failing job must never take the agent down
             job.error = f"{exc}" if str(exc) else type(exc).__name__
             log.error("job.crashed", job_id=job.id, kind=job.kind,
                       error=f"{type(exc).__name__}: {exc}",
@@ -171,7 +171,7 @@ class JobManager:
                 "WHERE id = ?",
                 [state, job.finished, json.dumps(job.summary, default=str), job.error,
                  json.dumps(job.progress_state.as_dict(), default=str), job.id])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  the job's own outcome is already published; logged
             log.error("job.record_failed", job_id=job.id, error=str(exc))
         level = "info" if state == "succeeded" else "warning" if state in (
             "cancelled", "partial", "problems") else "error"
@@ -183,7 +183,7 @@ class JobManager:
         for hook in self.on_finish:
             try:
                 hook(job)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  a finish hook's bug must not change the job's outcome
                 log.error("job.hook_failed", job_id=job.id, error=str(exc))
 
     def cancel(self, job_id: str) -> Job:

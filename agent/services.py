@@ -38,7 +38,7 @@ class AgentServices:
         try:
             self._store.add_event(kind, event, level=level, component=component, actor=actor,
                                   context=context)
-        except Exception as exc:  # the log line above still records it
+        except Exception as exc:  # noqa: BLE001  the log line above still records it
             log.error("audit.store_failed", audit_event=event, error=str(exc))
 
     def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
@@ -64,7 +64,7 @@ class AgentServices:
         if dest.is_dir():
             dest = dest / self._store.path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with self._store._lock:
+        with self._store.lock:
             self._store.flush()
             self._store.con.execute("CHECKPOINT")
             tmp = dest.with_name(dest.name + ".tmp")

@@ -25,6 +25,10 @@ the key file itself, so only a user who can already read that file can export it
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from lightkeeper.backup import prune as prune_mod
 from lightkeeper.backup import retention
 from lightkeeper.backup.crypto import KeyFileError
 from lightkeeper.backup.dbsources import restore_postgres
+from lightkeeper.backup.drill import drill
 from lightkeeper.backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
 from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
@@ -118,7 +123,6 @@ def _delay(ctx: Any, seconds: float) -> None:
 def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
     cfg = services.cfg
     if params.get("jitter_s"):
-        import random
 
         _delay(ctx, random.uniform(0, float(params["jitter_s"])))
     tags = params.get("tags") or []
@@ -256,9 +260,6 @@ def job_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[st
 def _lightrag_check(services: Services, spool: Path) -> Any:
     """Open a restored workspace with LightRAG in a child ``lightkeeper rag query`` (backup
     never imports the runtime), with its own spool so drill queries stay out of the stats."""
-    import os
-    import subprocess
-    import sys
 
     def check(data_root: Path, user: str, question: str) -> str:
         env = {**os.environ, "LIGHTKEEPER_PATHS__DATA_ROOT": str(data_root),
@@ -274,8 +275,6 @@ def _lightrag_check(services: Services, spool: Path) -> Any:
 
 
 def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
-    from lightkeeper.backup.drill import drill
-
     cfg = services.cfg
     sample = int(params.get("users") or cfg["backup.drill_users"])
     repo = _open(services)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import psutil
+
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.lock")
@@ -31,8 +33,6 @@ class RepositoryLocked(Exception):
 
 
 def _proc_start(pid: int) -> float | None:
-    import psutil
-
     try:
         return psutil.Process(pid).create_time()
     except (psutil.Error, ValueError):

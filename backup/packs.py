@@ -23,7 +23,7 @@ import blake3
 import zstandard
 
 from lightkeeper.backup import index as index_mod
-from lightkeeper.backup.crypto import Sealer
+from lightkeeper.backup.crypto import IntegrityError, Sealer
 from lightkeeper.backup.fsutil import fsync_dir, tmp_name
 
 AAD_BLOCK = b"lk-block"
@@ -56,7 +56,6 @@ def decode_block(sealer: Sealer, data: bytes | memoryview, aad: bytes = AAD_BLOC
     try:
         return _decompressor().decompress(plain)
     except zstandard.ZstdError as exc:
-        from lightkeeper.backup.crypto import IntegrityError
 
         raise IntegrityError(f"block does not decompress: {exc}") from None
 
@@ -69,10 +68,10 @@ def read_trailer(sealer: Sealer, data: bytes) -> list[tuple[bytes, int, int, int
 
 class PackWriter:
     """Accepts chunks, writes packs under ``data_dir``; ``completed`` lists finished packs."""
-
     def __init__(self, data_dir: Path, sealer: Sealer, pool: ThreadPoolExecutor, *,
                  level: int = 3, block_size: int = 256 * 1024, pack_size: int = 8 << 20,
-                 on_pack: Callable[[index_mod.PackInfo], None] | None = None) -> None:
+                 on_pack: Callable[[index_mod.PackInfo], None] | None = None,
+                 workers: int = 2) -> None:
         self.data_dir = Path(data_dir)
         self.sealer = sealer
         self.pool = pool
@@ -80,7 +79,7 @@ class PackWriter:
         self.block_size = block_size
         self.pack_size = pack_size
         self.on_pack = on_pack
-        self.max_inflight = max(2, 2 * (pool._max_workers or 2))
+        self.max_inflight = max(2, 2 * workers)  # ``pool``'s size: enough to keep it busy
         self.pending: dict[bytes, None] = {}           # chunk ids accepted, not yet in a pack
         self.completed: list[index_mod.PackInfo] = []
         self.bytes_written = 0

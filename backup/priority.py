@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psutil
+
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.priority")
@@ -23,7 +25,6 @@ def lower_current_thread() -> None:
             os.setpriority(os.PRIO_PROCESS, tid, NICE)
     except OSError as exc:
         log.debug("priority.nice_failed", error=str(exc))
-    import psutil
 
     try:
         psutil.Process(tid).ionice(psutil.IOPRIO_CLASS_BE, 7)
@@ -33,8 +34,6 @@ def lower_current_thread() -> None:
 
 def restore_current_thread(nice: int = 0) -> None:
     """Undo :func:`lower_current_thread` where allowed (root, or an agent worker thread)."""
-    import psutil
-
     tid = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, tid, nice)

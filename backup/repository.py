@@ -43,13 +43,14 @@ from lightkeeper.backup.crypto import (
 )
 from lightkeeper.backup.fsutil import TMP_PREFIX, atomic_write
 from lightkeeper.backup.index import Loc, PackInfo
-from lightkeeper.backup.packs import AAD_BLOCK, PackWriter, decode_block, encode_block
+from lightkeeper.backup.packs import AAD_BLOCK, PackWriter, decode_block, encode_block, read_trailer
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.repository")
 
 FORMAT = 1
 ID_LEN = 32
+POOL_WORKERS = max(2, min(4, os.cpu_count() or 2))  # compression/encryption threads
 AAD_INDEX = b"lk-index"
 AAD_SNAPSHOT = b"lk-snapshot"
 AAD_SNAPSHOT_FILES = b"lk-snapshot-files"
@@ -89,7 +90,6 @@ def _hash_name(data: bytes) -> str:
 
 class Repository:
     """An open repository. Not thread-safe: one job uses one instance."""
-
     def __init__(self, path: Path, config: dict[str, Any], keys: Keys) -> None:
         self.path = Path(path)
         self.config = config
@@ -181,8 +181,7 @@ class Repository:
 
     def pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            workers = max(2, min(4, os.cpu_count() or 2))
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="backup-zstd")
+            self._pool = ThreadPoolExecutor(POOL_WORKERS, thread_name_prefix="backup-zstd")
         return self._pool
 
     # -- layout ---------------------------------------------------------------------------
@@ -316,7 +315,7 @@ class Repository:
         return PackWriter(self.path / "data", self.sealer, self.pool(), level=self.level,
                           block_size=int(self.config.get("block_size", DEFAULT_BLOCK_SIZE)),
                           pack_size=int(self.config.get("pack_size", DEFAULT_PACK_SIZE)),
-                          on_pack=on_pack)
+                          on_pack=on_pack, workers=POOL_WORKERS)
 
     def take_unindexed(self) -> list[PackInfo]:
         """Forget the packs finished since the last index write (and return them)."""
@@ -577,7 +576,6 @@ def reindex_orphans(repo: Repository) -> dict[str, Any]:
     Returns {"reindexed": [pack ids], "unreadable": [pack ids]}; unreadable orphans are left
     for prune (they hold nothing any index or snapshot can name).
     """
-    from lightkeeper.backup.packs import read_trailer
 
     indexed = repo.indexed_packs()
     on_disk = repo.list_pack_files()

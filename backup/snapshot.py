@@ -23,7 +23,7 @@ from typing import Any
 import blake3
 from pyfastcdc import FastCDC
 
-from lightkeeper.backup import sources
+from lightkeeper.backup import dbsources, sources
 from lightkeeper.backup.fsutil import NoSpace, is_enospc, require_space
 from lightkeeper.backup.gate import GateTimeout, read_gate
 from lightkeeper.backup.lock import RepoLock
@@ -79,7 +79,6 @@ class _Counters:
 
 class _Builder:
     """Turns file contents into chunks in the repository and manifest entries."""
-
     def __init__(self, repo: Repository, ctx: JobContext, bytes_total: int | None) -> None:
         self.repo = repo
         self.ctx = ctx
@@ -375,7 +374,6 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
         try:
             with tempfile.TemporaryDirectory(prefix="lk-backup-", dir=scratch_parent) as scratch:
                 sdir = Path(scratch)
-                from lightkeeper.backup import dbsources
                 # 1. databases: any failure fails the whole snapshot
                 for name, spec in sorted(opts.postgres.items()):
                     ctx.check_cancelled()

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -95,7 +96,7 @@ def wait_ready(client: AgentClient, proc: subprocess.Popen, timeout: float) -> d
             cols = st.get("collectors", [])
             if cols and all(c.get("last_ok") for c in cols):
                 return st
-        except Exception as exc:  # not up yet
+        except Exception as exc:  # noqa: BLE001  not up yet
             last_error = str(exc)
         time.sleep(0.25)
     raise SystemExit(f"the agent was not ready within {timeout:.0f} s ({last_error})")
@@ -111,7 +112,8 @@ def churn(root: Path, per_second: int, stop: threading.Event) -> None:
             i += 1
 
 
-def measure(pid: int, seconds: float, on_tick=None) -> dict:
+def measure(pid: int, seconds: float,
+            on_tick: Callable[[], object] | None = None) -> dict:
     s = Sampler(pid)
     c0, t0 = s.cpu_seconds(), time.monotonic()
     s.rss()
@@ -219,7 +221,7 @@ def main() -> int:
                    LIGHTKEEPER_PATHS__DATA_ROOT=str(root),
                    LIGHTKEEPER_HTTP__LISTEN=f"127.0.0.1:{free_port()}",
                    XDG_CONFIG_HOME=str(tmp / "config"))
-        log = open(tmp / "agent.out", "wb")
+        log = open(tmp / "agent.out", "wb")  # noqa: SIM115  the agent child writes it until killed
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "lightkeeper.cli.main", "agent"],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lightkeeper.agent.ingest import SpoolIngester  # noqa: E402
-from lightkeeper.agent.store.db import Store  # noqa: E402
-from tests.agent.spoolgen import dead_pid, record, spool_name, write_records  # noqa: E402
+from lightkeeper.agent.ingest import SpoolIngester
+from lightkeeper.agent.store.db import Store
+from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
 
 
 def main() -> None:

@@ -22,22 +22,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lightkeeper import config  # noqa: E402
-from lightkeeper.rag.instrument import Instrument, wrap_embed, wrap_llm  # noqa: E402
-from lightkeeper.rag.spool import SpoolWriter  # noqa: E402
+from lightkeeper import config
+from lightkeeper.rag.instrument import Instrument, wrap_embed, wrap_llm
+from lightkeeper.rag.spool import SpoolWriter
 
 PROMPT = "p" * 6000
 SYSTEM = "s" * 12000
 
 
-async def _llm(prompt, system_prompt=None, history_messages=None, **kw):
+async def _llm(prompt: str, system_prompt: str | None = None,
+               history_messages: list[dict[str, str]] | None = None, **kw: Any) -> str:
     return "an answer of a few hundred characters " * 8
 
 
-async def _embed(texts, **kw):
+async def _embed(texts: list[str], **kw: Any) -> list[str]:
     return texts
 
 

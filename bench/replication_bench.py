@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ def du(path: Path) -> tuple[int, int]:
     return n, size
 
 
-def timed(fn) -> tuple[float, object]:
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
     t0 = time.perf_counter()
     out = fn()
     return time.perf_counter() - t0, out
@@ -129,7 +130,7 @@ def main() -> int:
             d.mkdir()
             return d
 
-        def best(fn) -> float:
+        def best(fn: Callable[[], float]) -> float:
             return min(fn() for _ in range(runs))
 
         def lk_full(channels: int, source: Path) -> float:

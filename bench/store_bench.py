@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lightkeeper.agent.store.db import Store  # noqa: E402
-from lightkeeper.agent.store.queries import series  # noqa: E402
-from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup  # noqa: E402
-from lightkeeper.collectors.registry import build_collectors  # noqa: E402
-from lightkeeper.config import load  # noqa: E402
+from lightkeeper.agent.store.db import Store
+from lightkeeper.agent.store.queries import series
+from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
+from lightkeeper.collectors.registry import build_collectors
+from lightkeeper.config import load
 
 USERS = 100
 DAY = 86400.0
@@ -68,7 +68,6 @@ def measured_series(tmp: Path, users: int = USERS) -> tuple[list[tuple[str, str,
 
 class Generator:
     """Realistic samples for a set of series: the measured value with a random walk on top."""
-
     def __init__(self, triples: list[tuple[str, str, float]], interval: float, seed: int) -> None:
         self.metrics = [m for m, _, _ in triples]
         self.labels = [lab for _, lab, _ in triples]

@@ -176,7 +176,7 @@ class DiskCollector:
         def ask() -> None:
             try:
                 result.append(self.statvfs(mp))
-            except BaseException as exc:  # handed to the caller below
+            except BaseException as exc:  # noqa: BLE001  handed to the caller below
                 result.append(exc)
 
         t = threading.Thread(target=ask, name=f"statvfs {mp}", daemon=True)

@@ -84,7 +84,6 @@ def scan_user(path: str) -> tuple[int, int]:
 
 class _Growth:
     """Points where a user's size changed, trimmed to the growth window."""
-
     __slots__ = ("first_seen", "points")
 
     def __init__(self, now: float, size: int) -> None:
@@ -155,7 +154,7 @@ class UserDirCollector:
             self._dirty.add(user)
 
     def _watch_loop(self) -> None:
-        import watchfiles  # imported here: only the agent's collector thread needs it
+        import watchfiles  # noqa: PLC0415  only the agent's collector thread needs it
 
         root = str(self.data_root)
         while not self._stop.is_set():
@@ -179,7 +178,7 @@ class UserDirCollector:
                     except FileNotFoundError:
                         break
                 self.watcher_error = None
-            except Exception as exc:  # a watch limit, a vanished root: full rescans cover it
+            except Exception as exc:  # noqa: BLE001  a watch limit, a vanished root: full rescans cover it
                 if self.watcher_error is None:
                     log.warning("userdirs.watcher_failed", path=root,
                                 error=f"{type(exc).__name__}: {exc}",

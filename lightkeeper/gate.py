@@ -17,6 +17,7 @@ user id validated, ``backup.gate`` by directory.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import os
@@ -41,7 +42,6 @@ class GateTimeout(TimeoutError):
 @dataclass(frozen=True)
 class Stamp:
     """What the lock file says about the last finished write."""
-
     raw: bytes          # the stamp as written; changes on every finished write
     last_write_ns: int  # 0 when no write was ever recorded
 
@@ -155,13 +155,11 @@ def read_stamp(directory: Path) -> Stamp:
 
 class _Held:
     """What a gate holder learns: the stamp it wrote on release (writers only)."""
-
     stamp: bytes = b""
 
 
 async def _acquire_async(fd: int, op: int, timeout: float, path: Path, what: str,
                          total: float | None = None) -> None:
-    import asyncio
 
     for delay in _waits(fd, op, timeout, path, what, total):
         await asyncio.sleep(delay)

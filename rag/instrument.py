@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from lightkeeper.rag.spool import SpoolWriter
@@ -34,7 +34,7 @@ class Op:
 
     __slots__ = ("ts", "t0", "user", "op", "mode", "llm_s", "llm_calls", "embed_s",
                  "embed_calls", "embed_items", "tokens_in", "tokens_out", "result_bytes",
-                 "outcome", "error_class", "tuning_version", "_token")
+                 "outcome", "error_class", "tuning_version")
 
     def __init__(self, user: str, op: str, mode: str | None) -> None:
         self.ts = time.time()
@@ -53,7 +53,6 @@ class Op:
         self.outcome = "ok"
         self.error_class: str | None = None
         self.tuning_version: int | None = None
-        self._token: Any = None
 
     def fail(self, error: BaseException | str) -> None:
         self.outcome = "error"
@@ -101,18 +100,20 @@ class Instrument:
 
 
 class _OpScope:
-    __slots__ = ("inst", "rec")
+    __slots__ = ("inst", "rec", "token")
 
     def __init__(self, inst: Instrument, rec: Op) -> None:
         self.inst = inst
         self.rec = rec
+        self.token: Token[Op | None] | None = None
 
     def __enter__(self) -> Op:
-        self.rec._token = _current.set(self.rec)
+        self.token = _current.set(self.rec)
         return self.rec
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        _current.reset(self.rec._token)
+        if self.token is not None:
+            _current.reset(self.token)
         if exc is not None and self.rec.outcome == "ok":
             self.rec.fail(exc)
         self.inst.finish(self.rec)

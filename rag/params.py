@@ -18,6 +18,8 @@ from typing import Any
 from lightkeeper.config import Config
 from lightkeeper.logs import get_logger
 from lightkeeper.tuning import params as tuning_params
+from lightkeeper.tuning.activefile import load_active
+from lightkeeper.tuning.watch import ActiveFileWatcher
 
 log = get_logger("rag.params")
 
@@ -31,12 +33,10 @@ def _fallback(user: str | None) -> tuple[int | None, dict[str, Any]]:
 
 def active_params(cfg: Config, user: str | None = None) -> tuple[int | None, dict[str, Any]]:
     """(tuning version or None, effective parameters for ``user`` or the global set)."""
-    from lightkeeper.tuning.activefile import load_active
-
     try:
         version, params = load_active(cfg, user)  # falls back to the last good copy itself
         return version, {**DEFAULTS, **params}
-    except Exception as exc:  # invalid, and no good copy: run on defaults, say so
+    except Exception as exc:  # noqa: BLE001  invalid, and no good copy: run on defaults, say so
         log.warning("rag.params.tuning_unreadable", path=str(cfg.path("paths.tuning_file")),
                     error=f"{type(exc).__name__}: {exc}", using="defaults")
         return _fallback(user)
@@ -44,12 +44,10 @@ def active_params(cfg: Config, user: str | None = None) -> tuple[int | None, dic
 
 class ParamSource:
     """Effective parameters per user, kept current by tuning's ActiveFileWatcher."""
-
     def __init__(self, cfg: Config, watch: bool = True) -> None:
         self.cfg = cfg
         self._watcher: Any = None
         if watch:
-            from lightkeeper.tuning.watch import ActiveFileWatcher
 
             self._watcher = ActiveFileWatcher(cfg.path("paths.tuning_file")).start()
         self._cache: dict[str | None, tuple[int | None, dict[str, Any]]] = {}

@@ -237,7 +237,7 @@ class RagRuntime:
             _clear_dirty_flags(user)
         try:
             await entry.rag.finalize_storages()
-        except Exception as exc:  # a failed finalize must not keep the slot
+        except Exception as exc:  # noqa: BLE001  a failed finalize must not keep the slot
             log.warning("rag.finalize_failed", user=user, error=f"{type(exc).__name__}: {exc}")
         _purge_shared_namespaces(user)
         if _OPEN_IN_PROCESS.get(user) is self:

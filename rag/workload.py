@@ -12,8 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightkeeper.logs import get_logger
 from lightkeeper.rag import corpus
 from lightkeeper.rag.runtime import MODES, RagRuntime
+
+log = get_logger("workload")
 
 QUERY_MODES = tuple(m for m in MODES if m != "bypass")
 
@@ -118,8 +121,8 @@ async def background(rt: RagRuntime, stop: asyncio.Event, rate: float = 1.0,
                 await rt.delete(user, inserted[user].pop(0))
             else:
                 await rt.query(user, rnd.choice(questions), rnd.choice(QUERY_MODES))
-        except Exception:  # recorded in the spool as an error; the demo keeps going
-            pass
+        except Exception as exc:  # noqa: BLE001  recorded in the spool as an error; the demo keeps going
+            log.debug("workload.op_failed", user=user, error=f"{type(exc).__name__}: {exc}")
         try:
             await asyncio.wait_for(stop.wait(), timeout=rnd.expovariate(rate))
         except TimeoutError:
@@ -213,7 +216,7 @@ async def run_bench(rt: RagRuntime, result: BenchResult, *, docs: int, queries: 
         try:
             res = await rt.insert(user, [t for t, _ in part], [p for _, p in part])
             ok = not res["failed"]
-        except Exception:
+        except Exception:  # noqa: BLE001  the bench counts it as a failed insert (spool records the error)
             ok = False
         result.add("insert", time.perf_counter() - t0, ok)
 
@@ -227,7 +230,7 @@ async def run_bench(rt: RagRuntime, result: BenchResult, *, docs: int, queries: 
         ok = True
         try:
             await rt.query(user, question, mode)
-        except Exception:
+        except Exception:  # noqa: BLE001  the bench counts it as a failed query (spool records the error)
             ok = False
         result.add(f"query:{mode}", time.perf_counter() - t0, ok)
 

@@ -75,7 +75,7 @@ class AgentProcess:
 
     def start(self, timeout: float = 30) -> AgentProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lightkeeper.cli.main", "agent"], env=self.env, cwd=REPO,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)

@@ -166,7 +166,7 @@ class LightkeeperApp(App[int]):
             self._last_pane_error = None
             try:
                 pane.show(result.data, result.req)
-            except Exception as exc:  # a rendering bug must not stop the poll loop
+            except Exception as exc:  # noqa: BLE001  a rendering bug must not stop the poll loop
                 self.log.error(f"render {pane.pane_id}: {exc!r}")
                 self.notify(f"could not show {pane.title}: {exc}", severity="error")
         self.last_polled = pane.pane_id

@@ -15,8 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lightkeeper.client import AgentUnavailable, connect
+from lightkeeper.config import load
 from lightkeeper.tui.actions import PANES
 from lightkeeper.tui.app import LightkeeperApp
+from lightkeeper.tui.replay import RecordingClient
 
 SCREENS: tuple[tuple[str, str], ...] = tuple((pid, key) for pid, _, key in PANES)
 
@@ -63,9 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", metavar="FILE", help="also record the agent's answers here")
     ap.add_argument("--size", default="120x40", help="terminal size WxH (default 120x40)")
     args = ap.parse_args(argv)
-    from lightkeeper.client import AgentUnavailable, connect
-    from lightkeeper.config import load
-    from lightkeeper.tui.replay import RecordingClient
 
     try:
         client: Any = connect(load(), autostart=False)

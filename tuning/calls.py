@@ -92,12 +92,7 @@ def _error_text(exc: TuningError) -> str:
 
 
 def _set_invalid_metric(services: Services, value: float) -> None:
-    setter = getattr(services, "set_current", None)
-    if callable(setter):
-        try:
-            setter(INVALID_METRIC, "", value)
-        except Exception:
-            pass
+    services.set_current(INVALID_METRIC, "", value)
 
 
 def _version(services: Services, n: int) -> versions.Version:

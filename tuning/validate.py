@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightkeeper.config import parse_bool
-from lightkeeper.tuning.params import BY_NAME, NAMES, Param, fmt_num
+from lightkeeper.tuning.params import BY_NAME, NAMES, Param, defaults, fmt_num
 
 
 class TuningError(ValueError):
     """Invalid tuning: ``errors`` maps a field (or ``users.U.field``) to what is wrong."""
-
     def __init__(self, errors: Mapping[str, str], prefix: str = "invalid tuning") -> None:
         self.errors = dict(errors)
         text = "; ".join(f"{k}: {v}" for k, v in self.errors.items())
@@ -194,8 +193,6 @@ def warnings_for(params: Mapping[str, Any]) -> dict[str, str]:
 
 def validate_full(raw: Mapping[str, Any], where: str = "") -> dict[str, Any]:
     """Validate a full global set (missing names take LightRAG's default). Raises TuningError."""
-    from lightkeeper.tuning.params import defaults
-
     values, errors = check_fields(raw)
     merged = {**defaults(), **values}
     if not errors:

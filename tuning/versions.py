@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lightkeeper.tuning.params import NAMES, defaults
 from lightkeeper.tuning.tuningset import TuningSet
 from lightkeeper.tuning.validate import TuningError
 
@@ -42,7 +43,6 @@ def _row_to_version(row: dict[str, Any]) -> Version:
         tset = TuningSet.from_json(doc)
     except TuningError:
         # A version recorded under an older model: keep what still validates field by field.
-        from lightkeeper.tuning.params import NAMES, defaults
 
         params = {**defaults(), **{k: v for k, v in (doc.get("params") or {}).items()
                                    if k in NAMES}}

@@ -164,7 +164,7 @@ class ActiveFileWatcher:
                     # On timeout the set is empty: re-check anyway (cheap: a hash of a small
                     # file), which also covers file systems that miss events.
                     self.reload()
-            except Exception as exc:  # the directory vanished, inotify limits...
+            except Exception as exc:  # noqa: BLE001  the directory vanished, inotify limits...
                 log.warning("tuning.watch_failed", path=str(self.path), error=str(exc))
                 if self._stop.wait(1.0):
                     return

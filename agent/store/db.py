@@ -44,7 +44,7 @@ def _describe_open_error(path: Path, exc: Exception) -> str:
 class Store:
     def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = Path(path)
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # the connection's; held by readers, writers, snapshots
         self._buffer: list[Sample] = []
         self._buffer_lock = threading.Lock()
         self.rows_written = 0
@@ -66,7 +66,7 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------------
     def schema_version(self) -> int:
-        with self._lock:
+        with self.lock:
             exists = self.con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
             ).fetchall()[0][0]
@@ -84,7 +84,7 @@ class Store:
         for version, name, statements in MIGRATIONS:
             if version <= current:
                 continue
-            with self._lock:
+            with self.lock:
                 self.con.execute("BEGIN TRANSACTION")
                 try:
                     for sql in statements:
@@ -100,11 +100,11 @@ class Store:
 
     # -- generic access --------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
-        with self._lock:
+        with self.lock:
             return self.con.execute(sql, params or []).fetchall()
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-        with self._lock:
+        with self.lock:
             cur = self.con.execute(sql, params or [])
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
@@ -122,6 +122,13 @@ class Store:
         with self._buffer_lock:
             self._buffer.extend(samples)
 
+    def drop_oldest(self, keep: int) -> int:
+        """Bound the queue to its newest ``keep`` samples (a long outage). Returns how many went."""
+        with self._buffer_lock:
+            dropped = max(0, len(self._buffer) - keep)
+            del self._buffer[:dropped]
+        return dropped
+
     def pending(self) -> int:
         with self._buffer_lock:
             return len(self._buffer)
@@ -135,12 +142,12 @@ class Store:
         try:
             # one statement per batch: the columns travel as four lists (no row-at-a-time
             # INSERT, and no pyarrow, which would cost the agent ~90 MB with pandas)
-            with self._lock:
+            with self.lock:
                 self.con.execute(
                     "INSERT INTO samples SELECT unnest($1::DOUBLE[]), unnest($2::VARCHAR[]), "
                     "unnest($3::VARCHAR[]), unnest($4::DOUBLE[])",
                     [list(ts), list(metric), list(label), list(value)])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any write failure keeps the batch for the next attempt
             # Keep the batch for the next attempt (for example after disk space is freed).
             with self._buffer_lock:
                 self._buffer[:0] = batch
@@ -159,7 +166,7 @@ class Store:
         """Store an event. ``context`` is a dict (not keyword arguments), so context keys such
         as ``kind`` or ``ts`` never collide with the event's own fields."""
         ctx = json.dumps(redact(context or {}), default=str)
-        with self._lock:
+        with self.lock:
             row = self.con.execute(
                 "INSERT INTO events (ts, level, kind, component, event, actor, context)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -191,7 +198,7 @@ class Store:
 
     # -- maintenance -----------------------------------------------------------------------
     def checkpoint(self) -> None:
-        with self._lock:
+        with self.lock:
             self.con.execute("CHECKPOINT")
 
     def size_bytes(self) -> int:
@@ -204,7 +211,7 @@ class Store:
         return total
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             try:
                 self.con.execute("CHECKPOINT")
             finally:
@@ -216,11 +223,11 @@ class _Locked:
         self.store = store
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.store._lock.acquire()
+        self.store.lock.acquire()
         return self.store.con
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.store._lock.release()
+        self.store.lock.release()
 
 
 class _Transaction:
@@ -228,7 +235,7 @@ class _Transaction:
         self.store = store
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
-        self.store._lock.acquire()
+        self.store.lock.acquire()
         self.store.con.execute("BEGIN TRANSACTION")
         return self.store.con
 
@@ -239,4 +246,4 @@ class _Transaction:
             else:
                 self.store.con.execute("ROLLBACK")
         finally:
-            self.store._lock.release()
+            self.store.lock.release()

@@ -62,7 +62,7 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                     ctx.check_cancelled()
                 try:
                     required |= mirror.referenced_files(sftp, root, sid)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  any failure reading a manifest stops the prune: nothing deleted
                     raise ZoneError(zone.name, f"cannot tell which files snapshot {sid[:12]} "
                                     f"needs ({exc}); nothing deleted") from None
             unused = sorted(r for r in listing.files if r not in required)

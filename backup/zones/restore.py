@@ -67,7 +67,7 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
         repo = mirror.open()
         try:
             sid = repo.resolve_snapshot(snapshot)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  reported as the zone's error with its text
             raise ZoneError(zone.name, f"{exc}") from None
         refs = sorted(mirror.referenced_files(sess.sftp, root, sid))
         lacking = [r for r in refs if r not in listing.files]

@@ -26,6 +26,7 @@ from lightkeeper.cli.common import (
     job_exit_code,
     table,
 )
+from lightkeeper.client import AgentError, AgentUnavailable
 
 KEEPS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -108,7 +109,7 @@ def start_and_follow(ctx: CliContext, kind: str, params: dict[str, Any],
     client = ctx.client()
     try:
         job_id = client.start_job(kind, params)
-    except Exception as exc:  # the client raises its own error type with the agent's text
+    except (AgentError, AgentUnavailable) as exc:
         raise CliError(str(exc)) from None
     if detach:
         ctx.emit({"job_id": job_id}, f"started {kind} job {job_id}")

@@ -57,7 +57,12 @@ def build_providers(cfg: Config) -> Providers:
                          lambda dim: HashEmbedder(dim, latency), "lightkeeper-offline",
                          config_dim=int(cfg["rag.embed_dim"] or 0), default_dim=256,
                          embed_model="lightkeeper-offline-hash")
-    from lightkeeper.rag.providers.openai_compat import OpenAIChat, OpenAIEmbed, read_api_key
+    # aiohttp loads only when an API provider is configured (the offline demo never needs it)
+    from lightkeeper.rag.providers.openai_compat import (  # noqa: PLC0415
+        OpenAIChat,
+        OpenAIEmbed,
+        read_api_key,
+    )
 
     key = read_api_key(cfg["rag.api_key_env"], cfg["rag.api_key_file"] or None)
     timeout = float(cfg["rag.request_timeout"])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lightkeeper import logs
+from lightkeeper.client import AgentError
 
 
 @pytest.fixture(autouse=True)
@@ -61,10 +62,8 @@ def test_json_lines_with_context_and_redaction(tmp_path: Path) -> None:
 
 def test_secrets_in_audit_events_and_agent_log(agent, lk_env: dict[str, str]) -> None:
     # A job params dict with a DSN goes to the audit log; it must be redacted everywhere.
-    try:
+    with pytest.raises(AgentError):
         agent.client.start_job("no-such-kind", {"dsn": "postgresql://u:hunter2@h/db"})
-    except Exception:
-        pass
     agent.client.call("bench.record", id="r1", params={"api_key": "sk-abcdefghijklmnop1234",
                                                        "url": "http://u:hunter2@h"})
     events = agent.client.events(limit=100)

@@ -62,7 +62,7 @@ def _next_gen(path: Path, after: int, timeout: float = 30.0) -> int:
     raise AssertionError("the writer made no progress")
 
 
-def _wait_ready(proc) -> None:  # noqa: ANN001
+def _wait_ready(proc) -> None:
     assert proc.stdout.readline().strip() == "READY", proc.stderr.read()
 
 

@@ -30,7 +30,7 @@ def _entry(repo: Repository, sid: str, path: str) -> dict:
     return next(f for f in repo.read_snapshot(sid)["files"] if f["path"] == path)
 
 
-def _data_loc(repo: Repository, sid: str):  # noqa: ANN202
+def _data_loc(repo: Repository, sid: str):
     return repo.index[repo.content_list(_entry(repo, sid, DOCS)["list"])[0]]
 
 

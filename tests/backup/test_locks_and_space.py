@@ -65,7 +65,7 @@ def test_stale_locks_are_detected(data_root: Path, repo: Repository) -> None:
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path):  # noqa: ANN201
+def small_fs(tmp_path: Path):
     mnt = tmp_path / "small"
     mnt.mkdir()
     if os.geteuid() != 0:

@@ -51,7 +51,7 @@ async def wait_until(pilot: Any, cond: Callable[[], Any], what: str,
             value = cond()
             if value:
                 return value
-        except Exception as exc:  # the widget may not exist yet
+        except Exception as exc:  # noqa: BLE001  the widget may not exist yet
             last_exc = exc
         await pilot.pause(0.1)
     raise AssertionError(f"timed out waiting for {what}" +

@@ -70,11 +70,10 @@ Subsystem sftp {SFTP_SERVER}
     def start(self) -> None:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config), "-p",
-                                      str(self.port)], stdout=logf, stderr=logf,
-                                     start_new_session=True)
-        logf.close()
+        with open(self.log, "ab") as logf:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config), "-p",
+                                          str(self.port)], stdout=logf, stderr=logf,
+                                         start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

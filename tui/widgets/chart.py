@@ -68,7 +68,7 @@ class TimeChart(PlotextPlot):
         if self._cache is None or self._cache[0] != key:
             try:
                 rendered = super().render()
-            except Exception as exc:  # a plotting bug must not take the console down
+            except Exception as exc:  # noqa: BLE001  a plotting bug must not take the console down
                 rendered = Text(f"{self.title}: cannot draw ({type(exc).__name__}: {exc})",
                                 style="dim")
             self._cache = (key, rendered)
