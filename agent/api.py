@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,19 @@ def _int(request: web.Request, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise CallError(f"query parameter {name} must be an integer, got {raw!r}") from None
+
+
+def _float(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise CallError(f"query parameter {name} must be a number, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise CallError(f"query parameter {name} must be a finite number, got {raw!r}")
+    return value
 
 
 def build_app(agent: Agent) -> web.Application:
@@ -117,6 +131,24 @@ def build_app(agent: Agent) -> web.Application:
     async def get_job(request: web.Request) -> web.Response:
         return _json(await run(agent.jobs.get, request.match_info["id"]))
 
+    async def wait_job(request: web.Request) -> web.Response:
+        """Long poll: answers as soon as the job changed after version ``since`` (progress at
+        most every 0.2 s, state and logs at once), or after ``timeout`` seconds (max 60)."""
+        job_id = request.match_info["id"]
+        since = _int(request, "since", -1)
+        timeout = min(max(_float(request, "timeout", 20.0), 0.0), 60.0)
+        deadline = asyncio.get_running_loop().time() + timeout
+        feed = agent.jobs.feed
+        while True:
+            seen = feed.version
+            job = agent.jobs.find(job_id)
+            if job is None or job.version > since or job.state not in ("queued", "running"):
+                return _json(job.as_dict() if job else await run(agent.jobs.get, job_id))
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return _json(job.as_dict())
+            await feed.wait(seen, remaining)
+
     async def cancel_job(request: web.Request) -> web.Response:
         job = agent.jobs.cancel(request.match_info["id"])
         return _json({"id": job.id, "state": job.state, "cancel_requested": True})
@@ -130,6 +162,7 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_post("/v1/jobs", start_job)
     app.router.add_get("/v1/jobs", list_jobs)
     app.router.add_get("/v1/jobs/{id}", get_job)
+    app.router.add_get("/v1/jobs/{id}/wait", wait_job)
     app.router.add_post("/v1/jobs/{id}/cancel", cancel_job)
     return app
 

@@ -7,6 +7,7 @@ clear error naming the running job). Backup jobs use ``"repository"``.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lightkeeper.agent.changes import ChangeFeed
 from lightkeeper.logs import get_logger, redact
 from lightkeeper.progress import JobCancelled, ProgressState
 from lightkeeper.services import CallError, JobFn, Services
@@ -24,6 +26,10 @@ log = get_logger("jobs")
 
 ACTIVE = ("queued", "running")
 MAX_LOGS = 500
+# Finished jobs kept in memory (for their logs); older ones are read from the store.
+RECENT_FINISHED = 20
+# Progress wakes long-polling clients at most this often; state changes and logs at once.
+PROGRESS_NOTIFY_S = 0.2
 
 
 @dataclass
@@ -43,6 +49,19 @@ class Job:
     progress_state: ProgressState = field(default_factory=ProgressState)
     cancel_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    version: int = 0  # the ChangeFeed version of this job's last change
+    notify: Callable[[Job], None] | None = None
+    _last_progress_notify: float = 0.0
+
+    def changed(self, progress: bool = False) -> None:
+        if self.notify is None:
+            return
+        if progress:
+            now = time.monotonic()
+            if now - self._last_progress_notify < PROGRESS_NOTIFY_S:
+                return
+            self._last_progress_notify = now
+        self.notify(self)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +71,7 @@ class Job:
             "progress": self.progress_state.as_dict() if self.started else None,
             "logs": self.logs[-MAX_LOGS:],
             "duration_s": (self.finished or time.time()) - self.started if self.started else None,
+            "version": self.version,
         }
 
 
@@ -77,12 +97,14 @@ class AgentJobContext:
                 setattr(state, key, value)
             else:
                 state.extra[key] = value
+        self.job.changed(progress=True)
 
     def log(self, event: str, level: str = "info", **context: Any) -> None:
         entry = {"ts": time.time(), "level": level, "event": event, **redact(context)}
         self.job.logs.append(entry)
         if len(self.job.logs) > MAX_LOGS * 2:
             del self.job.logs[:MAX_LOGS]
+        self.job.changed()
         getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
             event, job_id=self.job.id, kind=self.job.kind, **context)
 
@@ -91,9 +113,14 @@ class JobManager:
     def __init__(self, services: Services, registry: dict[str, JobFn]) -> None:
         self.services = services
         self.registry = registry
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, Job] = {}  # queued and running only
+        self.recent: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self.feed = ChangeFeed()
         self.on_finish: list[Callable[[Job], None]] = []
+
+    def _notify(self, job: Job) -> None:
+        job.version = self.feed.notify()
 
     def recover(self) -> None:
         """Jobs that were running when the agent died are marked interrupted."""
@@ -126,7 +153,7 @@ class JobManager:
                             f"wait for it or cancel it with 'lightkeeper jobs cancel {other.id}'",
                             409, "busy")
             job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], kind=kind,
-                      params=params, actor=actor, resource=resource)
+                      params=params, actor=actor, resource=resource, notify=self._notify)
             self.jobs[job.id] = job
         self.services.store.execute(
             "INSERT INTO jobs (id, kind, state, params, created, actor) VALUES (?, ?, ?, ?, ?, ?)",
@@ -145,6 +172,7 @@ class JobManager:
         job.state = "running"
         self.services.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",
                                     [job.started, job.id])
+        job.changed()
         # The final state is published last, after the history row and the audit event, so
         # a client that sees the job end also finds its record.
         state = "failed"
@@ -180,6 +208,15 @@ class JobManager:
                             duration_ms=round((job.finished - job.started) * 1000),
                             summary=job.summary)
         job.state = state
+        # A finished job leaves the live table (its record is in the store); the last few stay
+        # in memory for their logs. Waiters are woken after the move, so they find it.
+        with self._lock:
+            self.jobs.pop(job.id, None)
+            self.recent[job.id] = job
+            while len(self.recent) > RECENT_FINISHED:
+                self.recent.popitem(last=False)
+        job.thread = None
+        job.changed()
         for hook in self.on_finish:
             try:
                 hook(job)
@@ -187,7 +224,7 @@ class JobManager:
                 log.error("job.hook_failed", job_id=job.id, error=str(exc))
 
     def cancel(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
+        job = self.find(job_id)
         if job is None:
             raise CallError(f"no running job {job_id!r}", 404, "not_found")
         if job.state in ACTIVE:
@@ -195,8 +232,12 @@ class JobManager:
             log.info("job.cancel_requested", job_id=job_id, kind=job.kind)
         return job
 
+    def find(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self.jobs.get(job_id) or self.recent.get(job_id)
+
     def get(self, job_id: str) -> dict[str, Any]:
-        job = self.jobs.get(job_id)
+        job = self.find(job_id)
         if job is not None:
             return job.as_dict()
         rows = self.services.store.query_dicts("SELECT * FROM jobs WHERE id = ?", [job_id])
@@ -205,7 +246,9 @@ class JobManager:
         return _row_to_job(rows[0])
 
     def list(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
-        live = {j.id: j.as_dict() for j in self.jobs.values()}
+        with self._lock:
+            known = [*self.jobs.values(), *self.recent.values()]
+        live = {j.id: j.as_dict() for j in known}
         sql = "SELECT * FROM jobs"
         if active:
             sql += " WHERE state IN ('queued', 'running')"
@@ -217,16 +260,23 @@ class JobManager:
             out.append(doc)
         return out
 
+    def held(self) -> int:
+        """Jobs held in memory: the running ones and the last few finished (bounded)."""
+        with self._lock:
+            return len(self.jobs) + len(self.recent)
+
     def running(self) -> list[Job]:
-        return [j for j in self.jobs.values() if j.state in ACTIVE]
+        with self._lock:
+            return [j for j in self.jobs.values() if j.state in ACTIVE]
 
     def shutdown(self, timeout: float) -> None:
         for job in self.running():
             job.cancel_event.set()
         deadline = time.monotonic() + timeout
-        for job in list(self.jobs.values()):
-            if job.thread is not None and job.thread.is_alive():
-                job.thread.join(max(0.0, deadline - time.monotonic()))
+        for job in self.running():
+            thread = job.thread
+            if thread is not None and thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _row_to_job(row: dict[str, Any]) -> dict[str, Any]:

@@ -134,12 +134,23 @@ class AgentClient:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel", {})
 
-    def follow_job(self, job_id: str, interval: float = 0.5) -> Iterator[dict[str, Any]]:
-        """Yield ``{"type": "status"|"log"|"summary", ...}`` until the job ends."""
+    def wait_job_change(self, job_id: str, since: int = -1, timeout: float = 20.0) \
+            -> dict[str, Any]:
+        """The job once it changed after ``since`` (its ``version``), or as it is after
+        ``timeout`` seconds: the agent answers as soon as something happens (a long poll)."""
+        timeout = max(0.0, min(timeout, self.timeout - 2.0, 60.0))
+        return self._request("GET", f"/v1/jobs/{job_id}/wait?since={int(since)}"
+                             f"&timeout={timeout:g}", timeout=timeout + 5.0)
+
+    def follow_job(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Yield ``{"type": "status"|"log"|"summary", ...}`` until the job ends; each change
+        arrives as the agent makes it (long poll), the end within milliseconds."""
         seen_logs = 0
         last_progress = None
+        version = -1
         while True:
-            job = self.job(job_id)
+            job = self.wait_job_change(job_id, version)
+            version = int(job.get("version") or version)
             logs = job.get("logs") or []
             for entry in logs[seen_logs:]:
                 yield {"type": "log", "job_id": job_id, **entry}
@@ -152,15 +163,15 @@ class AgentClient:
                 yield {"type": "status", "job_id": job_id, "kind": job["kind"],
                        "state": job["state"], "progress": progress}
                 last_progress = progress
-            time.sleep(interval)
 
     def wait_job(self, job_id: str, timeout: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
+        version = -1
+        while (left := deadline - time.monotonic()) > 0:
+            job = self.wait_job_change(job_id, version, timeout=min(left, 20.0))
             if job["state"] not in ("queued", "running"):
                 return job
-            time.sleep(0.2)
+            version = int(job.get("version") or version)
         raise TimeoutError(f"job {job_id} still running after {timeout} s")
 
 
