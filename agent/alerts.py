@@ -29,6 +29,13 @@ class Rule:
     summary: str  # format with {label} and {value}
     enabled: bool = True
     label: str | None = None  # watch only this label (None: every label separately)
+    description: str = ""  # one line for the page: what it means (the runbook says what to do)
+
+    @property
+    def alertname(self) -> str:
+        """The name Alertmanager and Prometheus know this alert by (one name for both levels,
+        told apart by the ``severity`` label)."""
+        return "Lightkeeper" + "".join(p.capitalize() for p in self.name.split("_"))
 
     def severity(self, value: float) -> str | None:
         def hit(level: float | None) -> bool:
@@ -66,6 +73,11 @@ def default_rules(cfg: Config) -> list[Rule]:
              "the last repository verify found damage"),
         Rule("backup_drill_failed", "backup_drill_last_run_success", "below", 0.5, None, 0,
              "the last restore drill failed"),
+        Rule("backup_drill_stale", "backup_drill_age_seconds", "above",
+             cfg["backup.drill_max_age_days"] * 86400, None, 0,
+             "no restore drill has passed for {value:.0f} s",
+             description="backups have not been proven restorable within "
+                         "backup.drill_max_age_days"),
         Rule("zone_lag", "zone_lag_seconds", "above", cfg["replication.max_lag_minutes"] * 60,
              cfg["replication.max_lag_minutes"] * 120, 0,
              "zone {label} lags {value:.0f} s behind the local repository"),

@@ -100,7 +100,7 @@ def metrics_series(services: Services, params: dict[str, Any]) -> Any:
 def metrics_latest(services: Services, params: dict[str, Any]) -> Any:
     wanted = params.get("metrics")
     out: dict[str, dict[str, float]] = {}
-    for (metric, label), (_ts, value) in dict(services.current).items():  # type: ignore[attr-defined]
+    for (metric, label), (_ts, value) in services.current_values().items():  # type: ignore[attr-defined]
         if wanted and metric not in wanted:
             continue
         out.setdefault(metric, {})[label] = value

@@ -18,6 +18,7 @@ import watchfiles
 from lightkeeper import __version__
 from lightkeeper.agent import api, http_endpoints, registry, scheduler
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
+from lightkeeper.agent.derived import DERIVED
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.jobs import JobManager
 from lightkeeper.agent.pidlock import PidLock
@@ -100,6 +101,9 @@ class Agent:
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
         self.http_listen: str | None = None
+        self.config_loaded = time.time()
+        # the outcome of the last reload, for status and the console: {ts, ok, changed|error}
+        self.last_reload: dict[str, Any] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
@@ -180,7 +184,7 @@ class Agent:
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
             asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
-            asyncio.create_task(self._periodic(30.0, self._backup_age, first_delay=3)),
+            asyncio.create_task(self._periodic(30.0, self._refresh_timestamps, first_delay=3)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
         ]
@@ -309,28 +313,58 @@ class Agent:
         samples.append((now, "lightkeeper_quarantined_lines_total", "",
                         float(self.ingester.stats.quarantined)))
         self.services.add_samples(samples)
-        self.alerts.evaluate(dict(self.services.current), now)
+        self.alerts.evaluate(self.services.current_values(now), now)
 
-    def _backup_age(self) -> None:
-        """backup_age_seconds from the newest successful backup; seeded from the repository
-        (its newest snapshot) after a start, then from the backup jobs' own samples."""
+    def _refresh_timestamps(self) -> None:
+        """Keep the timestamps that ages and lags are computed from (``agent.derived``)
+        current: the newest backup and the newest passing restore drill (seeded from the
+        repository after a start), and each zone's oldest missing snapshot (a new local backup
+        makes a zone lag without any probe). The computed gauges are stored as samples too, for
+        their history."""
         now = time.time()
-        last = self.services.current.get(("backup_last_success_timestamp_seconds", ""))
-        if last is None and "backup.stats" in self.calls and \
-                now - getattr(self, "_backup_seeded", 0.0) > 600:
-            self._backup_seeded = now
+        cur = self.services.current
+        if ("backup_last_success_timestamp_seconds", "") not in cur \
+                or ("backup_drill_last_success_timestamp_seconds", "") not in cur:
+            self._seed_backup_timestamps(now)
+        if self.cfg.table("zones") and "zones.list" in self.calls:
             try:
-                stats = self.calls["backup.stats"](self.services, {})
-            except Exception as exc:  # noqa: BLE001  no repository yet, or unreadable: nothing to report
-                log.debug("backup.age_unknown", error=str(exc))
-                return
-            newest = stats.get("newest_snapshot") or {}
-            if newest.get("time"):
-                self.services.set_current("backup_last_success_timestamp_seconds", "",
-                                          float(newest["time"]))
-                last = self.services.current.get(("backup_last_success_timestamp_seconds", ""))
-        if last is not None:
-            self.services.set_current("backup_age_seconds", "", max(0.0, now - last[1]))
+                zones = self.calls["zones.list"](self.services, {})
+            except Exception as exc:  # noqa: BLE001  a zone's state file unreadable: the next pass retries
+                log.warning("zones.refresh_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                for st in zones:
+                    self.services.set_current(
+                        "zone_oldest_unreplicated_timestamp_seconds", st["name"],
+                        float(st.get("lag_since") or 0.0), record=False)
+                names = {st["name"] for st in zones}
+                for metric, label in list(cur):  # a zone removed from the configuration
+                    if metric.startswith("zone_") and label not in names:
+                        self.services.drop_current(metric, label)
+        derived = self.services.current_values(now)
+        self.services.add_samples([(now, m, lab, v) for (m, lab), (_ts, v) in derived.items()
+                                   if m in DERIVED])
+
+    def _seed_backup_timestamps(self, now: float) -> None:
+        if "backup.stats" not in self.calls or now - getattr(self, "_backup_seeded", 0.0) < 600:
+            return
+        self._backup_seeded = now
+        try:
+            stats = self.calls["backup.stats"](self.services, {})
+        except Exception as exc:  # noqa: BLE001  no repository yet, or unreadable: nothing to report
+            log.debug("backup.age_unknown", error=str(exc))
+            return
+        cur = self.services.current
+        newest = stats.get("newest_snapshot") or {}
+        if newest.get("time") and ("backup_last_success_timestamp_seconds", "") not in cur:
+            self.services.set_current("backup_last_success_timestamp_seconds", "",
+                                      float(newest["time"]))
+        if ("backup_drill_last_success_timestamp_seconds", "") not in cur:
+            drill = ((stats.get("drill") or {}).get("last_success") or {}).get("time")
+            # never drilled: the repository's data has gone unproven since its first snapshot
+            since = drill or stats.get("oldest_snapshot_time")
+            if since:
+                self.services.set_current("backup_drill_last_success_timestamp_seconds", "",
+                                          float(since))
 
     def _run_schedules(self) -> None:
         assert self.store is not None
@@ -437,6 +471,9 @@ class Agent:
                      "kinds": sorted(self.jobs.registry),
                      "in_memory": self.jobs.held()},
             "alerts": list_alerts(self.store, active=True),
+            "config": {"files": list(self.cfg.files_read), "explicit_file": self.cfg.explicit_file,
+                       "command_line_keys": [k for k, _ in self.cfg.overrides],
+                       "loaded": self.config_loaded, "last_reload": self.last_reload},
             "ready": not self.readiness_problems(),
             "problems": self.readiness_problems(),
         }

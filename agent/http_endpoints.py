@@ -114,7 +114,7 @@ class CurrentValuesCollector:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
-        current = dict(self.agent.services.current)
+        current = self.agent.services.current_values()
         grouped: dict[str, dict[str, float]] = {}
         for (metric, label), (_ts, value) in current.items():
             if value is None:
@@ -152,7 +152,7 @@ def build_app(agent: Agent) -> web.Application:
 
     async def resources(request: web.Request) -> web.Response:
         out: dict[str, dict[str, float]] = {}
-        for (metric, label), (_ts, value) in sorted(dict(agent.services.current).items()):
+        for (metric, label), (_ts, value) in sorted(agent.services.current_values().items()):
             if metric.startswith(PER_USER_PREFIXES) and label:
                 continue
             out.setdefault(metric, {})[label or "value"] = value

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightkeeper.agent.derived import with_derived
 from lightkeeper.agent.store.db import Store
 from lightkeeper.config import Config
 from lightkeeper.logs import get_logger
@@ -54,6 +55,11 @@ class AgentServices:
             self.add_samples([(ts, metric, label, value)])
         else:
             self.current[(metric, label)] = (ts, value)
+
+    def current_values(self, now: float | None = None) -> dict[tuple[str, str], tuple[float, float]]:
+        """The newest values with ages and lags computed now from their timestamps
+        (``agent.derived``): what alerts, ``/metrics`` and ``metrics.latest`` read."""
+        return with_derived(dict(self.current), now)
 
     def drop_current(self, metric: str, label: str) -> None:
         self.current.pop((metric, label), None)

@@ -348,6 +348,7 @@ def call_stats(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     infos = repo.snapshots()
     out["newest_snapshot"] = infos[-1].as_dict() if infos else None
     out["newest_age_seconds"] = time.time() - infos[-1].time if infos else None
+    out["oldest_snapshot_time"] = infos[0].time if infos else None
     for key, name in (("verified", "verified.json"), ("drill", "drill.json")):
         try:
             out[key] = json.loads(_state_file(services).with_name(name).read_text())

@@ -180,20 +180,12 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _agent_command(cfg: Config) -> list[str]:
-    cmd = [sys.executable, "-m", "lightkeeper.cli.main"]
-    for key, value, origin in cfg.items():
-        if origin == "command line":
-            if isinstance(value, list):
-                value = ",".join(value)
-            elif isinstance(value, bool):
-                value = "true" if value else "false"
-            cmd += ["--set", f"{key}={value}"]
-    for path in cfg.files_read:
-        if path not in ("/etc/lightkeeper/config.toml",):
-            cmd += ["--config", path]
-            break
-    return cmd + ["agent", "--detach"]
+def agent_command(cfg: Config, *command: str) -> list[str]:
+    """The command line of a lightkeeper child process (``agent``, ``agent --detach``...) that
+    rebuilds ``cfg`` from every source: the environment and the default files it inherits, the
+    explicit ``--config`` file and every command-line override. The console's auto-start and
+    ``lightkeeper agent --detach`` both start the agent through it."""
+    return [sys.executable, "-m", "lightkeeper.cli.main", *cfg.source_args(), *command]
 
 
 def connect(cfg: Config, autostart: bool = True, wait: float = 30.0) -> AgentClient:
@@ -204,7 +196,7 @@ def connect(cfg: Config, autostart: bool = True, wait: float = 30.0) -> AgentCli
     if not autostart:
         raise AgentUnavailable(
             f"no agent answers on {client.socket_path}; start one with 'lightkeeper agent --detach'")
-    result = subprocess.run(_agent_command(cfg), capture_output=True, text=True,
+    result = subprocess.run(agent_command(cfg, "agent", "--detach"), capture_output=True, text=True,
                             stdin=subprocess.DEVNULL, timeout=wait + 5)
     if result.returncode != 0:
         raise AgentUnavailable("could not start the agent: " +

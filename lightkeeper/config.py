@@ -216,6 +216,18 @@ SETTINGS: tuple[Setting, ...] = (
       min=1, max=600),
     S("replication.status_schedule", "str", "every 5m",
       "How often the agent probes each zone and refreshes its lag and up/down metrics."),
+    # alert delivery
+    S("alerting.alertmanager_url", "str", "",
+      "Alertmanager base URL (for example http://127.0.0.1:9093); the agent pushes firing and "
+      "resolved alerts to its v2 API. '' keeps alerts in the agent only."),
+    S("alerting.runbook_base_url", "str", "file:///usr/share/doc/lightkeeper/runbook.md",
+      "Absolute URL of the runbook (docs/runbook.md where your team reads it: a wiki or your "
+      "Git host); each alert links to BASE#alert_name."),
+    S("alerting.resend_seconds", "float", 60.0,
+      "Seconds between re-sends of firing alerts to Alertmanager (they expire after 4 times "
+      "this if the agent stops sending).", min=5, max=3600),
+    S("alerting.timeout_seconds", "float", 10.0, "Timeout of one request to Alertmanager.",
+      min=1, max=120),
     S("console.refresh_seconds", "float", 2.0,
       "Console: seconds between polls of status, alerts, jobs and lists.", min=0.5, max=60),
     S("console.chart_refresh_seconds", "float", 5.0,
@@ -388,6 +400,10 @@ class Config:
         self._values: dict[str, Any] = {}
         self._origins: dict[str, str] = {}
         self.files_read: list[str] = []
+        # the sources a child process needs to rebuild this configuration (the environment
+        # and the default files it inherits): the explicit file and the command-line overrides
+        self.explicit_file: str | None = None
+        self.overrides: list[tuple[str, Any]] = []
 
     # -- building -----------------------------------------------------------------------
     def set(self, key: str, value: Any, source: str) -> None:
@@ -459,6 +475,27 @@ class Config:
             result[name] = entry
         return result
 
+    def source_args(self) -> list[str]:
+        """Global command-line options that rebuild this configuration in a child process
+        (which inherits the environment): ``--config FILE`` and every ``--set``."""
+        args = ["--config", self.explicit_file] if self.explicit_file else []
+        for key, value in self.overrides:
+            if isinstance(value, list):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            args += ["--set", f"{key}={value}"]
+        return args
+
+    def replace_with(self, other: Config) -> None:
+        """Take every value of ``other`` in place, so that every holder of this object sees the
+        new configuration (the agent's live reload)."""
+        self._values = dict(other._values)
+        self._origins = dict(other._origins)
+        self.files_read = list(other.files_read)
+        self.explicit_file = other.explicit_file
+        self.overrides = list(other.overrides)
+
     def items(self, with_tables: bool = True) -> list[tuple[str, Any, str]]:
         """Every effective key with its value and origin (secrets masked)."""
         out = []
@@ -501,6 +538,7 @@ def load(
     explicit = config_file or env.get(ENV_CONFIG_FILE)
     if explicit:
         cfg.load_file(Path(explicit))
+        cfg.explicit_file = str(Path(explicit).absolute())
     for name, value in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
             continue
@@ -517,6 +555,7 @@ def load(
             raise
     for key, value in overrides:
         cfg.set(key, value, "command line")
+        cfg.overrides.append((key, value))
     validate(cfg)
     return cfg
 
@@ -535,6 +574,18 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(
                     f"{cfg.origin(f'zones.{name}.host')}: zone {name!r} needs zones.{name}.{required}"
                 )
+    for key in ("alerting.alertmanager_url", "alerting.runbook_base_url"):
+        url = str(cfg[key])
+        scheme, sep, rest = url.partition("://")
+        if url and (not sep or not scheme.isalpha() or not rest):
+            raise ConfigError(
+                f"{cfg.origin(key)}: {key} = {url!r} is not allowed; expected an absolute URL "
+                "such as http://127.0.0.1:9093")
+    if cfg["alerting.alertmanager_url"] and \
+            not str(cfg["alerting.alertmanager_url"]).startswith(("http://", "https://")):
+        raise ConfigError(
+            f"{cfg.origin('alerting.alertmanager_url')}: alerting.alertmanager_url must be an "
+            "http:// or https:// URL")
     if cfg["store.retention_1m_days"] * 24 < cfg["store.retention_raw_hours"]:
         raise ConfigError(
             f"{cfg.origin('store.retention_1m_days')}: store.retention_1m_days must cover at least "

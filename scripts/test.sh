@@ -5,11 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use for real: sshd (SFTP zones), PostgreSQL (pg_dump), promtool
-# (alert rules), tmux (console smoke test), restic and rsync (benchmark references).
+# (alert rules), Alertmanager (alert delivery), systemd-analyze (the unit file), tmux (console
+# smoke test), restic and rsync (benchmark references).
 missing=()
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server openssh-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v restic >/dev/null || missing+=(restic)
 command -v rsync >/dev/null || missing+=(rsync)

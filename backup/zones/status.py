@@ -25,17 +25,23 @@ from lightkeeper.logs import get_logger
 log = get_logger("zones.status")
 
 
-def lag_seconds(local_times: dict[str, float], remote_ids: Iterable[str],
-                now: float) -> tuple[float, int]:
-    """(lag seconds, number of local snapshots newer than the zone's newest it lacks)."""
+def oldest_lacking(local_times: dict[str, float], remote_ids: Iterable[str]
+                   ) -> tuple[float | None, int]:
+    """(time of the oldest local snapshot newer than the zone's newest that the zone lacks, or
+    None when it lacks none; how many such snapshots)."""
     remote = set(remote_ids)
     held = [t for sid, t in local_times.items() if sid in remote]
     newest_held = max(held) if held else float("-inf")
     lacking = sorted(t for sid, t in local_times.items()
                      if sid not in remote and t > newest_held)
-    if not lacking:
-        return 0.0, 0
-    return max(0.0, now - lacking[0]), len(lacking)
+    return (lacking[0] if lacking else None), len(lacking)
+
+
+def lag_seconds(local_times: dict[str, float], remote_ids: Iterable[str],
+                now: float) -> tuple[float, int]:
+    """(lag seconds, number of local snapshots newer than the zone's newest it lacks)."""
+    since, behind = oldest_lacking(local_times, remote_ids)
+    return (0.0 if since is None else max(0.0, now - since)), behind
 
 
 def probe(zone: Zone, timeout: float = 10.0) -> tuple[bool, str | None, dict[str, int] | None]:
@@ -68,7 +74,8 @@ def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
     now = time.time() if now is None else now
     if local_times is None:
         local_times = local.snapshot_times() if local is not None and local.exists() else {}
-    lag, behind = lag_seconds(local_times, data.get("remote_snapshots") or {}, now)
+    since, behind = oldest_lacking(local_times, data.get("remote_snapshots") or {})
+    lag = 0.0 if since is None else max(0.0, now - since)
     unreachable_s = None
     if data.get("unreachable_since") is not None:
         unreachable_s = max(0.0, now - float(data["unreachable_since"]))
@@ -80,6 +87,7 @@ def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
         "last_attempt": data.get("last_attempt"),
         "last_error": data.get("last_error"),
         "lag_seconds": round(lag, 1),
+        "lag_since": since,
         "snapshots_behind": behind,
         "remote_snapshots": len(data.get("remote_snapshots") or {}),
         "remote_bytes": data.get("remote_bytes"),
@@ -89,10 +97,14 @@ def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
 
 
 def samples(status: dict[str, Any], now: float) -> list[tuple[float, str, str, float]]:
-    """The zone's metrics as (ts, metric, label, value) samples for the agent's store."""
+    """The zone's metrics as (ts, metric, label, value) samples for the agent's store. The lag
+    travels as the time of the oldest snapshot the zone lacks (0: none), from which the agent
+    computes ``zone_lag_seconds`` whenever it is read (``agent.derived``)."""
     name = status["name"]
     out = [
         (now, "zone_lag_seconds", name, float(status["lag_seconds"])),
+        (now, "zone_oldest_unreplicated_timestamp_seconds", name,
+         float(status.get("lag_since") or 0.0)),
         (now, "zone_up", name, 1.0 if status.get("reachable") else 0.0),
         (now, "zone_sent_bytes_total", name, float(status["bytes_sent_total"])),
         (now, "zone_failures_total", name, float(status["failures_total"])),

@@ -11,6 +11,7 @@ import time
 
 from lightkeeper import logs
 from lightkeeper.cli.common import EXIT_FAILED, EXIT_OK, CliContext, CliError
+from lightkeeper.client import AgentClient, agent_command
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,20 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                    help="with --detach/--stop: how long to wait (default 30)")
     p.set_defaults(func=run)
-
-
-def _child_argv(ctx: CliContext) -> list[str]:
-    argv = [sys.executable, "-m", "lightkeeper.cli.main"]
-    a = ctx.args
-    if a.config:
-        argv += ["--config", a.config]
-    if a.state_dir:
-        argv += ["--state-dir", a.state_dir]
-    if a.data_root:
-        argv += ["--data-root", a.data_root]
-    for s in a.set or []:
-        argv += ["--set", s]
-    return argv + ["agent"]
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -64,10 +51,9 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
         err_path = log_dir / "agent.stderr"
         start_at = err_path.stat().st_size if err_path.exists() else 0
         with open(err_path, "ab") as err:
-            proc = subprocess.Popen(_child_argv(ctx), stdin=subprocess.DEVNULL, stdout=err,
+            proc = subprocess.Popen(agent_command(cfg, "agent"), stdin=subprocess.DEVNULL, stdout=err,
                                     stderr=err, start_new_session=True,
                                     env={**os.environ, "LIGHTKEEPER_AGENT_CHILD": "1"})
-        from lightkeeper.client import AgentClient
 
         client = AgentClient(cfg.path("agent.socket"))
         deadline = time.monotonic() + args.wait

@@ -82,18 +82,7 @@ def _workload_pid(pid_file: Path) -> int | None:
 def _child_args(ctx: CliContext) -> list[str]:
     """Global options that reproduce this process's configuration in a child."""
     cfg = ctx.cfg
-    args: list[str] = []
-    for path in cfg.files_read:
-        if path != "/etc/lightkeeper/config.toml":
-            args += ["--config", path]
-            break
-    for key, value, origin in cfg.items(with_tables=False):
-        if origin == "command line":
-            if isinstance(value, list):
-                value = ",".join(value)
-            elif isinstance(value, bool):
-                value = "true" if value else "false"
-            args += ["--set", f"{key}={value}"]
+    args = cfg.source_args()
     if cfg["rag.provider"] == "offline":
         for key, value in DEMO_SIMULATION.items():
             if cfg.origin(key) == "default":

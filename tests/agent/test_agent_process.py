@@ -192,3 +192,21 @@ def test_job_lifecycle_is_audited(agent: AgentProcess) -> None:
     assert "job.started" in events
     assert events["job.started"]["context"]["kind"] == "verify"
     assert any(name in events for name in ("job.succeeded", "job.failed", "job.problems"))
+
+
+def test_autostart_keeps_explicit_config(lk_env: dict[str, str], run_cli, tmp_path: Path) -> None:
+    """The agent the CLI starts on its own rebuilds the caller's configuration from every
+    source: an explicit --config is not dropped for the first file read (the user's own)."""
+    user_cfg = Path(lk_env["XDG_CONFIG_HOME"]) / "lightkeeper" / "config.toml"
+    user_cfg.parent.mkdir(parents=True)
+    user_cfg.write_text("[alerts.cpu_high]\nfor_seconds = 600\n")
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text("[alerts.disk_free_low]\nwarning = 0.97\n")
+    try:
+        status = json.loads(run_cli("--config", str(explicit), "--set", "log.level=debug",
+                                    "status", "--json").stdout)
+        assert status["config"]["files"] == [str(user_cfg), str(explicit)]
+        assert status["config"]["explicit_file"] == str(explicit)
+        assert "log.level" in status["config"]["command_line_keys"]
+    finally:
+        run_cli("--config", str(explicit), "agent", "--stop")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -124,3 +125,34 @@ def test_backup_age_seeded_from_repository_and_alert(start_agent, run_cli,
     while not any(x["rule"] == "backup_stale" for x in b.client.alerts()):
         assert time.monotonic() < deadline, "backup_stale never fired"
         time.sleep(1)
+
+
+def test_drill_age_alert_from_repository(start_agent, run_cli, lk_env: dict[str, str]) -> None:
+    """A repository that no drill ever proved: the drill age counts from its oldest snapshot,
+    grows between reads with no new event (computed at read time), and backup_drill_stale
+    fires past backup.drill_max_age_days (here overridden to about a second)."""
+    user = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"]) / "alice"
+    user.mkdir()
+    (user / "kv_store_full_docs.json").write_text('{"doc-1": {"content": "hello"}}')
+    a = start_agent()
+    run_cli("backup", "run")
+    a.stop()
+    b = start_agent({"LIGHTKEEPER_ALERTS__BACKUP_DRILL_STALE__WARNING": "1"})
+
+    def age() -> float:
+        latest = b.client.call("metrics.latest", metrics=["backup_drill_age_seconds"])
+        return latest.get("backup_drill_age_seconds", {}).get("", -1.0)
+
+    deadline = time.monotonic() + 30
+    while age() < 0:
+        assert time.monotonic() < deadline, "the drill age was never seeded"
+        time.sleep(0.5)
+    first = age()
+    time.sleep(1.5)
+    assert age() > first
+    deadline = time.monotonic() + 30
+    while not any(x["rule"] == "backup_drill_stale" for x in b.client.alerts()):
+        assert time.monotonic() < deadline, "backup_drill_stale never fired"
+        time.sleep(1)
+    metrics = urllib.request.urlopen(b.http + "/metrics", timeout=10).read().decode()
+    assert "lightkeeper_backup_drill_age_seconds " in metrics
