@@ -29,6 +29,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from lightkeeper.backup.drill import drill
 from lightkeeper.backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
 from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
+from lightkeeper.backup.summary import SummaryCache
 from lightkeeper.backup.verify import verify
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.logs import get_logger
@@ -63,6 +65,32 @@ def _open(services: Services, create: bool = False) -> Repository:
     except (RepositoryError, KeyFileError) as exc:
         raise CallError(str(exc), 404 if "no backup repository" in str(exc) else 400,
                         "repository") from None
+
+
+_SUMMARIES: dict[Path, SummaryCache] = {}
+_SUMMARIES_LOCK = threading.Lock()
+
+
+def _summaries(services: Services) -> SummaryCache:
+    file = services.cfg.path("paths.state_dir") / "backup" / "summary.json"
+    with _SUMMARIES_LOCK:
+        if file not in _SUMMARIES:
+            _SUMMARIES[file] = SummaryCache(file)
+        return _SUMMARIES[file]
+
+
+def _summary(services: Services) -> dict[str, Any]:
+    """Repository figures and snapshot list: cached, recomputed only if the repository changed
+    outside the agent's own jobs (which refresh it themselves)."""
+    cache = _summaries(services)
+    cached = cache.get(services.cfg.path("backup.repository"))
+    if cached is not None:
+        return cached
+    repo = _open(services)
+    try:
+        return cache.put(repo)
+    finally:
+        repo.close()
 
 
 def _state_file(services: Services) -> Path:
@@ -139,6 +167,7 @@ def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
     repo = _open(services, create=True)
     try:
         summary = run_backup(repo, opts, ctx)
+        _summaries(services).put(repo)
     except Exception:
         _samples(services, {"backup_last_run_success": 0,
                             "backup_last_failure_timestamp_seconds": time.time()})
@@ -192,6 +221,8 @@ def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str,
     try:
         out = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""),
                               dry_run=bool(params.get("dry_run")))
+        if not params.get("dry_run"):
+            _summaries(services).put(repo)
     except prune_mod.PruneError as exc:
         raise CallError(str(exc)) from None
     finally:
@@ -211,6 +242,8 @@ def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
         if params.get("prune") and not dry:
             out["prune"] = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""))
             out["repository_size"] = out["prune"]["repository_size"]
+        if not dry:
+            _summaries(services).put(repo)
     except prune_mod.PruneError as exc:
         raise CallError(str(exc)) from None
     finally:
@@ -317,15 +350,14 @@ for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore, job_dril
 
 # -- calls --------------------------------------------------------------------------------
 def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]:
-    repo = _open(services)
-    infos = [i.as_dict() for i in repo.snapshots()]
+    infos = list(_summary(services)["snapshots"])
     user = params.get("user")
     if user:
         infos = [i for i in infos if user in i["users"]]
     limit = int(params.get("limit") or 0)
     if limit:
         infos = infos[-limit:]
-    return {"repository": str(repo.path), "snapshots": infos}
+    return {"repository": str(services.cfg.path("backup.repository")), "snapshots": infos}
 
 
 def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
@@ -343,12 +375,12 @@ def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_stats(services: Services, params: dict[str, Any]) -> dict[str, Any]:
-    repo = _open(services)
-    out = repo.stats()
-    infos = repo.snapshots()
-    out["newest_snapshot"] = infos[-1].as_dict() if infos else None
-    out["newest_age_seconds"] = time.time() - infos[-1].time if infos else None
-    out["oldest_snapshot_time"] = infos[0].time if infos else None
+    summary = _summary(services)
+    out = dict(summary["stats"])
+    infos = summary["snapshots"]
+    out["newest_snapshot"] = infos[-1] if infos else None
+    out["newest_age_seconds"] = time.time() - infos[-1]["time"] if infos else None
+    out["oldest_snapshot_time"] = infos[0]["time"] if infos else None
     for key, name in (("verified", "verified.json"), ("drill", "drill.json")):
         try:
             out[key] = json.loads(_state_file(services).with_name(name).read_text())

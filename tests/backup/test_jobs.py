@@ -116,3 +116,37 @@ def test_schedules_and_job_summaries_through_calls(lk_env: dict[str, str], tmp_p
         calls.job_verify(LocalContext(), services, {"sample_pct": 500})
     with pytest.raises(calls.CallError, match="invalid user id"):
         calls.job_backup(LocalContext(), services, {"users": ["../etc"]})
+
+
+def test_repository_summary_is_kept_by_jobs_and_follows_outside_changes(
+        lk_env: dict[str, str], tmp_path: Path) -> None:
+    """backup.stats and backup.snapshots answer from a summary the jobs keep; a change made
+    outside the agent's jobs (another process writing the repository) is still seen."""
+    from bench.datagen import generate
+    from lightkeeper.backup import summary as summary_mod
+
+    cfg = config_mod.load(read_system=False)
+    services = _Services(cfg)
+    generate(cfg.path("paths.data_root"), users=2, seed=3, total_mb=1)
+    first = calls.job_backup(LocalContext(), services, {})
+    repo_path = cfg.path("backup.repository")
+    cache_file = cfg.path("paths.state_dir") / "backup" / "summary.json"
+    assert cache_file.stat().st_mode & 0o777 == 0o600
+    kept = summary_mod.SummaryCache(cache_file).get(repo_path)  # written by the job itself
+    assert kept is not None and [s["id"] for s in kept["snapshots"]] == [first["snapshot_id"]]
+    assert calls.call_stats(services, {})["snapshots"] == 1
+    # another process adds a snapshot: the signature moves, the next call recomputes
+    repo = Repository.open(repo_path, cfg.path("backup.key_file"))
+    outside = run_backup(repo, BackupOptions(cfg.path("paths.data_root"),
+                                             metrics=services.metrics_snapshot))
+    repo.close()
+    stats = calls.call_stats(services, {})
+    assert stats["snapshots"] == 2
+    assert stats["newest_snapshot"]["id"] == outside["snapshot_id"]
+    assert [s["id"] for s in calls.call_snapshots(services, {})["snapshots"]] == [
+        first["snapshot_id"], outside["snapshot_id"]]
+    # a forget job refreshes it from the repository it has open
+    calls.job_forget(LocalContext(), services, {"keep_last": 1, "prune": True})
+    kept = summary_mod.SummaryCache(cache_file).get(repo_path)
+    assert kept is not None and len(kept["snapshots"]) == 1
+    assert calls.call_stats(services, {})["snapshots"] == 1
