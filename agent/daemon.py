@@ -122,6 +122,8 @@ class Agent:
         self.services = AgentServices(self.cfg, self.store)
         self.services.agent = self  # type: ignore[attr-defined]
         self.calls, job_fns, self.schedules = registry.load()
+        self.probes = registry.probes()
+        self._probe_last: dict[str, float] = {}
         self.jobs = JobManager(self.services, job_fns)
         self.services.jobs = self.jobs
         self.jobs.recover()
@@ -184,6 +186,7 @@ class Agent:
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
             asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
+            asyncio.create_task(self._periodic(30.0, self._run_probes, first_delay=5)),
             asyncio.create_task(self._periodic(30.0, self._refresh_timestamps, first_delay=3)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
@@ -395,6 +398,24 @@ class Agent:
                     continue
                 self.store.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, str(now)])
                 log.info("schedule.started", kind=kind, job_id=job.id)
+
+    def _run_probes(self) -> None:
+        """Periodic probes (zones): samples for alerts and charts, never job records."""
+        now = time.time()
+        for provider in self.probes:
+            for name, text, fn in provider(self.services):
+                try:
+                    spec = scheduler.parse(text)
+                except scheduler.ScheduleError as exc:
+                    log.error("probe.invalid_schedule", probe=name, error=str(exc))
+                    continue
+                if spec is None or not scheduler.is_due(spec, self._probe_last.get(name), now):
+                    continue
+                self._probe_last[name] = now
+                try:
+                    fn(self.services)
+                except Exception as exc:  # noqa: BLE001  a failing probe is logged; the next runs on time
+                    log.warning("probe.failed", probe=name, error=f"{type(exc).__name__}: {exc}")
 
     async def _ingest_loop(self) -> None:
         spool = self.cfg.path("paths.spool_dir")

@@ -20,6 +20,13 @@ MODULES = [
 ]
 
 
+def probes() -> list[Callable[[Any], list]]:
+    """``PROBES`` providers: ``(name, schedule_text, fn(services))`` entries the agent runs as
+    periodic samples, with no job record."""
+    return [mod.PROBES for name in MODULES
+            if callable(getattr(mod := importlib.import_module(name), "PROBES", None))]
+
+
 def load() -> tuple[dict[str, CallFn], dict[str, JobFn], list[Callable[[Any], list]]]:
     calls: dict[str, CallFn] = {}
     jobs: dict[str, JobFn] = {}

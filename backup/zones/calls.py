@@ -4,6 +4,7 @@ probe), calls (list, status, host-key trust) and the replication schedules."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,20 +169,35 @@ def job_zone_rebuild(ctx: Any, services: Services, params: dict[str, Any]) -> di
     return r
 
 
-def job_zone_status(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def probe_zones(services: Services, names: list[str] | None = None,
+                check: Callable[[], None] | None = None) -> dict[str, Any]:
     """Probe every zone (or the given ones) and push its metrics: keeps lag and up/down
     current between syncs, so alerts fire for a zone that is down."""
     cfg = services.cfg
     local = _local(services)
     local_times = local.snapshot_times() if local.exists() else {}
     out = {}
-    for zone in select_zones(cfg, params.get("zones")):
-        ctx.check_cancelled()
+    for zone in select_zones(cfg, names):
+        if check is not None:
+            check()
         st = zone_status(zone, zone_state_dir(cfg, zone.name), local, local_times,
                          do_probe=True)
         services.add_samples(samples(st, time.time()))
         out[zone.name] = st
-    return {"zones": out}
+    return out
+
+
+def job_zone_status(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """An operator's explicit probe of every zone (or the given ones), with a job record."""
+    return {"zones": probe_zones(services, params.get("zones"), ctx.check_cancelled)}
+
+
+def probes(services: Services) -> list[tuple[str, str, Callable[[Services], Any]]]:
+    """The agent's periodic zone probe: samples, not a job (288 job records a day otherwise)."""
+    if not load_zones(services.cfg):
+        return []
+    text = str(services.cfg.get("replication.status_schedule") or STATUS_SCHEDULE)
+    return [("zone_status", text, probe_zones)]
 
 
 def _local_path(services: Services) -> Path | None:
@@ -259,9 +275,6 @@ def schedules(services: Services) -> list[tuple[str, str, dict[str, Any]]]:
     for name, zone in sorted(zones.items()):
         if zone.schedule:
             out.append(("replicate", zone.schedule, {"zones": [name]}))
-    if zones:
-        out.append(("zone_status", str(cfg.get("replication.status_schedule") or STATUS_SCHEDULE),
-                    {}))
     return out
 
 
@@ -282,3 +295,4 @@ CALLS = {
 }
 
 SCHEDULES = schedules
+PROBES = probes

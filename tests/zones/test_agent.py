@@ -45,3 +45,23 @@ def test_trust_through_the_agent(lab, start_agent, run_cli):
     assert agent.client.call("zones.trust_probe", zone="b")["state"] == "trusted"
     events = agent.client.events(limit=200)
     assert any(e.get("event") == "zone.host_key_trusted" for e in events)
+
+
+def test_zone_probes_are_samples_not_jobs(lab, start_agent):
+    """The agent probes every zone on replication.status_schedule: zone_up and the lag arrive as
+    samples, and no job record is written for it (288 a day otherwise)."""
+    import time
+
+    lab.add_zone("p")
+    agent = start_agent()
+    deadline = time.monotonic() + 60
+    up = None
+    while time.monotonic() < deadline:
+        series = agent.client.series("zone_up", "p", window=300)["series"].get("p") or []
+        up = [v for _, v in series if v is not None]
+        if up:
+            break
+        time.sleep(0.5)
+    assert up == [1.0] or (up and up[-1] == 1.0), up
+    kinds = {j["kind"] for j in agent.client.jobs(limit=100)}
+    assert "zone_status" not in kinds

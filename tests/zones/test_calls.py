@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightkeeper.backup.zones.calls import CALLS, JOBS, SCHEDULES
+from lightkeeper.backup.zones.calls import CALLS, JOBS, PROBES, SCHEDULES, probe_zones
 
 
 def test_schedules_follow_zone_then_replication_schedule(lab):
@@ -15,7 +15,8 @@ def test_schedules_follow_zone_then_replication_schedule(lab):
     entries = SCHEDULES(lab.services())
     assert ("replicate", "every 6h", {"zones": ["a"]}) in entries
     assert ("replicate", "daily", {"zones": ["b"]}) in entries
-    assert ("zone_status", "every 2m", {}) in entries
+    assert all(kind != "zone_status" for kind, _, _ in entries)  # probes are not jobs
+    assert PROBES(lab.services()) == [("zone_status", "every 2m", probe_zones)]
     assert {"replicate", "zone_verify", "zone_prune", "zone_restore", "zone_rebuild",
             "zone_status"} <= set(JOBS)
     assert {"zones.list", "zones.status", "zones.trust_probe", "zones.trust"} <= set(CALLS)
@@ -23,4 +24,5 @@ def test_schedules_follow_zone_then_replication_schedule(lab):
 
 def test_no_zones_no_schedules(lab):
     assert SCHEDULES(lab.services()) == []
+    assert PROBES(lab.services()) == []
     assert CALLS["zones.list"](lab.services(), {}) == []
