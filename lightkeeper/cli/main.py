@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "lightkeeper.cli.metrics",
     "lightkeeper.cli.jobs",
     "lightkeeper.cli.rag",
+    "lightkeeper.cli.offline_llm",
     "lightkeeper.cli.demo",
     "lightkeeper.cli.bench",
     "lightkeeper.cli.backup",
