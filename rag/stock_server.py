@@ -14,10 +14,11 @@ import sys
 
 
 def main() -> int | None:
-    from lightkeeper.rag.tokenizer import serve_offline_encodings
+    from lightkeeper.rag.tokenizer import serve_offline_encodings  # noqa: PLC0415
 
     serve_offline_encodings()
-    from lightrag.api.lightrag_server import main as lightrag_main
+    # after the mapping: the server module builds tokenizers as it loads
+    from lightrag.api.lightrag_server import main as lightrag_main  # noqa: PLC0415
 
     return lightrag_main()
 

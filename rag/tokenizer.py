@@ -47,12 +47,12 @@ def serve_offline_encodings() -> list[str]:
     ``get_encoding`` and ``encoding_for_model`` consult first), so no lookup reaches the
     download. Returns the names it mapped (those not already loaded).
     """
-    import tiktoken
-    import tiktoken.registry
+    import tiktoken  # noqa: PLC0415  heavy; only servers that need the mapping load it
+    import tiktoken.registry  # noqa: PLC0415
 
     enc = tiktoken.get_encoding(ENCODING)
     mapped = []
-    with tiktoken.registry._lock:
+    with tiktoken.registry._lock:  # noqa: SLF001  the registry's own lock guards its cache
         for name in DOWNLOADED_ENCODINGS:
             if name not in tiktoken.registry.ENCODINGS:
                 tiktoken.registry.ENCODINGS[name] = enc

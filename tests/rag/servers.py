@@ -27,7 +27,7 @@ class Server:
 
     def start(self, timeout: float = 120.0) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115  closed by stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lightkeeper.cli.main", *self.args], cwd=REPO, env=self.env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log)

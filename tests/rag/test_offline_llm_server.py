@@ -174,7 +174,7 @@ def test_stock_lightrag_server_runs_offline_against_it(offline_llm: Server,
     port = free_port()
     env = stock_env(offline_llm.env, offline_llm.url, tmp_path / "data", "stock1", port,
                     dim=64)  # the fixture's --embed-dim: the stock server does not send it
-    log = open(tmp_path / "stock.log", "wb")
+    log = open(tmp_path / "stock.log", "wb")  # noqa: SIM115  closed in the finally
     proc = subprocess.Popen([sys.executable, "-m", "lightkeeper.rag.stock_server"],
                             cwd=tmp_path, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
