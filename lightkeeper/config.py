@@ -239,6 +239,8 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 ZONE_SETTINGS: tuple[Setting, ...] = (
+    S("kind", "str", "sftp", "Zone kind: 'sftp' (an SSH server) or 's3' (S3-compatible object "
+      "storage).", choices=("sftp", "s3")),
     S("host", "str", "", "Host name or address of the zone's SSH server."),
     S("port", "int", 22, "SSH port.", min=1, max=65535),
     S("user", "str", "", "SSH user."),
@@ -253,6 +255,23 @@ ZONE_SETTINGS: tuple[Setting, ...] = (
     S("keep_daily", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
     S("keep_weekly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
     S("keep_monthly", "int", -1, "Per-zone retention (-1: same as backup.*).", min=-1),
+    S("endpoint_url", "str", "",
+      "S3: endpoint URL ('' = AWS for the region; e.g. http://127.0.0.1:8333 for SeaweedFS)."),
+    S("bucket", "str", "", "S3: bucket holding the repository (must exist)."),
+    S("prefix", "str", "", "S3: key prefix of the repository inside the bucket ('' = none)."),
+    S("region", "str", "us-east-1", "S3: region name used for request signing."),
+    S("profile", "str", "",
+      "S3: named profile of the credentials file ('' = AWS_ACCESS_KEY_ID/"
+      "AWS_SECRET_ACCESS_KEY from the environment, else the default profile)."),
+    S("credentials_file", "path", "",
+      "S3: AWS-format credentials file (owner-only; '' = ~/.aws/credentials). Secrets are "
+      "never put in this configuration."),
+    S("storage_class", "str", "", "S3: storage class of uploaded objects ('' = the bucket's "
+      "default), e.g. STANDARD_IA."),
+    S("part_size_mb", "int", 16, "S3: files larger than this go up as multipart uploads of "
+      "parts this large.", min=5, max=5120),
+    S("concurrency", "int", 8, "S3: requests in flight per zone (objects and parts).", min=1,
+      max=64),
 )
 
 ALERT_SETTINGS: tuple[Setting, ...] = (
@@ -569,6 +588,13 @@ def validate(cfg: Config) -> None:
             "expected host:port, for example 127.0.0.1:9464"
         )
     for name, zone in cfg.table("zones").items():
+        if zone["kind"] == "s3":
+            if not zone["bucket"]:
+                raise ConfigError(
+                    f"{cfg.origin(f'zones.{name}.kind')}: zone {name!r} of kind 's3' needs "
+                    f"zones.{name}.bucket"
+                )
+            continue
         for required in ("host", "user", "remote_path"):
             if not zone[required]:
                 raise ConfigError(
