@@ -205,6 +205,13 @@ def _local_path(services: Services) -> Path | None:
     return p if (p / "config").exists() else None
 
 
+def _sftp_only(zone: Zone) -> None:
+    if zone.kind != "sftp":
+        raise CallError(f"zone {zone.name!r} is of kind {zone.kind!r}: it has no SSH host key "
+                        "to trust (its endpoint's identity is checked by TLS)", status=400,
+                        code="not_sftp")
+
+
 # -- calls ------------------------------------------------------------------------------
 def call_list(services: Services, params: dict[str, Any]) -> list[dict[str, Any]]:
     cfg = services.cfg
@@ -224,6 +231,7 @@ def call_status(services: Services, params: dict[str, Any]) -> dict[str, Any]:
 def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     """Connect and report the zone's host key, trusting nothing."""
     zone = _zone(services, params)
+    _sftp_only(zone)
     try:
         key = probe_host_key(zone)
         known = hostkeys.recorded_keys(zone)
@@ -245,6 +253,7 @@ def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, An
 def call_trust(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     """Record the zone's host key, only if it has the fingerprint the operator confirmed."""
     zone = _zone(services, params)
+    _sftp_only(zone)
     try:
         expected = hostkeys.normalise_fingerprint(str(params.get("fingerprint") or ""))
     except ValueError as exc:

@@ -23,6 +23,22 @@ from lightkeeper.backup.zones.remote_path import RemoteRoot
 TMP_PREFIX = ".tmp-"  # the backup package's temp prefix: its scans skip these
 
 
+def _download(src: Any, root: RemoteRoot, rel: str, dest: Any,
+              on_bytes: Callable[[int], None] | None, hasher: Any,
+              should_stop: Callable[[], bool] | None) -> int:
+    """Read ``rel`` from an SFTP channel, or from any other zone store (an S3 bucket) that
+    offers ``download(rel, dest, on_bytes, hasher, should_stop)``."""
+    if isinstance(src, paramiko.SFTPClient):
+        return remote_ops.download(src, root, rel, dest, on_bytes, hasher, should_stop)
+    return int(src.download(rel, dest, on_bytes, hasher, should_stop))
+
+
+def _read_small(src: Any, root: RemoteRoot, rel: str) -> bytes | None:
+    if isinstance(src, paramiko.SFTPClient):
+        return remote_ops.read_small(src, root.join(rel))
+    return src.read_small(rel)  # type: ignore[no-any-return]
+
+
 def content_ok(rel: str, data_hash: str) -> bool:
     """Every repository file except ``config`` is named by the BLAKE3 hash of its bytes."""
     return rel == "config" or rel.rsplit("/", 1)[-1] == data_hash
@@ -38,7 +54,7 @@ def fetch(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest_root: Path
     h = blake3.blake3()
     try:
         with open(tmp, "wb") as fh:
-            size = remote_ops.download(sftp, root, rel, fh, on_bytes, h, should_stop)
+            size = _download(sftp, root, rel, fh, on_bytes, h, should_stop)
             fh.flush()
             os.fsync(fh.fileno())
         if not content_ok(rel, h.hexdigest()):
@@ -96,7 +112,7 @@ class Mirror:
         for sub in ("data", "index", "snapshots", "locks"):
             (self.path / sub).mkdir(exist_ok=True, mode=0o700)
         cfg_path = self.path / "config"
-        remote_cfg = remote_ops.read_small(sftp, root.join("config"))
+        remote_cfg = _read_small(sftp, root, "config")
         if remote_cfg is None:
             raise ZoneError(root.zone, f"{root.root}/config vanished")
         if not cfg_path.exists() or cfg_path.read_bytes() != remote_cfg:

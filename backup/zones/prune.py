@@ -27,6 +27,10 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                ctx: Any = None, dry_run: bool = False,
                opts: SyncOptions | None = None) -> dict[str, Any]:
     opts = opts or SyncOptions()
+    if zone.kind == "s3":
+        from lightkeeper.backup.zones.s3_jobs import prune_s3  # noqa: PLC0415
+
+        return prune_s3(zone, zone_dir, key_file, local_repo, ctx, dry_run, opts)
     started = time.monotonic()
     root = RemoteRoot(zone.name, zone.remote_path)
     try:

@@ -47,6 +47,11 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
                       target: Path, user: str | None = None, local_repo: Path | None = None,
                       ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
     opts = opts or SyncOptions()
+    if zone.kind == "s3":
+        from lightkeeper.backup.zones.s3_jobs import restore_s3  # noqa: PLC0415
+
+        return restore_s3(zone, zone_dir, key_file, snapshot, target, user, local_repo, ctx,
+                          opts)
     started = time.monotonic()
     if user:
         validate_user_id(user)
@@ -102,6 +107,10 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
                       ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
     """Recreate a lost local repository at ``repo_path`` from the zone (resumable)."""
     opts = opts or SyncOptions()
+    if zone.kind == "s3":
+        from lightkeeper.backup.zones.s3_jobs import rebuild_s3  # noqa: PLC0415
+
+        return rebuild_s3(zone, zone_dir, key_file, repo_path, ctx, opts)
     started = time.monotonic()
     repo_path = Path(repo_path)
     marker = repo_path / REBUILD_MARKER

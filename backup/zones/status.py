@@ -46,6 +46,10 @@ def lag_seconds(local_times: dict[str, float], remote_ids: Iterable[str],
 
 def probe(zone: Zone, timeout: float = 10.0) -> tuple[bool, str | None, dict[str, int] | None]:
     """Connect (host key checked), list the zone's snapshots. (reachable, error, snapshots)."""
+    if zone.kind == "s3":
+        from lightkeeper.backup.zones.s3_jobs import probe_s3  # noqa: PLC0415
+
+        return probe_s3(zone, timeout)
     try:
         with ZoneSession(zone, 1, 1, timeout) as sess:
             snaps, _ = remote_ops.list_snapshots(sess.sftp, RemoteRoot(zone.name,

@@ -412,6 +412,15 @@ class _BytesReader:
         return chunk
 
 
+def _pass_class(zone: Zone) -> Any:
+    """The pass of the zone's kind: both report, retry and record status the same way."""
+    if zone.kind == "s3":
+        from lightkeeper.backup.zones.s3_sync import S3Pass  # noqa: PLC0415
+
+        return S3Pass
+    return _Pass
+
+
 def sync_zone(zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any = None,
               opts: SyncOptions | None = None) -> dict[str, Any]:
     """Replicate ``local`` to ``zone``; returns a summary, raises ZoneError on failure."""
@@ -428,7 +437,7 @@ def sync_zone(zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any = None,
     sent_total = 0
     try:
         while True:
-            p = _Pass(zone, local, zone_dir, ctx, opts, throttle)
+            p = _pass_class(zone)(zone, local, zone_dir, ctx, opts, throttle)
             try:
                 result = p.run()
                 sent_total += p.sent

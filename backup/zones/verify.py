@@ -34,6 +34,10 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
                 ctx: Any = None, full: bool = False,
                 opts: SyncOptions | None = None) -> dict[str, Any]:
     opts = opts or SyncOptions()
+    if zone.kind == "s3":
+        from lightkeeper.backup.zones.s3_jobs import verify_s3  # noqa: PLC0415
+
+        return verify_s3(zone, zone_dir, key_file, local_repo, ctx, full, opts)
     started = time.monotonic()
     root = RemoteRoot(zone.name, zone.remote_path)
     problems: list[dict[str, Any]] = []

@@ -1,0 +1,453 @@
+"""Verify, prune, restore, rebuild and probe for S3 zones. ``verify.verify_zone``,
+``prune.prune_zone``, ``restore.restore_from_zone``, ``restore.rebuild_from_zone`` and
+``status.probe`` hand S3 zones to these, so jobs, CLI and console are the same for both kinds.
+
+They share the SFTP code's model: a full (paginated) listing, the zone's metadata mirror
+(``mirror.Mirror``, fed from the bucket) to know what each remote snapshot references, every
+downloaded object checked against its name (BLAKE3), manifests last."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from lightkeeper.backup.zones.damaged import DamagedFiles
+from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.local_repo import scan_files
+from lightkeeper.backup.zones.mirror import Mirror, content_ok, fetch
+from lightkeeper.backup.zones.model import Zone
+from lightkeeper.backup.zones.pool import Counters, run_tasks
+from lightkeeper.backup.zones.remote_ops import SYNC_TOKEN
+from lightkeeper.backup.zones.retention import policy_for, select_keep
+from lightkeeper.backup.zones.s3_store import S3Store
+from lightkeeper.backup.zones.s3_sync import network_guard_s3
+from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
+from lightkeeper.ids import validate_user_id
+from lightkeeper.logs import get_logger
+
+log = get_logger("zones.s3")
+
+REBUILD_MARKER = ".lightkeeper-rebuild"
+
+
+@contextmanager
+def open_store(zone: Zone, opts: Any, retries: int = 5) -> Iterator[S3Store]:
+    """A store whose network failures surface as ZoneUnreachable naming the zone."""
+    store = None
+    try:
+        store = S3Store(zone, float(getattr(opts, "timeout", 15.0)), retries)
+        store.check_bucket()
+        yield store
+    except BaseException as exc:
+        raise network_guard_s3(zone, exc) from None
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _workers(store: S3Store) -> list[S3Store]:
+    """One entry per worker thread for ``pool.run_tasks`` (the client is thread-safe)."""
+    return [store] * store.s3.concurrency
+
+
+def _locked(zone_dir: Path, what: str, zone: Zone) -> Any:
+    try:
+        lock = zone_lock(zone_dir, what)
+        lock.__enter__()
+    except BlockingIOError:
+        raise ZoneError(zone.name, "another sync, prune or rebuild of this zone is running") \
+            from None
+    return lock
+
+
+class _Sink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+# -- verify ---------------------------------------------------------------------------------
+def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None, ctx: Any,
+              full: bool, opts: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    problems: list[dict[str, Any]] = []
+    counters = Counters()
+    totals = {"files": 0, "bytes": 0}
+    phase = ["list"]
+
+    def report() -> None:
+        if ctx is not None:
+            ctx.progress(phase=phase[0], files_done=counters.files_done,
+                         files_total=totals["files"], bytes_done=counters.bytes_done,
+                         bytes_total=totals["bytes"], current=counters.current, zone=zone.name)
+
+    refs_of: dict[str, set[str]] = {}
+    hashed = 0
+    with open_store(zone, opts) as store:
+        root = store.root
+        report()
+        listing = store.full_listing()
+        files, snaps = listing.files, listing.snapshots
+        if "config" not in files:
+            if not snaps and not files:
+                raise ZoneError(zone.name, f"{zone.where} holds no repository yet (never "
+                                "synced)")
+            problems.append({"file": "config", "problem": "missing"})
+        mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
+        mirror.refresh(store, root, files, snaps)  # type: ignore[arg-type]
+        repo = mirror.open()
+        sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
+        phase[0] = "snapshots"
+        for sid in sorted(snaps):
+            if ctx is not None:
+                ctx.check_cancelled()
+            try:
+                refs = mirror.referenced_files(store, root, sid)  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - reported as a problem of this snapshot
+                problems.append({"snapshot": sid, "problem": f"unreadable: {exc}"})
+                continue
+            lacking = sorted(r for r in refs if r not in files)
+            if lacking:
+                problems.append({"snapshot": sid, "problem": "incomplete",
+                                 "missing_files": len(lacking), "first_missing": lacking[0]})
+                DamagedFiles(zone_dir).add(lacking)
+            refs_of[sid] = refs
+        for rel, expected in sorted(sizes.items()):
+            if rel in files and files[rel] != expected:
+                problems.append({"file": rel, "problem": "size",
+                                 "expected": expected, "found": files[rel]})
+        if full:
+            phase[0] = "hash"
+            todo = sorted(set(files) | {f"snapshots/{s}" for s in snaps})
+            all_sizes = {**files, **{f"snapshots/{s}": n for s, n in snaps.items()}}
+            totals["files"] = len(todo)
+            totals["bytes"] = sum(all_sizes[r] for r in todo)
+            lock = threading.Lock()
+
+            def check(st: S3Store, rel: str, stop: threading.Event) -> None:
+                h = blake3.blake3()
+                try:
+                    st.download(rel, _Sink(), counters.add_bytes, h, stop.is_set)  # type: ignore[arg-type]
+                except InterruptedError:
+                    return
+                if not content_ok(rel, h.hexdigest()):
+                    with lock:
+                        problems.append({"file": rel, "problem": "hash mismatch (corrupted)"})
+                counters.file_done(rel)
+
+            run_tasks(_workers(store), todo, check, ctx, report)  # type: ignore[arg-type]
+            hashed = counters.files_done
+        stale = store.uploads()
+        versioning = store.versioning()
+        locked = store.object_lock_enabled()
+        mirror.close()
+    bad_files = {p["file"] for p in problems if "file" in p}
+    DamagedFiles(zone_dir).add(r for r in bad_files if not r.startswith("snapshots/"))
+    if bad_files:
+        ListingCache(zone_dir).mark_dirty()
+    for p in problems:
+        log.warning("zones.verify_problem", zone=zone.name, **p)
+    affected = sorted({p["snapshot"] for p in problems if "snapshot" in p}
+                      | {sid for sid, refs in refs_of.items()
+                         if refs & bad_files or f"snapshots/{sid}" in bad_files})
+    summary: dict[str, Any] = {
+        "zone": zone.name, "kind": "s3", "full": full, "snapshots": len(snaps),
+        "files": len(files), "bytes": sum(files.values()), "files_hashed": hashed,
+        "problems": problems, "snapshots_affected": affected,
+        "multipart_uploads_in_progress": len(stale), "versioning": versioning,
+        "object_lock": locked, "foreign_keys": len(listing.ignored),
+        "elapsed_s": round(time.monotonic() - started, 3),
+    }
+    if problems:
+        summary["state"] = "problems"
+    log.info("zones.verify_done", zone=zone.name, full=full, problems=len(problems),
+             snapshots=len(snaps))
+    return summary
+
+
+# -- prune ----------------------------------------------------------------------------------
+def prune_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None, ctx: Any,
+             dry_run: bool, opts: Any) -> dict[str, Any]:
+    """Forget the snapshots the zone's keep-* rules drop, then delete the objects no remaining
+    snapshot references. With S3 Object Lock, an object under retention or legal hold is never
+    deleted: a manifest that cannot go keeps its snapshot (and so its files)."""
+    started = time.monotonic()
+    lock = _locked(zone_dir, "prune", zone)
+    try:
+        with open_store(zone, opts) as store:
+            root = store.root
+            if ctx is not None:
+                ctx.progress(phase="list", zone=zone.name)
+            listing = store.full_listing()
+            mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
+            mirror.refresh(store, root, listing.files, listing.snapshots)  # type: ignore[arg-type]
+            infos = mirror.snapshot_infos()
+            readable = {i.id for i in infos}
+            unreadable = sorted(set(listing.snapshots) - readable)
+            if unreadable:
+                raise ZoneError(zone.name, f"{len(unreadable)} snapshot manifest(s) on the zone "
+                                f"cannot be read (first {unreadable[0][:12]}); nothing deleted. "
+                                f"Run `lightkeeper zones verify {zone.name}`")
+            if policy_for(zone.keep).empty():
+                raise ZoneError(zone.name, "no retention rule is set (every keep_* is 0); "
+                                "refusing to forget every snapshot of the zone")
+            keep, kept_reasons = select_keep(mirror.open(), infos, zone.keep)
+            forget = sorted(i.id for i in infos if i.id not in keep)
+            locked = store.object_lock_enabled()
+            retained: dict[str, str] = {}
+            if locked:
+                for sid in forget:
+                    why = store.retained(f"snapshots/{sid}")
+                    if why:
+                        retained[f"snapshots/{sid}"] = why
+                forget = [s for s in forget if f"snapshots/{s}" not in retained]
+                keep = keep | {s for s in (r.split("/", 1)[1] for r in retained)}
+            required = {"config"}
+            for sid in sorted(keep):
+                if ctx is not None:
+                    ctx.check_cancelled()
+                try:
+                    required |= mirror.referenced_files(store, root, sid)  # type: ignore[arg-type]
+                except Exception as exc:
+                    raise ZoneError(zone.name, f"cannot tell which files snapshot {sid[:12]} "
+                                    f"needs ({exc}); nothing deleted") from None
+            unused = sorted(r for r in listing.files if r not in required)
+            if locked:
+                for rel in unused:
+                    why = store.retained(rel)
+                    if why:
+                        retained[rel] = why
+                unused = [r for r in unused if r not in retained]
+            freed = sum(listing.files[r] for r in unused)
+            summary: dict[str, Any] = {
+                "zone": zone.name, "kind": "s3", "dry_run": dry_run, "kept": sorted(keep),
+                "kept_reasons": {k["id"]: k["reasons"] for k in kept_reasons},
+                "forgotten": forget, "files_deleted": len(unused), "bytes_freed": freed,
+                "rules": zone.keep, "object_lock": locked,
+                "retained": [{"file": r, "why": w} for r, w in sorted(retained.items())],
+            }
+            if retained:
+                log.warning("zones.s3_retained", zone=zone.name, count=len(retained),
+                            first=next(iter(sorted(retained))))
+            if dry_run or (not forget and not unused):
+                mirror.close()
+                summary["elapsed_s"] = round(time.monotonic() - started, 3)
+                return summary
+            cache = ListingCache(zone_dir)
+            cache.mark_dirty()
+            if ctx is not None:
+                ctx.progress(phase="forget", files_done=0, files_total=len(forget),
+                             zone=zone.name)
+            # manifests first: a snapshot disappears whole before any of its files
+            refused = store.delete([f"snapshots/{s}" for s in forget])
+            gone = [s for s in forget if f"snapshots/{s}" not in refused]
+            ForgottenSnapshots(zone_dir).add(gone)
+            for sid in gone:
+                log.info("zones.snapshot_forgotten", zone=zone.name, snapshot=sid)
+            if refused:
+                raise ZoneError(zone.name, f"the zone refused to delete {len(refused)} "
+                                f"manifest(s) (first {refused[0]}); their files were kept")
+            if ctx is not None:
+                ctx.check_cancelled()
+                ctx.progress(phase="delete", files_done=0, files_total=len(unused),
+                             zone=zone.name)
+            refused = store.delete(unused)
+            files = {r: s for r, s in listing.files.items() if r not in unused or r in refused}
+            snaps = {s: n for s, n in listing.snapshots.items() if s not in gone}
+            summary["files_deleted"] = len(unused) - len(refused)
+            summary["delete_refused"] = refused
+            token = uuid.uuid4().hex
+            store.put_bytes(SYNC_TOKEN, token.encode())
+            cache.save(token, files, snaps, dirty=False)
+            mirror.refresh(store, root, files, snaps)  # type: ignore[arg-type]
+            mirror.close()
+    finally:
+        lock.__exit__(None, None, None)
+    with ZoneStatus(zone_dir).update() as st:
+        st["remote_snapshots"] = {s: None for s in snaps}
+        st["remote_bytes"] = sum(files.values()) + sum(snaps.values())
+        st["remote_files"] = len(files)
+    summary["elapsed_s"] = round(time.monotonic() - started, 3)
+    log.info("zones.prune_done", zone=zone.name, forgotten=len(forget), files=len(unused),
+             bytes_freed=freed)
+    return summary
+
+
+# -- restore --------------------------------------------------------------------------------
+def _reporter(ctx: Any, zone: Zone, counters: Counters,
+              totals: dict[str, Any]) -> Callable[[], None]:
+    def report() -> None:
+        if ctx is not None:
+            ctx.progress(phase=totals.get("phase", ""), files_done=counters.files_done,
+                         files_total=totals.get("files"), bytes_done=counters.bytes_done,
+                         bytes_total=totals.get("bytes"), current=counters.current,
+                         zone=zone.name)
+    return report
+
+
+def restore_s3(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str, target: Path,
+               user: str | None, local_repo: Path | None, ctx: Any,
+               opts: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    if user:
+        validate_user_id(user)
+    target = Path(target).absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ZoneError("", f"restore target {target} exists and is not an empty directory; "
+                        "choose a new path (nothing is overwritten)")
+    counters = Counters()
+    totals: dict[str, Any] = {"phase": "list"}
+    report = _reporter(ctx, zone, counters, totals)
+    mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
+    with open_store(zone, opts) as store:
+        root = store.root
+        report()
+        listing = store.full_listing()
+        mirror.refresh(store, root, listing.files, listing.snapshots)  # type: ignore[arg-type]
+        repo = mirror.open()
+        try:
+            sid = repo.resolve_snapshot(snapshot)
+        except Exception as exc:
+            raise ZoneError(zone.name, f"{exc}") from None
+        refs = sorted(mirror.referenced_files(store, root, sid))  # type: ignore[arg-type]
+        lacking = [r for r in refs if r not in listing.files]
+        if lacking:
+            raise ZoneError(zone.name, f"snapshot {sid[:12]} is incomplete on the zone "
+                            f"({len(lacking)} files missing, first {lacking[0]})")
+        totals.update(phase="fetch", files=len(refs), bytes=sum(listing.files[r] for r in refs))
+        mirror.fetch_many(_workers(store), root, refs, ctx, report, counters)  # type: ignore[arg-type]
+    from lightkeeper.backup.restore import RestoreError, RestoreOptions, restore  # noqa: PLC0415
+
+    repo = mirror.open()
+    try:
+        result = restore(repo, sid, RestoreOptions(
+            target=target, users=[user] if user else None, low_priority=False,
+            job_id=getattr(ctx, "job_id", "")), ctx)
+    except RestoreError as exc:
+        raise ZoneError(zone.name, f"restore of {sid[:12]} failed: {exc}") from None
+    finally:
+        repo.close()
+        mirror.drop_packs()
+    result.update(zone=zone.name, snapshot=sid, user=user, fetched_bytes=totals.get("bytes"),
+                  elapsed_s=round(time.monotonic() - started, 3))
+    log.info("zones.restore_done", zone=zone.name, snapshot=sid, user=user,
+             files=result.get("files"), problems=len(result.get("failures") or {}))
+    return result
+
+
+# -- rebuild --------------------------------------------------------------------------------
+def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx: Any,
+               opts: Any) -> dict[str, Any]:
+    """Recreate a lost local repository from the bucket: data and index first (each object
+    checked against its name), then config, then the manifests. Resumable."""
+    started = time.monotonic()
+    repo_path = Path(repo_path)
+    marker = repo_path / REBUILD_MARKER
+    if (repo_path / "config").exists() and not marker.exists():
+        raise ZoneError(zone.name, f"a local repository exists at {repo_path}; rebuild only "
+                        "replaces a lost one (move it away first)")
+    if not Path(key_file).exists():
+        raise ZoneError(zone.name, f"key file {key_file} not found: the replicated repository "
+                        "is unreadable without the key kept when it was created")
+    counters = Counters()
+    totals: dict[str, Any] = {"phase": "list"}
+    report = _reporter(ctx, zone, counters, totals)
+    lock = _locked(zone_dir, "rebuild", zone)
+    try:
+        repo_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        marker.write_text(f"rebuilding from zone {zone.name}\n")
+        for sub in ("data", "index", "snapshots", "locks"):
+            (repo_path / sub).mkdir(exist_ok=True, mode=0o700)
+        with open_store(zone, opts) as store:
+            root = store.root
+            report()
+            listing = store.full_listing()
+            if "config" not in listing.files:
+                raise ZoneError(zone.name, f"{zone.where} holds no repository")
+            cfg_bytes = store.read_small("config")
+            local_cfg = repo_path / "config"
+            if local_cfg.exists() and local_cfg.read_bytes() != cfg_bytes:
+                raise ZoneError(zone.name, f"{repo_path} holds a different repository")
+            todo = [r for r, s in sorted(listing.files.items()) if r != "config" and not (
+                (repo_path / r).is_file() and (repo_path / r).stat().st_size == s)]
+            totals.update(phase="fetch", files=len(todo) + len(listing.snapshots),
+                          bytes=sum(listing.files[r] for r in todo))
+
+            def one(st: S3Store, rel: str, stop: threading.Event) -> None:
+                fetch(st, root, rel, repo_path, counters.add_bytes, stop.is_set)  # type: ignore[arg-type]
+                counters.file_done(rel)
+
+            run_tasks(_workers(store), todo, one, ctx, report)  # type: ignore[arg-type]
+            if not local_cfg.exists() and cfg_bytes is not None:
+                tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
+                tmp.write_bytes(cfg_bytes)
+                os.replace(tmp, local_cfg)
+            from lightkeeper.backup.repository import Repository  # noqa: PLC0415
+
+            repo = Repository.open(repo_path, Path(key_file))
+            repo.load_index()
+            totals["phase"] = "snapshots"
+            published = []
+            for sid in sorted(listing.snapshots):
+                if ctx is not None:
+                    ctx.check_cancelled()
+                rel = f"snapshots/{sid}"
+                if not (repo_path / rel).exists():
+                    stage = repo_path / f".tmp-stage-{secrets.token_hex(4)}"
+                    try:
+                        fetch(store, root, rel, stage)  # type: ignore[arg-type]
+                        os.replace(stage / rel, repo_path / rel)
+                    finally:
+                        shutil.rmtree(stage, ignore_errors=True)
+                published.append(sid)
+                counters.file_done(rel)
+        repo = Repository.open(repo_path, Path(key_file))
+        problems = []
+        files_now = set(scan_files(repo_path))
+        for sid in published:
+            try:
+                refs = repo.referenced_files(sid)
+            except Exception as exc:  # noqa: BLE001 - reported per snapshot
+                problems.append({"snapshot": sid, "problem": str(exc)})
+                continue
+            lacking = [r for r in refs if r not in files_now]
+            if lacking:
+                problems.append({"snapshot": sid, "problem": "incomplete",
+                                 "missing_files": len(lacking)})
+        marker.unlink(missing_ok=True)
+    finally:
+        lock.__exit__(None, None, None)
+    result: dict[str, Any] = {
+        "zone": zone.name, "kind": "s3", "repository": str(repo_path),
+        "snapshots": len(published), "files_fetched": len(todo),
+        "bytes_fetched": counters.bytes_done, "problems": problems,
+        "elapsed_s": round(time.monotonic() - started, 3)}
+    if problems:
+        result["state"] = "problems"
+    log.info("zones.rebuild_done", zone=zone.name, repository=str(repo_path),
+             snapshots=len(published), problems=len(problems))
+    return result
+
+
+# -- probe ----------------------------------------------------------------------------------
+def probe_s3(zone: Zone, timeout: float) -> tuple[bool, str | None, dict[str, int] | None]:
+    """(reachable, error, snapshots): HEAD the bucket and list the manifests."""
+    class _Opts:
+        pass
+
+    opts = _Opts()
+    opts.timeout = timeout  # type: ignore[attr-defined]
+    try:
+        with open_store(zone, opts, retries=1) as store:
+            return True, None, store.list_snapshots()
+    except ZoneError as exc:
+        return False, str(exc), None
