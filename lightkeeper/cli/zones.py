@@ -148,8 +148,8 @@ def _zone_rows(zones: list[dict[str, Any]]) -> str:
     rows = []
     for z in zones:
         reach = {True: "yes", False: "NO", None: "?"}[z.get("reachable")]
-        rows.append({"name": z["name"], "where": f"{z['user']}@{z['host']}:{z['port']}"
-                     f"{z['remote_path']}", "reachable": reach,
+        where = z.get("where") or f"{z['user']}@{z['host']}:{z['port']}{z['remote_path']}"
+        rows.append({"name": z["name"], "where": where, "reachable": reach,
                      "last_success": _ago(z.get("last_success")),
                      "lag": human_duration(z["lag_seconds"]) if z["lag_seconds"] else "0",
                      "size": human_bytes(z.get("remote_bytes")),

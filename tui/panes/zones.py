@@ -20,6 +20,13 @@ ZONE_JOBS = ("replicate", "zone_verify", "zone_prune", "zone_restore", "zone_reb
              "zone_status")
 
 
+
+def where(z: dict[str, Any]) -> str:
+    """An SFTP zone's host:port; an S3 zone's endpoint/bucket/prefix."""
+    if z.get("kind") == "s3":
+        return str(z.get("where") or "")
+    return f"{z.get('host', '')}:{z.get('port', '')}"
+
 class ZonesPane(Pane):
     pane_id = "zones"
     title = "Zones"
@@ -67,7 +74,7 @@ class ZonesPane(Pane):
             reach_t = Text("yes", style="green") if reach else Text(
                 "no", style="bold red") if reach is False else Text("?", style="dim")
             table.add_row(
-                z.get("name"), f"{z.get('host', '')}:{z.get('port', '')}", reach_t,
+                z.get("name"), where(z), reach_t,
                 age(z.get("last_success"), req.now), human_duration(z.get("lag_seconds")),
                 str(z.get("snapshots_behind", "")), human_bytes(z.get("remote_bytes")),
                 str(z.get("failures_total", 0)), shorten(z.get("last_error") or "", 40),
