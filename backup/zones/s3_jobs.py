@@ -48,7 +48,7 @@ def open_store(zone: Zone, opts: Any, retries: int = 5) -> Iterator[S3Store]:
         store = S3Store(zone, float(getattr(opts, "timeout", 15.0)), retries)
         store.check_bucket()
         yield store
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001  re-raised, network failures as ZoneUnreachable
         raise network_guard_s3(zone, exc) from None
     finally:
         if store is not None:
@@ -217,7 +217,7 @@ def prune_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None
                     ctx.check_cancelled()
                 try:
                     required |= mirror.referenced_files(store, root, sid)  # type: ignore[arg-type]
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  any failure reading a manifest stops the prune: nothing deleted
                     raise ZoneError(zone.name, f"cannot tell which files snapshot {sid[:12]} "
                                     f"needs ({exc}); nothing deleted") from None
             unused = sorted(r for r in listing.files if r not in required)
@@ -316,7 +316,7 @@ def restore_s3(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str, target
         repo = mirror.open()
         try:
             sid = repo.resolve_snapshot(snapshot)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  reported as the zone's error with its text
             raise ZoneError(zone.name, f"{exc}") from None
         refs = sorted(mirror.referenced_files(store, root, sid))  # type: ignore[arg-type]
         lacking = [r for r in refs if r not in listing.files]

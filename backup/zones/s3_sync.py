@@ -94,7 +94,7 @@ class S3Pass:
         store = S3Store(self.zone, self.opts.timeout, throttle=self.throttle)
         try:
             return self._run(store, started, local_snaps, snap_times, files)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001  re-raised after stopping the workers
             self.stop.set()
             raise network_guard_s3(self.zone, exc) from None
         finally:

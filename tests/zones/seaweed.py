@@ -92,7 +92,7 @@ class Seaweed:
         except Exception:  # noqa: BLE001 - not up yet
             return False
 
-    def client(self):  # noqa: ANN201 - a boto3 S3 client
+    def client(self):
         os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
         import boto3
         from botocore.config import Config
