@@ -17,7 +17,7 @@ from lightkeeper.logs import get_logger
 from lightkeeper.services import CallError
 
 if TYPE_CHECKING:
-    from lightkeeper.agent.daemon import Agent
+    from lightkeeper.agent.surface import AgentView
 
 log = get_logger("api")
 
@@ -71,7 +71,7 @@ def _float(request: web.Request, name: str, default: float) -> float:
     return value
 
 
-def build_app(agent: Agent) -> web.Application:
+def build_app(agent: AgentView) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=8 * 1024 * 1024)
     run = agent.run_blocking
 
@@ -126,7 +126,7 @@ def build_app(agent: Agent) -> web.Application:
 
     async def list_jobs(request: web.Request) -> web.Response:
         active = request.query.get("active", "0") not in ("0", "false")
-        return _json(await run(agent.jobs.list, _int(request, "limit", 50), active))
+        return _json(await run(agent.jobs.list_jobs, _int(request, "limit", 50), active))
 
     async def get_job(request: web.Request) -> web.Response:
         return _json(await run(agent.jobs.get, request.match_info["id"]))

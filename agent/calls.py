@@ -11,6 +11,7 @@ from lightkeeper.agent import ingest
 from lightkeeper.agent.store import queries
 from lightkeeper.agent.store.rollup import Retention
 from lightkeeper.services import CallError, Services
+from lightkeeper.tuning import versions
 
 
 def _window(params: dict[str, Any], default: str = "1h") -> float:
@@ -61,8 +62,7 @@ def rag_compare(services: Services, params: dict[str, Any]) -> Any:
 def rag_version_marks(services: Services, params: dict[str, Any]) -> Any:
     """When the tuning version changed, for markers on latency charts."""
     since = time.time() - _window(params)
-    return services.store.query_dicts(
-        "SELECT version, ts, actor, note FROM tuning_versions WHERE ts >= ? ORDER BY ts", [since])
+    return versions.marks(services.store, since)
 
 
 def bench_record(services: Services, params: dict[str, Any]) -> Any:

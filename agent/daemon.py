@@ -19,6 +19,7 @@ from lightkeeper import __version__
 from lightkeeper.agent import api, http_endpoints, registry, scheduler
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
 from lightkeeper.agent.derived import DERIVED
+from lightkeeper.agent.histograms import RagHistograms
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.jobs import JobManager
 from lightkeeper.agent.pidlock import PidLock
@@ -96,7 +97,7 @@ class Agent:
         self.store: Store | None = None
         self.retention = Retention.from_config(cfg)
         self.collector_health: dict[str, CollectorHealth] = {}
-        self.rag_histograms = http_endpoints.RagHistograms()
+        self.rag_histograms = RagHistograms()
         self._stop = asyncio.Event()
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
@@ -120,7 +121,6 @@ class Agent:
             self.lock.release()
             raise AgentStartError(str(exc)) from None
         self.services = AgentServices(self.cfg, self.store)
-        self.services.agent = self  # type: ignore[attr-defined]
         self.calls, job_fns, self.schedules = registry.load()
         self.probes = registry.probes()
         self._probe_last: dict[str, float] = {}

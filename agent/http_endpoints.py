@@ -6,23 +6,21 @@ per-user figures stay in the store (a label per user makes every scrape slow).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
-    from lightkeeper.agent.daemon import Agent
+    from lightkeeper.agent.surface import AgentView
 
 # The one bounded label each family of internal metrics carries, by name prefix.
 LABEL_NAMES = [
@@ -36,8 +34,6 @@ LABEL_NAMES = [
     ("zone_", "zone"),
 ]
 PER_USER_PREFIXES = ("userdir_",)
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                   120.0)
 
 
 def label_name(metric: str) -> str:
@@ -51,66 +47,10 @@ def prom_name(metric: str) -> str:
     return metric if metric.startswith("lightkeeper_") else "lightkeeper_" + metric
 
 
-class RagHistograms:
-    """Aggregate latency histograms per operation and mode, fed by spool ingestion."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.hist: dict[tuple[str, str], list[float]] = {}
-        self.sums: dict[tuple[str, str], float] = {}
-        self.errors: dict[tuple[str, str], int] = {}
-        self.llm_s = 0.0
-        self.embed_s = 0.0
-        self.llm_calls = 0
-        self.embed_calls = 0
-
-    def observe(self, aggregates: list[dict[str, Any]]) -> None:
-        """Add a batch's per-(op, mode) aggregates (see ``agent.ingest.batch_aggregates``)."""
-        with self._lock:
-            for a in aggregates:
-                key = (a["op"], a["mode"])
-                counts = self.hist.setdefault(key, [0.0] * (len(LATENCY_BUCKETS) + 1))
-                for i, c in enumerate(a["buckets"]):
-                    counts[i] += float(c)
-                counts[-1] += float(a["count"])
-                self.sums[key] = self.sums.get(key, 0.0) + float(a["sum"] or 0)
-                self.errors[key] = self.errors.get(key, 0) + int(a["errors"])
-                self.llm_s += float(a["llm_s"] or 0)
-                self.embed_s += float(a["embed_s"] or 0)
-                self.llm_calls += int(a["llm_calls"] or 0)
-                self.embed_calls += int(a["embed_calls"] or 0)
-
-    def families(self) -> Iterator[Metric]:
-        with self._lock:
-            h = HistogramMetricFamily(
-                "lightkeeper_rag_operation_duration_seconds",
-                "Duration of LightRAG operations (all users), by operation and query mode",
-                labels=["op", "mode"])
-            errs = CounterMetricFamily("lightkeeper_rag_operation_errors",
-                                       "Failed LightRAG operations", labels=["op", "mode"])
-            for key, counts in sorted(self.hist.items()):
-                buckets = [(str(b), counts[i]) for i, b in enumerate(LATENCY_BUCKETS)]
-                buckets.append(("+Inf", counts[-1]))
-                h.add_metric(list(key), buckets, self.sums[key])
-                errs.add_metric(list(key), self.errors.get(key, 0))
-            yield h
-            yield errs
-            for name, help_text, value in (
-                ("lightkeeper_rag_llm_seconds", "Time spent in LLM calls", self.llm_s),
-                ("lightkeeper_rag_embedding_seconds", "Time spent in embedding calls",
-                 self.embed_s),
-                ("lightkeeper_rag_llm_calls", "LLM calls", self.llm_calls),
-                ("lightkeeper_rag_embedding_calls", "Embedding calls", self.embed_calls),
-            ):
-                c = CounterMetricFamily(name, help_text)
-                c.add_metric([], value)
-                yield c
-
-
 class CurrentValuesCollector:
     """Exposes the agent's newest values as Prometheus families (aggregated, no users)."""
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentView) -> None:
         self.agent = agent
 
     def collect(self) -> Iterator[Metric]:
@@ -142,7 +82,7 @@ class CurrentValuesCollector:
         yield from self.agent.rag_histograms.families()
 
 
-def build_app(agent: Agent) -> web.Application:
+def build_app(agent: AgentView) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(CurrentValuesCollector(agent))  # type: ignore[arg-type]
 

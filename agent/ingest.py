@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import psutil
 
+from lightkeeper.agent.histograms import LATENCY_BUCKETS
 from lightkeeper.logs import get_logger
 
 log = get_logger("ingest")
@@ -89,8 +90,6 @@ def stage_rows(con: Any, rows: list[dict[str, Any]]) -> None:
 
 def batch_aggregates(con: Any) -> list[dict[str, Any]]:
     """Per (op, mode) of the staged batch: count, sum, errors, model time, histogram buckets."""
-    from lightkeeper.agent.http_endpoints import LATENCY_BUCKETS  # noqa: PLC0415
-
     buckets = ", ".join(f"count(*) FILTER (WHERE duration_s <= {b})" for b in LATENCY_BUCKETS)
     rows = con.execute(
         "SELECT op, coalesce(mode, ''), count(*), sum(duration_s), "

@@ -117,7 +117,6 @@ class JobManager:
         self.recent: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.feed = ChangeFeed()
-        self.on_finish: list[Callable[[Job], None]] = []
 
     def _notify(self, job: Job) -> None:
         job.version = self.feed.notify()
@@ -217,11 +216,6 @@ class JobManager:
                 self.recent.popitem(last=False)
         job.thread = None
         job.changed()
-        for hook in self.on_finish:
-            try:
-                hook(job)
-            except Exception as exc:  # noqa: BLE001  a finish hook's bug must not change the job's outcome
-                log.error("job.hook_failed", job_id=job.id, error=str(exc))
 
     def cancel(self, job_id: str) -> Job:
         job = self.find(job_id)
@@ -245,7 +239,7 @@ class JobManager:
             raise CallError(f"no job {job_id!r}", 404, "not_found")
         return _row_to_job(rows[0])
 
-    def list(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
+    def list_jobs(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
         with self._lock:
             known = [*self.jobs.values(), *self.recent.values()]
         live = {j.id: j.as_dict() for j in known}

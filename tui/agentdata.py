@@ -1,8 +1,8 @@
 """Fetching from the agent for the console, run in worker threads.
 
-Every read goes through :class:`lightkeeper.client.AgentClient`. A call the agent does not
-serve (a package not installed or not registered yet) becomes :class:`Unavailable`, so a panel
-can say "not available" instead of failing; any other agent error becomes :class:`Failed`.
+Every read goes through :class:`lightkeeper.client.AgentClient`. An agent error (an unknown
+call included: the agent and the console come from one install, so that is a version mismatch
+to show, not to hide) becomes :class:`Failed`, so a panel shows the error instead of failing.
 Losing the agent (:class:`AgentUnavailable`) is not caught here: the poll loop turns it into
 the connection banner.
 """
@@ -13,16 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightkeeper.client import AgentError
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """The agent does not serve this call (yet)."""
-
-    name: str
-
-    def __str__(self) -> str:
-        return f"not available: the agent does not serve {self.name}"
 
 
 @dataclass(frozen=True)
@@ -39,18 +29,16 @@ class Failed:
 
 def problem(value: Any) -> str | None:
     """The text to show instead of data, or None when ``value`` is real data."""
-    if isinstance(value, (Unavailable, Failed)):
+    if isinstance(value, Failed):
         return str(value)
     return None
 
 
 def call(client: Any, name: str, **params: Any) -> Any:
-    """``client.call`` that turns an unknown call into Unavailable and errors into Failed."""
+    """``client.call`` that turns an agent error into Failed."""
     try:
         return client.call(name, **params)
     except AgentError as exc:
-        if exc.code == "unknown_call" or exc.status == 404 and "unknown call" in str(exc):
-            return Unavailable(name)
         return Failed(name, str(exc), exc.code)
 
 

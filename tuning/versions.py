@@ -1,7 +1,9 @@
 """Append-only tuning history in the agent's store (table ``tuning_versions``).
 
-Only the agent holds the store; these functions take it as an argument (``services.store``,
-an ``agent.store.db.Store``) and never import the agent package.
+This module owns the table: its definition (``TABLE``, which the agent's schema migration
+applies) and every statement that reads or writes it. Only the agent holds the store; these
+functions take it as an argument (``services.store``, an ``agent.store.db.Store``) and never
+import the agent package.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def _row_to_version(row: dict[str, Any]) -> Version:
                    row["source"], row["reverted_from"], tset)
 
 
+TABLE = ("CREATE TABLE IF NOT EXISTS tuning_versions (version INTEGER PRIMARY KEY, ts DOUBLE,"
+         " actor VARCHAR, note VARCHAR, source VARCHAR, params JSON NOT NULL,"
+         " reverted_from INTEGER)")
 _COLS = "version, ts, actor, note, source, params, reverted_from"
 
 
@@ -79,6 +84,12 @@ def history(store: Any, limit: int = 100, before: int | None = None) -> list[Ver
     sql += " ORDER BY version DESC LIMIT ?"
     params.append(int(limit))
     return [_row_to_version(r) for r in store.query_dicts(sql, params)]
+
+
+def marks(store: Any, since: float) -> list[dict[str, Any]]:
+    """When the version changed since ``since`` (markers on latency charts)."""
+    return store.query_dicts(
+        "SELECT version, ts, actor, note FROM tuning_versions WHERE ts >= ? ORDER BY ts", [since])
 
 
 def next_version(store: Any) -> int:

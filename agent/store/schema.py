@@ -1,10 +1,16 @@
 """Versioned schema of the metrics store. Migrations only ever add; each runs in a transaction.
 
+Every table has one owner, the one module that writes it (docs/architecture.md lists them):
+the agent's own tables are defined here; a package that owns a table declares its definition
+next to its statements and the migration applies it (``tuning_versions``: tuning.versions).
+
 Timestamps are epoch seconds (DOUBLE, UTC): cheap to bucket (``floor(ts / step) * step``)
 and the same number the collectors and the spool carry.
 """
 
 from __future__ import annotations
+
+from lightkeeper.tuning import versions as tuning_versions
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "samples, rollups, events, alerts, jobs", [
@@ -43,9 +49,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         " tuning_version INTEGER, params JSON, summary JSON)",
     ]),
     (3, "tuning versions", [
-        "CREATE TABLE IF NOT EXISTS tuning_versions (version INTEGER PRIMARY KEY, ts DOUBLE,"
-        " actor VARCHAR, note VARCHAR, source VARCHAR, params JSON NOT NULL,"
-        " reverted_from INTEGER)",
+        tuning_versions.TABLE,
     ]),
 ]
 

@@ -1,0 +1,72 @@
+"""The aggregate latency histograms of LightRAG operations that ``/metrics`` exposes.
+
+Spool ingestion (:func:`lightkeeper.agent.ingest.batch_aggregates`) counts each batch into
+``LATENCY_BUCKETS``; :class:`RagHistograms` adds the batches up for the TCP endpoints.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                   120.0)
+
+
+class RagHistograms:
+    """Aggregate latency histograms per operation and mode, fed by spool ingestion."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hist: dict[tuple[str, str], list[float]] = {}
+        self.sums: dict[tuple[str, str], float] = {}
+        self.errors: dict[tuple[str, str], int] = {}
+        self.llm_s = 0.0
+        self.embed_s = 0.0
+        self.llm_calls = 0
+        self.embed_calls = 0
+
+    def observe(self, aggregates: list[dict[str, Any]]) -> None:
+        """Add a batch's per-(op, mode) aggregates (see ``agent.ingest.batch_aggregates``)."""
+        with self._lock:
+            for a in aggregates:
+                key = (a["op"], a["mode"])
+                counts = self.hist.setdefault(key, [0.0] * (len(LATENCY_BUCKETS) + 1))
+                for i, c in enumerate(a["buckets"]):
+                    counts[i] += float(c)
+                counts[-1] += float(a["count"])
+                self.sums[key] = self.sums.get(key, 0.0) + float(a["sum"] or 0)
+                self.errors[key] = self.errors.get(key, 0) + int(a["errors"])
+                self.llm_s += float(a["llm_s"] or 0)
+                self.embed_s += float(a["embed_s"] or 0)
+                self.llm_calls += int(a["llm_calls"] or 0)
+                self.embed_calls += int(a["embed_calls"] or 0)
+
+    def families(self) -> Iterator[Metric]:
+        with self._lock:
+            h = HistogramMetricFamily(
+                "lightkeeper_rag_operation_duration_seconds",
+                "Duration of LightRAG operations (all users), by operation and query mode",
+                labels=["op", "mode"])
+            errs = CounterMetricFamily("lightkeeper_rag_operation_errors",
+                                       "Failed LightRAG operations", labels=["op", "mode"])
+            for key, counts in sorted(self.hist.items()):
+                buckets = [(str(b), counts[i]) for i, b in enumerate(LATENCY_BUCKETS)]
+                buckets.append(("+Inf", counts[-1]))
+                h.add_metric(list(key), buckets, self.sums[key])
+                errs.add_metric(list(key), self.errors.get(key, 0))
+            yield h
+            yield errs
+            for name, help_text, value in (
+                ("lightkeeper_rag_llm_seconds", "Time spent in LLM calls", self.llm_s),
+                ("lightkeeper_rag_embedding_seconds", "Time spent in embedding calls",
+                 self.embed_s),
+                ("lightkeeper_rag_llm_calls", "LLM calls", self.llm_calls),
+                ("lightkeeper_rag_embedding_calls", "Embedding calls", self.embed_calls),
+            ):
+                c = CounterMetricFamily(name, help_text)
+                c.add_metric([], value)
+                yield c
