@@ -129,6 +129,22 @@ class AlertEvaluator:
         self.audit = audit
         self.state: dict[tuple[str, str], _State] = {}
 
+    def set_rules(self, rules: list[Rule]) -> None:
+        """New rules after a configuration reload: open alerts of rules that are gone or
+        disabled resolve; the others keep their state (a changed threshold applies at the next
+        evaluation)."""
+        self.rules = [r for r in rules if r.enabled]
+        names = {r.name for r in self.rules}
+        now = time.time()
+        for key, st in list(self.state.items()):
+            if key[0] in names:
+                continue
+            if st.alert_id is not None:
+                self.store.execute("UPDATE alerts SET ended = ? WHERE id = ?", [now, st.alert_id])
+                self.audit("alert.resolved", component="alerts", rule=key[0], label=key[1],
+                           severity=st.severity, reason="rule removed or disabled")
+            self.state.pop(key, None)
+
     def restore_open(self) -> None:
         """Alerts left open by a previous run are closed: they are re-evaluated from scratch."""
         now = time.time()

@@ -153,7 +153,13 @@ def build_app(agent: AgentView) -> web.Application:
         job = agent.jobs.cancel(request.match_info["id"])
         return _json({"id": job.id, "state": job.state, "cancel_requested": True})
 
+    async def reload(request: web.Request) -> web.Response:
+        body = await _body(request)
+        result = await run(agent.reload, body.get("actor"))
+        return _json(result)  # a refusal is an answer too: {"ok": false, "error": ...}
+
     app.router.add_get("/v1/health", health)
+    app.router.add_post("/v1/reload", reload)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/series", series)
     app.router.add_get("/v1/events", events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -16,7 +17,8 @@ from typing import Any
 import watchfiles
 
 from lightkeeper import __version__
-from lightkeeper.agent import api, http_endpoints, registry, scheduler
+from lightkeeper.agent import api, configcheck, http_endpoints, registry, scheduler
+from lightkeeper.agent import reload as config_reload
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
 from lightkeeper.agent.derived import DERIVED
 from lightkeeper.agent.histograms import RagHistograms
@@ -27,7 +29,7 @@ from lightkeeper.agent.services import AgentServices
 from lightkeeper.agent.store.db import Store, StoreError
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper.collectors.registry import build_collectors
-from lightkeeper.config import Config
+from lightkeeper.config import Config, ConfigError
 from lightkeeper.logs import get_logger
 from lightkeeper.tuning.calls import on_active_file_changed
 
@@ -91,6 +93,10 @@ class Agent:
         self.cfg = cfg
         self.host = socket.gethostname()
         self.started = time.time()
+        try:
+            configcheck.check(cfg)
+        except ConfigError as exc:
+            raise AgentStartError(f"configuration error: {exc}") from None
         self.state_dir = prepare_state_dir(cfg)
         self.data_root = check_data_root(cfg)
         self.lock = PidLock(self.state_dir / "agent.lock")
@@ -103,6 +109,7 @@ class Agent:
         self.maintenance: dict[str, Any] = {}
         self.http_listen: str | None = None
         self.config_loaded = time.time()
+        self._reload_lock = threading.Lock()
         # the outcome of the last reload, for status and the console: {ts, ok, changed|error}
         self.last_reload: dict[str, Any] | None = None
 
@@ -170,6 +177,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         runners = [await api.serve_unix(api.build_app(self), self.cfg.path("agent.socket"))]
         if self.cfg["http.enabled"]:
             try:
@@ -181,8 +189,9 @@ class Agent:
                                     listen=self.cfg["http.listen"], error=exc.strerror)
         tasks = [asyncio.create_task(self._collector_loop(c)) for c in self.collectors]
         tasks += [
-            asyncio.create_task(self._periodic(self.cfg["store.flush_interval"], self._flush)),
-            asyncio.create_task(self._periodic(self.cfg["store.maintenance_interval"],
+            asyncio.create_task(self._periodic(lambda: self.cfg["store.flush_interval"],
+                                               self._flush)),
+            asyncio.create_task(self._periodic(lambda: self.cfg["store.maintenance_interval"],
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
             asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
@@ -237,9 +246,30 @@ class Agent:
     def stop(self) -> None:
         self._stop.set()
 
+    # -- configuration ----------------------------------------------------------------------
+    def _on_sighup(self) -> None:
+        log.info("config.reload_requested", signal="SIGHUP")
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reload, "SIGHUP"))
+        self._reloads = getattr(self, "_reloads", set())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    def reload(self, actor: str | None = None) -> dict[str, Any]:
+        """Re-read the configuration from its sources; see ``agent.reload``."""
+        with self._reload_lock:
+            return config_reload.reload(self, actor)
+
+    def apply_config(self, new: Config) -> None:
+        """Take a checked configuration: every holder of ``self.cfg`` sees it from now on."""
+        self.cfg.replace_with(new)
+        self.retention = Retention.from_config(self.cfg)
+        self.alerts.set_rules(configured_rules(self.cfg))
+        logging.getLogger("lightkeeper").setLevel(self.cfg["log.level"].upper())
+        self.config_loaded = time.time()
+
     # -- loops ------------------------------------------------------------------------------
-    async def _periodic(self, interval: float, fn: Callable[[], Any], first_delay: float = 0
-                        ) -> None:
+    async def _periodic(self, interval: float | Callable[[], float], fn: Callable[[], Any],
+                        first_delay: float = 0) -> None:
         await asyncio.sleep(first_delay)
         while True:
             t0 = time.monotonic()
@@ -248,7 +278,8 @@ class Agent:
             except Exception as exc:  # noqa: BLE001  one failed periodic task must not stop the agent
                 log.error("agent.task_failed", task=fn.__name__,
                           error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(max(0.05, interval - (time.monotonic() - t0)))
+            every = interval() if callable(interval) else interval  # a reload may change it
+            await asyncio.sleep(max(0.05, every - (time.monotonic() - t0)))
 
     async def _collector_loop(self, collector: Any) -> None:
         health = self.collector_health[collector.name]

@@ -104,6 +104,10 @@ class AgentClient:
     def status(self) -> dict[str, Any]:
         return self.get("/v1/status")
 
+    def reload(self, actor: str | None = None) -> dict[str, Any]:
+        """Ask the agent to re-read its configuration: ``{ok, changed}`` or ``{ok, error}``."""
+        return self._request("POST", "/v1/reload", {"actor": actor or default_actor()})
+
     def call(self, name: str, **params: Any) -> Any:
         return self._request("POST", f"/v1/call/{name}", {"params": params})["result"]
 

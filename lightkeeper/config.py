@@ -423,6 +423,9 @@ class Config:
         # and the default files it inherits): the explicit file and the command-line overrides
         self.explicit_file: str | None = None
         self.overrides: list[tuple[str, Any]] = []
+        # how it was loaded, so that a live reload reads the same sources again
+        self.env: Mapping[str, str] | None = None
+        self.read_system = True
 
     # -- building -----------------------------------------------------------------------
     def set(self, key: str, value: Any, source: str) -> None:
@@ -514,6 +517,8 @@ class Config:
         self.files_read = list(other.files_read)
         self.explicit_file = other.explicit_file
         self.overrides = list(other.overrides)
+        self.env = other.env
+        self.read_system = other.read_system
 
     def items(self, with_tables: bool = True) -> list[tuple[str, Any, str]]:
         """Every effective key with its value and origin (secrets masked)."""
@@ -551,6 +556,7 @@ def load(
     """Build the effective configuration following the documented precedence."""
     env = os.environ if env is None else env
     cfg = Config()
+    cfg.env, cfg.read_system = env, read_system
     if read_system:
         cfg.load_file(SYSTEM_CONFIG, required=False)
         cfg.load_file(user_config_path(), required=False)

@@ -137,6 +137,18 @@ class LightkeeperApp(App[int]):
             result.error = f"{type(exc).__name__}: {exc}"
         self.call_from_thread(self._on_poll, result)
 
+    def _notify_reload(self, last: dict[str, Any] | None) -> None:
+        """Say once that the agent reloaded its configuration, or refused to (and why)."""
+        first_poll = not hasattr(self, "_reload_seen")
+        seen, self._reload_seen = getattr(self, "_reload_seen", None), (last or {}).get("ts")
+        if not last or first_poll or last.get("ts") == seen:
+            return  # nothing new since the console started or since the last poll
+        if last.get("ok"):
+            self.notify(f"config reloaded ({len(last.get('changed') or [])} changed)", timeout=5)
+        else:
+            self.notify(f"config reload refused: {last.get('error')}", severity="error",
+                        timeout=15)
+
     def _on_poll(self, result: PollResult) -> None:
         if result.gen != self._gen:
             return  # a newer poll is under way
@@ -154,6 +166,7 @@ class LightkeeperApp(App[int]):
         self.conn_attempts = 0
         banner.show(None)
         self.status = result.status or {}
+        self._notify_reload((self.status.get("config") or {}).get("last_reload"))
         self.jobs = list((self.status.get("jobs") or {}).get("running") or [])
         self.query_one(AlertBanner).show(self.status.get("alerts"))
         self._topbar()

@@ -10,7 +10,7 @@ import sys
 import time
 
 from lightkeeper import logs
-from lightkeeper.cli.common import EXIT_FAILED, EXIT_OK, CliContext, CliError
+from lightkeeper.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliContext, CliError
 from lightkeeper.client import AgentClient, agent_command
 
 
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="run the agent (collectors, store, jobs, API)",
                        description="Run the agent. One agent per state directory; it alone opens "
                        "the metrics store. SIGTERM or SIGINT flush pending writes and checkpoint "
-                       "the store before exit.")
+                       "the store before exit; SIGHUP re-reads the configuration.")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--detach", action="store_true",
                    help="run in the background (log file and pid in the state directory)")
@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                    help="with --detach/--stop: how long to wait (default 30)")
     p.set_defaults(func=run)
+    asub = p.add_subparsers(dest="agent_cmd", metavar="ACTION")
+    rl = asub.add_parser("reload", help="re-read the configuration without a restart",
+                         description="The running agent re-reads its configuration from the "
+                         "sources it started with. An invalid configuration, or one that changes "
+                         "a setting that needs a restart, is refused whole (exit 2) and the agent "
+                         "keeps its current configuration.")
+    rl.set_defaults(func=run_reload)
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -35,6 +42,7 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
     cfg = ctx.cfg
     if args.stop:
         return _stop(ctx, args.wait)
+    check_config(ctx)
     try:
         state = prepare_state_dir(cfg)
     except AgentStartError as exc:
@@ -86,6 +94,35 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
         daemon.run(cfg, ready)
     except AgentStartError as exc:
         raise CliError(str(exc)) from None
+    return EXIT_OK
+
+
+def check_config(ctx: CliContext) -> None:
+    """What the agent would refuse (schedules, alert names...), refused here first."""
+    from lightkeeper.agent.configcheck import check
+    from lightkeeper.config import ConfigError
+
+    try:
+        check(ctx.cfg)
+    except ConfigError as exc:
+        raise CliError(f"configuration error: {exc}", EXIT_USAGE) from None
+
+
+def run_reload(args: argparse.Namespace, ctx: CliContext) -> int:
+    from lightkeeper.client import default_actor
+
+    keeps = "; the agent was not asked and keeps its current configuration"
+    try:
+        check_config(ctx)
+    except CliError as exc:
+        raise CliError(str(exc) + keeps, exc.code) from None
+    result = ctx.client(autostart=False).reload(default_actor())
+    if not result["ok"]:
+        raise CliError(f"configuration error: {result['error']}; the agent keeps its current "
+                       "configuration", EXIT_USAGE)
+    changed = result.get("changed") or []
+    print("configuration reloaded: " + (f"{len(changed)} changed ({', '.join(changed)})"
+                                        if changed else "no change"))
     return EXIT_OK
 
 

@@ -30,7 +30,10 @@ def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_check(args: argparse.Namespace, ctx: CliContext) -> int:
+    from lightkeeper.cli.agent import check_config
+
     cfg = ctx.cfg  # raises a clear error (exit 2) when invalid
+    check_config(ctx)  # and everything the agent would refuse (schedules, alert names)
     print("configuration is valid (files read: " + (", ".join(cfg.files_read) or "none") + ")")
     return EXIT_OK
 

@@ -1,0 +1,33 @@
+"""Everything the agent would refuse in a configuration, checked before it is used.
+
+``lightkeeper config check``, the agent's start and its live reload all run :func:`check`, so a
+bad schedule string or an unknown alert name is refused up front with the same message,
+instead of being logged every 30 seconds by a running agent.
+"""
+
+from __future__ import annotations
+
+from lightkeeper.agent import scheduler
+from lightkeeper.agent.alerts import configured_rules
+from lightkeeper.config import Config, ConfigError
+
+
+def check(cfg: Config) -> None:
+    """Raise ConfigError naming the source, key and value of the first problem."""
+    configured_rules(cfg)  # unknown alert names
+    for key, value, origin in cfg.items():
+        if key.rpartition(".")[2].endswith("schedule") and isinstance(value, str):
+            try:
+                scheduler.parse(value)
+            except scheduler.ScheduleError as exc:
+                raise ConfigError(f"{origin}: {key}: {exc}") from None
+
+
+# Settings the running agent cannot take without a restart: they name files it holds open, its
+# listeners, or what its collectors were built with. A reload that changes one is refused.
+RESTART_PREFIXES = ("paths.", "agent.socket", "store.path", "http.", "log.file", "log.max_bytes",
+                    "log.backups", "collect.")
+
+
+def needs_restart(key: str) -> bool:
+    return key.startswith(RESTART_PREFIXES)
