@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lightkeeper import config as config_mod
 from lightkeeper.agent.configcheck import check, needs_restart
 from lightkeeper.config import Config, ConfigError
-
-if TYPE_CHECKING:
-    from lightkeeper.agent.daemon import Agent
 
 
 def rebuild(cfg: Config) -> Config:
@@ -42,9 +39,12 @@ def changed_keys(old: Config, new: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def reload(agent: Agent, actor: str | None = None) -> dict[str, Any]:
+def reload(agent: Any, actor: str | None = None) -> dict[str, Any]:
     """Re-read and apply the configuration; returns ``{ok, ts, changed}`` or ``{ok: False,
-    ts, error}`` (also kept as ``agent.last_reload`` for the status and the console)."""
+    ts, error}`` (also kept as ``agent.last_reload`` for the status and the console).
+
+    ``agent`` is the daemon's Agent (typed loosely: the daemon composes this module, which must
+    not import it back); it provides cfg, services, store, apply_config and last_reload."""
     now = time.time()
     audit = agent.services.audit
     try:

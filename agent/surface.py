@@ -36,6 +36,10 @@ class AgentView(Protocol):
         """The agent's status document (``/v1/status``)."""
         ...
 
+    def reload(self, actor: str | None = None) -> dict[str, Any]:
+        """Re-read the configuration (``agent.reload``): ``{ok, changed}`` or ``{ok, error}``."""
+        ...
+
     def readiness_problems(self) -> list[str]:
         """Why the agent is not ready (empty when ready)."""
         ...
