@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightkeeper.coerce import ValueRefused
+from lightkeeper.coerce import coerce as coerce_value
+
 ENV_PREFIX = "LIGHTKEEPER_"
 ENV_CONFIG_FILE = "LIGHTKEEPER_CONFIG"
 # Environment variables that are ours but are not configuration keys.
@@ -334,73 +337,14 @@ def _suggest(key: str) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def parse_bool(text: str) -> bool | None:
-    """'1/true/yes/on' and '0/false/no/off' (any case); None for anything else."""
-    low = text.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    return None
-
-
 def coerce(setting: Setting, value: Any, source: str, key: str) -> Any:
-    """Convert ``value`` (from TOML or a string) to the setting's type, or raise ConfigError."""
+    """Convert ``value`` (from TOML or a string) to the setting's type, or raise ConfigError.
 
-    original = value
-
-    def bad(reason: str = "") -> ConfigError:
-        extra = f": {reason}" if reason else ""
-        return ConfigError(
-            f"{source}: {key} = {original!r} is not allowed{extra}; expected {setting.allowed()}"
-        )
-
-    t = setting.type
-    from_string = isinstance(value, str)
+    The engine is :func:`lightkeeper.coerce.coerce`, the one tuning parameters use too."""
     try:
-        if t == "int":
-            if isinstance(value, bool):
-                raise bad()
-            if from_string:
-                value = int(value.strip())
-            elif isinstance(value, float) and value.is_integer():
-                value = int(value)
-            elif not isinstance(value, int):
-                raise bad()
-        elif t == "float":
-            if isinstance(value, bool):
-                raise bad()
-            value = float(value.strip()) if from_string else float(value)
-        elif t == "bool":
-            if from_string:
-                parsed = parse_bool(value)
-                if parsed is None:
-                    raise bad()
-                value = parsed
-            elif not isinstance(value, bool):
-                raise bad()
-        elif t == "list":
-            if from_string:
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            elif not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise bad()
-        elif t in ("str", "secret", "path"):
-            if not isinstance(value, str):
-                raise bad()
-            if t == "path" and value:
-                value = os.path.expanduser(value)
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise bad() from None
-    if setting.choices and value not in setting.choices:
-        raise bad()
-    if t in ("int", "float"):
-        if setting.min is not None and value < setting.min:
-            raise bad("too small")
-        if setting.max is not None and value > setting.max:
-            raise bad("too large")
-    return value
+        return coerce_value(setting, value)
+    except ValueRefused as exc:
+        raise ConfigError(f"{source}: {key} = {exc}") from None
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:

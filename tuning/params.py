@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from lightkeeper.coerce import fmt_num
+
 EFFECTS: dict[str, str] = {
     "next_operation": "applies to the next operation",
     "new_documents": "applies to documents inserted from now on; existing ones are unchanged",
@@ -36,10 +38,6 @@ EFFECTS: dict[str, str] = {
 }
 
 QUERY_MODES = ("local", "global", "hybrid", "naive", "mix", "bypass")
-
-
-def fmt_num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
 
 @dataclass(frozen=True)

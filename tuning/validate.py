@@ -8,12 +8,13 @@ them and reads as one clear message.
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from lightkeeper.config import parse_bool
-from lightkeeper.tuning.params import BY_NAME, NAMES, Param, defaults, fmt_num
+from lightkeeper.coerce import coerce as coerce_value
+from lightkeeper.tuning.params import BY_NAME, NAMES, Param, defaults
+
+MAX_STR_LEN = 256  # a parameter string that reaches LightRAG
 
 
 class TuningError(ValueError):
@@ -36,72 +37,10 @@ def unknown_message(name: str) -> str:
 def coerce(param: Param, value: Any) -> Any:
     """Convert ``value`` (from TOML, JSON or a ``KEY=VALUE`` string) to the parameter's type.
 
-    Raises ``ValueError`` whose message says what is allowed.
-    """
-    def bad(reason: str = "") -> ValueError:
-        why = f" ({reason})" if reason else ""
-        return ValueError(f"{value!r} is not allowed{why}; expected {param.allowed()}")
-
-    t = param.type
-    text = value.strip() if isinstance(value, str) else None
-    if t == "int":
-        if isinstance(value, bool):
-            raise bad()
-        if text is not None:
-            try:
-                value = int(text.replace("_", ""))
-            except ValueError:
-                raise bad() from None
-        elif isinstance(value, float):
-            if not value.is_integer():
-                raise bad("not a whole number")
-            value = int(value)
-        elif not isinstance(value, int):
-            raise bad()
-    elif t == "float":
-        if isinstance(value, bool):
-            raise bad()
-        if text is not None:
-            try:
-                value = float(text)
-            except ValueError:
-                raise bad() from None
-        elif isinstance(value, (int, float)):
-            value = float(value)
-        else:
-            raise bad()
-        if not math.isfinite(value):
-            raise bad("not a finite number")
-    elif t == "bool":
-        if text is not None:
-            parsed = parse_bool(text)
-            if parsed is None:
-                raise bad()
-            value = parsed
-        elif not isinstance(value, bool):
-            raise bad()
-    elif t == "str":
-        if text is None:
-            raise bad()
-        value = text
-        if param.choices:
-            # Accept a different case (TOP modes are lower case, pick methods upper case).
-            for c in param.choices:
-                if c.lower() == value.lower():
-                    value = c
-                    break
-        if len(value) > 256:
-            raise bad("longer than 256 characters")
-        if any(ord(ch) < 32 for ch in value):
-            raise bad("control characters")
-    if param.choices and value not in param.choices:
-        raise bad()
-    if t in ("int", "float"):
-        if param.min is not None and value < param.min:
-            raise bad(f"smaller than {fmt_num(param.min)}")
-        if param.max is not None and value > param.max:
-            raise bad(f"larger than {fmt_num(param.max)}")
-    return value
+    The engine is :func:`lightkeeper.coerce.coerce`, the one configuration settings use too;
+    strings that reach LightRAG are bounded. Raises ``ValueError`` whose message says what is
+    allowed."""
+    return coerce_value(param, value, max_len=MAX_STR_LEN)
 
 
 def check_fields(raw: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -45,7 +45,7 @@ def test_config_env_var_selects_file(lk_env: dict[str, str], tmp_path: Path) -> 
 
 @pytest.mark.parametrize("text, fragment", [
     ("[store]\nretention_raw_hours = 'soon'\n", "store.retention_raw_hours = 'soon' is not allowed"),
-    ("[store]\nretention_raw_hours = 0\n", "too small"),
+    ("[store]\nretention_raw_hours = 0\n", "smaller than"),
     ("[log]\nlevel = 'loud'\n", "one of 'debug', 'info', 'warning', 'error'"),
     ("[http]\nenabled = 'maybe'\n", "expected true or false"),
     ("[http]\nlisten = 'nowhere'\n", "expected host:port"),
