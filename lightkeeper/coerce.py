@@ -60,7 +60,9 @@ def coerce(spec: Spec, value: Any, max_len: int | None = None) -> Any:
 
     def bad(reason: str = "") -> ValueRefused:
         why = f" ({reason})" if reason else ""
-        return ValueRefused(f"{original!r} is not allowed{why}; expected {spec.allowed()}")
+        # text that parsed is shown parsed (``top_k=0`` says 0, not '0'); anything else as given
+        shown = value if isinstance(original, str) and not isinstance(value, str) else original
+        return ValueRefused(f"{shown!r} is not allowed{why}; expected {spec.allowed()}")
 
     t = spec.type
     text = value.strip() if isinstance(value, str) else None
