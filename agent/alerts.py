@@ -8,6 +8,7 @@ resolving are recorded in the ``alerts`` table (start and end time), as events, 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -120,6 +121,12 @@ class _State:
     severity: str | None = None
     value: float | None = None
     started: float | None = None
+    message: str = ""
+
+
+# How long a resolved alert is still reported to Alertmanager (as Prometheus does), so that a
+# resolve lost to an unreachable Alertmanager is delivered once it is back.
+RESOLVED_KEEP_SECONDS = 15 * 60
 
 
 class AlertEvaluator:
@@ -128,22 +135,54 @@ class AlertEvaluator:
         self.store = store
         self.audit = audit
         self.state: dict[tuple[str, str], _State] = {}
+        # (rule, label, severity) -> the resolved alert, kept RESOLVED_KEEP_SECONDS for delivery
+        self.resolved: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.version = 0  # bumped on every firing, severity change and resolve
+        self._lock = threading.RLock()
+
+    def rule(self, name: str) -> Rule | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+    def snapshot(self, now: float | None = None) -> tuple[list[dict[str, Any]],
+                                                         list[dict[str, Any]]]:
+        """(firing, recently resolved) alerts, each with rule, label, severity, started,
+        value and message (and ended for a resolved one)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            firing = [{"rule": name, "label": label, "severity": st.severity,
+                       "started": st.started, "value": st.value, "message": st.message}
+                      for (name, label), st in self.state.items() if st.alert_id is not None]
+            for key, r in list(self.resolved.items()):
+                if now - r["ended"] > RESOLVED_KEEP_SECONDS:
+                    del self.resolved[key]
+            return firing, list(self.resolved.values())
+
+    def _note_resolved(self, name: str, label: str, st: _State, now: float,
+                       severity: str | None = None) -> None:
+        sev = severity or st.severity or "warning"
+        self.resolved[(name, label, sev)] = {
+            "rule": name, "label": label, "severity": sev, "started": st.started,
+            "ended": now, "value": st.value, "message": st.message}
+        self.version += 1
 
     def set_rules(self, rules: list[Rule]) -> None:
         """New rules after a configuration reload: open alerts of rules that are gone or
         disabled resolve; the others keep their state (a changed threshold applies at the next
         evaluation)."""
-        self.rules = [r for r in rules if r.enabled]
-        names = {r.name for r in self.rules}
-        now = time.time()
-        for key, st in list(self.state.items()):
-            if key[0] in names:
-                continue
-            if st.alert_id is not None:
-                self.store.execute("UPDATE alerts SET ended = ? WHERE id = ?", [now, st.alert_id])
-                self.audit("alert.resolved", component="alerts", rule=key[0], label=key[1],
-                           severity=st.severity, reason="rule removed or disabled")
-            self.state.pop(key, None)
+        with self._lock:
+            self.rules = [r for r in rules if r.enabled]
+            names = {r.name for r in self.rules}
+            now = time.time()
+            for key, st in list(self.state.items()):
+                if key[0] in names:
+                    continue
+                if st.alert_id is not None:
+                    self.store.execute("UPDATE alerts SET ended = ? WHERE id = ?",
+                                       [now, st.alert_id])
+                    self.audit("alert.resolved", component="alerts", rule=key[0], label=key[1],
+                               severity=st.severity, reason="rule removed or disabled")
+                    self._note_resolved(key[0], key[1], st, now)
+                self.state.pop(key, None)
 
     def restore_open(self) -> None:
         """Alerts left open by a previous run are closed: they are re-evaluated from scratch."""
@@ -153,7 +192,11 @@ class AlertEvaluator:
     def evaluate(self, current: dict[tuple[str, str], tuple[float, float]],
                  now: float | None = None) -> list[dict[str, Any]]:
         """Evaluate every rule on ``current`` ((metric, label) -> (ts, value)); return changes."""
-        now = time.time() if now is None else now
+        with self._lock:
+            return self._evaluate(current, time.time() if now is None else now)
+
+    def _evaluate(self, current: dict[tuple[str, str], tuple[float, float]],
+                  now: float) -> list[dict[str, Any]]:
         changes = []
         by_metric: dict[str, list[tuple[str, float]]] = {}
         for (metric, label), (_ts, value) in current.items():
@@ -192,7 +235,10 @@ class AlertEvaluator:
         if st.alert_id is None:
             return self._fire(rule, label, sev, value, now)
         if st.severity != sev:
+            # Alertmanager knows an alert by its labels, severity included: the old level ends
+            self._note_resolved(rule.name, label, st, now)
             st.severity = sev
+            st.message = rule.summary.format(label=label or "-", value=value)
             self.store.execute("UPDATE alerts SET severity = ?, value = ? WHERE id = ?",
                                [sev, value, st.alert_id])
             self.audit("alert.changed", level="warning" if sev == "warning" else "error",
@@ -210,6 +256,9 @@ class AlertEvaluator:
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [rule.name, label, sev, st.pending_since or now, value, message])
         st.alert_id, st.severity, st.started = int(row[0][0]), sev, st.pending_since or now
+        st.message = message
+        self.resolved.pop((rule.name, label, sev), None)
+        self.version += 1
         self.audit("alert.firing", level="warning" if sev == "warning" else "error",
                    component="alerts", rule=rule.name, label=label, severity=sev, value=value,
                    message=message)
@@ -219,6 +268,7 @@ class AlertEvaluator:
         self.store.execute("UPDATE alerts SET ended = ? WHERE id = ?", [now, st.alert_id])
         self.audit("alert.resolved", component="alerts", rule=rule.name, label=label,
                    severity=st.severity, duration_s=round(now - (st.started or now), 1))
+        self._note_resolved(rule.name, label, st, now)
         self.state.pop((rule.name, label), None)
         return [{"rule": rule.name, "label": label, "change": "resolved"}]
 

@@ -17,7 +17,14 @@ from typing import Any
 import watchfiles
 
 from lightkeeper import __version__
-from lightkeeper.agent import api, configcheck, http_endpoints, registry, scheduler
+from lightkeeper.agent import (
+    alertmanager,
+    api,
+    configcheck,
+    http_endpoints,
+    registry,
+    scheduler,
+)
 from lightkeeper.agent import reload as config_reload
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
 from lightkeeper.agent.derived import DERIVED
@@ -135,6 +142,7 @@ class Agent:
         self.services.jobs = self.jobs
         self.jobs.recover()
         self.alerts = AlertEvaluator(configured_rules(self.cfg), self.store, self.services.audit)
+        self.notifier = alertmanager.Notifier(self.cfg, self.host, self.alerts)
         self.alerts.restore_open()
         self.ingester = SpoolIngester(self.store, self.cfg.path("paths.spool_dir"), self.host)
         self.ingester.on_rows = self.rag_histograms.observe
@@ -194,6 +202,7 @@ class Agent:
             asyncio.create_task(self._periodic(lambda: self.cfg["store.maintenance_interval"],
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
+            asyncio.create_task(self._periodic(1.0, self.notifier.tick, first_delay=3)),
             asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
             asyncio.create_task(self._periodic(30.0, self._run_probes, first_delay=5)),
             asyncio.create_task(self._periodic(30.0, self._refresh_timestamps, first_delay=3)),
@@ -523,6 +532,7 @@ class Agent:
                      "kinds": sorted(self.jobs.registry),
                      "in_memory": self.jobs.held()},
             "alerts": list_alerts(self.store, active=True),
+            "alerting": self.notifier.status(),
             "config": {"files": list(self.cfg.files_read), "explicit_file": self.cfg.explicit_file,
                        "command_line_keys": [k for k, _ in self.cfg.overrides],
                        "loaded": self.config_loaded, "last_reload": self.last_reload},
