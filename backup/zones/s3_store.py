@@ -84,6 +84,35 @@ def check_credentials_file(zone: str, path: str) -> Path:
     return p
 
 
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def shared_client(zone: str, s3: S3Settings, timeout: float = 15.0, retries: int = 5) -> Any:
+    """A client per zone settings, kept for the process: building one loads botocore's
+    service model (about 0.5 s), which would dominate a no-change sync. boto3 clients are
+    thread-safe. A rotated credentials file (other mtime or size) gets a new client."""
+    creds: tuple[Any, ...] = ()
+    if s3.credentials_file:
+        st = check_credentials_file(zone, s3.credentials_file).stat()
+        creds = (st.st_mtime_ns, st.st_size)
+    else:  # rotated environment keys make another client (the digest, never the key, is kept)
+        creds = (hashlib.sha256(os.environ.get("AWS_ACCESS_KEY_ID", "").encode()
+                                + os.environ.get("AWS_SECRET_ACCESS_KEY", "").encode())
+                 .hexdigest(),)
+    # what the client depends on (not the bucket, prefix or part size)
+    key = (s3.endpoint_url, s3.region, s3.profile, s3.credentials_file, s3.concurrency, timeout,
+           retries, creds)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = make_client(zone, s3, timeout, retries)
+            if len(_CLIENTS) > 32:
+                _CLIENTS.clear()
+            _CLIENTS[key] = client
+        return client
+
+
 def make_client(zone: str, s3: S3Settings, timeout: float = 15.0, retries: int = 5) -> Any:
     boto3, bconfig = _boto()
     import botocore.session  # noqa: PLC0415
@@ -183,7 +212,7 @@ class S3Store:
         self.bucket = zone.s3.bucket
         self.base = zone.s3.prefix + "/" if zone.s3.prefix else ""
         self.root = RemoteRoot(zone.name, "/" + (zone.s3.prefix or "s3-zone-root"))
-        self.client = make_client(zone.name, zone.s3, timeout, retries)
+        self.client = shared_client(zone.name, zone.s3, timeout, retries)
         self.throttle = throttle or Throttle(zone.bandwidth_limit_kbps)
         self._lock_config: bool | None = None
 
@@ -514,4 +543,4 @@ class S3Store:
             raise
 
     def close(self) -> None:
-        self.client.close()
+        """The client is shared (see :func:`shared_client`): nothing to release per use."""
