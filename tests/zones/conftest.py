@@ -127,11 +127,12 @@ class Lab:
         return server
 
     def add_s3_zone(self, name: str, server: Seaweed, bucket: str | None = None,
-                    prefix: str = "lk/repo", **extra: object) -> str:
+                    prefix: str = "lk/repo", object_lock: bool = False,
+                    **extra: object) -> str:
         """An S3 zone on ``server`` (a bucket of its own), with credentials in an owner-only
         AWS-format file named by the zone's credentials_file. Returns the bucket."""
         bucket = bucket or f"lk-{name}-{os.urandom(4).hex()}"
-        server.make_bucket(bucket)
+        server.make_bucket(bucket, object_lock)
         creds = self.tmp / f"s3-credentials-{name}"
         fd = os.open(creds, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -106,12 +106,12 @@ class Seaweed:
                                           request_checksum_calculation="when_required",
                                           response_checksum_validation="when_required"))
 
-    def make_bucket(self, name: str) -> None:
+    def make_bucket(self, name: str, object_lock: bool = False) -> None:
         c = self.client()
         deadline = time.monotonic() + 30
         while True:
             try:
-                c.create_bucket(Bucket=name)
+                c.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
                 return
             except Exception:
                 if time.monotonic() > deadline:

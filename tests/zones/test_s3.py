@@ -144,7 +144,7 @@ def test_s3_zone_lifecycle(lab, seaweed, tmp_path):
 def test_s3_and_sftp_zones_replicate_rebuild_and_restore_through_the_cli(lab, seaweed,
                                                                          run_cli, tmp_path):
     lab.add_zone("ssh")
-    lab.add_s3_zone("s3", seaweed)
+    lab.add_s3_zone("s3", seaweed, storage_class="STANDARD")
     write_user_files(lab.data_root, "alice", 5, 300_000, 11)
     write_user_files(lab.data_root, "bob", 2, 2_000_000, 12)
     sid = lab.backup()
@@ -162,6 +162,9 @@ def test_s3_and_sftp_zones_replicate_rebuild_and_restore_through_the_cli(lab, se
     shown = run_cli("config", "show").stdout + json.dumps(listed)
     assert lab.s3_servers["s3"].secret_key not in shown
     assert lab.s3_servers["s3"].access_key not in shown
+    # an S3 zone has no host key to trust: said so, nothing recorded
+    r = run_cli("zones", "trust", "s3", "--local", check=False)
+    assert r.returncode != 0 and "no SSH host key" in r.stderr
 
     repo_path = lab.repo.path
     lab.repo.close()
@@ -213,6 +216,66 @@ def test_s3_server_down_other_zone_goes_on_and_the_unreachable_alert_fires(
         assert not [c for c in changes if c["label"] == "ssh"]
     finally:
         db.close()
+
+
+def test_s3_sync_rides_out_slowdown_and_dropped_connections(lab, seaweed):
+    """Every 3rd request answered 503 SlowDown, every 7th PUT's connection dropped with no
+    answer: the sync still completes (the SDK's backoff retries), with multipart uploads, and
+    what arrived is whole."""
+    from tests.zones.faulty_proxy import FaultyProxy
+
+    proxy = FaultyProxy(seaweed.endpoint).start()
+    try:
+        lab.add_s3_zone("s3", seaweed)
+        lab.zones["s3"]["endpoint_url"] = proxy.endpoint
+        lab.write_config()
+        lab.repo.config["pack_size"] = 6 << 20
+        write_user_files(lab.data_root, "alice", 30, 200_000, 5)
+        write_user_files(lab.data_root, "bob", 2, 3_500_000, 6)
+        sid = lab.backup()
+        r = lab.run_job("replicate")["zones"]["s3"]
+        assert r["snapshots_published"] == [sid]
+        assert proxy.slowdowns > 0 and proxy.drops > 0, (proxy.slowdowns, proxy.drops)
+        proxy.slowdown_every = proxy.drop_every = 0
+        assert lab.run_job("zone_verify", zone="s3", full=True)["problems"] == []
+    finally:
+        proxy.stop()
+
+
+def test_s3_prune_never_deletes_objects_under_object_lock_retention(lab, seaweed):
+    import datetime as dt
+
+    lab.add_s3_zone("s3", seaweed, object_lock=True, keep_last=1, keep_hourly=0,
+                    keep_daily=0, keep_weekly=0, keep_monthly=0, keep_yearly=0)
+    lab.repo.config["pack_size"] = 1 << 20
+    sids = []
+    for seed in (1, 2, 3):  # every snapshot's data is its own
+        write_user_files(lab.data_root, "alice", 3, 300_000, seed)
+        sids.append(lab.backup())
+    s1, s2, s3 = sids
+    assert lab.run_job("replicate")["zones"]["s3"]["snapshots_published"] == sids
+    refs = {s: set(lab.repo.referenced_files(s)) for s in sids}
+    only_s2 = sorted(r for r in refs[s2] - refs[s1] - refs[s3] if r.startswith("data/"))
+    store = lab.store("s3")
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    for rel in (f"snapshots/{s1}", only_s2[0]):
+        store.client.put_object_retention(Bucket=store.bucket, Key=store.key(rel),
+                                          Retention={"Mode": "GOVERNANCE",
+                                                     "RetainUntilDate": until})
+    v = lab.run_job("zone_verify", zone="s3")
+    assert v["object_lock"] is True and v["versioning"] == "Enabled"
+
+    p = lab.run_job("zone_prune", zone="s3")
+    # s1's manifest is retained: s1 stays, and with it every object it references
+    assert p["forgotten"] == [s2] and set(p["kept"]) == {s1, s3}
+    assert {r["file"] for r in p["retained"]} == {f"snapshots/{s1}", only_s2[0]}
+    after = objects(lab, "s3")
+    assert f"snapshots/{s1}" in after and f"snapshots/{s2}" not in after
+    assert refs[s1] | refs[s3] <= set(after)
+    assert only_s2[0] in after  # under retention: not deleted
+    assert not (set(only_s2[1:]) & set(after))
+    assert lab.run_job("zone_verify", zone="s3", full=True)["problems"] == []
+    store.close()
 
 
 def test_s3_config_errors_are_specific(lab, seaweed, tmp_path):
