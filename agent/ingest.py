@@ -49,6 +49,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "pid": ("pid", "INTEGER"),
     "run_id": ("run_id", "VARCHAR"),
     "op_id": ("op_id", "VARCHAR"),
+    "queue_wait_s": ("queue_wait_s", "DOUBLE"),
 }
 NUMERIC = {k for k, (_, t) in COLUMNS.items() if t != "VARCHAR"}
 TARGET = ", ".join(col for col, _ in COLUMNS.values())

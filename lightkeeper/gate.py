@@ -138,6 +138,26 @@ def read_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
         os.close(ifd)
 
 
+def reader_waiting(directory: Path) -> bool:
+    """Whether a reader (a backup) is waiting for the gate: it holds the intent file.
+
+    A writer that keeps the gate across overlapping writes (``lightkeeper serve``'s pipeline)
+    asks this before letting a new write join its hold, and lets the hold end instead.
+    """
+    ipath = Path(directory) / INTENT_NAME
+    try:
+        fd = os.open(ipath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        if _try_lock(fd, fcntl.LOCK_SH):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
 def read_stamp(directory: Path) -> Stamp:
     """The gate's stamp; a missing or empty file reads as 'never written'."""
     try:

@@ -34,7 +34,7 @@ class Op:
 
     __slots__ = ("ts", "t0", "user", "op", "mode", "llm_s", "llm_calls", "embed_s",
                  "embed_calls", "embed_items", "tokens_in", "tokens_out", "result_bytes",
-                 "outcome", "error_class", "tuning_version")
+                 "outcome", "error_class", "tuning_version", "queue_wait_s")
 
     def __init__(self, user: str, op: str, mode: str | None) -> None:
         self.ts = time.time()
@@ -53,6 +53,9 @@ class Op:
         self.outcome = "ok"
         self.error_class: str | None = None
         self.tuning_version: int | None = None
+        # Seconds a queued operation (a pipeline insert) waited before it ran; its
+        # duration_s is then the run time only. None for operations that do not queue.
+        self.queue_wait_s: float | None = None
 
     def fail(self, error: BaseException | str) -> None:
         self.outcome = "error"
@@ -93,6 +96,8 @@ class Instrument:
             "tuning_version": rec.tuning_version if rec.tuning_version is not None
             else self.tuning_version, "pid": self.pid, "run_id": self.run_id,
         }
+        if rec.queue_wait_s is not None:
+            record["queue_wait_s"] = rec.queue_wait_s
         self.last = record
         if self.spool is not None:
             self.spool.write(record)
@@ -117,6 +122,13 @@ class _OpScope:
         if exc is not None and self.rec.outcome == "ok":
             self.rec.fail(exc)
         self.inst.finish(self.rec)
+
+    def detach(self) -> None:
+        """Stop being the current op of this context now; the op stays open and is finished
+        by ``__exit__`` later, possibly in another context (a streamed answer's consumer)."""
+        if self.token is not None:
+            _current.reset(self.token)
+            self.token = None
 
     async def __aenter__(self) -> Op:
         return self.__enter__()

@@ -172,10 +172,12 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
            "quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS q, avg(duration_s) AS mean, "
            "sum(duration_s) AS total_s, sum(coalesce(llm_s, 0)) AS llm_s, "
            "sum(coalesce(embed_s, 0)) AS embed_s, count(*) FILTER (WHERE outcome <> 'ok') AS errors,"
-           " min(ts) AS first, max(ts) AS last "
+           " min(ts) AS first, max(ts) AS last, count(queue_wait_s) AS queued, "
+           "quantile_cont(queue_wait_s, [0.5, 0.95]) AS qw, avg(queue_wait_s) AS qw_mean "
            f"FROM rag_ops WHERE {where} GROUP BY op, mode ORDER BY op, mode")
     result = []
-    for op, mode, n, q, mean, total, llm, emb, errors, first, last in store.execute(sql, params):
+    for (op, mode, n, q, mean, total, llm, emb, errors, first, last, queued, qw,
+         qw_mean) in store.execute(sql, params):
         own = max(total - llm - emb, 0.0)
         span = max(last - first, 1e-9) if n > 1 else None
         result.append({
@@ -186,6 +188,12 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
             "share_llm": llm / total if total else 0.0,
             "share_embed": emb / total if total else 0.0,
             "share_lightrag": own / total if total else 0.0,
+            # queued operations (pipeline inserts): the wait before they ran, which their
+            # duration (run time) excludes; None when no operation of the group queued
+            "queued": queued,
+            "queue_wait_p50": qw[0] if queued else None,
+            "queue_wait_p95": qw[1] if queued else None,
+            "queue_wait_mean": qw_mean if queued else None,
         })
     return result
 

@@ -51,6 +51,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (3, "tuning versions", [
         tuning_versions.TABLE,
     ]),
+    (4, "queue wait of queued LightRAG operations (pipeline inserts)", [
+        "ALTER TABLE rag_ops ADD COLUMN IF NOT EXISTS queue_wait_s DOUBLE",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

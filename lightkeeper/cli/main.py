@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "lightkeeper.cli.jobs",
     "lightkeeper.cli.rag",
     "lightkeeper.cli.offline_llm",
+    "lightkeeper.cli.serve",
     "lightkeeper.cli.demo",
     "lightkeeper.cli.bench",
     "lightkeeper.cli.backup",
@@ -64,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `serve` passes what it does not know to lightrag-server (its arguments are that server's)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "passthrough", False):
+            args.server_args = extra
+        else:
+            parser.parse_args(argv)  # the usual error for unknown arguments (exit 2)
     if not getattr(args, "func", None):
         if args.command is None:
             args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "console"])

@@ -140,7 +140,10 @@ def test_latency_quantiles_and_version_compare(tmp_path: Path) -> None:
         rows.append((NOW - 1000 + i, "u2", "query", "mix", float(d), 0.0, 0, 0.0, 0, 0, 10, 5,
                      100, "error" if i % 10 == 0 else "ok", "Timeout" if i % 10 == 0 else None,
                      2, 1, None, f"b{i}"))
-    s.con.executemany("INSERT INTO rag_ops VALUES (" + ",".join("?" * 19) + ")", rows)
+    s.con.executemany("INSERT INTO rag_ops (ts, user_id, op, mode, duration_s, llm_s, llm_calls,"
+                      " embed_s, embed_calls, embed_items, tokens_in, tokens_out, result_bytes,"
+                      " outcome, error_class, tuning_version, pid, run_id, op_id) VALUES ("
+                      + ",".join("?" * 19) + ")", rows)
     summary = {(r["tuning_version"] if "tuning_version" in r else None, r["op"]): r
                for r in queries.ops_summary(s, 3600, tuning_version=1, now=NOW)}
     r = summary[(None, "query")]
