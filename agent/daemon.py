@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from lightkeeper.agent import (
     http_endpoints,
     registry,
     scheduler,
+    sdnotify,
 )
 from lightkeeper.agent import reload as config_reload
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
@@ -117,6 +119,9 @@ class Agent:
         self.http_listen: str | None = None
         self.config_loaded = time.time()
         self._reload_lock = threading.Lock()
+        self._beats: dict[str, float] = {}  # periodic task -> when it last completed
+        self._footing: dict[str, tuple[int, int]] = {}
+        self.lost: str | None = None  # why the agent stopped on its own (footing lost)
         # the outcome of the last reload, for status and the console: {ts, ok, changed|error}
         self.last_reload: dict[str, Any] | None = None
 
@@ -187,6 +192,7 @@ class Agent:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         runners = [await api.serve_unix(api.build_app(self), self.cfg.path("agent.socket"))]
+        self._footing = self._footing_ids()
         if self.cfg["http.enabled"]:
             try:
                 runners.append(await http_endpoints.serve_tcp(http_endpoints.build_app(self),
@@ -206,16 +212,22 @@ class Agent:
             asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
             asyncio.create_task(self._periodic(30.0, self._run_probes, first_delay=5)),
             asyncio.create_task(self._periodic(30.0, self._refresh_timestamps, first_delay=3)),
+            asyncio.create_task(self._periodic(2.0, self._check_footing, first_delay=2)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
         ]
+        watchdog = sdnotify.watchdog_seconds()
+        if watchdog:
+            tasks.append(asyncio.create_task(self._watchdog_loop(watchdog)))
         log.info("agent.ready", socket=str(self.cfg.path("agent.socket")),
                  http=self.http_listen, collectors=[c.name for c in self.collectors],
                  calls=len(self.calls), jobs=sorted(self.jobs.registry))
+        sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving")
         if ready:
             ready()
         await self._stop.wait()
         log.info("agent.stopping")
+        sdnotify.notify("STOPPING=1")
         self._thread_stop.set()
         for t in tasks:
             t.cancel()
@@ -245,8 +257,12 @@ class Agent:
             except Exception as exc:  # noqa: BLE001  shutdown goes on; the error is logged
                 log.error("agent.close_failed", error=str(exc))
             self.store = None
+        footing = getattr(self, "_footing", {})
         for path in (self.cfg.path("agent.socket"), self.state_dir / "agent.pid"):
             try:
+                st = path.stat()
+                if str(path) in footing and footing[str(path)] != (st.st_dev, st.st_ino):
+                    continue  # not ours any more: another agent's socket, left alone
                 path.unlink()
             except FileNotFoundError:
                 pass
@@ -254,6 +270,53 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- footing: the state directory, lock file and socket this agent stands on -------------
+    def _footing_ids(self) -> dict[str, tuple[int, int]]:
+        ids = {}
+        for path in (self.state_dir, self.cfg.path("agent.socket"), self.state_dir / "agent.pid"):
+            st = path.stat()
+            ids[str(path)] = (st.st_dev, st.st_ino)
+        return ids
+
+    def footing_problems(self) -> list[str]:
+        """What this agent lost under it: its state directory, lock file or socket deleted or
+        replaced. An agent in that state writes to deleted files while a new agent can start
+        beside it, so it must stop."""
+        problems = []
+        for path, ident in self._footing.items():
+            if path.endswith("agent.pid"):
+                continue  # informational; the lock file is what keeps agents apart
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                problems.append(f"{path} was deleted")
+                continue
+            if (st.st_dev, st.st_ino) != ident:
+                problems.append(f"{path} was replaced")
+        if not problems and not self.lock.still_held():
+            problems.append(f"lock file {self.lock.path} was deleted or replaced")
+        return problems
+
+    def _check_footing(self) -> None:
+        problems = self.footing_problems()
+        if not problems:
+            return
+        message = "the agent lost its footing and stops: " + "; ".join(problems)
+        log.error("agent.lost_footing", problems=problems)
+        print(f"lightkeeper agent: {message}", file=sys.stderr, flush=True)  # the journal too
+        self.lost = message
+        self._stop.set()
+
+    async def _watchdog_loop(self, period: float) -> None:
+        """Ping systemd's watchdog while the agent's loops make progress: the alert loop and
+        the store flush both ran within the period (a wedged agent gets restarted)."""
+        while True:
+            now = time.monotonic()
+            beats = [self._beats.get(name, 0.0) for name in ("_evaluate_alerts", "_flush")]
+            if all(now - b < period for b in beats):
+                sdnotify.notify("WATCHDOG=1")
+            await asyncio.sleep(period / 3)
 
     # -- configuration ----------------------------------------------------------------------
     def _on_sighup(self) -> None:
@@ -266,7 +329,11 @@ class Agent:
     def reload(self, actor: str | None = None) -> dict[str, Any]:
         """Re-read the configuration from its sources; see ``agent.reload``."""
         with self._reload_lock:
-            return config_reload.reload(self, actor)
+            sdnotify.reloading()
+            try:
+                return config_reload.reload(self, actor)
+            finally:
+                sdnotify.notify("READY=1")
 
     def apply_config(self, new: Config) -> None:
         """Take a checked configuration: every holder of ``self.cfg`` sees it from now on."""
@@ -284,6 +351,7 @@ class Agent:
             t0 = time.monotonic()
             try:
                 await asyncio.to_thread(fn)
+                self._beats[getattr(fn, "__name__", "")] = time.monotonic()
             except Exception as exc:  # noqa: BLE001  one failed periodic task must not stop the agent
                 log.error("agent.task_failed", task=fn.__name__,
                           error=f"{type(exc).__name__}: {exc}")
@@ -541,6 +609,10 @@ class Agent:
         }
 
 
+class AgentLostFooting(AgentStartError):
+    """The agent stopped because its state directory, lock file or socket went away."""
+
+
 def run(cfg: Config, ready: Callable[[], None] | None = None) -> None:
     agent = Agent(cfg)
     agent.open()
@@ -548,3 +620,5 @@ def run(cfg: Config, ready: Callable[[], None] | None = None) -> None:
         asyncio.run(agent.serve(ready))
     finally:
         agent.close()
+    if agent.lost:
+        raise AgentLostFooting(agent.lost)

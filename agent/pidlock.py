@@ -45,6 +45,18 @@ class PidLock:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
+    def still_held(self) -> bool:
+        """True while the lock file at ``path`` is the one this process holds (not deleted,
+        not replaced by another file an agent could lock)."""
+        if self._fd is None:
+            return False
+        try:
+            here = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self._fd)
+        return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
     def release(self) -> None:
         if self._fd is not None:
             try:

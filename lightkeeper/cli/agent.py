@@ -33,6 +33,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "a setting that needs a restart, is refused whole (exit 2) and the agent "
                          "keeps its current configuration.")
     rl.set_defaults(func=run_reload)
+    iu = asub.add_parser("install-unit", help="write the systemd unit for this install",
+                         description="Write lightkeeper-agent.service (Type=notify, watchdog, "
+                         "hardened, ExecReload sends SIGHUP) with this install's Python, config "
+                         "file and paths.")
+    iu.add_argument("--user", help="account the agent runs as (default: lightkeeper when run "
+                    "as root, else you)")
+    iu.add_argument("--group", help="its group (default: the user's name)")
+    iu.add_argument("--output", default="/etc/systemd/system/lightkeeper-agent.service",
+                    help="where to write it ('-': print it)")
+    iu.set_defaults(func=run_install_unit)
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -123,6 +133,41 @@ def run_reload(args: argparse.Namespace, ctx: CliContext) -> int:
     changed = result.get("changed") or []
     print("configuration reloaded: " + (f"{len(changed)} changed ({', '.join(changed)})"
                                         if changed else "no change"))
+    return EXIT_OK
+
+
+def run_install_unit(args: argparse.Namespace, ctx: CliContext) -> int:
+    import getpass
+    import tempfile
+    from pathlib import Path
+
+    from lightkeeper.cli.unit import render, writable_paths
+
+    check_config(ctx)
+    cfg = ctx.cfg
+    user = args.user or ("lightkeeper" if os.geteuid() == 0 else getpass.getuser())
+    text = render(cfg, sys.executable, user, args.group)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    out = Path(args.output)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # systemd units are world-readable; this one holds no secret
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror} (run as root to write into "
+                       "/etc/systemd/system, or pass --output)") from None
+    required, _ = writable_paths(cfg)
+    print(f"wrote {out}\nnext, as root:\n"
+          f"  id {user} || useradd --system --home-dir {required[0]} --shell /usr/sbin/nologin "
+          f"{user}\n"
+          f"  install -d -o {user} -g {args.group or user} -m 0700 "
+          f"{' '.join([required[0], *required[2:]])}\n"
+          f"  systemctl daemon-reload && systemctl enable --now {out.name}\n"
+          f"the data root {required[1]} must be readable (and writable, for restores) by {user}")
     return EXIT_OK
 
 
