@@ -141,7 +141,8 @@ SETTINGS: tuple[Setting, ...] = (
     # logs
     S("log.level", "str", "info", "Minimum log level.",
       choices=("debug", "info", "warning", "error")),
-    S("log.file", "path", _state_default("logs/lightkeeper.jsonl"), "JSON-lines log file."),
+    S("log.file", "path", _state_default("logs/lightkeeper.jsonl"), "The agent's JSON-lines log file (the agent alone writes and rotates it; in-process commands "
+      "such as 'zones --local' write NAME.cli.jsonl beside it)."),
     S("log.max_bytes", "int", 10 * 1024 * 1024, "Rotate the log file at this size.", min=4096),
     S("log.backups", "int", 5, "Rotated log files kept.", min=0, max=100),
     # lightrag runtime

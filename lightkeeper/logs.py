@@ -7,9 +7,11 @@ record is formatted, whatever handler it goes to.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import logging.handlers
+import os
 import re
 import sys
 import time
@@ -126,6 +128,54 @@ class Logger:
         self._emit(logging.ERROR, event, exc_info=True, **ctx)
 
 
+class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating JSON-lines file that several short-lived processes (in-process commands such
+    as ``zones --local``) append to: every write and every rollover happens under an exclusive
+    ``flock`` on ``FILE.lock``, and a process that finds the file already rotated by another
+    reopens it instead of rotating it again. The agent never writes this file (it has its own,
+    ``log.file``), so no two processes ever rotate one file at the same time."""
+
+    def __init__(self, filename: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._lock_fd = os.open(f"{self.baseFilename}.lock",
+                                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+    def _rotated_elsewhere(self) -> bool:
+        if self.stream is None:
+            return False
+        try:
+            here = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            return True
+        mine = os.fstat(self.stream.fileno())
+        return (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            if self._rotated_elsewhere():
+                self.stream.close()
+                self.stream = self._open()
+            super().emit(record)  # rolls over first when the file is full
+            if self.stream is not None:
+                self.stream.flush()
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        super().close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def in_process_log_file(agent_log: Path) -> Path:
+    """The log file of commands that run work in their own process (``zones --local``): beside
+    the agent's ``log.file``, never the same file (lightkeeper.jsonl -> lightkeeper.cli.jsonl)."""
+    agent_log = Path(agent_log)
+    return agent_log.with_name(f"{agent_log.stem}.cli{agent_log.suffix or '.jsonl'}")
+
+
 def get_logger(component: str) -> Logger:
     return Logger(component)
 
@@ -136,8 +186,10 @@ def setup(
     max_bytes: int = 10 * 1024 * 1024,
     backups: int = 5,
     console: bool | None = None,
+    shared: bool = False,
 ) -> None:
-    """Configure the ``lightkeeper`` logger tree (idempotent)."""
+    """Configure the ``lightkeeper`` logger tree (idempotent). ``shared``: ``file`` is one that
+    several processes append to (:class:`SharedRotatingFileHandler`)."""
     root = logging.getLogger("lightkeeper")
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for h in list(root.handlers):
@@ -147,9 +199,13 @@ def setup(
     if file is not None:
         file = Path(file)
         file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(
-            file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
+        fh: logging.Handler
+        if shared:
+            fh = SharedRotatingFileHandler(file, max_bytes, backups)
+        else:
+            fh = logging.handlers.RotatingFileHandler(
+                file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+            )
         fh.setFormatter(JsonFormatter())
         root.addHandler(fh)
     if console is None:

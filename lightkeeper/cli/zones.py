@@ -33,10 +33,11 @@ def _services(ctx: CliContext) -> Any:
     from lightkeeper import logs
     from lightkeeper.backup.zones.local_services import LocalServices
 
-    # events of an in-process run go to the log file, as the agent's would
+    # events of an in-process run go to the in-process commands' own log file (the agent alone
+    # writes and rotates log.file)
     cfg = ctx.cfg
-    logs.setup(cfg["log.level"], cfg.path("log.file"), cfg["log.max_bytes"], cfg["log.backups"],
-               console=False)
+    logs.setup(cfg["log.level"], logs.in_process_log_file(cfg.path("log.file")),
+               cfg["log.max_bytes"], cfg["log.backups"], console=False, shared=True)
     return LocalServices(cfg)
 
 

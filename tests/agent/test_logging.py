@@ -71,3 +71,47 @@ def test_secrets_in_audit_events_and_agent_log(agent, lk_env: dict[str, str]) ->
     agent.stop()
     log_text = Path(agent.cfg["log.file"]).read_text()
     assert "hunter2" not in log_text and "sk-abcdefghijklmnop1234" not in log_text
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from lightkeeper import logs
+logs.setup("info", Path(sys.argv[1]), 2048, 50, console=False, shared=True)
+log = logs.get_logger("writer")
+for i in range(int(sys.argv[3])):
+    log.info("line", writer=sys.argv[2], n=i, pad="x" * 100)
+"""
+
+
+def test_in_process_commands_share_their_own_file_and_rotate_safely(tmp_path: Path) -> None:
+    """Several in-process commands append to one file (never the agent's log.file): writes and
+    rollovers are serialised, a process that finds the file rotated reopens it, no line is lost
+    or torn."""
+    import subprocess
+    import sys
+
+    agent_log = tmp_path / "logs" / "lightkeeper.jsonl"
+    target = logs.in_process_log_file(agent_log)
+    assert target == tmp_path / "logs" / "lightkeeper.cli.jsonl"
+    target.parent.mkdir(parents=True)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(target), str(w), "60"])
+             for w in range(3)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0]
+    seen: set[tuple[str, int]] = set()
+    files = [target] + sorted(target.parent.glob(target.name + ".*[0-9]"))
+    assert len(files) > 3  # it rotated, many times
+    for f in files:
+        for line in f.read_text().splitlines():
+            doc = json.loads(line)  # every line whole
+            seen.add((doc["writer"], doc["n"]))
+    assert seen == {(str(w), n) for w in range(3) for n in range(60)}
+    assert not agent_log.exists()
+
+
+def test_zones_local_logs_to_the_in_process_file(run_cli, lk_env: dict[str, str]) -> None:
+    state = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"])
+    r = run_cli("zones", "list", "--local", "--json")
+    assert json.loads(r.stdout) == []
+    assert not (state / "logs" / "lightkeeper.jsonl").exists()  # the agent's file: untouched
+    assert (state / "logs" / "lightkeeper.cli.jsonl").exists()
