@@ -111,11 +111,34 @@ class Notifier:
         self.sent_version = -1
         self.last_error: str | None = None
         self.pushes = 0
+        # Alertmanager's active silences, refreshed with every push (for status and console)
+        self.silences: list[dict[str, Any]] = []
 
     def status(self) -> dict[str, Any]:
         return {"alertmanager_url": self.cfg["alerting.alertmanager_url"] or None,
                 "last_push": self.last_sent, "last_error": self.last_error,
-                "pushes": self.pushes}
+                "pushes": self.pushes, "silences": list(self.silences)}
+
+    def silenced_by(self, rule_name: str, label: str, severity: str | None) -> str | None:
+        """The id of an active silence that matches this alert's labels, if any."""
+        rule = self.evaluator.rule(rule_name)
+        if rule is None or not self.silences:
+            return None
+        labels = alert_payload(self.cfg, self.host, rule, {
+            "label": label, "severity": severity, "started": None, "message": ""},
+            time.time())["labels"]
+        for s in self.silences:
+            if all(_matches(m, labels.get(m["name"], "")) for m in s["matchers"]):
+                return s["id"]
+        return None
+
+    def _refresh_silences(self) -> None:
+        try:
+            rows = _request(self.cfg, "GET", "/api/v2/silences") or []
+        except AlertmanagerError:
+            return  # the push that follows reports the outage; keep what we knew
+        self.silences = [_silence_view(s) for s in rows
+                         if (s.get("status") or {}).get("state") == "active"]
 
     def payload(self, now: float) -> list[dict[str, Any]]:
         firing, resolved = self.evaluator.snapshot(now)
@@ -135,6 +158,8 @@ class Notifier:
         due = self.last_sent is None or now - self.last_sent >= self.cfg["alerting.resend_seconds"]
         if version == self.sent_version and not due and self.last_error is None:
             return False
+        if due:
+            self._refresh_silences()
         alerts = self.payload(now)
         try:
             if alerts or version != self.sent_version:
@@ -153,6 +178,18 @@ class Notifier:
 
 
 # -- silences (agent calls) -------------------------------------------------------------------
+def _matches(matcher: dict[str, Any], value: str) -> bool:
+    if matcher.get("isRegex"):
+        try:
+            hit = re.fullmatch(matcher["value"], value) is not None
+        except re.error:
+            return False
+    else:
+        hit = matcher["value"] == value
+    return hit if matcher.get("isEqual", True) else not hit
+
+
+
 def _silence_view(s: dict[str, Any]) -> dict[str, Any]:
     matchers = s.get("matchers") or []
     return {

@@ -599,7 +599,9 @@ class Agent:
             "jobs": {"running": [j.as_dict() | {"logs": []} for j in self.jobs.running()],
                      "kinds": sorted(self.jobs.registry),
                      "in_memory": self.jobs.held()},
-            "alerts": list_alerts(self.store, active=True),
+            "alerts": [{**a, "silenced_by": self.notifier.silenced_by(a["rule"], a["label"],
+                                                                      a["severity"])}
+                       for a in list_alerts(self.store, active=True)],
             "alerting": self.notifier.status(),
             "config": {"files": list(self.cfg.files_read), "explicit_file": self.cfg.explicit_file,
                        "command_line_keys": [k for k, _ in self.cfg.overrides],

@@ -174,7 +174,11 @@ def test_disk_alert_reaches_receiver_survives_restart_and_resolves(
 def test_silences_through_the_agent(alertmanager: tuple[Alertmanager, Receiver], start_agent,
                                     run_cli) -> None:
     am, _ = alertmanager
-    env = {"LIGHTKEEPER_ALERTING__ALERTMANAGER_URL": am.url}
+    env = {"LIGHTKEEPER_ALERTING__ALERTMANAGER_URL": am.url,
+           "LIGHTKEEPER_ALERTING__RESEND_SECONDS": "5",
+           "LIGHTKEEPER_ALERTS__DISK_FREE_LOW__WARNING": "0.9999",
+           "LIGHTKEEPER_ALERTS__DISK_FREE_LOW__CRITICAL": "0",
+           "LIGHTKEEPER_ALERTS__DISK_FREE_LOW__FOR_SECONDS": "0"}
     agent = start_agent(env)
     assert json.loads(run_cli("alerts", "silences", "--json", env=env).stdout) == []
     out = json.loads(run_cli("alerts", "silence", "disk_free_low", "--on", "/srv", "--for", "2h",
@@ -182,7 +186,7 @@ def test_silences_through_the_agent(alertmanager: tuple[Alertmanager, Receiver],
     assert out["id"] and "alertname=LightkeeperDiskFreeLow" in out["matchers_text"]
     assert "mount=/srv" in out["matchers_text"]
     in_am = am.get("/api/v2/silences")
-    assert [s["comment"] for s in in_am] == ["replacing the disk"]
+    assert [s["comment"] for s in in_am] == ["replacing the disk"]  # a real silence
     assert {m["name"]: m["value"] for m in in_am[0]["matchers"]}["host"] == \
         agent.client.status()["host"]
     listed = json.loads(run_cli("alerts", "silences", "--json", env=env).stdout)
@@ -197,7 +201,20 @@ def test_silences_through_the_agent(alertmanager: tuple[Alertmanager, Receiver],
     r = run_cli("alerts", "silence", "cpu_high", "--for", "soon", "--comment", "x", env=env,
                 check=False)
     assert r.returncode == 2 and "duration 'soon' not understood" in r.stderr
+    # a silence on the whole alert: the agent's status (what the console shows) marks the
+    # firing disk alerts as silenced
+    whole = json.loads(run_cli("alerts", "silence", "disk_free_low", "--for", "30m",
+                               "--comment", "known, being fixed", "--json", env=env).stdout)
+
+    def silenced() -> bool:
+        disk = [a for a in agent.client.status()["alerts"] if a["rule"] == "disk_free_low"]
+        return bool(disk) and all(a["silenced_by"] == whole["id"] for a in disk)
+
+    _wait("the firing alert marked silenced", silenced, 40)
+    assert any(s["id"] == whole["id"]
+               for s in agent.client.status()["alerting"]["silences"])
     run_cli("alerts", "expire", out["id"], env=env)
+    run_cli("alerts", "expire", whole["id"], env=env)
     assert json.loads(run_cli("alerts", "silences", "--json", env=env).stdout) == []
 
 

@@ -156,3 +156,26 @@ def test_drill_age_alert_from_repository(start_agent, run_cli, lk_env: dict[str,
         time.sleep(1)
     metrics = urllib.request.urlopen(b.http + "/metrics", timeout=10).read().decode()
     assert "lightkeeper_backup_drill_age_seconds " in metrics
+
+
+def test_snapshot_for_delivery_firing_escalated_and_resolved(tmp_path: Path) -> None:
+    """What the agent pushes to Alertmanager: a level change ends the old level's alert (its
+    labels differ), and a resolved alert stays reported for a while."""
+    store = Store(tmp_path / "m.duckdb")
+    rule = Rule("disk_free_low", "disk_free_ratio", "below", 0.15, 0.05, 0, "{label} {value:.0%}")
+    ev = AlertEvaluator([rule], store, lambda *a, **k: None)
+    t = 1000.0
+    ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.10)}, t)
+    firing, resolved = ev.snapshot(t)
+    assert [(a["severity"], a["message"]) for a in firing] == [("warning", "/srv 10%")]
+    assert resolved == []
+    v = ev.version
+    ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.02)}, t + 5)
+    firing, resolved = ev.snapshot(t + 5)
+    assert [(a["severity"], a["message"]) for a in firing] == [("critical", "/srv 2%")]
+    assert [(a["severity"], a["ended"]) for a in resolved] == [("warning", t + 5)]
+    assert ev.version > v
+    ev.evaluate({("disk_free_ratio", "/srv"): (t, 0.5)}, t + 10)
+    firing, resolved = ev.snapshot(t + 10)
+    assert firing == [] and {a["severity"] for a in resolved} == {"warning", "critical"}
+    assert ev.snapshot(t + 10 + 16 * 60)[1] == []  # delivered long enough: forgotten

@@ -78,6 +78,8 @@ class AlertBanner(QuietStatic):
         parts = []
         for a in alerts[:4]:
             label = f"{a.get('rule')}" + (f"[{a['label']}]" if a.get("label") else "")
+            if a.get("silenced_by"):  # a silence in Alertmanager covers it
+                label += " (silenced)"
             msg = a.get("message") or ""
             parts.append(f"{a.get('severity', '?')} {label}" + (f" {msg}" if msg else ""))
         t.append(" | ".join(parts))
