@@ -41,9 +41,12 @@ REBUILD_MARKER = ".lightkeeper-rebuild"
 
 
 @contextmanager
-def open_store(zone: Zone, opts: Any, retries: int = 5) -> Iterator[S3Store]:
-    """A store whose network failures surface as ZoneUnreachable naming the zone."""
+def open_store(zone: Zone, opts: Any, retries: int | None = None) -> Iterator[S3Store]:
+    """A store whose network failures surface as ZoneUnreachable naming the zone; the SDK
+    retries each request ``replication.retries`` times (throttling, 5xx, dropped connections)."""
     store = None
+    if retries is None:
+        retries = int(getattr(opts, "retries", 3))
     try:
         store = S3Store(zone, float(getattr(opts, "timeout", 15.0)), retries)
         store.check_bucket()

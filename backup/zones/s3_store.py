@@ -42,6 +42,7 @@ from lightkeeper.logs import get_logger
 log = get_logger("zones.s3")
 
 CHUNK = 256 * 1024
+MULTIPART_MEMORY = 256 << 20
 # repository file names: hex hashes (data/ab/<id>, index/<id>, snapshots/<id>)
 _HEX = re.compile(r"^[0-9a-f]{16,128}$")
 _FANOUT = re.compile(r"^[0-9a-f]{2}$")
@@ -128,7 +129,7 @@ def make_client(zone: str, s3: S3Settings, timeout: float = 15.0, retries: int =
     except Exception as exc:  # noqa: BLE001  botocore's ProfileNotFound and config errors
         raise ZoneError(zone, f"S3 credentials ({s3.credentials_source}): {exc}") from None
     conf = bconfig.Config(
-        retries={"mode": "standard", "total_max_attempts": max(1, retries) + 1},
+        retries={"mode": "standard", "total_max_attempts": max(0, retries) + 1},
         connect_timeout=timeout, read_timeout=max(timeout, 60.0),
         max_pool_connections=max(10, s3.concurrency * 2),
         s3={"addressing_style": "path" if s3.endpoint_url else "auto"},
@@ -420,7 +421,8 @@ class S3Store:
             if on_bytes is not None:
                 on_bytes(n)
 
-        workers = max(1, min(self.s3.concurrency, nparts))
+        # every worker holds one part in memory: at most MULTIPART_MEMORY bytes in flight
+        workers = max(1, min(self.s3.concurrency, nparts, MULTIPART_MEMORY // psize))
         with ThreadPoolExecutor(workers, thread_name_prefix="s3-part") as pool:
             futures = [pool.submit(part, i) for i in range(1, nparts + 1)]
             errors = [f.exception() for f in futures]

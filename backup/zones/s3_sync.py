@@ -91,7 +91,7 @@ class S3Pass:
             raise ZoneError(self.zone.name, f"local repository {self.local.path} has no config "
                             "file; nothing to replicate")
         self.report()
-        store = S3Store(self.zone, self.opts.timeout, throttle=self.throttle)
+        store = S3Store(self.zone, self.opts.timeout, self.opts.retries, self.throttle)
         try:
             return self._run(store, started, local_snaps, snap_times, files)
         except BaseException as exc:  # noqa: BLE001  re-raised after stopping the workers
