@@ -149,9 +149,16 @@ class Agent:
         self.alerts = AlertEvaluator(configured_rules(self.cfg), self.store, self.services.audit)
         self.notifier = alertmanager.Notifier(self.cfg, self.host, self.alerts)
         self.alerts.restore_open()
-        self.ingester = SpoolIngester(self.store, self.cfg.path("paths.spool_dir"), self.host)
+        # block staging files live in the agent's own state dir, never in the spool
+        self.ingester = SpoolIngester(self.store, self.cfg.path("paths.spool_dir"), self.host,
+                                      stage_dir=self.state_dir)
         self.ingester.on_rows = self.rag_histograms.observe
-        self.cfg.path("paths.spool_dir").mkdir(parents=True, exist_ok=True)
+        try:
+            self.cfg.path("paths.spool_dir").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # ingest passes report it (status, /readyz, the lag alert)
+            self.services.audit("ingest.spool_unusable", level="error",
+                                spool_dir=str(self.cfg.path("paths.spool_dir")),
+                                error=exc.strerror or str(exc))
         self.collectors = self._build_collectors()
         for c in self.collectors:
             self.collector_health[c.name] = CollectorHealth(c.name, c.interval)
@@ -410,15 +417,15 @@ class Agent:
         if any(deleted.values()):
             self.store.checkpoint()
 
-    def _evaluate_alerts(self) -> None:
-        now = time.time()
+    def _evaluate_alerts(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         samples = []
         for h in self.collector_health.values():
             ref = h.last_ok or self.started
             samples.append((now, "lightkeeper_collector_staleness_ratio", h.name,
                             (now - ref) / h.interval))
             samples.append((now, "lightkeeper_collector_errors_total", h.name, float(h.errors)))
-        samples.append((now, "lightkeeper_ingest_lag_seconds", "", self.ingester.stats.lag_seconds))
+        samples.append((now, "lightkeeper_ingest_lag_seconds", "", self.ingester.lag(now)))
         samples.append((now, "lightkeeper_ingested_operations_total", "",
                         float(self.ingester.stats.rows)))
         samples.append((now, "lightkeeper_quarantined_lines_total", "",
@@ -568,7 +575,20 @@ class Agent:
             ref = h.last_ok or self.started
             if now - ref > max(3 * h.interval, 30):
                 problems.append(f"collector {h.name} stale ({now - ref:.0f} s)")
+        ingest = self.ingester.stats
+        if ingest.last_error:
+            problems.append(f"spool ingest failing: {ingest.last_error[:300]}")
+        lag, limit = self.ingester.lag(now), self._ingest_lag_limit()
+        if lag > limit:
+            problems.append(f"spool ingest lags {lag:.0f} s (more than {limit:.0f} s)")
         return problems
+
+    def _ingest_lag_limit(self) -> float:
+        """The ingest_lag alert's critical level (configurable): past it, not ready."""
+        for rule in self.alerts.rules:
+            if rule.name == "ingest_lag" and rule.critical is not None:
+                return rule.critical
+        return 300.0
 
     def status(self) -> dict[str, Any]:
         assert self.store is not None
@@ -593,9 +613,11 @@ class Agent:
             "collectors": [h.as_dict(now) for h in self.collector_health.values()],
             "ingest": {"rows": self.ingester.stats.rows,
                        "quarantined": self.ingester.stats.quarantined,
-                       "lag_s": round(self.ingester.stats.lag_seconds, 1),
+                       "lag_s": round(self.ingester.lag(now), 1),
                        "pending_bytes": self.ingester.stats.pending_bytes,
-                       "files_removed": self.ingester.stats.files_removed},
+                       "files_removed": self.ingester.stats.files_removed,
+                       "skipped_files": self.ingester.stats.skipped_files,
+                       "error": self.ingester.stats.last_error},
             "jobs": {"running": [j.as_dict() | {"logs": []} for j in self.jobs.running()],
                      "kinds": sorted(self.jobs.registry),
                      "in_memory": self.jobs.held()},

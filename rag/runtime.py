@@ -43,12 +43,12 @@ from lightkeeper.rag import gate
 from lightkeeper.rag.instrument import Instrument, wrap_embed, wrap_llm
 from lightkeeper.rag.params import ParamSource, lightrag_kwargs, query_kwargs
 from lightkeeper.rag.providers import Providers, build_providers
-from lightkeeper.rag.spool import SpoolWriter
+from lightkeeper.rag.spool import QUERY_MODES, SpoolWriter
 from lightkeeper.rag.tokenizer import offline_tokenizer
 
 log = get_logger("rag.runtime")
 
-MODES = ("naive", "local", "global", "hybrid", "mix", "bypass")
+MODES = QUERY_MODES  # the spool format declares them (the agent accepts these only)
 STAMP_FIELD = "lk_stamp"
 
 for _name in ("lightrag", "nano-vectordb"):

@@ -27,6 +27,11 @@ from lightkeeper.logs import get_logger
 
 log = get_logger("rag.spool")
 
+# The operations and query modes a record may name. The agent accepts these only (others go to
+# quarantine): ``op`` and ``mode`` become Prometheus label values, which must stay bounded.
+OPS = ("insert", "query", "delete")
+QUERY_MODES = ("naive", "local", "global", "hybrid", "mix", "bypass")
+
 REQUIRED_FIELDS = (
     "v", "op_id", "ts", "user", "op", "mode", "duration_s", "llm_s", "llm_calls", "embed_s",
     "embed_calls", "embed_items", "tokens_in", "tokens_out", "result_bytes", "outcome",
