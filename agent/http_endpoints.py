@@ -6,6 +6,7 @@ per-user figures stay in the store (a label per user makes every scrape slow).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -87,7 +88,9 @@ def build_app(agent: AgentView) -> web.Application:
     registry.register(CurrentValuesCollector(agent))  # type: ignore[arg-type]
 
     async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(registry)
+        # rendering is CPU work proportional to the series: never on the event loop, which
+        # also serves the socket API (a slow scrape stalled it)
+        body = await asyncio.to_thread(generate_latest, registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def resources(request: web.Request) -> web.Response:

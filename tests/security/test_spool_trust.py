@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lightkeeper.agent.alerts import AlertEvaluator, default_rules
-from lightkeeper.agent.http_endpoints import RagHistograms
+from lightkeeper.agent.histograms import RagHistograms
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.store.db import Store
 from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
