@@ -14,7 +14,7 @@ from aiohttp import web
 from lightkeeper.agent import alerts as alerts_mod
 from lightkeeper.agent.store import queries
 from lightkeeper.logs import get_logger
-from lightkeeper.services import CallError
+from lightkeeper.services import CallError, float_param, int_param
 
 if TYPE_CHECKING:
     from lightkeeper.agent.surface import AgentView
@@ -48,14 +48,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(f"internal error: {type(exc).__name__}: {exc}", 500, "internal")
 
 
-def _int(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise CallError(f"query parameter {name} must be an integer, got {raw!r}") from None
+def _int(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 2**62) -> int:
+    """A numeric query parameter, checked: 400 with what is allowed, never a store error."""
+    return int_param(dict(request.query), name, default, lo, hi)
 
 
 def _float(request: web.Request, name: str, default: float) -> float:
@@ -86,7 +81,7 @@ def build_app(agent: AgentView) -> web.Application:
         if "metric" not in q:
             raise CallError("series needs ?metric=")
         window = queries.parse_window(q.get("window", "1h"))
-        step = float(q["step"]) if q.get("step") else None
+        step = float_param(dict(q), "step", None, 1, queries.MAX_STEP)
         return _json(await run(queries.series, agent.store, q["metric"], q.get("label"), window,
                                step, agent.retention, None, q.get("agg", "avg")))
 
@@ -96,13 +91,13 @@ def build_app(agent: AgentView) -> web.Application:
         if level and level not in ("debug", "info", "warning", "error", "critical"):
             raise CallError(f"invalid level {level!r}: use debug, info, warning, error")
         return _json(await run(agent.store.events, _int(request, "since", 0),
-                               min(_int(request, "limit", 200), 5000), level, q.get("kind"),
+                               _int(request, "limit", 200, 1, 5000), level, q.get("kind"),
                                q.get("q")))
 
     async def alerts(request: web.Request) -> web.Response:
         active = request.query.get("active", "1") not in ("0", "false")
         return _json(await run(alerts_mod.list_alerts, agent.store, active,
-                               _int(request, "limit", 100)))
+                               _int(request, "limit", 100, 1, 5000)))
 
     async def call(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -126,7 +121,8 @@ def build_app(agent: AgentView) -> web.Application:
 
     async def list_jobs(request: web.Request) -> web.Response:
         active = request.query.get("active", "0") not in ("0", "false")
-        return _json(await run(agent.jobs.list_jobs, _int(request, "limit", 50), active))
+        return _json(await run(agent.jobs.list_jobs, _int(request, "limit", 50, 1, 5000),
+                               active))
 
     async def get_job(request: web.Request) -> web.Response:
         return _json(await run(agent.jobs.get, request.match_info["id"]))

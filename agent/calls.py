@@ -10,7 +10,7 @@ from typing import Any
 from lightkeeper.agent import ingest
 from lightkeeper.agent.store import queries
 from lightkeeper.agent.store.rollup import Retention
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, Services, float_param, int_param
 from lightkeeper.tuning import versions
 
 
@@ -21,34 +21,48 @@ def _window(params: dict[str, Any], default: str = "1h") -> float:
         raise CallError(str(exc)) from None
 
 
+def _text(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not isinstance(value, str):
+        raise CallError(f"{name} must be a string")
+    return value or None
+
+
 def _retention(services: Services) -> Retention:
     return Retention.from_config(services.cfg)
 
 
 def rag_latency(services: Services, params: dict[str, Any]) -> Any:
-    return queries.latency(services.store, _window(params), params.get("step"),
-                           params.get("user"), params.get("op"))
+    try:
+        return queries.latency(services.store, _window(params), params.get("step"),
+                               _text(params, "user"), _text(params, "op"))
+    except ValueError as exc:
+        raise CallError(str(exc)) from None
 
 
 def rag_summary(services: Services, params: dict[str, Any]) -> Any:
-    return queries.ops_summary(services.store, _window(params), params.get("user"),
-                               params.get("tuning_version"), params.get("run_id"))
+    version = params.get("tuning_version")
+    return queries.ops_summary(services.store, _window(params), _text(params, "user"),
+                               None if version is None else
+                               int_param(params, "tuning_version", 0, 0, 2**31 - 1),
+                               _text(params, "run_id"))
 
 
 def rag_top_users(services: Services, params: dict[str, Any]) -> Any:
-    return queries.top_users(services.store, _window(params), int(params.get("limit", 10)))
+    return queries.top_users(services.store, _window(params),
+                             int_param(params, "limit", 10, 1, 5000))
 
 
 def rag_slowest(services: Services, params: dict[str, Any]) -> Any:
-    return queries.slowest_ops(services.store, _window(params), int(params.get("limit", 20)),
-                               params.get("user"))
+    return queries.slowest_ops(services.store, _window(params),
+                               int_param(params, "limit", 20, 1, 5000), _text(params, "user"))
 
 
 def rag_compare(services: Services, params: dict[str, Any]) -> Any:
-    try:
-        a, b = int(params["a"]), int(params["b"])
-    except (KeyError, TypeError, ValueError):
-        raise CallError("rag.compare_versions needs integer versions a and b") from None
+    if params.get("a") is None or params.get("b") is None:
+        raise CallError("rag.compare_versions needs integer versions a and b")
+    a = int_param(params, "a", 0, 0, 2**31 - 1)
+    b = int_param(params, "b", 0, 0, 2**31 - 1)
     result = queries.compare_versions(services.store, a, b)
     runs = services.store.query_dicts(
         "SELECT id, ts, tuning_version, summary FROM bench_runs WHERE tuning_version IN (?, ?) "
@@ -69,7 +83,9 @@ def bench_record(services: Services, params: dict[str, Any]) -> Any:
     run_id = str(params.get("id") or uuid.uuid4().hex)
     services.store.execute(
         "INSERT OR REPLACE INTO bench_runs VALUES (?, ?, ?, ?, ?)",
-        [run_id, float(params.get("ts") or time.time()), params.get("tuning_version"),
+        [run_id, float_param(params, "ts", None, 0, 2**40) or time.time(),
+         None if params.get("tuning_version") is None
+         else int_param(params, "tuning_version", 0, 0, 2**31 - 1),
          json.dumps(params.get("params") or {}), json.dumps(params.get("summary") or {})])
     services.audit("bench.recorded", component="rag", run_id=run_id,
                    tuning_version=params.get("tuning_version"), params=params.get("params"))
@@ -79,7 +95,7 @@ def bench_record(services: Services, params: dict[str, Any]) -> Any:
 def bench_runs(services: Services, params: dict[str, Any]) -> Any:
     rows = services.store.query_dicts(
         "SELECT id, ts, tuning_version, params, summary FROM bench_runs ORDER BY ts DESC LIMIT ?",
-        [int(params.get("limit", 50))])
+        [int_param(params, "limit", 50, 1, 5000)])
     for r in rows:
         r["params"] = json.loads(r["params"]) if r["params"] else {}
         r["summary"] = json.loads(r["summary"]) if r["summary"] else {}
@@ -113,7 +129,7 @@ def metrics_names(services: Services, params: dict[str, Any]) -> Any:
 
 
 def spool_quarantine(services: Services, params: dict[str, Any]) -> Any:
-    return ingest.quarantine(services.store, int(params.get("limit", 100)))
+    return ingest.quarantine(services.store, int_param(params, "limit", 100, 1, 5000))
 
 
 def store_stats(services: Services, params: dict[str, Any]) -> Any:

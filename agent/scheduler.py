@@ -12,8 +12,8 @@ import json
 import re
 from typing import Any
 
-EVERY_RE = re.compile(r"^every\s+(\d+(?:\.\d+)?)\s*([smhd])$")
-DAILY_AT_RE = re.compile(r"^daily\s+(\d{1,2}):(\d{2})$")
+EVERY_RE = re.compile(r"every\s+(\d+(?:\.\d+)?)\s*([smhd])\Z")  # with fullmatch
+DAILY_AT_RE = re.compile(r"daily\s+(\d{1,2}):(\d{2})\Z")  # with fullmatch
 
 
 class ScheduleError(ValueError):
@@ -29,13 +29,13 @@ def parse(text: str) -> tuple[str, float] | None:
         return ("interval", 3600.0)
     if s == "daily":
         return ("interval", 86400.0)
-    m = EVERY_RE.match(s)
+    m = EVERY_RE.fullmatch(s)
     if m:
         value = float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
         if value < 60:
             raise ScheduleError(f"schedule {text!r}: the shortest interval is 1 minute")
         return ("interval", value)
-    m = DAILY_AT_RE.match(s)
+    m = DAILY_AT_RE.fullmatch(s)
     if m and int(m[1]) < 24 and int(m[2]) < 60:
         return ("daily_at", int(m[1]) * 3600 + int(m[2]) * 60)
     raise ScheduleError(

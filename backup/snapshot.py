@@ -37,7 +37,7 @@ from lightkeeper.progress import JobContext, LocalContext
 log = get_logger("backup.snapshot")
 
 WHOLE_FILE_LIMIT = 256 << 20
-SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # with fullmatch
 MANIFEST_VERSION = 1
 
 
@@ -300,7 +300,7 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
 
 
 def _check_name(kind: str, name: str) -> str:
-    if not SOURCE_NAME.match(name):
+    if not SOURCE_NAME.fullmatch(name):
         raise BackupError(f"invalid {kind} source name {name!r}: use letters, digits, '_', '-', "
                           "'.'")
     return name

@@ -145,7 +145,7 @@ class UserDirCollector:
     def _user_of(self, path: str, root: str) -> str | None:
         rel = os.path.relpath(path, root)
         first = rel.split(os.sep, 1)[0]
-        if first in (".", "..") or not USER_ID_RE.match(first):
+        if first in (".", "..") or not USER_ID_RE.fullmatch(first):
             return None
         return first
 
@@ -191,7 +191,7 @@ class UserDirCollector:
         try:
             with os.scandir(self.data_root) as it:
                 return {e.name for e in it
-                        if USER_ID_RE.match(e.name) and e.is_dir(follow_symlinks=False)}
+                        if USER_ID_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)}
         except (FileNotFoundError, NotADirectoryError):
             return None
 

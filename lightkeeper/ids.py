@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-USER_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Always fullmatch: with `$`, "alice\n" passed (`$` also matches before a final newline).
+USER_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}\Z")  # \Z too: .match is then safe
 
 
 class InvalidUserId(ValueError):
@@ -18,7 +19,7 @@ class UnsafePath(ValueError):
 
 def validate_user_id(user: str) -> str:
     """Return ``user`` if it is a valid id, else raise :class:`InvalidUserId`."""
-    if not isinstance(user, str) or not USER_ID_RE.match(user):
+    if not isinstance(user, str) or not USER_ID_RE.fullmatch(user):
         raise InvalidUserId(
             f"invalid user id {user!r}: use 1-64 characters from a-z, 0-9, '_' and '-', "
             "starting with a letter or digit"

@@ -17,6 +17,7 @@ The agent lists these modules in ``agent/registry.py``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,40 @@ class CallError(Exception):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+def int_param(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+    """An integer request parameter within [lo, hi], or CallError (400) saying what is allowed.
+    Every numeric parameter of the API goes through here or :func:`float_param`."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        if isinstance(raw, bool) or isinstance(raw, float):
+            raise ValueError
+        value = int(raw.strip()) if isinstance(raw, str) else int(raw)
+    except (TypeError, ValueError):
+        raise CallError(f"{name} must be an integer, got {raw!r:.60}") from None
+    if not lo <= value <= hi:
+        raise CallError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def float_param(params: dict[str, Any], name: str, default: float | None, lo: float,
+                hi: float) -> float | None:
+    """A finite number within [lo, hi] (NaN and infinities refused), or CallError (400)."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(raw.strip()) if isinstance(raw, str) else float(raw)
+    except (TypeError, ValueError):
+        raise CallError(f"{name} must be a number, got {raw!r:.60}") from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise CallError(f"{name} must be a number between {lo:g} and {hi:g}, got {raw!r:.60}")
+    return value
 
 
 class Services(Protocol):

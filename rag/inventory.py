@@ -82,7 +82,7 @@ def list_users(data_root: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir()
-                  if p.is_dir() and USER_ID_RE.match(p.name))
+                  if p.is_dir() and USER_ID_RE.fullmatch(p.name))
 
 
 def users(data_root: Path) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ def users_with_vectors(data_root: Path | str) -> dict[str, list[VectorFile]]:
     except (FileNotFoundError, NotADirectoryError):
         return found
     for entry in entries:
-        if not entry.is_dir() or entry.is_symlink() or not USER_ID_RE.match(entry.name):
+        if not entry.is_dir() or entry.is_symlink() or not USER_ID_RE.fullmatch(entry.name):
             continue
         files = list(entry.glob("vdb_*.json")) + list(entry.glob("*/vdb_*.json"))
         for f in sorted(files):

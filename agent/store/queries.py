@@ -35,6 +35,29 @@ def parse_window(text: str | float | int) -> float:
     return value
 
 
+MAX_STEP = 30 * 86400.0
+MAX_POINTS = 20_000  # buckets per series a query may ask for
+
+
+def check_step(step: float | int | str | None, window: float) -> float | None:
+    """A chart step in seconds: a finite number from 1 s to 30 days giving at most MAX_POINTS
+    buckets over the window (it is formatted into SQL, so never anything but a float)."""
+    if step is None or step == "":
+        return None
+    try:
+        if isinstance(step, bool):
+            raise ValueError
+        value = float(step)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid step {step!r:.60}: a number of seconds") from None
+    if not math.isfinite(value) or not 1 <= value <= MAX_STEP:
+        raise ValueError(f"invalid step {step!r:.60}: between 1 s and 30 days")
+    if window / value > MAX_POINTS:
+        raise ValueError(f"invalid step {step!r:.60}: more than {MAX_POINTS} points over the "
+                         "window")
+    return value
+
+
 def default_step(window: float, points: int = 120) -> float:
     raw = window / points
     for step in (5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
@@ -64,7 +87,7 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
         raise ValueError(f"invalid agg {agg!r}: use avg, min, max or last")
     now = time.time() if now is None else now
     retention = retention or Retention()
-    step = step or default_step(window)
+    step = check_step(step, window) or default_step(window)
     start = math.floor((now - window) / step) * step
     table = choose_resolution(window, step, retention)
     if table == "samples_1m" and is_slow(metric):
@@ -148,7 +171,7 @@ def latency(store: Store, window: float = 3600, step: float | None = None,
             ) -> dict[str, Any]:
     """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode."""
     now = time.time() if now is None else now
-    step = step or default_step(window, 60)
+    step = check_step(step, window) or default_step(window, 60)
     where, params = _ops_filter(window, now, user, op)
     sql = (f"SELECT floor(ts / {step}) * {step} AS b, op, coalesce(mode, '') AS mode, "
            "quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS q, count(*) AS n, "

@@ -45,13 +45,13 @@ class CliContext:
     def cfg(self) -> config_mod.Config:
         if self._cfg is None:
             overrides: list[tuple[str, Any]] = []
-            for text in getattr(self.args, "set", None) or []:
-                overrides.append(config_mod.parse_assignment(text))
-            if getattr(self.args, "state_dir", None):
-                overrides.append(("paths.state_dir", self.args.state_dir))
-            if getattr(self.args, "data_root", None):
-                overrides.append(("paths.data_root", self.args.data_root))
             try:
+                for text in getattr(self.args, "set", None) or []:
+                    overrides.append(config_mod.parse_assignment(text))
+                if getattr(self.args, "state_dir", None):
+                    overrides.append(("paths.state_dir", self.args.state_dir))
+                if getattr(self.args, "data_root", None):
+                    overrides.append(("paths.data_root", self.args.data_root))
                 self._cfg = config_mod.load(getattr(self.args, "config", None), overrides)
             except config_mod.ConfigError as exc:
                 raise CliError(f"configuration error: {exc}", EXIT_USAGE) from None

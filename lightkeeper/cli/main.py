@@ -7,7 +7,8 @@ import importlib
 import sys
 
 from lightkeeper import __version__
-from lightkeeper.cli.common import EXIT_USAGE, CliContext, CliError
+from lightkeeper.cli.common import EXIT_FAILED, EXIT_USAGE, CliContext, CliError
+from lightkeeper.client import AgentError
 
 # Each module exposes register(subparsers). Listed in the order `--help` shows them.
 COMMAND_MODULES = [
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"lightkeeper: {exc}", file=sys.stderr)
         return exc.code
+    except AgentError as exc:  # the agent refused the request: its message, never a traceback
+        print(f"lightkeeper: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.status in (400, 404, 422) else EXIT_FAILED
     except KeyboardInterrupt:
         print("lightkeeper: interrupted", file=sys.stderr)
         return 130
