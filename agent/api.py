@@ -53,17 +53,10 @@ def _int(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 2
     return int_param(dict(request.query), name, default, lo, hi)
 
 
-def _float(request: web.Request, name: str, default: float) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise CallError(f"query parameter {name} must be a number, got {raw!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise CallError(f"query parameter {name} must be a finite number, got {raw!r}")
-    return value
+def _float(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
+    """A finite number within [lo, hi] (NaN and infinities refused), else 400."""
+    value = float_param(dict(request.query), name, default, lo, hi)
+    return default if value is None else value
 
 
 def build_app(agent: AgentView) -> web.Application:
@@ -131,8 +124,8 @@ def build_app(agent: AgentView) -> web.Application:
         """Long poll: answers as soon as the job changed after version ``since`` (progress at
         most every 0.2 s, state and logs at once), or after ``timeout`` seconds (max 60)."""
         job_id = request.match_info["id"]
-        since = _int(request, "since", -1)
-        timeout = min(max(_float(request, "timeout", 20.0), 0.0), 60.0)
+        since = _int(request, "since", -1, lo=-1)
+        timeout = _float(request, "timeout", 20.0, 0.0, 60.0)
         deadline = asyncio.get_running_loop().time() + timeout
         feed = agent.jobs.feed
         while True:

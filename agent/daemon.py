@@ -23,6 +23,7 @@ from lightkeeper.agent import (
     api,
     configcheck,
     http_endpoints,
+    permissions,
     registry,
     scheduler,
     sdnotify,
@@ -133,7 +134,9 @@ class Agent:
         except RuntimeError as exc:
             raise AgentStartError(str(exc)) from None
         self.pid_file = self.state_dir / "agent.pid"
-        self.pid_file.write_text(f"{os.getpid()}\n")
+        fd = permissions.open_private(self.pid_file)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
         try:
             self.store = Store(self.cfg.path("store.path"))
         except StoreError as exc:
@@ -165,6 +168,12 @@ class Agent:
         self.services.audit("agent.started", component="agent", pid=os.getpid(),
                             version=__version__, state_dir=str(self.state_dir),
                             data_root=str(self.data_root))
+        tightened = permissions.secure_state_dir(self.state_dir, self._private_files())
+        if tightened:  # an install from before the state dir was private
+            self.services.audit("state.permissions_tightened", level="warning",
+                                component="agent", changed=tightened[:50])
+        self._exposed_users: set[tuple[str, str]] = set()
+        self._check_user_dirs()
         self._audit_config_change()
 
     def _audit_config_change(self) -> None:
@@ -416,6 +425,29 @@ class Agent:
                             "duration_ms": round((time.monotonic() - t0) * 1000, 1)}
         if any(deleted.values()):
             self.store.checkpoint()
+        permissions.secure_state_dir(self.state_dir, self._private_files())  # a new WAL, logs
+        self._check_user_dirs()
+
+    def _private_files(self) -> list[Path]:
+        """The agent's files that may live outside the state dir: the store, its WAL, logs."""
+        assert self.store is not None
+        log_file = self.cfg.path("log.file")
+        return [self.store.path, self.store.path.with_name(self.store.path.name + ".wal"),
+                log_file, *log_file.parent.glob(log_file.name + ".*")]
+
+    def _check_user_dirs(self) -> None:
+        """Warn (once per user and mode) about users' directories other accounts can read."""
+        exposed = permissions.exposed_user_dirs(self.data_root)
+        keys = {(str(e["user"]), str(e["mode"])) for e in exposed}
+        for e in exposed:
+            if (str(e["user"]), str(e["mode"])) not in self._exposed_users:
+                self.services.audit(
+                    "userdir.readable_by_others", level="warning", component="agent",
+                    user=e["user"], mode=e["mode"], path=e["path"],
+                    data_root_mode=e["data_root_mode"],
+                    hint="other accounts can read this user's documents and graph; "
+                         "chmod o-rwx it (docs/security.md, 'The data root')")
+        self._exposed_users = keys
 
     def _evaluate_alerts(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

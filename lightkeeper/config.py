@@ -26,6 +26,7 @@ from typing import Any
 
 from lightkeeper.coerce import ValueRefused
 from lightkeeper.coerce import coerce as coerce_value
+from lightkeeper.logs import redact_text
 
 ENV_PREFIX = "LIGHTKEEPER_"
 ENV_CONFIG_FILE = "LIGHTKEEPER_CONFIG"
@@ -477,7 +478,8 @@ class Config:
                 if found and found[2].type == "secret":
                     value = mask_secret(str(value))
                 out.append((key, value, self._origins[key]))
-        return out
+        # credentials inside URLs (user-info, ?token=...) never leave in what is shown or stored
+        return [(k, redact_text(v) if isinstance(v, str) else v, o) for k, v, o in out]
 
 
 def mask_secret(value: str) -> str:

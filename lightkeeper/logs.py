@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 REDACTED = "***"
 
@@ -26,10 +26,18 @@ SECRET_KEYS = re.compile(
     r"authorization|credential|dsn)$",
     re.IGNORECASE,
 )
+# Query parameters whose values are credentials (?api_key=..., &X-Amz-Signature=..., &sig=...).
+SECRET_PARAMS = (r"[\w.-]*(?:token|key|pass(?:word|wd)?|pwd|secret|signature|credential|auth"
+                 r"|session)[\w.-]*|sig|code")
 # Secrets embedded in free text.
 _TEXT_PATTERNS = [
     # URLs / DSNs with a password: scheme://user:password@host
-    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s]+)(@)", re.IGNORECASE), r"\1***\3"),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/\s@]+:)([^@\s/]+)(@)", re.IGNORECASE),
+     r"\1***\3"),
+    # web URLs with user-info alone (https://TOKEN@host): the user-info is the credential
+    (re.compile(r"(\b(?:https?|wss?)://)([^:/\s@?#]+)(@)", re.IGNORECASE), r"\1***\3"),
+    # secret-looking query parameters of a URL
+    (re.compile(r"([?&;](?:" + SECRET_PARAMS + r")=)([^&#\s\"']*)", re.IGNORECASE), r"\1***"),
     # libpq key=value DSNs: password=...
     (re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE), r"\1***"),
     # Bearer tokens and common API key shapes
@@ -40,7 +48,7 @@ _TEXT_PATTERNS = [
      "***"),
     # key=value / key: value for secret-looking keys in free text
     (re.compile(r"\b((?:api[_-]?key|token|secret|passwd|password)[\"']?\s*[:=]\s*[\"']?)"
-                r"([^\s\"',;]+)", re.IGNORECASE), r"\1***"),
+                r"([^\s\"',;&]+)", re.IGNORECASE), r"\1***"),
 ]
 
 
@@ -102,6 +110,22 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Log files hold every user's operations and errors: created 0600 (and an existing one
+    made 0600), whatever the umask, on every rotation."""
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, 0o600)
+        except OSError:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 class Logger:
     """A thin wrapper so call sites read ``log.info("job.started", job_id=..., user=...)``."""
 
@@ -128,7 +152,7 @@ class Logger:
         self._emit(logging.ERROR, event, exc_info=True, **ctx)
 
 
-class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+class SharedRotatingFileHandler(PrivateRotatingFileHandler):
     """A rotating JSON-lines file that several short-lived processes (in-process commands such
     as ``zones --local``) append to: every write and every rollover happens under an exclusive
     ``flock`` on ``FILE.lock``, and a process that finds the file already rotated by another
@@ -198,12 +222,12 @@ def setup(
     root.propagate = False
     if file is not None:
         file = Path(file)
-        file.parent.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fh: logging.Handler
         if shared:
             fh = SharedRotatingFileHandler(file, max_bytes, backups)
         else:
-            fh = logging.handlers.RotatingFileHandler(
+            fh = PrivateRotatingFileHandler(
                 file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
             )
         fh.setFormatter(JsonFormatter())

@@ -65,10 +65,12 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
         except RuntimeError as exc:
             raise CliError(str(exc)) from None
         log_dir = cfg.path("log.file").parent
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         err_path = log_dir / "agent.stderr"
         start_at = err_path.stat().st_size if err_path.exists() else 0
-        with open(err_path, "ab") as err:
+        # private like the log (it may hold tracebacks with paths and values); no symlink
+        fd = os.open(err_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "ab") as err:
             proc = subprocess.Popen(agent_command(cfg, "agent"), stdin=subprocess.DEVNULL, stdout=err,
                                     stderr=err, start_new_session=True,
                                     env={**os.environ, "LIGHTKEEPER_AGENT_CHILD": "1"})

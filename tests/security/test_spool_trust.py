@@ -83,7 +83,7 @@ def test_high1_stuck_ingest_counts_into_lag(store: Store, spool: Path, tmp_path:
     write_records(spool / spool_name(dead_pid(), 1000, 0), [record(i) for i in range(3)])
     ing = ingester(store, spool, tmp_path)
     t0 = time.time()
-    with store._lock:  # another writer holds the store (a long job, a checkpoint...)
+    with store.lock:  # another writer holds the store (a long job, a checkpoint...)
         worker = threading.Thread(target=ing.ingest_once, kwargs={"now": t0}, daemon=True)
         worker.start()
         deadline = time.monotonic() + 30
