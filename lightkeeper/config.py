@@ -26,7 +26,7 @@ from typing import Any
 
 from lightkeeper.coerce import ValueRefused
 from lightkeeper.coerce import coerce as coerce_value
-from lightkeeper.logs import redact_text
+from lightkeeper.redact import redact_text
 
 ENV_PREFIX = "LIGHTKEEPER_"
 ENV_CONFIG_FILE = "LIGHTKEEPER_CONFIG"
