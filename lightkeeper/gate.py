@@ -56,6 +56,14 @@ def _open(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
+def _write_stamp(fd: int, stamp: bytes) -> None:
+    """Overwrite the stamp in place, then cut any longer old one. Not ``ftruncate(0)`` first:
+    on ext4 truncating a file with data to zero starts a writeback of it (``auto_da_alloc``),
+    which cost ~7 ms per write on every gated writer."""
+    os.pwrite(fd, stamp, 0)
+    os.ftruncate(fd, len(stamp))
+
+
 def _try_lock(fd: int, op: int) -> bool:
     try:
         fcntl.flock(fd, op | fcntl.LOCK_NB)
@@ -108,8 +116,7 @@ def write_gate(directory: Path, timeout: float = 60.0) -> Iterator[None]:
             yield
         finally:
             stamp = f"{os.getpid()} {time.time_ns()}\n".encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, stamp, 0)
+            _write_stamp(fd, stamp)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -206,8 +213,7 @@ async def async_write_gate(directory: Path, timeout: float = 60.0) -> AsyncItera
             yield held
         finally:
             held.stamp = f"{os.getpid()} {time.time_ns()}\n".encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, held.stamp, 0)
+            _write_stamp(fd, held.stamp)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
