@@ -23,10 +23,11 @@ def check(cfg: Config) -> None:
                 raise ConfigError(f"{origin}: {key}: {exc}") from None
 
 
-# Settings the running agent cannot take without a restart: they name files it holds open, its
-# listeners, or what its collectors were built with. A reload that changes one is refused.
+# Settings the running agent cannot take without a restart: they name files and directories it
+# holds open or watches, and its listeners. A reload that changes one is refused. (collect.*
+# settings apply live: the collectors are rebuilt.)
 RESTART_PREFIXES = ("paths.", "agent.socket", "store.path", "http.", "log.file", "log.max_bytes",
-                    "log.backups", "collect.")
+                    "log.backups")
 
 
 def needs_restart(key: str) -> bool:

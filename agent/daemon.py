@@ -11,7 +11,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,8 @@ class Agent:
         self._reload_lock = threading.Lock()
         self._beats: dict[str, float] = {}  # periodic task -> when it last completed
         self._footing: dict[str, tuple[int, int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._collector_tasks: list[asyncio.Task[None]] = []
         self.lost: str | None = None  # why the agent stopped on its own (footing lost)
         # the outcome of the last reload, for status and the console: {ts, ok, changed|error}
         self.last_reload: dict[str, Any] | None = None
@@ -217,8 +219,10 @@ class Agent:
             except OSError as exc:
                 self.services.audit("http.listen_failed", level="error",
                                     listen=self.cfg["http.listen"], error=exc.strerror)
-        tasks = [asyncio.create_task(self._collector_loop(c)) for c in self.collectors]
-        tasks += [
+        self._loop = loop
+        self._collector_tasks = [asyncio.create_task(self._collector_loop(c))
+                                 for c in self.collectors]
+        tasks = [
             asyncio.create_task(self._periodic(lambda: self.cfg["store.flush_interval"],
                                                self._flush)),
             asyncio.create_task(self._periodic(lambda: self.cfg["store.maintenance_interval"],
@@ -245,6 +249,7 @@ class Agent:
         log.info("agent.stopping")
         sdnotify.notify("STOPPING=1")
         self._thread_stop.set()
+        tasks += self._collector_tasks
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -351,9 +356,12 @@ class Agent:
             finally:
                 sdnotify.notify("READY=1")
 
-    def apply_config(self, new: Config) -> None:
-        """Take a checked configuration: every holder of ``self.cfg`` sees it from now on."""
+    def apply_config(self, new: Config, changed: Iterable[str] = ()) -> None:
+        """Take a checked configuration: every holder of ``self.cfg`` sees it from now on;
+        collectors are rebuilt when a ``collect.*`` setting changed."""
         self.cfg.replace_with(new)
+        if any(k.startswith("collect.") for k in changed) and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._restart_collectors(), self._loop).result(120)
         self.retention = Retention.from_config(self.cfg)
         self.alerts.set_rules(configured_rules(self.cfg))
         logging.getLogger("lightkeeper").setLevel(self.cfg["log.level"].upper())
@@ -374,9 +382,43 @@ class Agent:
             every = interval() if callable(interval) else interval  # a reload may change it
             await asyncio.sleep(max(0.05, every - (time.monotonic() - t0)))
 
+    async def _restart_collectors(self) -> None:
+        """Replace the collectors with ones built from the current configuration (a reload
+        changed a collect.* setting). Series only the old ones reported disappear."""
+        try:
+            new = self._build_collectors()
+        except Exception as exc:  # noqa: BLE001  a collector that cannot be built: keep the old ones running
+            log.error("collectors.rebuild_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        old, old_tasks = self.collectors, self._collector_tasks
+        for t in old_tasks:
+            t.cancel()
+        await asyncio.gather(*old_tasks, return_exceptions=True)
+        for c in old:
+            try:
+                await asyncio.to_thread(c.close)
+            except Exception as exc:  # noqa: BLE001  one collector failing to close must not keep the others from restarting
+                log.warning("collector.close_failed", collector=c.name, error=str(exc))
+        health = {}
+        for c in new:
+            health[c.name] = self.collector_health.get(c.name) or CollectorHealth(c.name,
+                                                                                  c.interval)
+            health[c.name].interval = c.interval
+        self.collectors, self.collector_health = new, health
+        self._collector_tasks = [asyncio.create_task(self._collector_loop(c)) for c in new]
+        log.info("collectors.rebuilt", collectors=[c.name for c in new])
+
     async def _collector_loop(self, collector: Any) -> None:
-        health = self.collector_health[collector.name]
         previous: set[tuple[str, str]] = set()
+        try:
+            await self._collect_forever(collector, previous)
+        except asyncio.CancelledError:
+            for key in previous:  # this collector stops: its series leave the current values
+                self.services.drop_current(*key)
+            raise
+
+    async def _collect_forever(self, collector: Any, previous: set[tuple[str, str]]) -> None:
+        health = self.collector_health[collector.name]
         while True:
             t0 = time.monotonic()
             try:
@@ -390,7 +432,8 @@ class Agent:
                 seen = {(m, lab) for _, m, lab, _ in samples}
                 for key in previous - seen:
                     self.services.drop_current(*key)
-                previous = seen
+                previous.clear()
+                previous.update(seen)
                 health.last_ok = now
                 health.runs += 1
             except Exception as exc:  # noqa: BLE001  a failing collector is counted in its health, the loop goes on

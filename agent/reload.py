@@ -61,7 +61,7 @@ def reload(agent: Any, actor: str | None = None) -> dict[str, Any]:
         agent.last_reload = result
         audit("config.reload_refused", actor=actor, level="error", error=str(exc))
         return result
-    agent.apply_config(new)
+    agent.apply_config(new, changes)
     for key, change in changes.items():
         audit("config.changed", actor=actor, key=key, old=change["old"], new=change["new"],
               origin=change["origin"], live=True)

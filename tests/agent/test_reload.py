@@ -88,3 +88,29 @@ def test_config_check_validates_schedules(run_cli, tmp_path: Path) -> None:
     # the agent refuses to start on it too, with the same message
     r = run_cli("--config", str(f), "agent", check=False)
     assert r.returncode == 2 and "backup.schedule" in r.stderr
+
+
+def test_reload_rebuilds_collectors(start_agent, run_cli, tmp_path: Path) -> None:
+    """collect.* settings apply live: the collectors are rebuilt, and the series the new
+    configuration excludes leave the current values."""
+    cfg_file = tmp_path / "config.toml"
+    cfg_file.write_text("[collect]\nsystem_interval = 1\n")
+    env = {"LIGHTKEEPER_CONFIG": str(cfg_file)}
+    agent = start_agent(env)
+
+    def lo_series() -> list[str]:
+        latest = agent.client.call("metrics.latest")
+        return [m for m, labels in latest.items() if m.startswith("network_") and "lo" in labels]
+
+    deadline = time.monotonic() + 30
+    while not lo_series():
+        assert time.monotonic() < deadline, "the loopback interface was never collected"
+        time.sleep(0.5)
+    cfg_file.write_text('[collect]\nsystem_interval = 1\ninterfaces_exclude = ["lo"]\n')
+    out = run_cli("agent", "reload", env=env).stdout
+    assert "collect.interfaces_exclude" in out
+    time.sleep(3)  # a few collections at the 1 s interval
+    assert lo_series() == []
+    names = {c["name"] for c in agent.client.status()["collectors"]}
+    assert names and all(c["runs"] > 0 for c in agent.client.status()["collectors"]
+                         if c["interval_s"] <= 1)
