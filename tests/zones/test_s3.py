@@ -6,11 +6,7 @@ S3 server that is down while the other zone goes on."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -42,7 +38,7 @@ def _wait_for(cond, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_s3_zone_lifecycle(lab, seaweed, tmp_path):
+def test_s3_zone_lifecycle(lab, seaweed, tmp_path, start_agent):
     lab.add_s3_zone("s3", seaweed, keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0,
                     keep_monthly=0, keep_yearly=0)
     lab.repo.config["pack_size"] = 12 << 20  # packs above part_size_mb: multipart uploads
@@ -52,29 +48,26 @@ def test_s3_zone_lifecycle(lab, seaweed, tmp_path):
     local = {r: (lab.repo.path / r).stat().st_size for r in lab.repo.referenced_files(s1)}
     assert max(local.values()) > 5 << 20, "test data should hold a multipart-sized pack"
 
-    # 1. the agent dies (SIGKILL) in the middle of a multipart upload
+    # 1. the agent dies (SIGKILL) in the middle of a multipart upload of its replicate job
     lab.zones["s3"]["bandwidth_limit_kbps"] = 1024
     lab.write_config()
-    proc = subprocess.Popen([sys.executable, "-m", "lightkeeper.cli.main", "replicate",
-                             "--local", "--json"], cwd=REPO, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lab.repo.close()
+    lab._repo = None
+    agent = start_agent()
+    agent.client.start_job("replicate", {})
     store = lab.store("s3")
-    try:
-        def part_uploaded():
-            for up in store.uploads():
-                if store.list_parts(up.key, up.upload_id):
-                    return up
-            return None
-        up = _wait_for(part_uploaded, 120, "a multipart upload with a part on the zone")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        # nothing is visible as a snapshot: manifests go last
-        assert not [r for r in objects(lab, "s3") if r.startswith("snapshots/")]
-        assert store.uploads(), "the interrupted upload should still be on the zone"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+
+    def part_uploaded():
+        for up in store.uploads():
+            if store.list_parts(up.key, up.upload_id):
+                return up
+        return None
+
+    up = _wait_for(part_uploaded, 120, "a multipart upload with a part on the zone")
+    agent.kill()
+    # nothing is visible as a snapshot: manifests go last
+    assert not [r for r in objects(lab, "s3") if r.startswith("snapshots/")]
+    assert store.uploads(), "the interrupted upload should still be on the zone"
     lab.zones["s3"].pop("bandwidth_limit_kbps")
     lab.write_config()
 
