@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 TMP_PREFIX = ".tmp-"
 
@@ -70,3 +71,142 @@ def require_space(path: Path, needed: int, what: str) -> None:
 
 def is_enospc(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# -- writing into directories other accounts control (user directories, restore targets) ----
+# A path there may be swapped for a symlink at any moment by whoever owns the directory. So
+# every component below the trusted base is opened with O_NOFOLLOW relative to its parent's
+# descriptor, files are created O_CREAT|O_EXCL|O_NOFOLLOW under unpredictable names, and
+# their mode and times are set on the open descriptor.
+
+RESTORE_TMP_MARK = ".tmp.restore-"
+
+
+class UnsafeDirectory(OSError):
+    """A path component below the base is a symlink or not a directory."""
+
+
+def open_dir_below(base: Path, parts: list[str], create: bool = True,
+                   mode: int = 0o777) -> int:
+    """A descriptor of ``base/parts...`` opened without following any symlink below ``base``
+    (missing directories are created when ``create``). The caller closes it."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            if part in ("", ".", "..") or "/" in part:
+                raise UnsafeDirectory(errno.EINVAL, f"unsafe path component {part!r} under "
+                                      f"{base}")
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                nfd = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                nfd = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeDirectory(
+                        errno.ELOOP, f"{base}/{'/'.join(parts)}: {part!r} is a symlink or not "
+                        "a directory; refusing to follow it") from None
+                raise
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def create_temp_in(dir_fd: int, name: str, mark: str = RESTORE_TMP_MARK) -> tuple[int, str]:
+    """Create a new, empty, owner-only file next to ``name`` in the directory ``dir_fd``:
+    ``O_CREAT|O_EXCL|O_NOFOLLOW`` under an unpredictable name. Returns (fd, temp name)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(8):
+        tmp = f".{name[:180]}{mark}{secrets.token_hex(8)}"
+        try:
+            return os.open(tmp, flags, 0o600, dir_fd=dir_fd), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"could not create a temp file for {name}")
+
+
+def is_symlink_at(dir_fd: int, name: str) -> bool:
+    import stat as stat_mod
+
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat_mod.S_ISLNK(st.st_mode)
+
+
+def remove_restore_leftovers(base: Path) -> list[str]:
+    """Delete the temp files of killed restores (``.NAME.tmp.restore-*``) under ``base``,
+    never following symlinks. Returns the paths removed (relative to ``base``)."""
+    import stat as stat_mod
+
+    removed: list[str] = []
+    if not Path(base).is_dir():
+        return removed
+
+    def walk(fd: int, prefix: str) -> None:
+        with os.scandir(fd) as it:
+            entries = list(it)
+        for e in entries:
+            st = os.stat(e.name, dir_fd=fd, follow_symlinks=False)
+            if stat_mod.S_ISDIR(st.st_mode):
+                try:
+                    sub = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                  | os.O_CLOEXEC, dir_fd=fd)
+                except OSError:
+                    continue
+                try:
+                    walk(sub, f"{prefix}{e.name}/")
+                finally:
+                    os.close(sub)
+            elif e.name.startswith(".") and RESTORE_TMP_MARK in e.name:
+                os.unlink(e.name, dir_fd=fd)
+                removed.append(prefix + e.name)
+
+    top = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        walk(top, "")
+    finally:
+        os.close(top)
+    return removed
+
+
+class NotRegularFile(OSError):
+    """A path that should be a regular file is a symlink, a FIFO, a device, ..."""
+
+
+def open_regular_below(path: Path, base: Path | None = None) -> BinaryIO:
+    """Open ``path`` for reading, refusing anything but a regular file and never following a
+    symlink (below ``base`` when given, else at the last component)."""
+    import stat as stat_mod
+
+    path = Path(path)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    dfd = None
+    if base is not None:
+        rel = path.relative_to(base).parts
+        dfd = open_dir_below(Path(base), list(rel[:-1]), create=False)
+    try:
+        try:
+            fd = os.open(path.name if dfd is not None else path, flags, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise NotRegularFile(errno.ELOOP, f"{path} is a symlink; not followed") from None
+            raise
+    finally:
+        if dfd is not None:
+            os.close(dfd)
+    if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotRegularFile(errno.EINVAL, f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")

@@ -19,7 +19,15 @@ from typing import Any
 import blake3
 
 from lightkeeper.backup.crypto import IntegrityError
-from lightkeeper.backup.fsutil import is_enospc, require_space
+from lightkeeper.backup.fsutil import (
+    UnsafeDirectory,
+    create_temp_in,
+    is_enospc,
+    is_symlink_at,
+    open_dir_below,
+    remove_restore_leftovers,
+    require_space,
+)
 from lightkeeper.backup.gate import exclusive_gate
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.priority import lowered
@@ -87,34 +95,73 @@ def _select(manifest: dict[str, Any], opts: RestoreOptions) -> list[tuple[dict, 
     return out
 
 
-def _write_file(repo: Repository, entry: dict[str, Any], dest: Path,
+def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list[str],
                 pool: ThreadPoolExecutor | None = None) -> str | None:
-    """Restore one file; returns an error text or None."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp.restore-{os.getpid()}")
-    h = blake3.blake3()
-    size = 0
+    """Restore one file to ``base/parts...``; returns an error text or None.
+
+    Other accounts may write the directories involved (a user's directory belongs to the
+    LightRAG service account), so nothing here follows a symlink: every directory below
+    ``base`` is opened ``O_NOFOLLOW``, the temp file is created ``O_CREAT|O_EXCL|O_NOFOLLOW``
+    under an unpredictable name, its mode and times are set on the descriptor, and the rename
+    replaces whatever sits at the destination (a planted symlink is replaced, never written
+    through).
+    """
     try:
-        with open(tmp, "wb") as f:
+        dfd = open_dir_below(base, parts[:-1])
+    except UnsafeDirectory as exc:
+        return str(exc)
+    name = parts[-1]
+    tmp: str | None = None
+    try:
+        fd, tmp = create_temp_in(dfd, name)
+        h = blake3.blake3()
+        size = 0
+        try:
             for data in repo.iter_file_data(entry, pool):
-                f.write(data)
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
                 h.update(data)
                 size += len(data)
-        if size != int(entry["size"]) or h.hexdigest() != entry["hash"]:
-            tmp.unlink(missing_ok=True)
-            return "restored content does not match the recorded hash"
-        mode = int(entry.get("mode", 0o600)) & 0o777
-        os.chmod(tmp, mode)
-        if "mtime_ns" in entry:
-            os.utime(tmp, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
-        os.replace(tmp, dest)
+            if size != int(entry["size"]) or h.hexdigest() != entry["hash"]:
+                return "restored content does not match the recorded hash"
+            os.fchmod(fd, int(entry.get("mode", 0o600)) & 0o777)
+            if "mtime_ns" in entry:
+                os.utime(fd, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
+        finally:
+            os.close(fd)
+        if is_symlink_at(dfd, name):
+            log.warning("restore.symlink_replaced", path="/".join(parts))
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        tmp = None
     except IntegrityError as exc:
-        tmp.unlink(missing_ok=True)
         return str(exc)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except (IsADirectoryError, NotADirectoryError) as exc:
+        return f"cannot replace {'/'.join(parts)}: {exc.strerror}"
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp, dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+        os.close(dfd)
     return None
+
+
+def _unlink_below(base: Path, parts: list[str]) -> None:
+    """Delete ``base/parts...`` without following a symlink on the way."""
+    try:
+        dfd = open_dir_below(base, parts[:-1], create=False)
+    except (UnsafeDirectory, FileNotFoundError) as exc:
+        log.warning("restore.unlink_skipped", path="/".join(parts), error=str(exc))
+        return
+    try:
+        os.unlink(parts[-1], dir_fd=dfd)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
@@ -156,19 +203,28 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
         repo.load_index()
         # validate every destination before writing anything
         plan: list[tuple[dict, Path]] = []
+        parts_of: dict[str, list[str]] = {}
         for entry, base, inner in selected:
             prefix = base.split("/", 1)[1] if base.startswith("users/") else base
             try:
                 parts = inner.split("/")
                 if not inner or any(part in ("", ".", "..") for part in parts):
                     raise UnsafePath("empty, '.', '..' or absolute path component")
-                dest = safe_join(target, f"{prefix}/{inner}")
+                # the directory is checked here; the file itself may be a symlink that the
+                # write replaces (it never follows one: see _write_file)
+                dest = safe_join(target, "/".join([prefix, *parts[:-1]])) / parts[-1]
             except (UnsafePath, ValueError) as exc:
                 raise RestoreError(f"refusing manifest path {entry['path']!r}: {exc}") from None
             if excluded(dest.name):
                 raise RestoreError(f"refusing manifest path {entry['path']!r}: reserved name")
             plan.append((entry, dest))
+            parts_of[entry["path"]] = [prefix, *parts]
+        if opts.in_place or opts.overwrite:
+            # temp files of a restore that was killed: never part of any user's data
+            for rel in remove_restore_leftovers(target):
+                log.info("restore.leftover_removed", path=rel)
         failures: dict[str, str] = {}
+        base_dir = target.resolve()
         done = {"files": 0, "bytes": 0}
         by_user: dict[str, list[tuple[dict, Path]]] = {}
         for entry, dest in plan:
@@ -178,7 +234,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
         def work(item: tuple[dict, Path]) -> None:
             entry, dest = item
             ctx.check_cancelled()
-            err = _write_file(repo, entry, dest, decode_pool)
+            err = _write_file(repo, entry, base_dir, parts_of[entry["path"]], decode_pool)
             if err:
                 failures[entry["path"]] = err
             done["files"] += 1
@@ -199,7 +255,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                             present, _ = scan(udir)
                             for f in present:
                                 if f.rel not in keep and f.rel not in GATE_FILES:
-                                    (udir / f.rel).unlink(missing_ok=True)
+                                    _unlink_below(target, [key, *f.rel.split("/")])
                     else:
                         list(pool.map(work, items))
         except OSError as exc:

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import blake3
 from pyfastcdc import FastCDC
 
 from lightkeeper.backup import dbsources, sources
-from lightkeeper.backup.fsutil import NoSpace, is_enospc, require_space
+from lightkeeper.backup.fsutil import NoSpace, is_enospc, open_regular_below, require_space
 from lightkeeper.backup.gate import GateTimeout, read_gate
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.packs import PackWriter
@@ -124,37 +124,40 @@ class _Builder:
                 self.c.chunks_new += 1
         return blake3.blake3(data, max_threads=1).hexdigest(), self._add_list(ids), len(ids)
 
-    def store_stream(self, path: Path) -> tuple[str, str | None, int, int]:
+    def store_stream(self, f: BinaryIO) -> tuple[str, str | None, int, int]:
         h = blake3.blake3()
         ids = []
         size = 0
-        with open(path, "rb") as f:
-            for c in self.cdc.cut_stream(f):
-                mv = c.data
-                h.update(mv)
-                size += c.length
-                cid = self.chunk_id(mv)
-                ids.append(cid)
-                if not self._known(cid):
-                    self.data.add(cid, mv)
-                    self.c.raw_new += c.length
-                    self.c.chunks_new += 1
-                if len(ids) % 256 == 0:
-                    self.ctx.check_cancelled()
+        for c in self.cdc.cut_stream(f):
+            mv = c.data
+            h.update(mv)
+            size += c.length
+            cid = self.chunk_id(mv)
+            ids.append(cid)
+            if not self._known(cid):
+                self.data.add(cid, mv)
+                self.c.raw_new += c.length
+                self.c.chunks_new += 1
+            if len(ids) % 256 == 0:
+                self.ctx.check_cancelled()
         return h.hexdigest(), self._add_list(ids), len(ids), size
 
     def store_file(self, path: Path, rel: str, st: os.stat_result | sources.FileStat,
-                   keep: bool = False) -> tuple[dict[str, Any], bytes | None]:
-        """Read and store one file; returns its manifest entry (and its bytes if ``keep``)."""
+                   keep: bool = False, base: Path | None = None
+                   ) -> tuple[dict[str, Any], bytes | None]:
+        """Read and store one file; returns its manifest entry (and its bytes if ``keep``).
+        With ``base``, no symlink between ``base`` and the file is followed."""
         size = st.st_size if isinstance(st, os.stat_result) else st.size
         data = None
-        if size <= WHOLE_FILE_LIMIT:
-            with open(path, "rb") as f:
+        # A user's directory may be written by another account: a file swapped for a symlink
+        # (or a FIFO) after the scan must not make us read what it points to.
+        with open_regular_below(path, base) as f:
+            if size <= WHOLE_FILE_LIMIT:
                 data = f.read()
-            fhash, lid, n = self.store_bytes(data)
-            size = len(data)
-        else:
-            fhash, lid, n, size = self.store_stream(path)
+                fhash, lid, n = self.store_bytes(data)
+                size = len(data)
+            else:
+                fhash, lid, n, size = self.store_stream(f)
         self.c.bytes_read += size
         entry = {"path": rel, "size": size, "hash": fhash, "list": lid, "chunks": n}
         return entry, (data if keep else None)
@@ -259,7 +262,7 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                 else:
                     keep = f.rel in (sources.DOCS_FILE, sources.GRAPH_FILE)
                     try:
-                        entry, data = b.store_file(udir / f.rel, rel, f, keep=keep)
+                        entry, data = b.store_file(udir / f.rel, rel, f, keep=keep, base=udir)
                     except FileNotFoundError:
                         last_changed = [f.rel]
                         break

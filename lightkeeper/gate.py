@@ -21,6 +21,7 @@ import asyncio
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -52,8 +53,21 @@ def lock_path(directory: Path) -> Path:
 
 
 def _open(path: Path) -> int:
+    """Open (creating) a gate file. The user's directory may be writable by another account
+    than ours, so a symlink or anything but a regular file there is refused, never followed
+    (a writer stamps the file: through a symlink that would overwrite its target)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"write gate {path} is a symlink; refusing to follow "
+                          "it (remove it: the gate is recreated as a regular file)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"write gate {path} is not a regular file; refusing it")
+    return fd
 
 
 def _write_stamp(fd: int, stamp: bytes) -> None:
@@ -168,10 +182,18 @@ def reader_waiting(directory: Path) -> bool:
 def read_stamp(directory: Path) -> Stamp:
     """The gate's stamp; a missing or empty file reads as 'never written'."""
     try:
-        with open(lock_path(directory), "rb") as f:
-            raw = f.read(64)
+        fd = os.open(lock_path(directory),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return Stamp(b"", 0)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink is no stamp of ours
+            return Stamp(b"", 0)
+        raise
+    try:
+        raw = os.read(fd, 64) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    finally:
+        os.close(fd)
     parts = raw.split()
     try:
         last = int(parts[1]) if len(parts) == 2 else 0

@@ -1,0 +1,36 @@
+"""Shared fixtures of the repository/restore/zones security tests (imported by the test
+modules that need them, so this suite needs no conftest of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.datagen import generate
+from lightkeeper.backup.repository import Repository
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    generate(root, users=2, seed=11, total_mb=1)
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repository]:
+    r = Repository.init(tmp_path / "repo", tmp_path / "keys" / "repo.key",
+                        pack_size=256 * 1024)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def plain_repo(tmp_path: Path) -> Iterator[Repository]:
+    """A repository with ``backup.encrypt = false``."""
+    r = Repository.init(tmp_path / "plain-repo", tmp_path / "keys" / "plain.key",
+                        encrypt=False, pack_size=256 * 1024)
+    yield r
+    r.close()

@@ -1,0 +1,98 @@
+"""Same class as High 2/3, on the backup side: a user's directory belongs to another account,
+which can swap a file for a symlink between the backup's scan and its read. Before the fix the
+read followed it, so any file the agent can read (root: /etc/shadow) went into the snapshot
+under that user's name, and an in-place restore handed it to the directory's owner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lightkeeper.backup import snapshot as snapshot_mod
+from lightkeeper.backup import sources
+from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.snapshot import BackupOptions, run_backup
+
+from .repo_fixtures import data_root, repo  # noqa: F401 - fixtures
+
+SECRET = b"root-only secret the backup must never copy\n"
+
+
+@pytest.mark.parametrize("swap", ["file", "directory"])
+def test_backup_does_not_follow_a_symlink_swapped_in_after_the_scan(
+        data_root: Path, repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        swap: str) -> None:  # noqa: F811
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    (secret_dir / "shadow").write_bytes(SECRET)
+    udir = data_root / "user00"
+    (udir / "sub").mkdir()
+    (udir / "sub" / "shadow").write_bytes(b"an ordinary file of the user\n")
+    real_scan = sources.scan
+    calls = []
+
+    def scan_then_swap(user_dir: Path):  # the attacker wins the race right after the scan
+        out = real_scan(user_dir)
+        calls.append(user_dir)
+        # the first scan sizes the progress bar; the second is the copy's
+        if Path(user_dir) == udir and len(calls) == 2:
+            if swap == "file":
+                os.unlink(udir / "sub" / "shadow")
+                os.symlink(secret_dir / "shadow", udir / "sub" / "shadow")
+            else:
+                os.rename(udir / "sub", udir / "sub.old")
+                os.symlink(secret_dir, udir / "sub")
+        return out
+
+    monkeypatch.setattr(snapshot_mod.sources, "scan", scan_then_swap)
+    s = run_backup(repo, BackupOptions(data_root, users=["user00"], retries=0,
+                                       low_priority=False))
+    m = repo.read_snapshot(s["snapshot_id"])
+    for f in m["files"]:
+        data = b"".join(bytes(c) for c in repo.iter_file_data(f))
+        assert SECRET not in data, f"{f['path']} holds the symlink target's bytes"
+    assert s.get("errors", {}).get("user00"), "the user must be reported, not silently copied"
+
+
+def test_backup_does_not_hang_on_a_fifo_swapped_in_after_the_scan(
+        data_root: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Opening a FIFO for reading blocks until someone writes: before the fix a FIFO swapped in
+    for a user's file held the backup (and the repository lock and the user's gate) forever."""
+    import threading
+
+    udir = data_root / "user00"
+    (udir / "extra.json").write_bytes(b"{}")
+    real_scan = sources.scan
+    calls = []
+
+    def scan_then_swap(user_dir: Path):
+        out = real_scan(user_dir)
+        calls.append(user_dir)
+        if Path(user_dir) == udir and len(calls) == 2:
+            os.unlink(udir / "extra.json")
+            os.mkfifo(udir / "extra.json")
+        return out
+
+    monkeypatch.setattr(snapshot_mod.sources, "scan", scan_then_swap)
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["summary"] = run_backup(repo, BackupOptions(data_root, users=["user00"],
+                                                               retries=0, low_priority=False))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(30)
+    hung = t.is_alive()
+    if hung:  # release the blocked open so the thread ends
+        fd = os.open(udir / "extra.json", os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(30)
+    assert not hung, "the backup blocked opening a FIFO"
+    assert "error" not in result, result.get("error")
+    assert "user00" in result["summary"].get("errors", {})
