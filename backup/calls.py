@@ -36,9 +36,10 @@ from typing import Any
 
 from lightkeeper.backup import prune as prune_mod
 from lightkeeper.backup import retention
-from lightkeeper.backup.crypto import KeyFileError
+from lightkeeper.backup.crypto import IntegrityError, KeyFileError, read_key_file
 from lightkeeper.backup.dbsources import restore_postgres
 from lightkeeper.backup.drill import drill
+from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
 from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
@@ -82,6 +83,10 @@ def _summaries(services: Services) -> SummaryCache:
 def _summary(services: Services) -> dict[str, Any]:
     """Repository figures and snapshot list: cached, recomputed only if the repository changed
     outside the agent's own jobs (which refresh it themselves)."""
+    try:  # a cached answer must not hide a key file others can read
+        read_key_file(services.cfg.path("backup.key_file"))
+    except KeyFileError as exc:
+        raise CallError(str(exc), 400, "repository") from None
     cache = _summaries(services)
     cached = cache.get(services.cfg.path("backup.repository"))
     if cached is not None:
@@ -232,6 +237,23 @@ def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str,
     return out
 
 
+def job_sign_snapshots(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """Authenticate the snapshots of an unencrypted repository written before manifests
+    carried a MAC (the operator vouches for them: docs/security.md, "The repository")."""
+    repo = _open(services)
+    try:
+        with RepoLock(repo.path, exclusive=True, purpose="sign-snapshots",
+                      job_id=getattr(ctx, "job_id", "")):
+            renamed = repo.sign_legacy_snapshots()
+    except IntegrityError as exc:
+        raise CallError(str(exc), 409, "refused") from None
+    finally:
+        repo.close()
+    services.audit("backup.snapshots_signed", component="backup", level="warning",
+                   count=len(renamed), snapshots={k[:12]: v[:12] for k, v in renamed.items()})
+    return {"signed": renamed, "count": len(renamed)}
+
+
 def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
     policy = _policy(services, params)
     dry = bool(params.get("dry_run"))
@@ -350,14 +372,16 @@ for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore, job_dril
 
 # -- calls --------------------------------------------------------------------------------
 def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]:
-    infos = list(_summary(services)["snapshots"])
+    summary = _summary(services)
+    infos = list(summary["snapshots"])
     user = params.get("user")
     if user:
         infos = [i for i in infos if user in i["users"]]
     limit = int(params.get("limit") or 0)
     if limit:
         infos = infos[-limit:]
-    return {"repository": str(services.cfg.path("backup.repository")), "snapshots": infos}
+    return {"repository": str(services.cfg.path("backup.repository")), "snapshots": infos,
+            "refused": list(summary.get("refused") or [])}
 
 
 def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
@@ -366,6 +390,8 @@ def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
         m = repo.read_snapshot(str(params.get("snapshot") or "latest"))
     except SnapshotNotFound as exc:
         raise CallError(str(exc), 404, "not_found") from None
+    except IntegrityError as exc:
+        raise CallError(str(exc), 409, "refused") from None
     files = m.pop("files", [])
     m["short_id"] = m["id"][:8]
     m["file_count"] = len(files)
@@ -398,7 +424,8 @@ def call_key_export(services: Services, params: dict[str, Any]) -> dict[str, Any
 
 
 JOBS = {"backup": job_backup, "verify": job_verify, "prune": job_prune,
-        "forget": job_forget, "restore": job_restore, "drill": job_drill}
+        "forget": job_forget, "restore": job_restore, "drill": job_drill,
+        "sign_snapshots": job_sign_snapshots}
 CALLS = {"backup.snapshots": call_snapshots, "backup.show": call_show,
          "backup.stats": call_stats, "backup.key_export": call_key_export}
 

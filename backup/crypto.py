@@ -6,6 +6,12 @@ A key file holds two independent 256-bit secrets, hex-encoded in JSON:
 - ``id``: the BLAKE3 key that names chunks (a keyed hash, so chunk names reveal nothing
   about the content to someone who holds the repository but not the key).
 
+Without encryption (``backup.encrypt = false``) the data is in clear, but manifests and index
+files are still authenticated: they carry ``MAC_MAGIC || keyed-BLAKE3(mac key, aad || bytes)``
+in front, with a MAC key derived from ``id``. Chunk names (and so content lists, which are
+chunks) are keyed hashes already. So without the key file nobody can forge a snapshot, even
+with write access to the repository or a zone's copy of it.
+
 The key id (``fingerprint``) is a BLAKE3 hash of both secrets; the repository's ``config``
 records it so a wrong key is refused with a clear message instead of failing to decrypt.
 Without the key file the repository is unreadable: there is no recovery.
@@ -13,6 +19,7 @@ Without the key file the repository is unreadable: there is no recovery.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import secrets
@@ -34,6 +41,16 @@ class KeyFileError(Exception):
 
 class IntegrityError(Exception):
     """Data that fails authentication or does not match its hash."""
+
+
+class Unauthenticated(IntegrityError):
+    """An object of an unencrypted repository that carries no MAC (written before manifests
+    were authenticated, or forged by someone without the key)."""
+
+
+MAC_MAGIC = b"LKM1"
+MAC_LEN = 32
+_MAC_CONTEXT = "lightkeeper 2026-11 repository object MAC v1"
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,35 @@ class Sealer:
     def __init__(self, keys: Keys) -> None:
         self.keys = keys
         self._aead = AESGCM(keys.enc) if keys.enc else None
+        self._mac_key = blake3.blake3(keys.ident, derive_key_context=_MAC_CONTEXT).digest()
+
+    def mac(self, data: bytes | memoryview, aad: bytes) -> bytes:
+        h = blake3.blake3(len(aad).to_bytes(4, "little") + aad, key=self._mac_key)
+        h.update(data)
+        return h.digest()
+
+    def tag(self, data: bytes, aad: bytes) -> bytes:
+        """``data`` with a MAC in front when the repository is not encrypted (AES-GCM
+        authenticates encrypted objects already)."""
+        if self._aead is not None:
+            return data
+        return MAC_MAGIC + self.mac(data, aad) + data
+
+    def untag(self, data: bytes | memoryview, aad: bytes, what: str) -> memoryview:
+        """The bytes under the MAC, checked; raises IntegrityError, or Unauthenticated for an
+        object without a MAC in an unencrypted repository."""
+        view = memoryview(data)
+        if self._aead is not None:
+            return view
+        if bytes(view[:4]) != MAC_MAGIC:
+            raise Unauthenticated(f"{what} carries no authentication code")
+        if len(view) < 4 + MAC_LEN:
+            raise IntegrityError(f"{what} is truncated")
+        body = view[4 + MAC_LEN:]
+        if not hmac.compare_digest(bytes(view[4:4 + MAC_LEN]), self.mac(body, aad)):
+            raise IntegrityError(f"{what}: authentication failed (forged or corrupted, or "
+                                 "the wrong key)")
+        return body
 
     def chunk_id(self, data: bytes | memoryview) -> bytes:
         return blake3.blake3(data, key=self.keys.ident).digest()

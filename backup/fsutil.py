@@ -6,6 +6,7 @@ import errno
 import os
 import secrets
 import shutil
+import stat as stat_mod
 from pathlib import Path
 from typing import BinaryIO
 
@@ -135,7 +136,6 @@ def create_temp_in(dir_fd: int, name: str, mark: str = RESTORE_TMP_MARK) -> tupl
 
 
 def is_symlink_at(dir_fd: int, name: str) -> bool:
-    import stat as stat_mod
 
     try:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -147,7 +147,6 @@ def is_symlink_at(dir_fd: int, name: str) -> bool:
 def remove_restore_leftovers(base: Path) -> list[str]:
     """Delete the temp files of killed restores (``.NAME.tmp.restore-*``) under ``base``,
     never following symlinks. Returns the paths removed (relative to ``base``)."""
-    import stat as stat_mod
 
     removed: list[str] = []
     if not Path(base).is_dir():
@@ -187,7 +186,6 @@ class NotRegularFile(OSError):
 def open_regular_below(path: Path, base: Path | None = None) -> BinaryIO:
     """Open ``path`` for reading, refusing anything but a regular file and never following a
     symlink (below ``base`` when given, else at the last component)."""
-    import stat as stat_mod
 
     path = Path(path)
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -51,12 +51,21 @@ def encode_block(sealer: Sealer, raw: bytes, level: int, aad: bytes = AAD_BLOCK)
     return sealer.seal(_compressor(level).compress(raw), aad)
 
 
+# Larger than any block, index or manifest we write; a frame claiming more is refused before
+# zstd allocates its output (an unauthenticated object must not make us allocate gigabytes).
+MAX_DECODED = 1 << 30
+
+
 def decode_block(sealer: Sealer, data: bytes | memoryview, aad: bytes = AAD_BLOCK) -> bytes:
+
     plain = sealer.open(data, aad)
     try:
-        return _decompressor().decompress(plain)
+        claimed = zstandard.frame_content_size(plain)
+        if claimed > MAX_DECODED:
+            raise IntegrityError(f"block claims {claimed} bytes decompressed (limit "
+                                 f"{MAX_DECODED})")
+        return _decompressor().decompress(plain, max_output_size=MAX_DECODED)
     except zstandard.ZstdError as exc:
-
         raise IntegrityError(f"block does not decompress: {exc}") from None
 
 

@@ -33,10 +33,12 @@ import blake3
 
 from lightkeeper.backup import index as index_mod
 from lightkeeper.backup.crypto import (
+    MAC_MAGIC,
     IntegrityError,
     KeyFileError,
     Keys,
     Sealer,
+    Unauthenticated,
     new_keys,
     read_key_file,
     write_key_file,
@@ -54,6 +56,7 @@ POOL_WORKERS = max(2, min(4, os.cpu_count() or 2))  # compression/encryption thr
 AAD_INDEX = b"lk-index"
 AAD_SNAPSHOT = b"lk-snapshot"
 AAD_SNAPSHOT_FILES = b"lk-snapshot-files"
+AAD_MANIFEST = b"lk-manifest"
 DEFAULT_CHUNKER = {"algorithm": "fastcdc2020", "min": 2048, "avg": 8192, "max": 65536}
 DEFAULT_BLOCK_SIZE = 256 * 1024
 DEFAULT_PACK_SIZE = 8 << 20
@@ -106,6 +109,7 @@ class Repository:
         self._cache_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self.bytes_added = 0
+        self.refused: dict[str, str] = {}  # snapshot id -> why snapshots() left it out
 
     # -- creating and opening -------------------------------------------------------------
     @classmethod
@@ -220,7 +224,7 @@ class Repository:
 
     # -- sealed small objects -------------------------------------------------------------
     def _write_object(self, sub: str, payload: bytes, aad: bytes) -> tuple[str, int]:
-        data = encode_block(self.sealer, payload, self.level, aad)
+        data = self.sealer.tag(encode_block(self.sealer, payload, self.level, aad), aad)
         name = _hash_name(data)
         atomic_write(self.path / sub / name, data)
         self.bytes_added += len(data)
@@ -230,7 +234,16 @@ class Repository:
         data = (self.path / sub / name).read_bytes()
         if _hash_name(data) != name:
             raise IntegrityError(f"{sub}/{name} does not match its name (corrupted)")
-        return decode_block(self.sealer, data, aad)
+        try:
+            body = self.sealer.untag(data, aad, f"{sub}/{name[:12]}")
+        except Unauthenticated:
+            if sub != "index":
+                raise
+            # An index file written before index files carried a MAC. Accepted: it cannot
+            # forge data (every chunk is checked against its keyed id when read) and pack
+            # sizes are bounded where they are trusted (zones fetch).
+            body = memoryview(data)
+        return decode_block(self.sealer, body, aad)
 
     # -- index ----------------------------------------------------------------------------
     def load_index(self, strict: bool = False) -> list[tuple[str, str]]:
@@ -364,45 +377,66 @@ class Repository:
         """The chunk ids of a file, from its content-list tree chunk."""
         if not list_id:
             return []
-        raw = bytes(self.read_chunk(bytes.fromhex(list_id)))
-        return [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
+        try:
+            cid = bytes.fromhex(list_id)
+        except (TypeError, ValueError):
+            raise IntegrityError(f"content list id {str(list_id)[:70]!r} is not an id") from None
+        return decode_content_list(bytes(self.read_chunk(cid)))
 
     # -- snapshots ------------------------------------------------------------------------
     def snapshot_ids(self) -> list[str]:
         d = self.path / "snapshots"
         return sorted(p.name for p in d.iterdir() if not p.name.startswith(TMP_PREFIX))
 
-    # A manifest file is ``u32 len | seal(zstd(header json)) | seal(zstd(files json))``: listing
-    # snapshots opens only the small header; the file list is read when it is needed.
+    # A manifest file is ``u32 len | seal(zstd(header json)) | seal(zstd(files json))`` (with a
+    # MAC in front when the repository is not encrypted: see crypto): listing snapshots opens
+    # only the small header; the file list is read when it is needed.
     def read_snapshot(self, snapshot_id: str, files: bool = True) -> dict[str, Any]:
         sid = self.resolve_snapshot(snapshot_id)
         data = (self.path / "snapshots" / sid).read_bytes()
         if files and _hash_name(data) != sid:
             raise IntegrityError(f"snapshots/{sid} does not match its name (corrupted)")
-        if len(data) < 4:
-            raise IntegrityError(f"snapshots/{sid} is truncated")
-        (hlen,) = struct.unpack_from("<I", data, 0)
-        doc = json.loads(decode_block(self.sealer, memoryview(data)[4:4 + hlen], AAD_SNAPSHOT))
-        if files:
-            doc["files"] = json.loads(decode_block(self.sealer, memoryview(data)[4 + hlen:],
-                                                   AAD_SNAPSHOT_FILES))
-        doc["id"] = sid
-        return doc
+        return decode_manifest(self.sealer, data, sid, files)
 
     def write_snapshot(self, manifest: dict[str, Any]) -> str:
         """Write the manifest (the commit point of a snapshot); returns the snapshot id."""
-        header = {k: v for k, v in manifest.items() if k not in ("files", "id")}
-        head = encode_block(self.sealer, json.dumps(header, separators=(",", ":"),
-                                                    sort_keys=True).encode(), self.level,
-                            AAD_SNAPSHOT)
-        body = encode_block(self.sealer, json.dumps(manifest.get("files", []),
-                                                    separators=(",", ":")).encode(),
-                            self.level, AAD_SNAPSHOT_FILES)
-        data = struct.pack("<I", len(head)) + head + body
+        data = encode_manifest(self.sealer, self.level, manifest)
         name = _hash_name(data)
         atomic_write(self.path / "snapshots" / name, data)
         self.bytes_added += len(data)
         return name
+
+    def legacy_snapshots(self) -> list[str]:
+        """Snapshots of an unencrypted repository written before manifests carried a MAC."""
+        if self.keys.encrypted:
+            return []
+        out = []
+        for sid in self.snapshot_ids():
+            try:
+                with open(self.path / "snapshots" / sid, "rb") as f:
+                    head = f.read(len(MAC_MAGIC))
+            except FileNotFoundError:
+                continue
+            if head != MAC_MAGIC:
+                out.append(sid)
+        return out
+
+    def sign_legacy_snapshots(self) -> dict[str, str]:
+        """Rewrite every legacy (unauthenticated) manifest with a MAC; returns old id -> new
+        id. The operator runs this once after upgrading, vouching that the repository holds
+        only snapshots lightkeeper wrote (needs an exclusive lock)."""
+        renamed: dict[str, str] = {}
+        for sid in self.legacy_snapshots():
+            data = (self.path / "snapshots" / sid).read_bytes()
+            if _hash_name(data) != sid:
+                raise IntegrityError(f"snapshots/{sid} does not match its name (corrupted); "
+                                     "not signed")
+            doc = decode_manifest(self.sealer, data, sid, True, legacy_ok=True)
+            doc.pop("id", None)
+            renamed[sid] = self.write_snapshot(doc)
+            (self.path / "snapshots" / sid).unlink()
+            log.warning("snapshot.legacy_signed", old=sid[:12], new=renamed[sid][:12])
+        return renamed
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         sid = self.resolve_snapshot(snapshot_id)
@@ -426,13 +460,15 @@ class Repository:
         return matches[0]
 
     def snapshots(self) -> list[SnapshotInfo]:
-        """Every readable snapshot, oldest first."""
+        """Every readable snapshot, oldest first (the others, with why, in ``refused``)."""
         out = []
+        self.refused = {}
         for sid in self.snapshot_ids():
             try:
                 doc = self.read_snapshot(sid, files=False)
-            except (IntegrityError, OSError, ValueError, struct.error) as exc:
+            except (IntegrityError, OSError) as exc:
                 log.warning("snapshot.unreadable", snapshot=sid[:12], error=str(exc))
+                self.refused[sid] = str(exc)
                 continue
             out.append(info_from_manifest(doc))
         out.sort(key=lambda s: (s.time, s.id))
@@ -551,7 +587,72 @@ class Repository:
                 f.cancel()
 
 
+LEGACY_MANIFEST_HELP = (
+    "it carries no authentication code: either it was written before lightkeeper "
+    "authenticated the manifests of unencrypted repositories, or someone without the key "
+    "forged it. If this repository predates that change and only lightkeeper writes it, run "
+    "'lightkeeper backup key sign-snapshots' once to authenticate the existing snapshots")
+
+
+def encode_manifest(sealer: Sealer, level: int, manifest: dict[str, Any]) -> bytes:
+    header = {k: v for k, v in manifest.items() if k not in ("files", "id")}
+    head = encode_block(sealer, json.dumps(header, separators=(",", ":"),
+                                           sort_keys=True).encode(), level, AAD_SNAPSHOT)
+    body = encode_block(sealer, json.dumps(manifest.get("files", []),
+                                           separators=(",", ":")).encode(),
+                        level, AAD_SNAPSHOT_FILES)
+    return sealer.tag(struct.pack("<I", len(head)) + head + body, AAD_MANIFEST)
+
+
+def decode_manifest(sealer: Sealer, data: bytes, sid: str, files: bool = True,
+                    legacy_ok: bool = False) -> dict[str, Any]:
+    """A manifest's header (and file list); raises IntegrityError for anything that is not
+    a whole, authentic manifest."""
+    try:
+        view = sealer.untag(data, AAD_MANIFEST, f"snapshots/{sid[:12]}")
+    except Unauthenticated:
+        if not legacy_ok:
+            raise Unauthenticated(f"snapshot {sid[:12]} refused: {LEGACY_MANIFEST_HELP}") \
+                from None
+        view = memoryview(data)
+    if len(view) < 4:
+        raise IntegrityError(f"snapshots/{sid[:12]} is truncated")
+    (hlen,) = struct.unpack_from("<I", view, 0)
+    if 4 + hlen > len(view):
+        raise IntegrityError(f"snapshots/{sid[:12]} is truncated")
+    try:
+        doc = json.loads(decode_block(sealer, view[4:4 + hlen], AAD_SNAPSHOT))
+        if files:
+            doc_files = json.loads(decode_block(sealer, view[4 + hlen:], AAD_SNAPSHOT_FILES))
+    except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise IntegrityError(f"snapshots/{sid[:12]} is malformed: {exc}") from None
+    if not isinstance(doc, dict):
+        raise IntegrityError(f"snapshots/{sid[:12]} is malformed: header is not an object")
+    if files:
+        if not isinstance(doc_files, list) or not all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) for f in doc_files):
+            raise IntegrityError(f"snapshots/{sid[:12]} is malformed: bad file list")
+        doc["files"] = doc_files
+    doc["id"] = sid
+    return doc
+
+
+def decode_content_list(raw: bytes) -> list[bytes]:
+    """The chunk ids of a content list (a tree chunk: ids concatenated)."""
+    if len(raw) % ID_LEN:
+        raise IntegrityError(f"content list of {len(raw)} bytes is not a list of ids")
+    return [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
+
+
 def info_from_manifest(doc: dict[str, Any]) -> SnapshotInfo:
+    try:
+        return _info(doc)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise IntegrityError(f"snapshots/{str(doc.get('id'))[:12]} has a malformed header: "
+                             f"{exc}") from None
+
+
+def _info(doc: dict[str, Any]) -> SnapshotInfo:
     return SnapshotInfo(id=doc["id"], time=float(doc.get("time", 0)),
                         host=str(doc.get("host", "")), tags=list(doc.get("tags", [])),
                         users=sorted(doc.get("users", {})), summary=dict(doc.get("summary", {})),

@@ -32,7 +32,10 @@ def signature(repo_path: Path) -> list[int] | None:
 
 
 def compute(repo: Repository) -> dict[str, Any]:
-    return {"stats": repo.stats(), "snapshots": [i.as_dict() for i in repo.snapshots()]}
+    snapshots = [i.as_dict() for i in repo.snapshots()]
+    refused = [{"id": sid, "short_id": sid[:8], "error": err}
+               for sid, err in sorted(repo.refused.items())]
+    return {"stats": repo.stats(), "snapshots": snapshots, "refused": refused}
 
 
 class SummaryCache:

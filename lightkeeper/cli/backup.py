@@ -102,6 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ks = ksub.add_parser("show", help="key file path and fingerprint (no key material)")
     add_json_flag(ks)
     ks.set_defaults(func=run_key_show)
+    sg = ksub.add_parser("sign-snapshots", help="authenticate the snapshots of an unencrypted "
+                         "repository written before manifests carried a MAC (once, after an "
+                         "upgrade; see docs/security.md)")
+    add_json_flag(sg)
+    sg.set_defaults(func=run_sign_snapshots)
 
 
 def start_and_follow(ctx: CliContext, kind: str, params: dict[str, Any],
@@ -165,6 +170,9 @@ def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.emit(data, lambda _: table(rows, [
         ("id", "ID"), ("time", "TIME"), ("users", "USERS"), ("files", "FILES"),
         ("size", "SIZE"), ("tags", "TAGS"), ("failed", "FAILED USERS")], empty="no snapshots"))
+    if not ctx.json:
+        for r in data.get("refused") or []:
+            print(f"lightkeeper: refused snapshot {r['short_id']}: {r['error']}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -295,6 +303,12 @@ def run_drill(args: argparse.Namespace, ctx: CliContext) -> int:
 def run_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     ctx.emit(ctx.client().cancel_job(args.job), f"cancel requested for {args.job}")
     return EXIT_OK
+
+
+def run_sign_snapshots(args: argparse.Namespace, ctx: CliContext) -> int:
+    return start_and_follow(ctx, "sign_snapshots", {}, render=lambda s: (
+        f"{s.get('count', 0)} snapshot(s) signed" + "".join(
+            f"\n  {old[:12]} -> {new[:12]}" for old, new in (s.get("signed") or {}).items())))
 
 
 def run_key_show(args: argparse.Namespace, ctx: CliContext) -> int:

@@ -7,8 +7,8 @@ import importlib
 import sys
 
 from lightkeeper import __version__
-from lightkeeper.cli.common import EXIT_FAILED, EXIT_USAGE, CliContext, CliError
-from lightkeeper.client import AgentError
+from lightkeeper.cli.common import EXIT_AGENT, EXIT_FAILED, EXIT_USAGE, CliContext, CliError
+from lightkeeper.client import AgentError, AgentUnavailable
 
 # Each module exposes register(subparsers). Listed in the order `--help` shows them.
 COMMAND_MODULES = [
@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except AgentError as exc:  # the agent refused the request: its message, never a traceback
         print(f"lightkeeper: {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.status in (400, 404, 422) else EXIT_FAILED
+        # 409: refused as unauthenticated or conflicting (e.g. a forged snapshot)
+        return EXIT_USAGE if exc.status in (400, 404, 409, 422) else EXIT_FAILED
+    except AgentUnavailable as exc:
+        print(f"lightkeeper: {exc}", file=sys.stderr)
+        return EXIT_AGENT
     except KeyboardInterrupt:
         print("lightkeeper: interrupted", file=sys.stderr)
         return 130

@@ -15,15 +15,13 @@ from lightkeeper.backup import sources
 from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 
-from .repo_fixtures import data_root, repo  # noqa: F401 - fixtures
-
 SECRET = b"root-only secret the backup must never copy\n"
 
 
 @pytest.mark.parametrize("swap", ["file", "directory"])
 def test_backup_does_not_follow_a_symlink_swapped_in_after_the_scan(
         data_root: Path, repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        swap: str) -> None:  # noqa: F811
+        swap: str) -> None:
     secret_dir = tmp_path / "secret"
     secret_dir.mkdir()
     (secret_dir / "shadow").write_bytes(SECRET)
@@ -57,7 +55,7 @@ def test_backup_does_not_follow_a_symlink_swapped_in_after_the_scan(
 
 
 def test_backup_does_not_hang_on_a_fifo_swapped_in_after_the_scan(
-        data_root: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        data_root: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     """Opening a FIFO for reading blocks until someone writes: before the fix a FIFO swapped in
     for a user's file held the backup (and the repository lock and the user's gate) forever."""
     import threading

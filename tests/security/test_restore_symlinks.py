@@ -19,8 +19,6 @@ from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.gate import LOCK_NAME
 
-from .repo_fixtures import data_root, repo  # noqa: F401 - fixtures
-
 DOCS = "kv_store_full_docs.json"
 GRAPH = "graph_chunk_entity_relation.graphml"
 
@@ -46,7 +44,7 @@ def _plant(directory: Path, victim: Path, victim2: Path) -> None:
 
 @pytest.mark.parametrize("how", ["in_place", "target_force"])
 def test_high3_restore_never_writes_through_planted_symlinks(
-        data_root: Path, repo: Repository, tmp_path: Path, how: str) -> None:  # noqa: F811
+        data_root: Path, repo: Repository, tmp_path: Path, how: str) -> None:
     s = run_backup(repo, BackupOptions(data_root, users=["user00"], low_priority=False))
     want = {n: (data_root / "user00" / n).read_bytes() for n in (DOCS, GRAPH)}
     victim, victim2 = _victim(tmp_path, "victim"), _victim(tmp_path, "victim2")
@@ -72,7 +70,7 @@ def test_high3_restore_never_writes_through_planted_symlinks(
 
 
 def test_high3_restore_refuses_a_symlinked_directory_component(
-        data_root: Path, repo: Repository, tmp_path: Path) -> None:  # noqa: F811
+        data_root: Path, repo: Repository, tmp_path: Path) -> None:
     """A directory inside the user's tree swapped for a symlink after validation is not
     followed (the write walks the tree with O_NOFOLLOW, not by path)."""
     from lightkeeper.backup.fsutil import UnsafeDirectory, open_dir_below
@@ -88,7 +86,7 @@ def test_high3_restore_refuses_a_symlinked_directory_component(
 
 
 def test_high3_in_place_restore_does_not_stamp_a_symlinked_gate_file(
-        data_root: Path, repo: Repository, tmp_path: Path) -> None:  # noqa: F811
+        data_root: Path, repo: Repository, tmp_path: Path) -> None:
     """The write gate's lock file sits in the user's directory: an in-place restore takes
     it as a writer and stamps it on release. A symlink there must not be followed."""
     s = run_backup(repo, BackupOptions(data_root, users=["user00"], low_priority=False))
@@ -105,7 +103,7 @@ def test_high3_in_place_restore_does_not_stamp_a_symlinked_gate_file(
 
 @pytest.mark.parametrize("how", ["in_place", "target_force"])
 def test_low_killed_restore_leftovers_removed_by_rerun(
-        data_root: Path, repo: Repository, tmp_path: Path, how: str) -> None:  # noqa: F811
+        data_root: Path, repo: Repository, tmp_path: Path, how: str) -> None:
     s = run_backup(repo, BackupOptions(data_root, users=["user00"], low_priority=False))
     if how == "in_place":
         base = data_root

@@ -1,5 +1,4 @@
-"""Shared fixtures of the repository/restore/zones security tests (imported by the test
-modules that need them, so this suite needs no conftest of its own)."""
+"""Fixtures of the security suite: a small data root and fresh repositories (encrypted and not)."""
 
 from __future__ import annotations
 
