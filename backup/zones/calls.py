@@ -66,6 +66,7 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
     if not local.exists():
         raise ZoneError("", f"no local repository at {local.path}; run a backup first")
     opts = SyncOptions.from_config(cfg)
+    opts.full_listing = bool(params.get("full_listing"))
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     errors: list[Exception] = []

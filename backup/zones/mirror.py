@@ -88,6 +88,7 @@ class Mirror:
         self.key_file = Path(key_file)
         self.local_repo = local_repo
         self._repo: Any = None
+        self.bad: dict[str, str] = {}  # rel -> why the zone's copy was refused (refresh)
 
     def _have(self, rel: str) -> bool:
         return (self.path / rel).is_file()
@@ -122,8 +123,13 @@ class Mirror:
             cfg_path.write_bytes(remote_cfg)
         wanted = {r for r in files if r.startswith("index/")} | {f"snapshots/{s}"
                                                                  for s in snapshots}
+        self.bad = {}
         for rel in sorted(wanted):
-            self._get(sftp, root, rel, files.get(rel, snapshots.get(rel.split("/")[-1])))
+            try:
+                self._get(sftp, root, rel, files.get(rel, snapshots.get(rel.split("/")[-1])))
+            except RemoteIntegrityError as exc:  # the zone's copy is damaged or not ours
+                self.bad[rel] = str(exc)
+                wanted.discard(rel)
         for sub in ("index", "snapshots"):
             for p in (self.path / sub).iterdir():
                 if f"{sub}/{p.name}" not in wanted:

@@ -51,6 +51,7 @@ class SyncOptions:
     timeout: float = 15.0
     check_space: bool = True
     adaptive: bool = True  # one channel when the link's round trip is below LOW_LATENCY_S
+    full_listing: bool = False  # list the zone even when the cached listing looks valid
 
     @classmethod
     def from_config(cls, cfg: Any) -> SyncOptions:
@@ -248,8 +249,10 @@ class _Pass:
         raw_token = remote_ops.read_small(sftp, root.join(remote_ops.SYNC_TOKEN), 4096)
         token = raw_token.decode(errors="replace").strip() if raw_token else None
         cached = self.cache.load()
+        damaged = self.cache.damaged()
         temps: list[str] = []
-        if cached and not cached.get("dirty") and token and cached.get("token") == token:
+        if (cached and not cached.get("dirty") and token and cached.get("token") == token
+                and not self.opts.full_listing and not damaged):
             mode = "cached"
             remote_files: dict[str, int] = {k: int(v) for k, v in cached["files"].items()}
             remote_snaps, temps = remote_ops.list_snapshots(sftp, root)
@@ -271,6 +274,18 @@ class _Pass:
                         "at an empty directory")
         for t in temps:
             remote_ops.remove_quiet(sftp, root.join(t))
+        # A file a verify found damaged is sent again whatever its size; a manifest whose size
+        # differs from ours is not ours (damaged, or another snapshot's bytes): sent again.
+        for rel in damaged:
+            if rel.startswith("snapshots/"):
+                remote_snaps.pop(rel.split("/", 1)[1], None)
+            else:
+                remote_files.pop(rel, None)
+        for sid, size in list(remote_snaps.items()):
+            if sid in local_snaps and local_snaps[sid][0] != size:
+                log.warning("zones.remote_size_mismatch", zone=self.zone.name,
+                            file=f"snapshots/{sid}", remote=size, local=local_snaps[sid][0])
+                del remote_snaps[sid]
         forgotten = ForgottenSnapshots(self.zone_dir).load()
         missing = sorted((sid for sid in local_snaps
                           if sid not in remote_snaps and sid not in forgotten),

@@ -19,10 +19,18 @@ from lightkeeper.backup.zones.mirror import Mirror, content_ok
 from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.state import ListingCache
 from lightkeeper.backup.zones.sync import SyncOptions
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.verify")
+
+
+def _size_of(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 class _Sink:
@@ -64,6 +72,12 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
             problems.append({"file": "config", "problem": "missing"})
         mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
         mirror.refresh(sftp, root, files, snaps)
+        for rel, why in sorted(mirror.bad.items()):
+            problems.append({"file": rel, "problem": "hash mismatch (corrupted)",
+                             "detail": why})
+            if rel.startswith("snapshots/"):
+                problems.append({"snapshot": rel.split("/", 1)[1], "problem": "unreadable: "
+                                 "the zone's manifest does not match its name"})
         repo = mirror.open()
         sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
         refs_of: dict[str, set[str]] = {}
@@ -71,6 +85,8 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
         for sid in sorted(snaps):
             if ctx is not None:
                 ctx.check_cancelled()
+            if f"snapshots/{sid}" in mirror.bad:
+                continue
             try:
                 refs = mirror.referenced_files(sftp, root, sid)
             except Exception as exc:  # noqa: BLE001 - reported as a problem of this snapshot
@@ -81,10 +97,21 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
                 problems.append({"snapshot": sid, "problem": "incomplete",
                                  "missing_files": len(lacking), "first_missing": lacking[0]})
             refs_of[sid] = refs
-        for rel, expected in sorted(sizes.items()):
-            if rel in files and files[rel] != expected:
+        # Sizes, without reading anything: packs against the index, index files and manifests
+        # against the mirror's copies (checked against their names when fetched), everything
+        # against the local repository when it has the same file.
+        listed = {**files, **{f"snapshots/{sid}": n for sid, n in snaps.items()}}
+        for rel, found in sorted(listed.items()):
+            if rel == "config":
+                continue
+            expected = sizes.get(rel)
+            if expected is None and not rel.startswith("data/"):
+                expected = _size_of(mirror.path / rel)
+            if expected is None and local_repo is not None:
+                expected = _size_of(Path(local_repo) / rel)
+            if expected is not None and found != expected:
                 problems.append({"file": rel, "problem": "size",
-                                 "expected": expected, "found": files[rel]})
+                                 "expected": expected, "found": found})
         hashed = 0
         if full:
             phase[0] = "hash"
@@ -119,6 +146,10 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
     for p in problems:
         log.warning("zones.verify_problem", zone=zone.name, **p)
     bad_files = {p["file"] for p in problems if "file" in p}
+    if problems:
+        # the next sync must not trust its cached listing: it lists the zone in full and
+        # sends the damaged files again (docs/runbook.md, "A zone's copy is damaged")
+        ListingCache(zone_dir).invalidate(sorted(bad_files - {"config"}))
     affected = sorted({p["snapshot"] for p in problems if "snapshot" in p}
                       | {sid for sid, refs in refs_of.items()
                          if refs & bad_files or f"snapshots/{sid}" in bad_files})

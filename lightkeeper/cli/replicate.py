@@ -25,12 +25,18 @@ def _render(s: dict[str, Any]) -> str:
 
 
 def cmd_replicate(args: argparse.Namespace, ctx: CliContext) -> int:
-    return run_job(ctx, "replicate", {"zones": list(args.zones) or None}, _render)
+    params: dict[str, Any] = {"zones": list(args.zones) or None}
+    if args.full_listing:
+        params["full_listing"] = True
+    return run_job(ctx, "replicate", params, _render)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("replicate", help="copy the backup repository to remote zones")
     p.add_argument("zones", nargs="*", metavar="ZONE", help="zones to sync (default: all)")
+    p.add_argument("--full-listing", action="store_true",
+                   help="list every file on the zone instead of trusting the cached listing, "
+                        "and send again whatever is missing or has the wrong size")
     add_json_flag(p)
     add_local_flag(p)
     p.set_defaults(func=cmd_replicate)

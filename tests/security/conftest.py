@@ -33,3 +33,11 @@ def plain_repo(tmp_path: Path) -> Iterator[Repository]:
                         encrypt=False, pack_size=256 * 1024)
     yield r
     r.close()
+
+
+# The zone fixtures (real sshd on 127.0.0.1) for the zone findings; absent when OpenSSH is
+# not installed, in which case those modules skip themselves.
+try:
+    from tests.zones.conftest import client_key, lab, make_sshd  # noqa: F401
+except pytest.skip.Exception:
+    pass
