@@ -57,7 +57,6 @@ MAX_DECODED = 1 << 30
 
 
 def decode_block(sealer: Sealer, data: bytes | memoryview, aad: bytes = AAD_BLOCK) -> bytes:
-
     plain = sealer.open(data, aad)
     try:
         claimed = zstandard.frame_content_size(plain)
