@@ -41,3 +41,5 @@ try:
     from tests.zones.conftest import client_key, lab, make_sshd  # noqa: F401
 except pytest.skip.Exception:
     pass
+
+from tests.backup.test_databases import postgres  # noqa: E402, F401 - real PostgreSQL fixture
