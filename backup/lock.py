@@ -33,8 +33,13 @@ class RepositoryLocked(Exception):
 
 
 def _proc_start(pid: int) -> float | None:
+    """The start time of a live process ``pid``; None when there is none. A zombie (exited,
+    not yet reaped by its parent) holds nothing: it counts as gone."""
     try:
-        return psutil.Process(pid).create_time()
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
     except (psutil.Error, ValueError):
         return None
 
