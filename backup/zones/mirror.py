@@ -17,7 +17,7 @@ import blake3
 import paramiko
 
 from lightkeeper.backup.zones import remote_ops
-from lightkeeper.backup.zones.errors import RemoteIntegrityError, ZoneError
+from lightkeeper.backup.zones.errors import RemoteIntegrityError, RemotePathError, ZoneError
 from lightkeeper.backup.zones.remote_path import RemoteRoot
 
 TMP_PREFIX = ".tmp-"  # the backup package's temp prefix: its scans skip these
@@ -25,12 +25,13 @@ TMP_PREFIX = ".tmp-"  # the backup package's temp prefix: its scans skip these
 
 def _download(src: Any, root: RemoteRoot, rel: str, dest: Any,
               on_bytes: Callable[[int], None] | None, hasher: Any,
-              should_stop: Callable[[], bool] | None) -> int:
+              should_stop: Callable[[], bool] | None, max_size: int | None = None) -> int:
     """Read ``rel`` from an SFTP channel, or from any other zone store (an S3 bucket) that
-    offers ``download(rel, dest, on_bytes, hasher, should_stop)``."""
+    offers ``download(rel, dest, on_bytes, hasher, should_stop, max_size)``."""
     if isinstance(src, paramiko.SFTPClient):
-        return remote_ops.download(src, root, rel, dest, on_bytes, hasher, should_stop)
-    return int(src.download(rel, dest, on_bytes, hasher, should_stop))
+        return remote_ops.download(src, root, rel, dest, on_bytes, hasher, should_stop,
+                                   max_size)
+    return int(src.download(rel, dest, on_bytes, hasher, should_stop, max_size))
 
 
 def _read_small(src: Any, root: RemoteRoot, rel: str) -> bytes | None:
@@ -46,15 +47,29 @@ def content_ok(rel: str, data_hash: str) -> bool:
 
 def fetch(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest_root: Path,
           on_bytes: Callable[[int], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> int:
-    """Download ``rel`` into ``dest_root/rel`` atomically after checking its hash."""
+          should_stop: Callable[[], bool] | None = None,
+          max_size: int | None = None) -> int:
+    """Download ``rel`` into ``dest_root/rel`` atomically after checking its hash. ``rel``
+    comes from the zone's listing: it is checked against the repository layout before any
+    file or directory is created, and the download stops at ``max_size`` bytes (the size the
+    index records for a pack; a cap for metadata)."""
+    if not remote_ops.valid_rel(rel):
+        raise RemotePathError(root.zone, f"refused remote file name {rel[:200]!r}: not a "
+                              "repository file")
+    if max_size is None and rel != "config" and not rel.startswith("data/"):
+        max_size = remote_ops.METADATA_LIMIT
     dest = dest_root / rel
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = dest.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     h = blake3.blake3()
     try:
-        with open(tmp, "wb") as fh:
-            size = _download(sftp, root, rel, fh, on_bytes, h, should_stop)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                size = _download(sftp, root, rel, fh, on_bytes, h, should_stop, max_size)
+            except remote_ops.TooLarge as exc:
+                raise RemoteIntegrityError(root.zone, str(exc)) from None
             fh.flush()
             os.fsync(fh.fileno())
         if not content_ok(rel, h.hexdigest()):
@@ -94,7 +109,7 @@ class Mirror:
         return (self.path / rel).is_file()
 
     def _get(self, sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str,
-             size: int | None = None) -> None:
+             size: int | None = None, max_size: int | None = None) -> None:
         if self._have(rel):
             return
         if self.local_repo is not None and rel != "config":
@@ -102,7 +117,7 @@ class Mirror:
             if src.is_file() and (size is None or src.stat().st_size == size):
                 link_or_copy(src, self.path / rel)
                 return
-        fetch(sftp, root, rel, self.path)
+        fetch(sftp, root, rel, self.path, max_size=max_size)
 
     def refresh(self, sftp: paramiko.SFTPClient, root: RemoteRoot,
                 files: dict[str, int], snapshots: dict[str, int]) -> None:
@@ -162,8 +177,10 @@ class Mirror:
             loc = repo.index.get(bytes.fromhex(lid)) if lid else None
             if loc is not None:
                 packs.add(loc.pack)
+        sizes = repo.indexed_packs()
         for p in sorted(packs):
-            self._get(sftp, root, repo.pack_relpath(p))
+            # never more than the (authenticated) index says the pack holds
+            self._get(sftp, root, repo.pack_relpath(p), max_size=sizes.get(p, 0))
 
     def referenced_files(self, sftp: paramiko.SFTPClient, root: RemoteRoot,
                          sid: str) -> set[str]:
@@ -178,13 +195,17 @@ class Mirror:
                    counters: Any) -> None:
         from lightkeeper.backup.zones.pool import run_tasks  # noqa: PLC0415
 
+        sizes = {self.open().pack_relpath(p): n
+                 for p, n in self.open().indexed_packs().items()}
+
         def one(sftp: paramiko.SFTPClient, rel: str, stop: Any) -> None:
             if not self._have(rel):
                 if self.local_repo is not None and link_or_copy(self.local_repo / rel,
                                                                 self.path / rel):
                     pass
                 else:
-                    fetch(sftp, root, rel, self.path, counters.add_bytes, stop.is_set)
+                    limit = sizes.get(rel, 0) if rel.startswith("data/") else None
+                    fetch(sftp, root, rel, self.path, counters.add_bytes, stop.is_set, limit)
             counters.file_done(rel)
 
         run_tasks(clients, [r for r in rels], one, ctx, report)

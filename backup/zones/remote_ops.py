@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import re
 import stat as stat_mod
 import struct
 import threading
@@ -63,41 +64,91 @@ def _listdir(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttribut
         raise
 
 
-def list_snapshots(sftp: paramiko.SFTPClient, root: RemoteRoot) -> tuple[dict[str, int],
-                                                                           list[str]]:
+# What a zone may name a file or directory. Listings come from another party's server: a name
+# with '/', '..', a NUL or absurd length is dropped before anything uses it.
+_MAX_NAME = 255
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX2 = re.compile(r"[0-9a-f]{2}")
+# The largest index file or manifest we fetch (we write far smaller ones): a zone cannot make
+# us download or store more than this for one metadata file.
+METADATA_LIMIT = 1 << 30
+
+
+def safe_name(name: object) -> bool:
+    return (isinstance(name, str) and 0 < len(name) <= _MAX_NAME and name not in (".", "..")
+            and not any(c in name for c in "/\\\x00"))
+
+
+def valid_rel(rel: str) -> bool:
+    """Is ``rel`` a repository file's path in our layout (config, index/ID, snapshots/ID,
+    data/XX/ID with XX the id's first two digits)?"""
+    parts = rel.split("/")
+    if parts == ["config"]:
+        return True
+    if len(parts) == 2 and parts[0] in ("index", "snapshots"):
+        return _HEX64.fullmatch(parts[1]) is not None
+    return (len(parts) == 3 and parts[0] == "data" and _HEX2.fullmatch(parts[1]) is not None
+            and _HEX64.fullmatch(parts[2]) is not None and parts[2].startswith(parts[1]))
+
+
+def _size(a: paramiko.SFTPAttributes) -> int:
+    size = a.st_size
+    return size if isinstance(size, int) and size >= 0 else 0
+
+
+def parse_entries(rel: str, entries: list[paramiko.SFTPAttributes],
+                  listing: Listing) -> list[str]:
+    """Add the regular files among a directory's ``entries`` to ``listing`` (temp files to its
+    temps) and return the subdirectories; names a zone must not use are dropped."""
+    subdirs = []
+    for a in entries:
+        name = a.filename
+        if not safe_name(name):
+            continue
+        sub = f"{rel}/{name}"
+        mode = a.st_mode if isinstance(a.st_mode, int) else 0
+        if stat_mod.S_ISDIR(mode):
+            subdirs.append(sub)
+        elif is_temp_name(name):
+            listing.temps.append(sub)
+        elif stat_mod.S_ISREG(mode):
+            listing.files[sub] = _size(a)
+    return subdirs
+
+
+def parse_snapshots(entries: list[paramiko.SFTPAttributes]) -> tuple[dict[str, int], list[str]]:
     snaps: dict[str, int] = {}
     temps: list[str] = []
-    for a in _listdir(sftp, root.join("snapshots")):
-        if is_temp_name(a.filename):
-            temps.append(f"snapshots/{a.filename}")
-        elif a.st_mode is not None and stat_mod.S_ISREG(a.st_mode):
-            snaps[a.filename] = a.st_size or 0
+    for a in entries:
+        name = a.filename
+        if not safe_name(name):
+            continue
+        mode = a.st_mode if isinstance(a.st_mode, int) else 0
+        if is_temp_name(name):
+            temps.append(f"snapshots/{name}")
+        elif stat_mod.S_ISREG(mode):
+            snaps[name] = _size(a)
     return snaps, temps
+
+
+def list_snapshots(sftp: paramiko.SFTPClient, root: RemoteRoot) -> tuple[dict[str, int],
+                                                                           list[str]]:
+    return parse_snapshots(_listdir(sftp, root.join("snapshots")))
 
 
 def list_dir_files(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str,
                    listing: Listing) -> list[str]:
     """Add the regular files of ``rel`` to ``listing``; return its subdirectories."""
-    subdirs = []
-    for a in _listdir(sftp, root.join(rel)):
-        sub = f"{rel}/{a.filename}"
-        mode = a.st_mode or 0
-        if stat_mod.S_ISDIR(mode):
-            subdirs.append(sub)
-        elif is_temp_name(a.filename):
-            listing.temps.append(sub)
-        elif stat_mod.S_ISREG(mode):
-            listing.files[sub] = a.st_size or 0
-    return subdirs
+    return parse_entries(rel, _listdir(sftp, root.join(rel)), listing)
 
 
 def full_listing(clients: list[paramiko.SFTPClient], root: RemoteRoot) -> Listing:
     """Everything the zone holds, listing data/XX directories on all channels at once."""
     listing = Listing()
     sftp = clients[0]
-    top = {a.filename: a for a in _listdir(sftp, root.root)}
+    top = {a.filename: a for a in _listdir(sftp, root.root) if safe_name(a.filename)}
     if "config" in top and stat_mod.S_ISREG(top["config"].st_mode or 0):
-        listing.files["config"] = top["config"].st_size or 0
+        listing.files["config"] = _size(top["config"])
     for name in ("data", "index", "snapshots"):
         if name in top:
             listing.dirs.add(name)
@@ -199,14 +250,24 @@ def upload(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: BinaryIO,
     return sent
 
 
+class TooLarge(OSError):
+    """A remote file larger than the size we know it must have."""
+
+
 def download(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest: BinaryIO,
              on_bytes: Callable[[int], None] | None = None, hasher: object | None = None,
-             should_stop: Callable[[], bool] | None = None) -> int:
-    """Read ``rel`` with prefetch (pipelined reads) into ``dest``; returns the size."""
+             should_stop: Callable[[], bool] | None = None,
+             max_size: int | None = None) -> int:
+    """Read ``rel`` with prefetch (pipelined reads) into ``dest``; returns the size. With
+    ``max_size``, a file claiming or delivering more is refused (TooLarge) before or while
+    reading, never downloaded whole."""
     path = root.join(rel)
     got = 0
     with sftp.open(path, "rb") as f:
         size = f.stat().st_size or 0
+        if max_size is not None and size > max_size:
+            raise TooLarge(errno.EFBIG, f"{rel} on the zone is {size} bytes, more than the "
+                           f"{max_size} it can be; not fetched")
         f.prefetch(size, max_concurrent_requests=64)
         while True:
             if should_stop is not None and should_stop():
@@ -214,6 +275,9 @@ def download(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest: Binary
             chunk = f.read(CHUNK)
             if not chunk:
                 break
+            if max_size is not None and got + len(chunk) > max_size:
+                raise TooLarge(errno.EFBIG, f"{rel} on the zone grew beyond {max_size} bytes "
+                               "while being read; not fetched")
             dest.write(chunk)
             if hasher is not None:
                 hasher.update(chunk)  # type: ignore[attr-defined]

@@ -149,19 +149,33 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
                 (repo_path / r).is_file() and (repo_path / r).stat().st_size == s)]
             totals.update(phase="fetch", files=len(todo) + len(listing.snapshots),
                           bytes=sum(listing.files[r] for r in todo))
-
-            def one(sftp: Any, rel: str, stop: Any) -> None:
-                fetch(sftp, root, rel, repo_path, counters.add_bytes, stop.is_set)
-                counters.file_done(rel)
-
-            run_tasks(sess.clients, todo, one, ctx, report)
             if not local_cfg.exists() and cfg_bytes is not None:
                 tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
                 tmp.write_bytes(cfg_bytes)
                 os.replace(tmp, local_cfg)
             from lightkeeper.backup.repository import Repository  # noqa: PLC0415
 
+            limits: dict[str, int] = {}
+
+            def one(sftp: Any, rel: str, stop: Any) -> None:
+                fetch(sftp, root, rel, repo_path, counters.add_bytes, stop.is_set,
+                      limits.get(rel))
+                counters.file_done(rel)
+
+            # index files first: they say how large each pack is, and no pack is fetched
+            # beyond that (a zone cannot make us download an arbitrarily large "pack")
+            run_tasks(sess.clients, [r for r in todo if not r.startswith("data/")], one, ctx,
+                      report)
             repo = Repository.open(repo_path, Path(key_file))
+            for name, err in repo.load_index():
+                log.warning("zones.rebuild_index_unreadable", zone=zone.name, index=name,
+                            error=err)
+            limits = {repo.pack_relpath(p): n for p, n in repo.indexed_packs().items()}
+            packs = [r for r in todo if r.startswith("data/")]
+            unindexed = [r for r in packs if r not in limits]
+            for rel in unindexed:
+                log.warning("zones.rebuild_pack_unindexed", zone=zone.name, file=rel)
+            run_tasks(sess.clients, [r for r in packs if r in limits], one, ctx, report)
             repo.load_index()
             totals["phase"] = "snapshots"
             published = []
@@ -179,7 +193,8 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
                 published.append(sid)
                 counters.file_done(rel)
         repo = Repository.open(repo_path, Path(key_file))
-        problems = []
+        problems: list[dict[str, Any]] = [
+            {"file": r, "problem": "not fetched: no index lists this pack"} for r in unindexed]
         files_now = set(scan_files(repo_path))
         for sid in published:
             try:

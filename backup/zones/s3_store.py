@@ -302,17 +302,27 @@ class S3Store:
             return body.read(limit)
 
     def download(self, rel: str, dest: BinaryIO, on_bytes: Callable[[int], None] | None = None,
-                 hasher: Any = None, should_stop: Callable[[], bool] | None = None) -> int:
+                 hasher: Any = None, should_stop: Callable[[], bool] | None = None,
+                 max_size: int | None = None) -> int:
+        """Read ``rel`` into ``dest``; with ``max_size`` an object claiming or delivering more
+        is refused before or while reading (a zone cannot make us download without bound)."""
         resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
         size = int(resp.get("ContentLength") or 0)
         got = 0
         with resp["Body"] as body:
+            if max_size is not None and size > max_size:
+                raise RemoteIntegrityError(self.zone.name, f"{rel} on the zone is {size} "
+                                           f"bytes, more than the {max_size} it can be; not "
+                                           "fetched")
             while True:
                 if should_stop is not None and should_stop():
                     raise InterruptedError(f"stopped while reading {rel}")
                 chunk = body.read(CHUNK)
                 if not chunk:
                     break
+                if max_size is not None and got + len(chunk) > max_size:
+                    raise RemoteIntegrityError(self.zone.name, f"{rel} on the zone grew beyond "
+                                               f"{max_size} bytes while being read; not fetched")
                 dest.write(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
