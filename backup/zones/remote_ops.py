@@ -91,6 +91,11 @@ def valid_rel(rel: str) -> bool:
             and _HEX64.fullmatch(parts[2]) is not None and parts[2].startswith(parts[1]))
 
 
+def _mode(a: paramiko.SFTPAttributes) -> int:
+    mode = a.st_mode
+    return mode if isinstance(mode, int) and 0 <= mode < 2**32 else 0
+
+
 def _size(a: paramiko.SFTPAttributes) -> int:
     size = a.st_size
     return size if isinstance(size, int) and size >= 0 else 0
@@ -106,7 +111,7 @@ def parse_entries(rel: str, entries: list[paramiko.SFTPAttributes],
         if not safe_name(name):
             continue
         sub = f"{rel}/{name}"
-        mode = a.st_mode if isinstance(a.st_mode, int) else 0
+        mode = _mode(a)
         if stat_mod.S_ISDIR(mode):
             subdirs.append(sub)
         elif is_temp_name(name):
@@ -123,7 +128,7 @@ def parse_snapshots(entries: list[paramiko.SFTPAttributes]) -> tuple[dict[str, i
         name = a.filename
         if not safe_name(name):
             continue
-        mode = a.st_mode if isinstance(a.st_mode, int) else 0
+        mode = _mode(a)
         if is_temp_name(name):
             temps.append(f"snapshots/{name}")
         elif stat_mod.S_ISREG(mode):
@@ -147,7 +152,7 @@ def full_listing(clients: list[paramiko.SFTPClient], root: RemoteRoot) -> Listin
     listing = Listing()
     sftp = clients[0]
     top = {a.filename: a for a in _listdir(sftp, root.root) if safe_name(a.filename)}
-    if "config" in top and stat_mod.S_ISREG(top["config"].st_mode or 0):
+    if "config" in top and stat_mod.S_ISREG(_mode(top["config"])):
         listing.files["config"] = _size(top["config"])
     for name in ("data", "index", "snapshots"):
         if name in top:
