@@ -112,7 +112,7 @@ class S3Pass:
         damaged = DamagedFiles(self.zone_dir)
         repair = damaged.load()
         if cached and not cached.get("dirty") and token and cached.get("token") == token \
-                and not repair:
+                and not repair and not getattr(self.opts, "full_listing", False):
             mode = "cached"
             remote_files: dict[str, int] = {k: int(v) for k, v in cached["files"].items()}
             remote_snaps = store.list_snapshots()
@@ -127,6 +127,11 @@ class S3Pass:
                         self.zone.name, f"{self.zone.where} holds a different repository (its "
                         "config differs from the local one); refusing to mix them. Use "
                         "another bucket or prefix")
+        # a manifest that is not ours (damaged, or another snapshot's bytes) is sent again
+        for sid, size in list(remote_snaps.items()):
+            if f"snapshots/{sid}" in repair or (sid in local_snaps
+                                                and local_snaps[sid][0] != size):
+                del remote_snaps[sid]
         in_progress = store.uploads()
         forgotten = ForgottenSnapshots(self.zone_dir).load()
         missing = sorted((sid for sid in local_snaps

@@ -42,24 +42,8 @@ class ListingCache:
 
     def save(self, token: str | None, files: dict[str, int], snapshots: dict[str, int],
              dirty: bool) -> None:
-        """Record a listing; a clean one (``dirty=False``, after a whole pass) also forgets
-        the damaged files, which that pass sent again."""
-        damaged = sorted(self.damaged()) if dirty else []
         _write_json(self.path, {"token": token, "dirty": dirty, "saved": time.time(),
-                                "files": files, "snapshots": snapshots, "damaged": damaged})
-
-    def invalidate(self, damaged: list[str] | None = None) -> None:
-        """Distrust the cache: the next sync lists the zone in full, and the files a verify
-        found damaged (``data/..``, ``index/..``, ``snapshots/<id>``) are sent again even if
-        their size looks right."""
-        data = self.load() or {"token": None, "files": {}, "snapshots": {}}
-        data["dirty"] = True
-        data["damaged"] = sorted(set(data.get("damaged") or []) | set(damaged or []))
-        _write_json(self.path, data)
-
-    def damaged(self) -> set[str]:
-        data = self.load() or {}
-        return {str(r) for r in data.get("damaged") or []}
+                                "files": files, "snapshots": snapshots})
 
     def mark_dirty(self) -> None:
         data = self.load() or {"token": None, "files": {}, "snapshots": {}}

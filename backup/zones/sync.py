@@ -21,6 +21,7 @@ import paramiko
 
 from lightkeeper.backup.zones import remote_ops
 from lightkeeper.backup.zones.connection import ZoneSession, is_network_error
+from lightkeeper.backup.zones.damaged import DamagedFiles
 from lightkeeper.backup.zones.errors import (
     RemoteIntegrityError,
     RemoteSpaceError,
@@ -249,7 +250,8 @@ class _Pass:
         raw_token = remote_ops.read_small(sftp, root.join(remote_ops.SYNC_TOKEN), 4096)
         token = raw_token.decode(errors="replace").strip() if raw_token else None
         cached = self.cache.load()
-        damaged = self.cache.damaged()
+        damaged_files = DamagedFiles(self.zone_dir)
+        damaged = damaged_files.load()  # found by a verify: sent again whatever their size
         temps: list[str] = []
         if (cached and not cached.get("dirty") and token and cached.get("token") == token
                 and not self.opts.full_listing and not damaged):
@@ -382,6 +384,9 @@ class _Pass:
                           len(new_token))
         present_files = {r: s for r, s in present.items() if not r.startswith("snapshots/")}
         self.cache.save(new_token, present_files, remote_snaps, dirty=False)
+        # repaired, or beyond repair from here (the local repository lost it: verify says so)
+        damaged_files.discard(r for r in damaged
+                              if r in self.uploaded or not (self.local.path / r).exists())
         summary["files_uploaded"] = len([r for r in self.uploaded if not r.startswith("snap")])
         summary["bytes_sent"] = self.sent
         summary.update(self._finish_summary(present_files, remote_snaps, started))

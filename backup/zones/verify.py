@@ -14,6 +14,7 @@ import paramiko
 
 from lightkeeper.backup.zones import remote_ops
 from lightkeeper.backup.zones.connection import ZoneSession, network_guard
+from lightkeeper.backup.zones.damaged import DamagedFiles
 from lightkeeper.backup.zones.errors import ZoneError
 from lightkeeper.backup.zones.mirror import Mirror, content_ok
 from lightkeeper.backup.zones.model import Zone
@@ -149,7 +150,8 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
     if problems:
         # the next sync must not trust its cached listing: it lists the zone in full and
         # sends the damaged files again (docs/runbook.md, "A zone's copy is damaged")
-        ListingCache(zone_dir).invalidate(sorted(bad_files - {"config"}))
+        DamagedFiles(zone_dir).add(sorted(bad_files - {"config"}))
+        ListingCache(zone_dir).mark_dirty()
     affected = sorted({p["snapshot"] for p in problems if "snapshot" in p}
                       | {sid for sid, refs in refs_of.items()
                          if refs & bad_files or f"snapshots/{sid}" in bad_files})
