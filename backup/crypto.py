@@ -78,8 +78,8 @@ def write_key_file(path: Path, keys: Keys, repo_id: str) -> None:
     doc = {"format": KEY_FORMAT, "repo_id": repo_id, "fingerprint": keys.fingerprint,
            "enc": keys.enc.hex() if keys.enc else None, "id": keys.ident.hex()}
     data = (json.dumps(doc, indent=2) + "\n").encode()
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.tmp.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)

@@ -320,6 +320,10 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
         users = []
         for u in opts.users:
             validate_user_id(u)
+            if (data_root / u).is_symlink():
+                # the data root's owner could point it anywhere the agent can read
+                raise BackupError(f"user {u!r}: {data_root / u} is a symlink; refusing to "
+                                  "follow it (a user's directory must be a real directory)")
             if not (data_root / u).is_dir():
                 raise BackupError(f"user {u!r} has no directory under {data_root}")
             users.append(u)

@@ -94,3 +94,21 @@ def test_backup_does_not_hang_on_a_fifo_swapped_in_after_the_scan(
     assert not hung, "the backup blocked opening a FIFO"
     assert "error" not in result, result.get("error")
     assert "user00" in result["summary"].get("errors", {})
+
+
+def test_backup_refuses_a_user_directory_that_is_a_symlink(
+        data_root: Path, repo: Repository, tmp_path: Path) -> None:
+    """``backup run --user X`` with X a symlink the data root's owner planted (to a directory
+    only the agent can read) used to copy that directory into the snapshot as user X's files,
+    which an in-place restore then handed to the data root's owner."""
+    from lightkeeper.backup.snapshot import BackupError
+
+    secret_dir = tmp_path / "root-only"
+    secret_dir.mkdir()
+    (secret_dir / "kv_store_full_docs.json").write_bytes(SECRET)
+    (data_root / "evil").symlink_to(secret_dir)
+    with pytest.raises(BackupError, match="symlink"):
+        run_backup(repo, BackupOptions(data_root, users=["evil"], low_priority=False))
+    # and a full backup skips it (as before)
+    s = run_backup(repo, BackupOptions(data_root, low_priority=False))
+    assert "evil" not in repo.read_snapshot(s["snapshot_id"])["users"]
