@@ -22,3 +22,38 @@ def test_low_backup_list_with_world_readable_key_file_is_a_clean_error(
         assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr + r.stdout
         assert f"chmod 600 {key_file}" in r.stderr, r.stderr
+
+
+def test_medium3_cli_lists_refused_forgery_and_signs_legacy_snapshots(
+        lk_env: dict[str, str], start_agent: Any, run_cli: Any) -> None:
+    """Through the agent, an unencrypted repository: a manifest without a MAC is left out of
+    ``backup list`` and named as refused; ``backup key sign-snapshots`` (the documented
+    migration) authenticates it; ``backup show`` of a forgery is a clean error."""
+    import blake3
+
+    env = {"LIGHTKEEPER_BACKUP__ENCRYPT": "false"}
+    lk_env.update(env)
+    start_agent(env)
+    data = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
+    generate(data, users=1, seed=6, total_mb=0.3)
+    run_cli("backup", "run", "--json")
+    snaps = json.loads(run_cli("backup", "list", "--json").stdout)["snapshots"]
+    assert len(snaps) == 1
+    repo = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "repository"
+    if not (repo / "config").exists():  # wherever backup.repository points
+        repo = next(p.parent for p in Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]).rglob(
+            "config") if (p.parent / "snapshots").is_dir())
+    sid = snaps[0]["id"]
+    raw = (repo / "snapshots" / sid).read_bytes()
+    legacy = raw[36:]  # as written before manifests carried a MAC
+    old = blake3.blake3(legacy).hexdigest()
+    (repo / "snapshots" / sid).unlink()
+    (repo / "snapshots" / old).write_bytes(legacy)
+    r = run_cli("backup", "list")
+    assert old[:8] not in r.stdout and f"refused snapshot {old[:8]}" in r.stderr
+    assert "sign-snapshots" in r.stderr
+    shown = run_cli("backup", "show", old[:12], check=False)
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    run_cli("backup", "key", "sign-snapshots")
+    listed = json.loads(run_cli("backup", "list", "--json").stdout)
+    assert len(listed["snapshots"]) == 1 and not listed["refused"]
