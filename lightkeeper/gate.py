@@ -167,10 +167,12 @@ def reader_waiting(directory: Path) -> bool:
     """
     ipath = Path(directory) / INTENT_NAME
     try:
-        fd = os.open(ipath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = os.open(ipath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return False
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would block: not our intent file
+            return False
         if _try_lock(fd, fcntl.LOCK_SH):
             fcntl.flock(fd, fcntl.LOCK_UN)
             return False
