@@ -10,7 +10,11 @@ from bench.datagen import generate
 
 
 def test_low_backup_list_with_world_readable_key_file_is_a_clean_error(
-        lk_env: dict[str, str], agent: Any, run_cli: Any) -> None:
+        lk_env: dict[str, str], start_agent: Any, run_cli: Any, tmp_path: Path) -> None:
+    # a key file outside the state dir's keys/ (which the agent tightens itself at start)
+    env = {"LIGHTKEEPER_BACKUP__KEY_FILE": str(tmp_path / "elsewhere" / "repo.key")}
+    lk_env.update(env)
+    start_agent(env)
     data = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
     generate(data, users=1, seed=5, total_mb=0.3)
     run_cli("backup", "run", "--json")
