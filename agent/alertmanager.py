@@ -33,6 +33,7 @@ from lightkeeper.services import CallError, Services
 log = get_logger("alertmanager")
 
 MAX_SILENCE_SECONDS = 90 * 86400
+RETRY_SECONDS = 5.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
@@ -111,6 +112,7 @@ class Notifier:
         self.sent_version = -1
         self.last_error: str | None = None
         self.pushes = 0
+        self.last_attempt = 0.0
         # Alertmanager's active silences, refreshed with every push (for status and console)
         self.silences: list[dict[str, Any]] = []
 
@@ -156,8 +158,11 @@ class Notifier:
         now = time.time() if now is None else now
         version = self.evaluator.version
         due = self.last_sent is None or now - self.last_sent >= self.cfg["alerting.resend_seconds"]
-        if version == self.sent_version and not due and self.last_error is None:
+        if version == self.sent_version and not due:
             return False
+        if self.last_error is not None and now - self.last_attempt < RETRY_SECONDS:
+            return False  # Alertmanager is down: retry every few seconds, not every tick
+        self.last_attempt = now
         if due:
             self._refresh_silences()
         alerts = self.payload(now)

@@ -195,6 +195,13 @@ class Agent:
                                  "new": (current.get(k) or [None])[0],
                                  "origin": (current.get(k) or [None, "removed"])[1]}
                              for k in changed[:50]})
+        self.store_config_snapshot()
+
+    def store_config_snapshot(self) -> None:
+        """Remember the effective configuration (secrets masked): the next start, or reload,
+        audits what changed against it. The one writer of meta's ``config_snapshot``."""
+        assert self.store is not None
+        current = {k: [v, o] for k, v, o in self.cfg.items()}
         self.store.execute("INSERT OR REPLACE INTO meta VALUES ('config_snapshot', ?)",
                            [json.dumps(current, default=str)])
 

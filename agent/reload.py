@@ -10,7 +10,6 @@ changed key is audited.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -44,7 +43,7 @@ def reload(agent: Any, actor: str | None = None) -> dict[str, Any]:
     ts, error}`` (also kept as ``agent.last_reload`` for the status and the console).
 
     ``agent`` is the daemon's Agent (typed loosely: the daemon composes this module, which must
-    not import it back); it provides cfg, services, store, apply_config and last_reload."""
+    not import it back); it provides cfg, services, apply_config, store_config_snapshot and last_reload."""
     now = time.time()
     audit = agent.services.audit
     try:
@@ -65,9 +64,7 @@ def reload(agent: Any, actor: str | None = None) -> dict[str, Any]:
     for key, change in changes.items():
         audit("config.changed", actor=actor, key=key, old=change["old"], new=change["new"],
               origin=change["origin"], live=True)
-    assert agent.store is not None
-    agent.store.execute("INSERT OR REPLACE INTO meta VALUES ('config_snapshot', ?)",
-                        [json.dumps({k: [v, o] for k, v, o in new.items()}, default=str)])
+    agent.store_config_snapshot()
     result = {"ok": True, "ts": now, "changed": sorted(changes), "actor": actor}
     agent.last_reload = result
     audit("config.reloaded", actor=actor, keys=sorted(changes))
