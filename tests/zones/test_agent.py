@@ -65,3 +65,35 @@ def test_zone_probes_are_samples_not_jobs(lab, start_agent):
     assert up == [1.0] or (up and up[-1] == 1.0), up
     kinds = {j["kind"] for j in agent.client.jobs(limit=100)}
     assert "zone_status" not in kinds
+
+
+def test_zone_lag_gauge_grows_without_probe_or_sync(lab, start_agent, run_cli):
+    """lightkeeper_zone_lag_seconds read 0 while `zones list` showed minutes of lag: it was
+    refreshed only at a sync or probe. Now a local backup the zone lacks makes the gauge grow,
+    computed at scrape time, with no probe and no sync."""
+    import re
+    import time
+    import urllib.request
+
+    lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 2, 50_000, 1)
+    lab.backup()
+    lab.repo.close()
+    agent = start_agent()
+    run_cli("replicate")
+    assert agent.client.call("zones.list")[0]["lag_seconds"] == 0
+    run_cli("backup", "run")  # a snapshot the zone does not have yet
+
+    def scraped() -> float:
+        text = urllib.request.urlopen(agent.http + "/metrics", timeout=10).read().decode()
+        m = re.search(r'^lightkeeper_zone_lag_seconds\{zone="a"\} (\S+)$', text, re.M)
+        return float(m[1]) if m else -1.0
+
+    deadline = time.monotonic() + 90
+    while scraped() <= 0:
+        assert time.monotonic() < deadline, "the zone lag gauge stayed at 0"
+        time.sleep(1)
+    first = scraped()
+    time.sleep(1.5)
+    assert scraped() > first  # computed when read, not a value stored at the last event
+    assert agent.client.call("zones.list")[0]["lag_seconds"] > 0
