@@ -124,7 +124,8 @@ def stage_block_fast(con: Any, block_file: Path | str, lines: int,
         total, valid = con.execute(
             f"SELECT count(*), count(*) FILTER (WHERE {_valid_sql(max_ts)}) FROM _raw"
         ).fetchall()[0]
-    except duckdb.Error:  # malformed JSON, a non-object line, invalid UTF-8...
+    except (duckdb.Error, UnicodeDecodeError):  # malformed JSON, a non-object line... (DuckDB
+        # raises UnicodeDecodeError when its own error message quotes a broken character)
         return False
     return total == lines and valid == total
 

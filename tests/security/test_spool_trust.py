@@ -252,3 +252,16 @@ def test_low_good_values_at_the_edges_are_accepted(store: Store, spool: Path, tm
                          "ts": time.time() + 3600, "user": "ü" * 100, "mode": None}]
     write_records(spool / spool_name(dead_pid(), 1000, 0), recs)
     assert ingester(store, spool, tmp_path).ingest_once() == 1
+
+
+def test_high1_line_that_breaks_duckdbs_error_message_is_quarantined(
+        store: Store, spool: Path, tmp_path: Path) -> None:
+    """Found by the fuzz suite: for this line DuckDB's JSON reader raised UnicodeDecodeError (its
+    own error message quoted a broken character) instead of a duckdb.Error, which escaped the
+    fast path and failed the whole file on every pass."""
+    line = json.dumps([{"\x80\x80\U00010000": -(10**24)}, {"\x1f\x80": None}]).encode()
+    f = spool / spool_name(dead_pid(), 1000, 0)
+    f.write_bytes(line + b"\n" + json.dumps(record(1)).encode() + b"\n")
+    ing = ingester(store, spool, tmp_path)
+    assert ing.ingest_once() == 1
+    assert len(quarantined(store)) == 1 and ing.stats.last_error is None
