@@ -14,11 +14,11 @@ import math
 import re
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import psutil
 
 from lightkeeper.collectors.base import Triple
+from lightkeeper.ids import UnsafePath, read_regular
 from lightkeeper.logs import get_logger
 
 log = get_logger("collectors.processes")
@@ -33,9 +33,11 @@ def _label(name: str, pid: int) -> str:
 
 
 def _read_pidfile(path: str) -> int | None:
+    """A pid file is written by the watched service's account: no symlink, no FIFO (a read
+    would block the collector forever), no device, and never more than a line."""
     try:
-        text = Path(path).read_text(encoding="ascii", errors="replace").strip()
-    except OSError:
+        text = read_regular(path, 64).decode("ascii", "replace").strip()
+    except (OSError, UnsafePath):
         return None
     first = text.split()[0] if text else ""
     return int(first) if first.isdigit() else None

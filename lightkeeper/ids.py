@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from pathlib import Path
 
 # Always fullmatch: with `$`, "alice\n" passed (`$` also matches before a final newline).
@@ -48,3 +51,27 @@ def safe_join(base: Path, relative: str | Path) -> Path:
     if candidate != base_resolved and base_resolved not in candidate.parents:
         raise UnsafePath(f"path {str(relative)!r} escapes {base_resolved}")
     return candidate
+
+
+def open_regular(path: str | Path) -> int:
+    """Open for reading a file that another account may control (a spool file, a pid file, a
+    file in a user's directory): never through a symlink, never blocking on a FIFO, and only a
+    regular file. Raises :class:`UnsafePath` for anything else, OSError as usual."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                     | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"{path} is a symlink: not followed") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UnsafePath(f"{path} is not a regular file")
+    return fd
+
+
+def read_regular(path: str | Path, limit: int = -1) -> bytes:
+    """The bytes of a regular file opened with :func:`open_regular` (at most ``limit``)."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lightkeeper.ids import USER_ID_RE, validate_user_id
+from lightkeeper.ids import USER_ID_RE, UnsafePath, read_regular, validate_user_id
 
 GRAPH_FILE = "graph_chunk_entity_relation.graphml"
 STATUS_FILE = "kv_store_doc_status.json"
@@ -27,7 +27,7 @@ def _dir_size(path: Path) -> tuple[int, int, float]:
             if ".tmp." in name:
                 continue
             try:
-                st = os.stat(os.path.join(root, name))
+                st = os.stat(os.path.join(root, name), follow_symlinks=False)
             except FileNotFoundError:
                 continue
             total += st.st_size
@@ -37,19 +37,21 @@ def _dir_size(path: Path) -> tuple[int, int, float]:
 
 
 def _graph_counts(path: Path) -> tuple[int, int]:
-    try:
-        data = path.read_bytes()
+    try:  # in the user's directory, which the LightRAG account writes: no symlink, no FIFO
+        data = read_regular(path)
     except FileNotFoundError:
+        return 0, 0
+    except UnsafePath:  # not counted: never read through a link or from a FIFO
         return 0, 0
     return data.count(b"<node "), data.count(b"<edge ")
 
 
 def _doc_counts(path: Path) -> dict[str, int]:
     try:
-        docs = json.loads(path.read_text(encoding="utf-8"))
+        docs = json.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # UnsafePath is a ValueError
         return {"unreadable": 1}
     counts: dict[str, int] = {}
     if isinstance(docs, dict):
