@@ -174,7 +174,7 @@ def main() -> int:
                     help="SFTP channel counts to measure lightkeeper with")
     ap.add_argument("--runs", type=int, default=3, help="best of this many runs each")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--s3-concurrency", type=int, default=8,
+    ap.add_argument("--s3-concurrency", type=int, default=16,
                     help="requests in flight for lightkeeper's S3 zone and rclone --transfers")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 zone (SeaweedFS, rclone)")
     args = ap.parse_args()

@@ -275,7 +275,7 @@ ZONE_SETTINGS: tuple[Setting, ...] = (
       "default), e.g. STANDARD_IA."),
     S("part_size_mb", "int", 16, "S3: files larger than this go up as multipart uploads of "
       "parts this large.", min=5, max=5120),
-    S("concurrency", "int", 8, "S3: requests in flight per zone (objects and parts).", min=1,
+    S("concurrency", "int", 16, "S3: requests in flight per zone (objects and parts).", min=1,
       max=64),
 )
 

@@ -64,7 +64,7 @@ class S3Settings:
     credentials_file: str = ""
     storage_class: str = ""
     part_size: int = 16 << 20
-    concurrency: int = 8
+    concurrency: int = 16
 
     @property
     def where(self) -> str:
@@ -116,7 +116,7 @@ def s3_settings(name: str, entry: dict[str, Any]) -> S3Settings:
         credentials_file=str(entry.get("credentials_file") or ""),
         storage_class=str(entry.get("storage_class") or ""),
         part_size=int(entry.get("part_size_mb") or 16) << 20,
-        concurrency=int(entry.get("concurrency") or 8))
+        concurrency=int(entry.get("concurrency") or 16))
 
 
 def normalise_remote_path(zone: str, path: str) -> str:

@@ -114,11 +114,28 @@ def shared_client(zone: str, s3: S3Settings, timeout: float = 15.0, retries: int
         return client
 
 
+def _timestamp(value: Any) -> Any:
+    """ISO 8601 timestamps (listings, object-lock dates) without dateutil: botocore's default
+    parser cost ~1.6 ms per listed object, a third of a sync's CPU for small objects."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    from botocore.utils import parse_timestamp  # noqa: PLC0415 - RFC 822 dates, epochs
+
+    return parse_timestamp(value)
+
+
 def make_client(zone: str, s3: S3Settings, timeout: float = 15.0, retries: int = 5) -> Any:
     boto3, bconfig = _boto()
     import botocore.session  # noqa: PLC0415
 
     core = botocore.session.Session()
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=_timestamp)
     if s3.credentials_file:
         core.set_config_variable("credentials_file",
                                  str(check_credentials_file(zone, s3.credentials_file)))

@@ -26,7 +26,7 @@ from lightkeeper.backup.zones.damaged import DamagedFiles
 from lightkeeper.backup.zones.errors import RemoteIntegrityError, ZoneError, ZoneUnreachable
 from lightkeeper.backup.zones.local_repo import LocalRepo
 from lightkeeper.backup.zones.model import Zone
-from lightkeeper.backup.zones.pool import Counters
+from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_ops import SYNC_TOKEN, Throttle
 from lightkeeper.backup.zones.s3_store import S3Listing, S3Store, Upload
 from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache
@@ -267,11 +267,15 @@ class S3Pass:
         """Small files many at a time; a large one at a time with its parts in parallel."""
         small = [r for r in rels if files[r] <= store.s3.part_size]
         large = [r for r in rels if files[r] > store.s3.part_size]
-        with ThreadPoolExecutor(store.s3.concurrency, thread_name_prefix="s3-put") as pool:
-            pending: set[Future[None]] = {
-                pool.submit(self._put, store, r, files[r], None, summary, uploaded)
-                for r in small}
-            self._wait(pending)
+
+        def one(st: S3Store, rel: str, stop: threading.Event) -> None:
+            if not stop.is_set():
+                self._put(st, rel, files[rel], None, summary, uploaded)
+
+        # a worker per request in flight pulling from one queue (a future per file would
+        # make every progress wait walk thousands of futures)
+        run_tasks([store] * store.s3.concurrency, small, one,  # type: ignore[list-item]
+                  self.ctx, self.report)
         for rel in large:
             if self._cancelled():
                 break
