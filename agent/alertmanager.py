@@ -146,7 +146,7 @@ class Notifier:
         firing, resolved = self.evaluator.snapshot(now)
         out = []
         for alert in firing + resolved:
-            rule = self.evaluator.rule(alert["rule"])
+            rule = alert.get("definition") or self.evaluator.rule(alert["rule"])
             if rule is not None:
                 out.append(alert_payload(self.cfg, self.host, rule, alert, now))
         return out

@@ -162,7 +162,8 @@ class AlertEvaluator:
         sev = severity or st.severity or "warning"
         self.resolved[(name, label, sev)] = {
             "rule": name, "label": label, "severity": sev, "started": st.started,
-            "ended": now, "value": st.value, "message": st.message}
+            "ended": now, "value": st.value, "message": st.message,
+            "definition": self.rule(name)}  # still delivered if a reload removes the rule
         self.version += 1
 
     def set_rules(self, rules: list[Rule]) -> None:
@@ -170,8 +171,7 @@ class AlertEvaluator:
         disabled resolve; the others keep their state (a changed threshold applies at the next
         evaluation)."""
         with self._lock:
-            self.rules = [r for r in rules if r.enabled]
-            names = {r.name for r in self.rules}
+            names = {r.name for r in rules if r.enabled}
             now = time.time()
             for key, st in list(self.state.items()):
                 if key[0] in names:
@@ -183,6 +183,7 @@ class AlertEvaluator:
                                severity=st.severity, reason="rule removed or disabled")
                     self._note_resolved(key[0], key[1], st, now)
                 self.state.pop(key, None)
+            self.rules = [r for r in rules if r.enabled]  # after the notes: they keep the old
 
     def restore_open(self) -> None:
         """Alerts left open by a previous run are closed: they are re-evaluated from scratch."""

@@ -179,3 +179,16 @@ def test_snapshot_for_delivery_firing_escalated_and_resolved(tmp_path: Path) -> 
     firing, resolved = ev.snapshot(t + 10)
     assert firing == [] and {a["severity"] for a in resolved} == {"warning", "critical"}
     assert ev.snapshot(t + 10 + 16 * 60)[1] == []  # delivered long enough: forgotten
+
+
+def test_disabled_rule_resolves_and_is_still_delivered(tmp_path: Path) -> None:
+    store = Store(tmp_path / "m.duckdb")
+    rule = Rule("cpu_high", "cpu_usage_ratio", "above", 0.9, None, 0, "{value:.0%}")
+    ev = AlertEvaluator([rule], store, lambda *a, **k: None)
+    ev.evaluate({("cpu_usage_ratio", ""): (0, 0.99)}, 10)
+    assert list_alerts(store)
+    ev.set_rules([Rule("cpu_high", "cpu_usage_ratio", "above", 0.9, None, 0, "{value:.0%}",
+                       enabled=False)])
+    assert list_alerts(store) == []
+    firing, resolved = ev.snapshot()
+    assert firing == [] and resolved[0]["definition"] == rule  # its resolve can still be sent
