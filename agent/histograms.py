@@ -1,7 +1,7 @@
 """The aggregate latency histograms of LightRAG operations that ``/metrics`` exposes.
 
 Spool ingestion (:func:`lightkeeper.agent.ingest.batch_aggregates`) counts each batch into
-``LATENCY_BUCKETS``; :class:`RagHistograms` adds the batches up for the TCP endpoints.
+``LATENCY_BUCKETS`` (declared in :mod:`lightkeeper.catalog`); :class:`RagHistograms` adds the batches up for the TCP endpoints.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                   120.0)
+from lightkeeper.catalog import LATENCY_BUCKETS, METRICS
 
 
 class RagHistograms:
@@ -47,12 +46,10 @@ class RagHistograms:
 
     def families(self) -> Iterator[Metric]:
         with self._lock:
-            h = HistogramMetricFamily(
-                "lightkeeper_rag_operation_duration_seconds",
-                "Duration of LightRAG operations (all users), by operation and query mode",
-                labels=["op", "mode"])
-            errs = CounterMetricFamily("lightkeeper_rag_operation_errors",
-                                       "Failed LightRAG operations", labels=["op", "mode"])
+            hist = METRICS["lightkeeper_rag_operation_duration_seconds"]
+            h = HistogramMetricFamily(hist.family, hist.help, labels=["op", "mode"])
+            err = METRICS["lightkeeper_rag_operation_errors"]
+            errs = CounterMetricFamily(err.family, err.help, labels=["op", "mode"])
             for key, counts in sorted(self.hist.items()):
                 buckets = [(str(b), counts[i]) for i, b in enumerate(LATENCY_BUCKETS)]
                 buckets.append(("+Inf", counts[-1]))
@@ -60,13 +57,12 @@ class RagHistograms:
                 errs.add_metric(list(key), self.errors.get(key, 0))
             yield h
             yield errs
-            for name, help_text, value in (
-                ("lightkeeper_rag_llm_seconds", "Time spent in LLM calls", self.llm_s),
-                ("lightkeeper_rag_embedding_seconds", "Time spent in embedding calls",
-                 self.embed_s),
-                ("lightkeeper_rag_llm_calls", "LLM calls", self.llm_calls),
-                ("lightkeeper_rag_embedding_calls", "Embedding calls", self.embed_calls),
+            for name, value in (
+                ("lightkeeper_rag_llm_seconds", self.llm_s),
+                ("lightkeeper_rag_embedding_seconds", self.embed_s),
+                ("lightkeeper_rag_llm_calls", self.llm_calls),
+                ("lightkeeper_rag_embedding_calls", self.embed_calls),
             ):
-                c = CounterMetricFamily(name, help_text)
+                c = CounterMetricFamily(METRICS[name].family, METRICS[name].help)
                 c.add_metric([], value)
                 yield c

@@ -20,39 +20,20 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from lightkeeper.catalog import METRICS
+from lightkeeper.logs import get_logger
+
 if TYPE_CHECKING:
     from lightkeeper.agent.surface import AgentView
 
-# The one bounded label each family of internal metrics carries, by name prefix.
-LABEL_NAMES = [
-    ("lightkeeper_collector_", "collector"),
-    ("cpu_load_", "window"),
-    ("load_", "window"),
-    ("cpu_", "cpu"),
-    ("disk_", "mount"),
-    ("network_", "interface"),
-    ("process_", "process"),
-    ("zone_", "zone"),
-]
-PER_USER_PREFIXES = ("userdir_",)
-
-
-def label_name(metric: str) -> str:
-    for prefix, name in LABEL_NAMES:
-        if metric.startswith(prefix):
-            return name
-    return "label"
-
-
-def prom_name(metric: str) -> str:
-    return metric if metric.startswith("lightkeeper_") else "lightkeeper_" + metric
-
+log = get_logger("http")
 
 class CurrentValuesCollector:
     """Exposes the agent's newest values as Prometheus families (aggregated, no users)."""
 
     def __init__(self, agent: AgentView) -> None:
         self.agent = agent
+        self.undeclared: set[str] = set()
 
     def collect(self) -> Iterator[Metric]:
         current = self.agent.services.current_values()
@@ -60,24 +41,30 @@ class CurrentValuesCollector:
         for (metric, label), (_ts, value) in current.items():
             if value is None:
                 continue
-            if metric.startswith(PER_USER_PREFIXES) and label:
+            decl = METRICS.get(metric)
+            if decl is None:
+                if metric not in self.undeclared:  # a bug: say it once, expose nothing made up
+                    self.undeclared.add(metric)
+                    log.error("metrics.undeclared", metric=metric,
+                              hint="declare it in lightkeeper/catalog.py")
+                continue
+            if decl.per_user:
                 continue  # per-user series stay in the store; the collector emits aggregates
             grouped.setdefault(metric, {})[label] = value
         for metric, values in sorted(grouped.items()):
-            name = prom_name(metric)
-            lname = label_name(metric)
-            labelled = any(values)
-            labels = [lname] if labelled else []
-            help_text = f"lightkeeper {metric}"
-            if name.endswith("_total"):
-                fam: Metric = CounterMetricFamily(name[:-6], help_text, labels=labels)
+            decl = METRICS[metric]
+            labelled = decl.label is not None and any(values)
+            labels = [decl.label] if labelled and decl.label else []
+            fam: Metric
+            if decl.type == "counter":
+                fam = CounterMetricFamily(decl.family, decl.help, labels=labels)
             else:
-                fam = GaugeMetricFamily(name, help_text, labels=labels)
+                fam = GaugeMetricFamily(decl.family, decl.help, labels=labels)
             for label, value in sorted(values.items()):
                 fam.add_metric([label] if labelled else [], value)
             yield fam
-        up = GaugeMetricFamily("lightkeeper_agent_start_time_seconds",
-                               "When the agent started (Unix time)")
+        start = METRICS["lightkeeper_agent_start_time_seconds"]
+        up = GaugeMetricFamily(start.family, start.help)
         up.add_metric([], self.agent.started)
         yield up
         yield from self.agent.rag_histograms.families()
@@ -96,7 +83,8 @@ def build_app(agent: AgentView) -> web.Application:
     async def resources(request: web.Request) -> web.Response:
         out: dict[str, dict[str, float]] = {}
         for (metric, label), (_ts, value) in sorted(agent.services.current_values().items()):
-            if metric.startswith(PER_USER_PREFIXES) and label:
+            decl = METRICS.get(metric)
+            if decl is None or decl.per_user:
                 continue
             out.setdefault(metric, {})[label or "value"] = value
         return web.json_response({"ts": time.time(), "host": agent.host, "metrics": out})

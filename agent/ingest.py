@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import psutil
 
-from lightkeeper.agent.histograms import LATENCY_BUCKETS
+from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.logs import get_logger
 from lightkeeper.rag.spool import OPS, QUERY_MODES
 

@@ -13,7 +13,7 @@ import json
 import re
 
 from lightkeeper.agent.alerts import Rule, configured_rules
-from lightkeeper.agent.http_endpoints import label_name, prom_name
+from lightkeeper.catalog import label_name, prom_name
 from lightkeeper.config import Config
 
 HEADER = """\

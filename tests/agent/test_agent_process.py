@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lightkeeper.agent.store.db import Store
+from lightkeeper.catalog import METRICS
 from tests.conftest import REPO, AgentProcess
 
 
@@ -60,6 +61,18 @@ def test_http_endpoints_and_promtool(agent: AgentProcess) -> None:
     assert 'user="' not in text  # no per-user labels on /metrics
     check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     assert check.returncode == 0, check.stdout + check.stderr
+    # Every family is generated from its declaration in lightkeeper/catalog.py: its HELP and
+    # TYPE are the declared ones (no placeholder text), and nothing undeclared is exposed.
+    by_family = {m.prom_name: m for m in METRICS.values()}  # counters: HELP names the _total
+    helps = dict(line[len("# HELP "):].split(" ", 1) for line in text.splitlines()
+                 if line.startswith("# HELP "))
+    types = dict(line[len("# TYPE "):].split(" ", 1) for line in text.splitlines()
+                 if line.startswith("# TYPE "))
+    assert len(helps) > 20, text
+    for family, help_text in helps.items():
+        decl = by_family.get(family)
+        assert decl is not None, f"{family} on /metrics is not declared in lightkeeper/catalog.py"
+        assert help_text == decl.help and types[family] == decl.type, (family, help_text)
     code, body = http_get(agent.http + "/api/v1/resources")
     assert code == 200 and "memory_total_bytes" in json.loads(body)["metrics"]
     assert http_get(agent.http + "/healthz")[0] == 200

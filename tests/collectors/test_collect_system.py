@@ -233,7 +233,7 @@ def test_build_collectors_uses_configured_intervals(tmp_path):
 
 
 def test_every_emitted_metric_is_in_the_catalog(tmp_path):
-    from lightkeeper.collectors.catalog import METRICS, PER_USER
+    from lightkeeper.catalog import METRICS, PER_USER
 
     env = {"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
            "LIGHTKEEPER_PATHS__DATA_ROOT": str(tmp_path / "data")}
@@ -246,7 +246,7 @@ def test_every_emitted_metric_is_in_the_catalog(tmp_path):
         for c in collectors:
             for metric, label, _value in c.collect():
                 seen.add(metric)
-                assert metric in METRICS, f"{metric} missing from collectors.catalog"
+                assert metric in METRICS, f"{metric} missing from lightkeeper/catalog.py"
                 assert not metric.endswith("_total"), "gauges must not end in _total"
                 if metric in PER_USER:
                     assert label == "alice"
