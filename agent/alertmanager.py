@@ -24,8 +24,8 @@ import urllib.request
 from typing import Any
 
 from lightkeeper.agent.alerts import AlertEvaluator, Rule, configured_rules
-from lightkeeper.agent.http_endpoints import label_name
 from lightkeeper.agent.rules_export import describe, runbook_url
+from lightkeeper.catalog import label_name
 from lightkeeper.config import Config
 from lightkeeper.logs import get_logger
 from lightkeeper.services import CallError, Services
