@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from lightkeeper.agent.alerts import Rule, configured_rules
 from lightkeeper.catalog import label_name, prom_name
@@ -24,16 +25,16 @@ HEADER = """\
 # rules` run on it.
 """
 
-AGENT_DOWN = {
+# Prometheus alone can see the agent down: the one rule that is not the agent's own
+AGENT_DOWN: dict[str, Any] = {
     "alert": "LightkeeperAgentDown",
     "expr": 'up{job="lightkeeper"} == 0',
     "for": "2m",
     "labels": {"severity": "critical", "rule": "agent_down"},
-    "annotations": {
-        "summary": "lightkeeper agent on {{ $labels.instance }} is not answering scrapes",
-        "description": "Prometheus cannot scrape the agent: no collection, no alerts, no jobs.",
-        "runbook": "agent-down",
-    },
+}
+AGENT_DOWN_ANNOTATIONS = {
+    "summary": "lightkeeper agent on {{ $labels.instance }} is not answering scrapes",
+    "description": "Prometheus cannot scrape the agent: no collection, no alerts, no jobs.",
 }
 
 _FIELD = re.compile(r"\{(label|value)(?::([^}]*))?\}")
@@ -96,10 +97,9 @@ def expression(rule: Rule, level: float) -> str:
     return f"{selector} {'>' if rule.direction == 'above' else '<'} {number(level)}"
 
 
-def prometheus_rules(cfg: Config) -> list[dict]:
-    out = [dict(AGENT_DOWN, annotations={
-        **AGENT_DOWN["annotations"], "runbook_url": runbook_url(cfg, "agent-down")})]
-    out[0]["annotations"].pop("runbook")
+def prometheus_rules(cfg: Config) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{**AGENT_DOWN, "annotations": {
+        **AGENT_DOWN_ANNOTATIONS, "runbook_url": runbook_url(cfg, "agent-down")}}]
     for rule in configured_rules(cfg):
         if not rule.enabled:
             continue
@@ -107,7 +107,7 @@ def prometheus_rules(cfg: Config) -> list[dict]:
             level = getattr(rule, severity)
             if level is None:
                 continue
-            entry: dict = {"alert": rule.alertname, "expr": expression(rule, level)}
+            entry: dict[str, Any] = {"alert": rule.alertname, "expr": expression(rule, level)}
             if rule.for_seconds:
                 entry["for"] = duration(rule.for_seconds)
             entry["labels"] = {"severity": severity, "rule": rule.name}

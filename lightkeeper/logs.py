@@ -129,9 +129,9 @@ class SharedRotatingFileHandler(PrivateRotatingFileHandler):
     def emit(self, record: logging.LogRecord) -> None:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            if self._rotated_elsewhere():
+            if self._rotated_elsewhere() and self.stream is not None:
                 self.stream.close()
-                self.stream = self._open()
+                self.stream = self._open()  # type: ignore[assignment]  # typeshed: TextIO
             super().emit(record)  # rolls over first when the file is full
             if self.stream is not None:
                 self.stream.flush()
