@@ -124,9 +124,13 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
 
             def check(client: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
                 h = blake3.blake3()
+                # never read more than the file can be (the index's size for a pack): a zone
+                # must not keep a verify busy with an endless "pack"
+                limit = sizes.get(rel) if rel.startswith("data/") else (
+                    None if rel == "config" else remote_ops.METADATA_LIMIT)
                 try:
                     remote_ops.download(client, root, rel, _Sink(), counters.add_bytes, h,
-                                        stop.is_set)
+                                        stop.is_set, limit)
                 except InterruptedError:
                     return
                 except OSError as exc:

@@ -88,3 +88,23 @@ def test_low_zone_cannot_make_the_client_download_an_oversized_pack(lab, job: st
     leftovers = [p for d in (Path(lab.zone_dir("a")), repo_path) for p in d.rglob("*")
                  if p.is_file() and p.stat().st_size >= grow]
     assert not leftovers
+
+
+def test_low_full_verify_reads_no_more_than_the_index_records(lab):
+    lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 2, 300_000, 9)
+    lab.backup()
+    lab.run_job("replicate")
+    remote = lab.remote("a")
+    pack = max((p for p in (remote / "data").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    grow = 24 << 20
+    with open(pack, "ab") as f:
+        f.write(b"\0" * grow)
+    seen: list[int] = []
+    ctx = LocalContext(on_progress=lambda p: seen.append(int(p.get("bytes_done") or 0)))
+    v = lab.run_job("zone_verify", ctx=ctx, zone="a", full=True)
+    rel = str(pack.relative_to(remote))
+    assert any(p.get("file") == rel and "more than" in p["problem"] for p in v["problems"]), \
+        v["problems"]
+    assert max(seen, default=0) < grow
