@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 MAGIC = b"LKIX"
 VERSION = 1
@@ -77,6 +79,37 @@ def decode(data: bytes) -> list[PackInfo]:
     except (struct.error, IndexError):
         raise IndexFormatError("index file is malformed") from None
     return packs
+
+
+ENTRY_DTYPE = [("id", "u1", (32,)), ("pack", "<u4"), ("boff", "<u4"), ("blen", "<u4"),
+               ("inner", "<u4"), ("length", "<u4")]
+
+
+def decode_arrays(data: bytes) -> tuple[list[tuple[str, int]], Any]:
+    """Like :func:`decode`, without a Python object per entry: (packs as (id, size), a numpy
+    structured array of the entries, fields id/pack/boff/blen/inner/length)."""
+    if data[:4] != MAGIC:
+        raise IndexFormatError("not an index file")
+    try:
+        version, npacks = struct.unpack_from("<HI", data, 4)
+        if version != VERSION:
+            raise IndexFormatError(f"index format {version} not supported")
+        pos = 10
+        body = data[pos:pos + PACK.size * npacks]
+        if len(body) != PACK.size * npacks:
+            raise IndexFormatError("index file is truncated")
+        packs = [(pid.hex(), size) for pid, size in PACK.iter_unpack(body)]
+        pos += PACK.size * npacks
+        (n,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+    except struct.error:
+        raise IndexFormatError("index file is malformed") from None
+    if len(data) - pos < ENTRY.size * n:
+        raise IndexFormatError("index file is truncated")
+    entries = np.frombuffer(data, dtype=np.dtype(ENTRY_DTYPE), count=n, offset=pos)
+    if n and int(entries["pack"].max()) >= npacks:
+        raise IndexFormatError("index file is malformed")
+    return packs, entries
 
 
 def encode_trailer(entries: list[tuple[bytes, int, int, int, int]]) -> bytes:

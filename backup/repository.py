@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import blake3
+import numpy as np
 
 from lightkeeper.backup import index as index_mod
+from lightkeeper.backup.chunkindex import ChunkIndex
 from lightkeeper.backup.crypto import (
     MAC_MAGIC,
     IntegrityError,
@@ -99,10 +101,9 @@ class Repository:
         self.keys = keys
         self.sealer = Sealer(keys)
         self.level = int(config.get("compression_level", 3))
-        self._index: dict[bytes, Loc] | None = None
+        self._index: ChunkIndex | None = None
         self._pack_index: dict[str, str] = {}       # pack id -> index file name
         self._pack_sizes: dict[str, int] = {}
-        self._pack_entries: dict[str, list[tuple[bytes, Loc]]] = {}
         self._index_files: dict[str, list[str]] = {}  # index name -> packs it lists
         self._unindexed: list[PackInfo] = []
         self._block_cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
@@ -248,23 +249,24 @@ class Repository:
     # -- index ----------------------------------------------------------------------------
     def load_index(self, strict: bool = False) -> list[tuple[str, str]]:
         """Read every index file; returns (index name, error) for unreadable ones."""
-        self._index = {}
+        self._index = ChunkIndex()
         self._pack_index.clear()
         self._pack_sizes.clear()
-        self._pack_entries.clear()
         self._index_files.clear()
         errors = []
         for name in self.list_index_files():
             try:
-                packs = index_mod.decode(self._read_object("index", name, AAD_INDEX))
+                packs, entries = index_mod.decode_arrays(
+                    self._read_object("index", name, AAD_INDEX))
             except (IntegrityError, index_mod.IndexFormatError, OSError) as exc:
                 if strict:
                     raise
                 errors.append((name, str(exc)))
                 continue
-            self._register(packs, name)
+            self._register_arrays(packs, entries, name)
         for info in self._unindexed:
             self._register([info], None)
+        self._index.compact()
         return errors
 
     def _register(self, packs: Iterable[PackInfo], index_name: str | None) -> None:
@@ -274,15 +276,28 @@ class Repository:
             if index_name is not None:
                 self._pack_index.setdefault(pid, index_name)
                 self._index_files.setdefault(index_name, []).append(pid)
-            self._pack_sizes[pid] = p.size
-            if pid in self._pack_entries:
+            if pid in self._pack_sizes:
                 continue  # the same pack listed by two index files (an interrupted prune)
-            locs = [(e[0], Loc(pid, e[1], e[2], e[3], e[4])) for e in p.entries]
-            self._pack_entries[pid] = locs
-            self._index.update(locs)
+            self._pack_sizes[pid] = p.size
+            self._index.add_pack(pid, p.entries)
+
+    def _register_arrays(self, packs: list[tuple[str, int]], entries: Any,
+                         index_name: str) -> None:
+        """An index file's packs, without a Python object per entry (see ``_register``)."""
+        assert self._index is not None
+        fresh = []
+        for no, (pid, size) in enumerate(packs):
+            self._pack_index.setdefault(pid, index_name)
+            self._index_files.setdefault(index_name, []).append(pid)
+            if pid not in self._pack_sizes:
+                self._pack_sizes[pid] = size
+                fresh.append(no)
+        if len(fresh) < len(packs):  # packs listed by an earlier index file keep that listing
+            entries = entries[np.isin(entries["pack"], np.asarray(fresh, dtype=np.uint32))]
+        self._index.add_entries([pid for pid, _ in packs], entries)
 
     @property
-    def index(self) -> dict[bytes, Loc]:
+    def index(self) -> ChunkIndex:
         if self._index is None:
             self.load_index()
         assert self._index is not None
@@ -300,9 +315,24 @@ class Repository:
         return dict(self._pack_sizes)
 
     def pack_entries(self) -> dict[str, list[tuple[bytes, Loc]]]:
-        """Every indexed pack with all its entries (a chunk may sit in more than one pack)."""
-        self.index  # noqa: B018
-        return self._pack_entries
+        """Every indexed pack with all its entries and full chunk ids (a chunk may sit in more
+        than one pack). Read again from the index files: the in-memory index keeps only what
+        lookups need, and only prune and verify, which walk everything anyway, ask for this."""
+        out: dict[str, list[tuple[bytes, Loc]]] = {}
+
+        def add(packs: Iterable[PackInfo]) -> None:
+            for p in packs:
+                if p.pack not in out:  # first listing wins, as in the index
+                    out[p.pack] = [(e[0], Loc(p.pack, e[1], e[2], e[3], e[4]))
+                                   for e in p.entries]
+
+        for name in self.list_index_files():
+            try:
+                add(index_mod.decode(self._read_object("index", name, AAD_INDEX)))
+            except (IntegrityError, index_mod.IndexFormatError, OSError):
+                continue  # load_index reports unreadable index files
+        add(self._unindexed)
+        return out
 
     def index_file_packs(self) -> dict[str, list[str]]:
         self.index  # noqa: B018

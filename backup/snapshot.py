@@ -24,6 +24,7 @@ import blake3
 from pyfastcdc import FastCDC
 
 from lightkeeper.backup import dbsources, sources
+from lightkeeper.backup.chunkindex import ChunkIndex
 from lightkeeper.backup.fsutil import NoSpace, is_enospc, open_regular_below, require_space
 from lightkeeper.backup.gate import GateTimeout, read_gate
 from lightkeeper.backup.lock import RepoLock
@@ -94,7 +95,7 @@ class _Builder:
         self._last_progress = 0.0
 
     @property
-    def idx(self) -> dict[bytes, Any]:
+    def idx(self) -> ChunkIndex:
         if self._idx is None:
             self._idx = self.repo.index
         return self._idx
@@ -111,35 +112,43 @@ class _Builder:
             self.tree.add(lid, lst)
         return lid.hex()
 
-    def store_bytes(self, data: bytes) -> tuple[str, str | None, int]:
-        ids = []
+    def _store_chunks(self, chunks: list[tuple[bytes, Any]]) -> None:
+        """Add the chunks the repository does not have yet; the index is asked once for the
+        whole batch (a vectorised search), pending chunks of this backup one by one."""
+        if not chunks:
+            return
+        indexed = self.idx.contains_many([cid for cid, _ in chunks])
         add = self.data.add
-        for c in self.cdc.cut_buf(data):
-            mv = c.data
-            cid = self.chunk_id(mv)
-            ids.append(cid)
-            if not self._known(cid):
-                add(cid, mv)
-                self.c.raw_new += c.length
-                self.c.chunks_new += 1
+        for (cid, mv), known in zip(chunks, indexed, strict=True):
+            if known or cid in self.data.pending or cid in self.tree.pending:
+                continue
+            add(cid, mv)
+            self.c.raw_new += len(mv)
+            self.c.chunks_new += 1
+
+    def store_bytes(self, data: bytes) -> tuple[str, str | None, int]:
+        chunks = [(self.chunk_id(c.data), c.data) for c in self.cdc.cut_buf(data)]
+        ids = [cid for cid, _ in chunks]
+        self._store_chunks(chunks)
         return blake3.blake3(data, max_threads=1).hexdigest(), self._add_list(ids), len(ids)
 
     def store_stream(self, f: BinaryIO) -> tuple[str, str | None, int, int]:
         h = blake3.blake3()
         ids = []
         size = 0
+        batch: list[tuple[bytes, Any]] = []
         for c in self.cdc.cut_stream(f):
-            mv = c.data
-            h.update(mv)
+            data = bytes(c.data)  # the stream reuses its buffer: keep the batch's bytes
+            h.update(data)
             size += c.length
-            cid = self.chunk_id(mv)
+            cid = self.chunk_id(data)
             ids.append(cid)
-            if not self._known(cid):
-                self.data.add(cid, mv)
-                self.c.raw_new += c.length
-                self.c.chunks_new += 1
-            if len(ids) % 256 == 0:
+            batch.append((cid, data))
+            if len(batch) == 256:
+                self._store_chunks(batch)
+                batch = []
                 self.ctx.check_cancelled()
+        self._store_chunks(batch)
         return h.hexdigest(), self._add_list(ids), len(ids), size
 
     def store_file(self, path: Path, rel: str, st: os.stat_result | sources.FileStat,

@@ -110,9 +110,14 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
                 problems.append(f"snapshot {sid[:8]}: unreadable: {exc}")
                 unreadable.append(sid)
         # data
-        bad_chunks: set[bytes] = {
-            cid for cid, loc in index.items() if loc.pack in bad_packs
-            and loc.block_off + loc.block_len > on_disk.get(loc.pack, 0)}
+        by_pack: dict[str, list[tuple[bytes, Any]]] | None = None
+        bad_chunks: set[bytes] = set()
+        if bad_packs:
+            by_pack = repo.pack_entries()
+            bad_chunks = {
+                cid for pack in bad_packs for cid, loc in by_pack.get(pack, [])
+                if index[cid].pack == pack
+                and loc.block_off + loc.block_len > on_disk.get(pack, 0)}
         bytes_read = 0
         packs_checked = 0
         wanted_packs: set[str] = set()
@@ -124,7 +129,7 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
                         if loc:
                             wanted_packs.add(loc.pack)
         if full or sample_pct:
-            by_pack = repo.pack_entries()
+            by_pack = by_pack if by_pack is not None else repo.pack_entries()
             packs = sorted(p for p in by_pack if p in on_disk)
             if snapshot_id:
                 needed = set()
