@@ -31,8 +31,9 @@ import duckdb
 import psutil
 
 from lightkeeper.catalog import LATENCY_BUCKETS
+from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
-from lightkeeper.rag.spool import OPS, QUERY_MODES
+from lightkeeper.rag.spool import OPS, OUTCOMES, QUERY_MODES
 
 log = get_logger("ingest")
 
@@ -76,8 +77,10 @@ MAX_SECONDS = 7 * 86_400.0  # duration_s, llm_s, embed_s
 INT_MAX = {"INTEGER": 2**31 - 1, "BIGINT": 2**63 - 1}
 TEXT_MAX_BYTES = {"user": 256, "op": 16, "mode": 16, "outcome": 32, "error_class": 256,
                   "run_id": 128, "op_id": 128}
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-CHOICES: dict[str, tuple[str, ...]] = {"op": OPS, "mode": QUERY_MODES}
+# C0 and C1 controls (an 8-bit CSI, U+009B, starts a terminal escape just like ESC)
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_USER_ID_SQL = USER_ID_RE.pattern.removesuffix("\\Z")  # RE2 full match, same pattern
+CHOICES: dict[str, tuple[str, ...]] = {"op": OPS, "mode": QUERY_MODES, "outcome": OUTCOMES}
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -99,9 +102,11 @@ def _valid_sql(max_ts: float) -> str:
                     f"TRY_CAST({v} AS HUGEINT) BETWEEN 0 AND {INT_MAX[typ]}")
         else:
             cond = (f"json_type(\"{k}\") = 'VARCHAR' AND strlen({v}) <= {TEXT_MAX_BYTES[k]} "
-                    f"AND NOT regexp_matches({v}, '[\\x00-\\x1f\\x7f]')")
+                    f"AND NOT regexp_matches({v}, '[\\x00-\\x1f\\x7f-\\x9f]')")
             if k in CHOICES:
                 cond += f" AND {v} IN {_sql_list(CHOICES[k])}"
+            if k == "user":  # a user id, as the data root names users (ids.USER_ID_RE)
+                cond += f" AND regexp_full_match({v}, '{_USER_ID_SQL}')"
         conds.append(f'("{k}" IS NULL OR ({cond}))')
     return " AND ".join(conds)
 
@@ -207,6 +212,8 @@ def parse_line(raw: bytes, now: float | None = None) -> dict[str, Any]:
                 raise BadRecord(f"{k} is longer than {TEXT_MAX_BYTES[k]} bytes")
             if CONTROL_RE.search(v):
                 raise BadRecord(f"{k} holds control characters")
+            if k == "user" and not USER_ID_RE.fullmatch(v):
+                raise BadRecord(f"user {v[:40]!r} is not a valid user id")
             if k in CHOICES and v not in CHOICES[k]:
                 raise BadRecord(f"unknown {k} {v[:40]!r}: expected one of "
                                 + ", ".join(CHOICES[k]))

@@ -31,6 +31,7 @@ log = get_logger("rag.spool")
 # quarantine): ``op`` and ``mode`` become Prometheus label values, which must stay bounded.
 OPS = ("insert", "query", "delete")
 QUERY_MODES = ("naive", "local", "global", "hybrid", "mix", "bypass")
+OUTCOMES = ("ok", "error")
 
 REQUIRED_FIELDS = (
     "v", "op_id", "ts", "user", "op", "mode", "duration_s", "llm_s", "llm_calls", "embed_s",

@@ -227,6 +227,12 @@ BAD_NUMBERS = [
     ("int-overflow", b'"pid": 4294967296'),
     ("nul-in-user", b'"user": "a\\u0000b"'),
     ("long-user", b'"user": "' + b"u" * 300 + b'"'),
+    # text that a console would render as markup or a terminal as an escape
+    ("markup-user", b'"user": "[@click=app.quit]alice[/]"'),
+    ("newline-user", b'"user": "alice\\n"'),
+    ("c1-csi-error", b'"error_class": "x\\u009b2J"'),
+    ("esc-run-id", b'"run_id": "\\u001b]52;c;AAAA\\u0007"'),
+    ("unknown-outcome", b'"outcome": "partial"'),
 ]
 
 
@@ -249,7 +255,8 @@ def test_low_nan_infinity_and_absurd_values_are_quarantined(
 
 def test_low_good_values_at_the_edges_are_accepted(store: Store, spool: Path, tmp_path: Path) -> None:
     recs = [record(0) | {"tokens_in": 2**63 - 1, "llm_calls": 2**31 - 1, "duration_s": 0,
-                         "ts": time.time() + 3600, "user": "ü" * 100, "mode": None}]
+                         "ts": time.time() + 3600, "user": "u" * 64, "mode": None,
+                         "error_class": "ü" * 100, "outcome": "error"}]
     write_records(spool / spool_name(dead_pid(), 1000, 0), recs)
     assert ingester(store, spool, tmp_path).ingest_once() == 1
 
