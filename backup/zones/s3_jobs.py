@@ -21,7 +21,6 @@ from typing import Any
 
 import blake3
 
-from lightkeeper.backup.zones.damaged import DamagedFiles
 from lightkeeper.backup.zones.errors import ZoneError
 from lightkeeper.backup.zones.local_repo import scan_files
 from lightkeeper.backup.zones.mirror import Mirror, content_ok, fetch
@@ -29,9 +28,10 @@ from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_ops import SYNC_TOKEN
 from lightkeeper.backup.zones.retention import policy_for, select_keep
-from lightkeeper.backup.zones.s3_store import S3Store
+from lightkeeper.backup.zones.s3_store import S3Store, error_code
 from lightkeeper.backup.zones.s3_sync import network_guard_s3
 from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
+from lightkeeper.backup.zones.verify import check_structure, record_problems
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 
@@ -93,7 +93,6 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
                          files_total=totals["files"], bytes_done=counters.bytes_done,
                          bytes_total=totals["bytes"], current=counters.current, zone=zone.name)
 
-    refs_of: dict[str, set[str]] = {}
     hashed = 0
     with open_store(zone, opts) as store:
         root = store.root
@@ -107,27 +106,9 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
             problems.append({"file": "config", "problem": "missing"})
         mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
         mirror.refresh(store, root, files, snaps)  # type: ignore[arg-type]
-        repo = mirror.open()
-        sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
-        phase[0] = "snapshots"
-        for sid in sorted(snaps):
-            if ctx is not None:
-                ctx.check_cancelled()
-            try:
-                refs = mirror.referenced_files(store, root, sid)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - reported as a problem of this snapshot
-                problems.append({"snapshot": sid, "problem": f"unreadable: {exc}"})
-                continue
-            lacking = sorted(r for r in refs if r not in files)
-            if lacking:
-                problems.append({"snapshot": sid, "problem": "incomplete",
-                                 "missing_files": len(lacking), "first_missing": lacking[0]})
-                DamagedFiles(zone_dir).add(lacking)
-            refs_of[sid] = refs
-        for rel, expected in sorted(sizes.items()):
-            if rel in files and files[rel] != expected:
-                problems.append({"file": rel, "problem": "size",
-                                 "expected": expected, "found": files[rel]})
+        # the same checks as an SFTP zone's (verify.check_structure)
+        refs_of = check_structure(mirror, store, root, files, snaps, local_repo, ctx,
+                                  problems, phase)
         if full:
             phase[0] = "hash"
             todo = sorted(set(files) | {f"snapshots/{s}" for s in snaps})
@@ -142,6 +123,12 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
                     st.download(rel, _Sink(), counters.add_bytes, h, stop.is_set)  # type: ignore[arg-type]
                 except InterruptedError:
                     return
+                except Exception as exc:
+                    if error_code(exc) not in ("NoSuchKey", "404"):
+                        raise
+                    with lock:
+                        problems.append({"file": rel, "problem": "unreadable: gone"})
+                    return
                 if not content_ok(rel, h.hexdigest()):
                     with lock:
                         problems.append({"file": rel, "problem": "hash mismatch (corrupted)"})
@@ -153,15 +140,7 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
         versioning = store.versioning()
         locked = store.object_lock_enabled()
         mirror.close()
-    bad_files = {p["file"] for p in problems if "file" in p}
-    DamagedFiles(zone_dir).add(r for r in bad_files if not r.startswith("snapshots/"))
-    if bad_files:
-        ListingCache(zone_dir).mark_dirty()
-    for p in problems:
-        log.warning("zones.verify_problem", zone=zone.name, **p)
-    affected = sorted({p["snapshot"] for p in problems if "snapshot" in p}
-                      | {sid for sid, refs in refs_of.items()
-                         if refs & bad_files or f"snapshots/{sid}" in bad_files})
+    affected = record_problems(zone_dir, problems, refs_of)
     summary: dict[str, Any] = {
         "zone": zone.name, "kind": "s3", "full": full, "snapshots": len(snaps),
         "files": len(files), "bytes": sum(files.values()), "files_hashed": hashed,
@@ -385,18 +364,35 @@ def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx:
             totals.update(phase="fetch", files=len(todo) + len(listing.snapshots),
                           bytes=sum(listing.files[r] for r in todo))
 
-            def one(st: S3Store, rel: str, stop: threading.Event) -> None:
-                fetch(st, root, rel, repo_path, counters.add_bytes, stop.is_set)  # type: ignore[arg-type]
-                counters.file_done(rel)
-
-            run_tasks(_workers(store), todo, one, ctx, report)  # type: ignore[arg-type]
             if not local_cfg.exists() and cfg_bytes is not None:
                 tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
                 tmp.write_bytes(cfg_bytes)
                 os.replace(tmp, local_cfg)
             from lightkeeper.backup.repository import Repository  # noqa: PLC0415
 
+            limits: dict[str, int] = {}
+
+            def one(st: S3Store, rel: str, stop: threading.Event) -> None:
+                fetch(st, root, rel, repo_path, counters.add_bytes, stop.is_set,  # type: ignore[arg-type]
+                      limits.get(rel))
+                counters.file_done(rel)
+
+            # index files first: they say how large each pack is, and no pack is fetched
+            # beyond that (a zone cannot make us download an arbitrarily large "pack"), as
+            # for an SFTP zone (restore.rebuild_from_zone)
+            run_tasks(_workers(store), [r for r in todo if not r.startswith("data/")], one,  # type: ignore[arg-type]
+                      ctx, report)
             repo = Repository.open(repo_path, Path(key_file))
+            for name, err in repo.load_index():
+                log.warning("zones.rebuild_index_unreadable", zone=zone.name, index=name,
+                            error=err)
+            limits = {repo.pack_relpath(p): n for p, n in repo.indexed_packs().items()}
+            packs = [r for r in todo if r.startswith("data/")]
+            unindexed = [r for r in packs if r not in limits]
+            for rel in unindexed:
+                log.warning("zones.rebuild_pack_unindexed", zone=zone.name, file=rel)
+            run_tasks(_workers(store), [r for r in packs if r in limits], one, ctx,  # type: ignore[arg-type]
+                      report)
             repo.load_index()
             totals["phase"] = "snapshots"
             published = []
@@ -414,7 +410,8 @@ def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx:
                 published.append(sid)
                 counters.file_done(rel)
         repo = Repository.open(repo_path, Path(key_file))
-        problems = []
+        problems: list[dict[str, Any]] = [
+            {"file": r, "problem": "not fetched: no index lists this pack"} for r in unindexed]
         files_now = set(scan_files(repo_path))
         for sid in published:
             try:

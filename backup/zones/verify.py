@@ -73,46 +73,8 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
             problems.append({"file": "config", "problem": "missing"})
         mirror = Mirror(zone_dir / "mirror", key_file, local_repo)
         mirror.refresh(sftp, root, files, snaps)
-        for rel, why in sorted(mirror.bad.items()):
-            problems.append({"file": rel, "problem": "hash mismatch (corrupted)",
-                             "detail": why})
-            if rel.startswith("snapshots/"):
-                problems.append({"snapshot": rel.split("/", 1)[1], "problem": "unreadable: "
-                                 "the zone's manifest does not match its name"})
-        repo = mirror.open()
-        sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
-        refs_of: dict[str, set[str]] = {}
-        phase[0] = "snapshots"
-        for sid in sorted(snaps):
-            if ctx is not None:
-                ctx.check_cancelled()
-            if f"snapshots/{sid}" in mirror.bad:
-                continue
-            try:
-                refs = mirror.referenced_files(sftp, root, sid)
-            except Exception as exc:  # noqa: BLE001 - reported as a problem of this snapshot
-                problems.append({"snapshot": sid, "problem": f"unreadable: {exc}"})
-                continue
-            lacking = sorted(r for r in refs if r not in files)
-            if lacking:
-                problems.append({"snapshot": sid, "problem": "incomplete",
-                                 "missing_files": len(lacking), "first_missing": lacking[0]})
-            refs_of[sid] = refs
-        # Sizes, without reading anything: packs against the index, index files and manifests
-        # against the mirror's copies (checked against their names when fetched), everything
-        # against the local repository when it has the same file.
-        listed = {**files, **{f"snapshots/{sid}": n for sid, n in snaps.items()}}
-        for rel, found in sorted(listed.items()):
-            if rel == "config":
-                continue
-            expected = sizes.get(rel)
-            if expected is None and not rel.startswith("data/"):
-                expected = _size_of(mirror.path / rel)
-            if expected is None and local_repo is not None:
-                expected = _size_of(Path(local_repo) / rel)
-            if expected is not None and found != expected:
-                problems.append({"file": rel, "problem": "size",
-                                 "expected": expected, "found": found})
+        refs_of = check_structure(mirror, sftp, root, files, snaps, local_repo, ctx,
+                                  problems, phase)
         hashed = 0
         if full:
             phase[0] = "hash"
@@ -148,17 +110,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
             run_tasks(sess.clients, todo, check, ctx, report)
             hashed = counters.files_done
         mirror.close()
-    for p in problems:
-        log.warning("zones.verify_problem", zone=zone.name, **p)
-    bad_files = {p["file"] for p in problems if "file" in p}
-    if problems:
-        # the next sync must not trust its cached listing: it lists the zone in full and
-        # sends the damaged files again (docs/runbook.md, "A zone's copy is damaged")
-        DamagedFiles(zone_dir).add(sorted(bad_files - {"config"}))
-        ListingCache(zone_dir).mark_dirty()
-    affected = sorted({p["snapshot"] for p in problems if "snapshot" in p}
-                      | {sid for sid, refs in refs_of.items()
-                         if refs & bad_files or f"snapshots/{sid}" in bad_files})
+    affected = record_problems(zone_dir, problems, refs_of)
     summary = {
         "zone": zone.name, "full": full, "snapshots": len(snaps), "files": len(files),
         "bytes": sum(files.values()), "files_hashed": hashed, "problems": problems,
@@ -169,3 +121,70 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
     log.info("zones.verify_done", zone=zone.name, full=full, problems=len(problems),
              snapshots=len(snaps))
     return summary
+
+
+def check_structure(mirror: Mirror, source: Any, root: RemoteRoot, files: dict[str, int],
+                    snaps: dict[str, int], local_repo: Path | None, ctx: Any,
+                    problems: list[dict[str, Any]], phase: list[str]) -> dict[str, set[str]]:
+    """The checks that read no data file, for zones of every kind (``source`` is an SFTP
+    channel or an S3 store): manifests and index files the mirror refused, every snapshot's
+    files present, every listed size equal to what the index, the mirror's checked copies or
+    the local repository say. Returns the files each readable snapshot references."""
+    for rel, why in sorted(mirror.bad.items()):
+        problems.append({"file": rel, "problem": "hash mismatch (corrupted)",
+                         "detail": why})
+        if rel.startswith("snapshots/"):
+            problems.append({"snapshot": rel.split("/", 1)[1], "problem": "unreadable: "
+                             "the zone's manifest does not match its name"})
+    repo = mirror.open()
+    sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
+    refs_of: dict[str, set[str]] = {}
+    phase[0] = "snapshots"
+    for sid in sorted(snaps):
+        if ctx is not None:
+            ctx.check_cancelled()
+        if f"snapshots/{sid}" in mirror.bad:
+            continue
+        try:
+            refs = mirror.referenced_files(source, root, sid)
+        except Exception as exc:  # noqa: BLE001 - reported as a problem of this snapshot
+            problems.append({"snapshot": sid, "problem": f"unreadable: {exc}"})
+            continue
+        lacking = sorted(r for r in refs if r not in files)
+        if lacking:
+            problems.append({"snapshot": sid, "problem": "incomplete",
+                             "missing_files": len(lacking), "first_missing": lacking[0]})
+        refs_of[sid] = refs
+    # Sizes, without reading anything: packs against the index, index files and manifests
+    # against the mirror's copies (checked against their names when fetched), everything
+    # against the local repository when it has the same file.
+    listed = {**files, **{f"snapshots/{sid}": n for sid, n in snaps.items()}}
+    for rel, found in sorted(listed.items()):
+        if rel == "config":
+            continue
+        expected = sizes.get(rel)
+        if expected is None and not rel.startswith("data/"):
+            expected = _size_of(mirror.path / rel)
+        if expected is None and local_repo is not None:
+            expected = _size_of(Path(local_repo) / rel)
+        if expected is not None and found != expected:
+            problems.append({"file": rel, "problem": "size",
+                             "expected": expected, "found": found})
+    return refs_of
+
+
+def record_problems(zone_dir: Path, problems: list[dict[str, Any]],
+                    refs_of: dict[str, set[str]]) -> list[str]:
+    """Log the problems, have the next sync list the zone in full and send the damaged files
+    again; returns the snapshots affected."""
+    for p in problems:
+        log.warning("zones.verify_problem", zone=zone_dir.name, **p)
+    bad_files = {p["file"] for p in problems if "file" in p}
+    if problems:
+        # the next sync must not trust its cached listing: it lists the zone in full and
+        # sends the damaged files again (docs/runbook.md, "A zone's copy is damaged")
+        DamagedFiles(zone_dir).add(sorted(bad_files - {"config"}))
+        ListingCache(zone_dir).mark_dirty()
+    return sorted({p["snapshot"] for p in problems if "snapshot" in p}
+                  | {sid for sid, refs in refs_of.items()
+                     if refs & bad_files or f"snapshots/{sid}" in bad_files})
