@@ -171,7 +171,7 @@ def remove_restore_leftovers(base: Path) -> list[str]:
                 os.unlink(e.name, dir_fd=fd)
                 removed.append(prefix + e.name)
 
-    top = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    top = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         walk(top, "")
     finally:

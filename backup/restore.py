@@ -221,8 +221,12 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
             parts_of[entry["path"]] = [prefix, *parts]
         if opts.in_place or opts.overwrite:
             # temp files of a restore that was killed: never part of any user's data
-            for rel in remove_restore_leftovers(target):
-                log.info("restore.leftover_removed", path=rel)
+            # (only in the directories this restore writes, never through a symlink)
+            for top in sorted({parts[0] for parts in parts_of.values()}):
+                if (target / top).is_symlink():
+                    continue
+                for rel in remove_restore_leftovers(target / top):
+                    log.info("restore.leftover_removed", path=f"{top}/{rel}")
         failures: dict[str, str] = {}
         base_dir = target.resolve()
         done = {"files": 0, "bytes": 0}
