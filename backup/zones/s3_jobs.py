@@ -21,7 +21,7 @@ from typing import Any
 
 import blake3
 
-from lightkeeper.backup.zones.errors import ZoneError
+from lightkeeper.backup.zones.errors import RemoteIntegrityError, ZoneError
 from lightkeeper.backup.zones.local_repo import scan_files
 from lightkeeper.backup.zones.mirror import Mirror, content_ok, fetch
 from lightkeeper.backup.zones.model import Zone
@@ -31,7 +31,12 @@ from lightkeeper.backup.zones.retention import policy_for, select_keep
 from lightkeeper.backup.zones.s3_store import S3Store, error_code
 from lightkeeper.backup.zones.s3_sync import network_guard_s3
 from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
-from lightkeeper.backup.zones.verify import check_structure, record_problems
+from lightkeeper.backup.zones.verify import (
+    check_structure,
+    pack_sizes,
+    read_limit,
+    record_problems,
+)
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 
@@ -109,6 +114,7 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
         # the same checks as an SFTP zone's (verify.check_structure)
         refs_of = check_structure(mirror, store, root, files, snaps, local_repo, ctx,
                                   problems, phase)
+        sizes = pack_sizes(mirror)
         if full:
             phase[0] = "hash"
             todo = sorted(set(files) | {f"snapshots/{s}" for s in snaps})
@@ -120,8 +126,13 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
             def check(st: S3Store, rel: str, stop: threading.Event) -> None:
                 h = blake3.blake3()
                 try:
-                    st.download(rel, _Sink(), counters.add_bytes, h, stop.is_set)  # type: ignore[arg-type]
+                    st.download(rel, _Sink(), counters.add_bytes, h, stop.is_set,  # type: ignore[arg-type]
+                                read_limit(rel, sizes))
                 except InterruptedError:
+                    return
+                except RemoteIntegrityError as exc:  # larger than it can be: not read further
+                    with lock:
+                        problems.append({"file": rel, "problem": f"unreadable: {exc}"})
                     return
                 except Exception as exc:
                     if error_code(exc) not in ("NoSuchKey", "404"):

@@ -75,6 +75,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
         mirror.refresh(sftp, root, files, snaps)
         refs_of = check_structure(mirror, sftp, root, files, snaps, local_repo, ctx,
                                   problems, phase)
+        sizes = pack_sizes(mirror)
         hashed = 0
         if full:
             phase[0] = "hash"
@@ -88,10 +89,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
 
             def check(client: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
                 h = blake3.blake3()
-                # never read more than the file can be (the index's size for a pack): a zone
-                # must not keep a verify busy with an endless "pack"
-                limit = sizes.get(rel) if rel.startswith("data/") else (
-                    None if rel == "config" else remote_ops.METADATA_LIMIT)
+                limit = read_limit(rel, sizes)
                 try:
                     remote_ops.download(client, root, rel, _Sink(), counters.add_bytes, h,
                                         stop.is_set, limit)
@@ -125,6 +123,20 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
     return summary
 
 
+def pack_sizes(mirror: Mirror) -> dict[str, int]:
+    """Pack file -> the size the zone's (authenticated) index records for it."""
+    repo = mirror.open()
+    return {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
+
+
+def read_limit(rel: str, sizes: dict[str, int]) -> int | None:
+    """The most a hash check may read of ``rel``: a pack its indexed size, metadata 1 GiB (a
+    zone must not keep a verify busy with an endless "pack")."""
+    if rel.startswith("data/"):
+        return sizes.get(rel)
+    return None if rel == "config" else remote_ops.METADATA_LIMIT
+
+
 def check_structure(mirror: Mirror, source: Any, root: RemoteRoot, files: dict[str, int],
                     snaps: dict[str, int], local_repo: Path | None, ctx: Any,
                     problems: list[dict[str, Any]], phase: list[str]) -> dict[str, set[str]]:
@@ -138,8 +150,7 @@ def check_structure(mirror: Mirror, source: Any, root: RemoteRoot, files: dict[s
         if rel.startswith("snapshots/"):
             problems.append({"snapshot": rel.split("/", 1)[1], "problem": "unreadable: "
                              "the zone's manifest does not match its name"})
-    repo = mirror.open()
-    sizes = {repo.pack_relpath(p): s for p, s in repo.indexed_packs().items()}
+    sizes = pack_sizes(mirror)
     refs_of: dict[str, set[str]] = {}
     phase[0] = "snapshots"
     for sid in sorted(snaps):
