@@ -47,7 +47,7 @@ from lightkeeper.backup.summary import SummaryCache
 from lightkeeper.backup.verify import verify
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.logs import get_logger
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, Services, float_param, int_param
 
 log = get_logger("lightkeeper.backup.calls")
 
@@ -155,9 +155,9 @@ def _delay(ctx: Any, seconds: float) -> None:
 
 def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
     cfg = services.cfg
-    if params.get("jitter_s"):
-
-        _delay(ctx, random.uniform(0, float(params["jitter_s"])))
+    jitter = float_param(params, "jitter_s", 0.0, 0.0, 3600.0) or 0.0  # NaN/inf refused
+    if jitter:
+        _delay(ctx, random.uniform(0, jitter))
     tags = params.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
         raise CallError("tags must be a list of non-empty strings")
@@ -331,7 +331,7 @@ def _lightrag_check(services: Services, spool: Path) -> Any:
 
 def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
     cfg = services.cfg
-    sample = int(params.get("users") or cfg["backup.drill_users"])
+    sample = int_param(params, "users", cfg["backup.drill_users"], 1, 1000)
     repo = _open(services)
     scratch = cfg.path("backup.scratch_dir")
     try:
@@ -372,12 +372,12 @@ for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore, job_dril
 
 # -- calls --------------------------------------------------------------------------------
 def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    limit = int_param(params, "limit", 0, 0, 1_000_000)  # 0: all (checked before any work)
     summary = _summary(services)
     infos = list(summary["snapshots"])
     user = params.get("user")
     if user:
         infos = [i for i in infos if user in i["users"]]
-    limit = int(params.get("limit") or 0)
     if limit:
         infos = infos[-limit:]
     return {"repository": str(services.cfg.path("backup.repository")), "snapshots": infos,

@@ -64,6 +64,7 @@ BAD_CALLS = [
     ("bench.record", {"ts": "nan"}, "ts must be a number"),
     ("spool.quarantine", {"limit": -1}, "limit must be between"),
     ("rag.latency", {"user": ["a"]}, "user must be a string"),
+    ("backup.snapshots", {"limit": -1}, "limit must be between 0 and"),
 ]
 
 
@@ -80,6 +81,12 @@ def test_low_api_numeric_parameters_are_checked(agent) -> None:
             agent.client.call(name, **params)
         assert info.value.status == 400, (name, params, str(info.value))
         assert message in str(info.value), (name, params, str(info.value))
+    # a job's numeric parameters too: an infinite jitter would hold a backup forever
+    job_id = agent.client.start_job("backup", {"jitter_s": "inf"})
+    final = agent.client.wait_job_change(job_id, -1, timeout=15)
+    while final["state"] in ("queued", "running"):
+        final = agent.client.wait_job_change(job_id, final.get("version", -1), timeout=15)
+    assert final["state"] == "failed" and "jitter_s must be a number" in (final["error"] or "")
     # the good forms still answer
     assert isinstance(agent.client.get("/v1/events", limit=1), list)
     assert isinstance(agent.client.get("/v1/alerts", limit=5), list)
