@@ -84,8 +84,6 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
             totals["files"] = len(todo)
             totals["bytes"] = sum(all_sizes[r] for r in todo)
             lock = threading.Lock()
-            repo = mirror.open()
-            sizes = {repo.pack_relpath(p): n for p, n in repo.indexed_packs().items()}
 
             def check(client: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
                 h = blake3.blake3()
