@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -180,8 +181,17 @@ class AgentClient:
 
 
 def default_actor() -> str:
-    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or str(os.getuid())
+    """``name@host`` of the person acting: the sudo caller, else $USER, else the account's
+    name from the password database (root in a container has no $USER: "root", not "0")."""
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or _account_name()
     return f"{user}@{socket.gethostname()}"
+
+
+def _account_name() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # a uid with no passwd entry (containers): the number is all there is
+        return str(os.getuid())
 
 
 def agent_command(cfg: Config, *command: str) -> list[str]:

@@ -73,3 +73,8 @@ def clock_time(ts: float | None, with_date: bool = False) -> str:
 def shorten(text: Any, width: int) -> str:
     s = "" if text is None else str(text)
     return s if len(s) <= width else s[: max(1, width - 1)] + "…"
+
+
+def plural(n: int | float, noun: str, nouns: str | None = None) -> str:
+    """``1 snapshot``, ``3 snapshots`` (``nouns`` for irregular plurals)."""
+    return f"{n:g} {noun if n == 1 else nouns or noun + 's'}"

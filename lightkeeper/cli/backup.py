@@ -27,6 +27,7 @@ from lightkeeper.cli.common import (
     table,
 )
 from lightkeeper.client import AgentError, AgentUnavailable
+from lightkeeper.fmt import plural
 
 KEEPS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -132,11 +133,19 @@ def start_and_follow(ctx: CliContext, kind: str, params: dict[str, Any],
 
 
 def _render_backup(s: dict[str, Any]) -> str:
+    user_files = sum(int(s.get(k) or 0) for k in ("files_new", "files_changed",
+                                                    "files_unmodified"))
+    dumps = max(0, int(s.get("files") or 0) - user_files)  # database dumps are not compared
+    parts = []
+    if user_files:
+        parts.append(f"{plural(user_files, 'user file')} ({s.get('files_new')} new, "
+                     f"{s.get('files_changed')} changed, {s.get('files_unmodified')} "
+                     "unmodified)")
+    if dumps:
+        parts.append(plural(dumps, "database dump"))
     lines = [
-        f"snapshot {s.get('short_id')} saved: {s.get('files')} files, "
-        f"{human_bytes(s.get('bytes_total'))} "
-        f"({s.get('files_new')} new, {s.get('files_changed')} changed, "
-        f"{s.get('files_unmodified')} unmodified)",
+        f"snapshot {s.get('short_id')} saved: {' and '.join(parts) or 'no files'}, "
+        f"{human_bytes(s.get('bytes_total'))}",
         f"read {human_bytes(s.get('bytes_read'))}, added {human_bytes(s.get('bytes_added'))} "
         f"(dedup ratio {s.get('dedup_ratio')}), repository "
         f"{human_bytes(s.get('repository_size'))}, took {human_duration(s.get('duration_s'))}",

@@ -7,6 +7,7 @@ Each command module in ``lightkeeper/cli/`` exposes ``register(subparsers)`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -96,33 +97,70 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]],
 
 
 def follow_job(ctx: CliContext, job_id: str, quiet: bool = False) -> dict[str, Any]:
-    """Stream a job's progress (a status line on a terminal, JSON lines with --json) and
-    return its final record. Ctrl-C asks the agent to cancel the job."""
+    """Stream a job's progress (Rich's progress display on a terminal, JSON lines with --json)
+    and return its final record. Ctrl-C asks the agent to cancel the job."""
     client = ctx.client()
     final: dict[str, Any] = {}
-    tty = sys.stderr.isatty() and not ctx.json
+    tty = sys.stderr.isatty() and not ctx.json and not quiet
+    display = JobProgressDisplay() if tty else None
     try:
-        for msg in client.follow_job(job_id):
-            if ctx.json:
-                print(json.dumps(msg, default=str), flush=True)
-            elif not quiet and msg.get("type") == "status" and tty:
-                p = msg.get("progress") or {}
-                pct = p.get("percent")
-                line = (f"\r{msg.get('kind', '')} {p.get('phase', '')} "
-                        f"{'' if pct is None else f'{pct:5.1f}% '}"
-                        f"{human_bytes(p.get('bytes_done'))}/{human_bytes(p.get('bytes_total'))} "
-                        f"{human_bytes(p.get('rate_bytes_s'))}/s "
-                        f"ETA {human_duration(p.get('eta_s'))} {str(p.get('current', ''))[-40:]}")
-                sys.stderr.write(line[:160].ljust(100))
-                sys.stderr.flush()
-            if msg.get("type") == "summary":
-                final = msg.get("job") or {}
-        if tty:
-            sys.stderr.write("\n")
+        with display if display is not None else contextlib.nullcontext():
+            for msg in client.follow_job(job_id):
+                if ctx.json:
+                    print(json.dumps(msg, default=str), flush=True)
+                elif display is not None and msg.get("type") == "status":
+                    display.update(msg)
+                if msg.get("type") == "summary":
+                    final = msg.get("job") or {}
     except KeyboardInterrupt:
         client.cancel_job(job_id)
         raise CliError(f"job {job_id} cancelled", EXIT_CANCELLED) from None
     return final
+
+
+class JobProgressDisplay:
+    """A job's progress as Rich draws it on stderr: phase, bar, percent, bytes (or files),
+    the agent's measured rate and ETA, and the current item. The agent computes rate and ETA
+    from the whole job, so they are shown as it reports them rather than re-estimated here."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=30),
+            TaskProgressColumn(), TextColumn("{task.fields[amount]}"),
+            TextColumn("{task.fields[rate]}"), TextColumn("ETA {task.fields[eta]}"),
+            TextColumn("[dim]{task.fields[current]}"),
+            console=Console(stderr=True), transient=False, auto_refresh=True,
+            refresh_per_second=5)
+        self.task = self.progress.add_task("starting", total=None, amount="", rate="",
+                                           eta="-", current="")
+
+    def __enter__(self) -> JobProgressDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, msg: dict[str, Any]) -> None:
+        p = msg.get("progress") or {}
+        pct = p.get("percent")
+        if p.get("bytes_total"):
+            amount = f"{human_bytes(p.get('bytes_done'))}/{human_bytes(p['bytes_total'])}"
+        elif p.get("files_total"):
+            amount = f"{p.get('files_done', 0)}/{p['files_total']} files"
+        else:
+            amount = ""
+        rate = p.get("rate_bytes_s")
+        current = str(p.get("current") or "")
+        self.progress.update(
+            self.task, description=f"{msg.get('kind', '')} {p.get('phase') or ''}".strip(),
+            total=None if pct is None else 100.0, completed=float(pct or 0.0), amount=amount,
+            rate="" if not rate else f"{human_bytes(rate)}/s",
+            eta=human_duration(p.get("eta_s")),
+            current=current if len(current) <= 40 else "…" + current[-39:])
 
 
 def job_exit_code(job: dict[str, Any]) -> int:

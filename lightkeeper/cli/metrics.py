@@ -6,6 +6,7 @@ import argparse
 import time
 
 from lightkeeper.cli.common import EXIT_OK, CliContext, add_json_flag, table
+from lightkeeper.fmt import human_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,11 +43,25 @@ def run_query(args: argparse.Namespace, ctx: CliContext) -> int:
         for label, points in d["series"].items():
             out.append(f"[{label or '-'}]")
             for ts, v in points:
-                out.append(f"  {time.strftime('%H:%M:%S', time.localtime(ts))}  {v:.6g}")
+                out.append(f"  {time.strftime('%H:%M:%S', time.localtime(ts))}  "
+                           f"{metric_value(d['metric'], v)}")
         return "\n".join(out)
 
     ctx.emit(data, human)
     return EXIT_OK
+
+
+def metric_value(metric: str, v: float | None) -> str:
+    """A value in its unit: bytes in KiB/MiB/GiB (exact count in parentheses), else %g."""
+    if v is None:
+        return "-"
+    if metric.endswith("_bytes"):
+        return f"{human_bytes(v)} ({v:.0f} B)"
+    if metric.endswith("_bytes_per_second"):
+        return f"{human_bytes(v)}/s"
+    if metric.endswith("_ratio"):
+        return f"{v * 100:.1f}%"
+    return f"{v:.6g}"
 
 
 def _ms(v: float | None) -> str:

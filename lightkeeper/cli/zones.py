@@ -22,6 +22,7 @@ from lightkeeper.cli.common import (
     job_exit_code,
     table,
 )
+from lightkeeper.fmt import plural
 
 
 def add_local_flag(p: argparse.ArgumentParser) -> None:
@@ -222,9 +223,13 @@ def cmd_trust(args: argparse.Namespace, ctx: CliContext) -> int:
 
 # -- jobs ---------------------------------------------------------------------------------
 def _render_verify(s: dict[str, Any]) -> str:
-    head = (f"zone {s.get('zone')}: {s.get('snapshots')} snapshots, {s.get('files')} files, "
-            f"{human_bytes(s.get('bytes'))}"
-            + (f", {s.get('files_hashed')} files hashed" if s.get("full") else ""))
+    # "files" are the repository's data files; a full check also hashes each snapshot's
+    # manifest, so the hashed count is files + snapshots
+    head = (f"zone {s.get('zone')}: {plural(s.get('snapshots') or 0, 'snapshot')}, "
+            f"{plural(s.get('files') or 0, 'file')}, {human_bytes(s.get('bytes'))}"
+            + (f"; hashed {s.get('files_hashed')} of "
+               f"{(s.get('files') or 0) + (s.get('snapshots') or 0)} (files and snapshot "
+               "manifests)" if s.get("full") else ""))
     if not s.get("problems"):
         return head + ": OK"
     lines = [head + f": {len(s['problems'])} PROBLEM(S)"]
