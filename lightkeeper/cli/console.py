@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "background if none runs. Jobs started here run in the agent and survive "
                        "the console (and the SSH session) closing.")
     p.add_argument("--window", choices=("5m", "1h", "24h", "7d"),
-                   help="initial chart time window (default: console.window)")
+                   help="initial chart time window (default: console.window if set, else "
+                   "the window used last, else one the data fills)")
     p.add_argument("--theme", choices=tuple(THEMES), help="colour theme (default: console.theme)")
     p.add_argument("--refresh", type=float, metavar="SECONDS",
                    help="seconds between polls (default: console.refresh_seconds)")
@@ -35,13 +36,18 @@ def run(args: argparse.Namespace, ctx: CliContext) -> int:
     client = ctx.client()  # autostarts the agent; exits 3 with a clear message if impossible
     client.timeout = 10.0  # a hung agent shows as a lost connection, not a frozen panel
     from lightkeeper.tui.app import LightkeeperApp  # Textual is imported only for the console
+    from lightkeeper.tui.prefs import Prefs
 
     refresh = args.refresh if args.refresh is not None else cfg["console.refresh_seconds"]
     if refresh is not None and not 0.5 <= refresh <= 60:
         raise CliError("--refresh must be between 0.5 and 60 seconds", EXIT_USAGE)
     app = LightkeeperApp(client, refresh_s=refresh,
                          chart_s=cfg["console.chart_refresh_seconds"],
-                         window=args.window or cfg["console.window"],
+                         # --window, else a configured window, else the operator's last one,
+                         # else the smallest window the agent's data fills
+                         window=args.window or (cfg["console.window"] if cfg.origin(
+                             "console.window") != "default" else None),
+                         prefs=Prefs(),
                          theme=THEMES[args.theme or cfg["console.theme"]])
     code = app.run()
     return int(code or 0)

@@ -178,16 +178,42 @@ def _run_worker(ctx: CliContext, rate: float) -> int:
     return EXIT_OK
 
 
+def _step(ctx: CliContext, n: int, text: str) -> None:
+    """A numbered step line on the terminal (run-demo.sh counts its install as step 1)."""
+    if ctx.json or not sys.stderr.isatty():
+        return
+    offset = 1 if os.environ.get("LIGHTKEEPER_DEMO_STEPS") else 0
+    sys.stderr.write(f"\033[1m[{n + offset}/{2 + offset}]\033[0m {text}\n")
+    sys.stderr.flush()
+
+
 def _seed(ctx: CliContext) -> dict[str, Any]:
     from lightkeeper.rag.runtime import RagRuntime
     from lightkeeper.rag.workload import first_queries, seed_demo
 
     tty = sys.stderr.isatty() and not ctx.json
+    bar: Any = None
+    if tty:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        bar = Progress(TextColumn("      seeding [bold]{task.description}"), BarColumn(),
+                       MofNCompleteColumn(), TextColumn("documents"), TimeElapsedColumn(),
+                       console=Console(stderr=True), transient=True)
+    tasks: dict[str, Any] = {}
 
     def progress(user: str, done: int, total: int) -> None:
-        if tty:
-            sys.stderr.write(f"\rseeding {user}: {done}/{total} documents".ljust(60))
-            sys.stderr.flush()
+        if bar is None:
+            return
+        if user not in tasks:
+            tasks[user] = bar.add_task(user, total=total)
+        bar.update(tasks[user], completed=done, total=total)
 
     async def main() -> dict[str, Any]:
         async with RagRuntime(ctx.cfg) as rt:
@@ -199,10 +225,10 @@ def _seed(ctx: CliContext) -> dict[str, Any]:
             return {"users": seeded, "seed_s": round(t1 - t0, 2), "queries": asked,
                     "queries_s": round(t2 - t1, 2)}
 
-    result = asyncio.run(main())
-    if tty:
-        sys.stderr.write("\r".ljust(61) + "\r")
-    return result
+    if bar is None:
+        return asyncio.run(main())
+    with bar:
+        return asyncio.run(main())
 
 
 def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -228,6 +254,7 @@ def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
         raise CliError("--rate must be between 0 and 1000 operations per second", 2)
 
     out: dict[str, Any] = {"data_root": str(ctx.cfg.path("paths.data_root"))}
+    _step(ctx, 1, "seeding demo users with real LightRAG data (offline models; 10-30 s)")
     out["seed"] = _seed(ctx)
     if not ctx.json:
         users = ", ".join(out["seed"]["users"])
@@ -235,6 +262,7 @@ def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
               f"{out['seed']['seed_s']} s; {out['seed']['queries']} first queries in "
               f"{out['seed']['queries_s']} s")
     agent_ok = True
+    _step(ctx, 2, "starting the agent and the background workload, then the console")
     try:
         ctx.client()
         out["agent"] = "running"
