@@ -1,12 +1,17 @@
 """Every console action, by name: its key, where it applies, and what it does.
 
 The key bindings, the footer legend, the help screen and the command palette are all built
-from this one list, so they never disagree (harlequin's pattern of named actions).
+from this one list, so they never disagree (harlequin's pattern of named actions). Each action
+is bound on the widget that acts (``pane``: that pane; ``None``: the app), so Textual's own
+binding chain scopes it: a pane's keys work only while focus is inside that pane, and a text
+field or a dialog takes its keys first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from textual.binding import Binding
 
 PANES: tuple[tuple[str, str, str], ...] = (
     # (id, title, key)
@@ -21,9 +26,22 @@ PANES: tuple[tuple[str, str, str], ...] = (
 WINDOWS: tuple[str, ...] = ("5m", "1h", "24h", "7d")
 
 
+def window_seconds(window: str) -> float:
+    units = {"m": 60, "h": 3600, "d": 86400}
+    return float(window[:-1]) * units[window[-1]]
+
+
+def window_for_age(age_s: float) -> str:
+    """The smallest window that data ``age_s`` seconds old fills."""
+    for w in WINDOWS:
+        if age_s <= window_seconds(w):
+            return w
+    return WINDOWS[-1]
+
+
 @dataclass(frozen=True)
 class ActionSpec:
-    name: str  # the action: ``action_<name>`` on the app
+    name: str  # the action: ``action_<name>`` on the pane (or the app when ``pane`` is None)
     key: str
     label: str  # short, for the footer
     help: str  # one sentence, for the help screen and the command palette
@@ -33,7 +51,7 @@ class ActionSpec:
 
 
 def _pane_actions() -> list[ActionSpec]:
-    return [ActionSpec(f"show_{pid}", key, title, f"Show the {title} screen", show=False)
+    return [ActionSpec(f"show('{pid}')", key, title, f"Show the {title} screen", show=False)
             for pid, title, key in PANES]
 
 
@@ -69,6 +87,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("zone_cancel", "x", "Cancel", "Zones: cancel the running replication job",
                "zones"),
     # Tuning
+    ActionSpec("edit", "e", "Edit", "Tuning: move into the form (tab too; esc leaves it)",
+               "tuning"),
     ActionSpec("tuning_apply", "a", "Apply", "Tuning: apply the pending edits (asks for a note)",
                "tuning"),
     ActionSpec("tuning_discard", "u", "Undo", "Tuning: discard the pending edits",
@@ -81,8 +101,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "(asks to confirm and for a note)", "tuning"),
     ActionSpec("tuning_compare", "c", "A/B", "Tuning: compare LightRAG latency between "
                "the marked (or previous) version and the selected one", "tuning"),
-    ActionSpec("leave_field", "escape", "Leave field", "Tuning/Events: leave the text field so "
-               "keys act on the screen again", None, show=False),
     # Events
     ActionSpec("events_level", "l", "Level", "Events: cycle the minimum level (all, info, "
                "warning, error)", "events"),
@@ -91,6 +109,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 BY_NAME: dict[str, ActionSpec] = {a.name: a for a in ACTIONS}
+
+
+def bindings(pane: str | None) -> list[Binding]:
+    """Textual bindings for the actions of one pane (``None``: the app's own)."""
+    return [Binding(a.key, a.name, a.label, show=a.show, priority=a.priority,
+                    tooltip=a.help) for a in ACTIONS if a.pane == pane]
 
 
 def key_label(key: str) -> str:

@@ -1,8 +1,10 @@
 """The lightkeeper console: one main screen with six panes, banners, a footer legend.
 
-Data flow (dolphie's pattern): a poll worker thread reads from the agent, then renders on the
-main thread and schedules its own next run, so polls never overlap. Actions run in worker
-threads too; their errors become notifications. The app never imports DuckDB or the agent: it
+Data flow (dolphie's pattern): a poll worker thread reads from the agent and posts a typed
+message (``Polled``); its handler renders on the main thread and schedules the next run, so
+polls never overlap. Actions run in worker threads too and post ``ActionDone`` or
+``ActionFailed``. ``window`` and ``active`` are reactives the top bar watches; every key is
+bound on the widget that acts (see ``actions``). The app never imports DuckDB or the agent: it
 only holds an ``AgentClient``.
 """
 
@@ -10,19 +12,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
-from textual.screen import ModalScreen, Screen
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, Input
+from textual.widgets import ContentSwitcher
 from textual.worker import Worker, WorkerState
 
 from lightkeeper.client import AgentError, AgentUnavailable
-from lightkeeper.tui.actions import ACTIONS, BY_NAME, PANES, WINDOWS
+from lightkeeper.tui.actions import ACTIONS, WINDOWS, bindings, key_label, window_for_age
 from lightkeeper.tui.dialogs import HelpScreen
 from lightkeeper.tui.panes.backups import BackupsPane
 from lightkeeper.tui.panes.base import Pane, Request
@@ -31,6 +34,7 @@ from lightkeeper.tui.panes.lightrag import LightRagPane
 from lightkeeper.tui.panes.overview import OverviewPane
 from lightkeeper.tui.panes.tuning import TuningPane
 from lightkeeper.tui.panes.zones import ZonesPane
+from lightkeeper.tui.prefs import Prefs
 from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLegend, TopBar
 
 THEMES = ("textual-dark", "textual-light")
@@ -45,28 +49,64 @@ class PollResult:
     data: Any = None
     error: str | None = None
     pane_error: str | None = None
-    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Polled(Message):
+    """A poll worker finished: the agent's status and the pane's data (or why not)."""
+
+    def __init__(self, result: PollResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class ActionDone(Message):
+    """An action run in the agent succeeded; ``then`` renders its result."""
+
+    def __init__(self, label: str, result: Any, then: Callable[[Any], None] | None) -> None:
+        super().__init__()
+        self.label = label
+        self.result = result
+        self.then = then
+
+
+class ActionFailed(Message):
+    """An action run in the agent failed with ``message``."""
+
+    def __init__(self, label: str, message: str,
+                 then: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self.label = label
+        self.message = message
+        self.then = then
 
 
 class LightkeeperApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "lightkeeper"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
-    BINDINGS = [Binding(a.key, a.name, a.label, show=a.show, priority=a.priority)
-                for a in ACTIONS]
+    BINDINGS = bindings(None)
+
+    window: reactive[str] = reactive("1h", init=False)
+    active: reactive[str] = reactive("overview", init=False)
+    host: reactive[str] = reactive("", init=False)
 
     def __init__(self, client: Any, *, refresh_s: float = 2.0, chart_s: float = 5.0,
-                 window: str = "1h", theme: str = "textual-dark",
-                 clock: Callable[[], float] = time.time, live: bool = True) -> None:
+                 window: str | None = None, theme: str = "textual-dark",
+                 clock: Callable[[], float] = time.time, live: bool = True,
+                 prefs: Prefs | None = None) -> None:
         super().__init__()
         self.client = client
         self.refresh_s = max(0.5, float(refresh_s))
         self.chart_s = max(self.refresh_s, float(chart_s))
-        self.window = window if window in WINDOWS else "1h"
+        self.prefs = prefs
+        saved = prefs.window() if prefs is not None else None
+        # the window given, else the operator's last one, else chosen from the data's age
+        self.window_chosen = window in WINDOWS or saved in WINDOWS
+        self.set_reactive(LightkeeperApp.window,
+                          window if window in WINDOWS else saved if saved in WINDOWS else "5m")
         self.clock = clock
         self.live = live
         self.initial_theme = theme if theme in THEMES else THEMES[0]
-        self.active = "overview"
         self.status: dict[str, Any] | None = None
         self.jobs: list[dict[str, Any]] = []
         self.conn_error: str | None = None
@@ -95,16 +135,11 @@ class LightkeeperApp(App[int]):
         self.theme = self.initial_theme
         self.query_one(ConnectionBanner).display = False
         self.query_one(AlertBanner).display = False
-        self._topbar()
+        self.pane().focus_default()
         self.refresh_now()
 
     def pane(self, pane_id: str | None = None) -> Pane:
         return self.query_one(f"#{pane_id or self.active}", Pane)
-
-    def _topbar(self) -> None:
-        host = (self.status or {}).get("host", "")
-        self.query_one(TopBar).show(self.active, self.window, host)
-        self.query_one(KeyLegend).show(self.active)
 
     # -- polling ----------------------------------------------------------------------------
     def refresh_now(self) -> None:
@@ -135,7 +170,7 @@ class LightkeeperApp(App[int]):
             result.error = f"agent error: {exc}"
         except OSError as exc:
             result.error = f"{type(exc).__name__}: {exc}"
-        self.call_from_thread(self._on_poll, result)
+        self.post_message(Polled(result))
 
     def _notify_reload(self, last: dict[str, Any] | None) -> None:
         """Say once that the agent reloaded its configuration, or refused to (and why)."""
@@ -149,7 +184,8 @@ class LightkeeperApp(App[int]):
             self.notify(f"config reload refused: {last.get('error')}", severity="error",
                         timeout=15)
 
-    def _on_poll(self, result: PollResult) -> None:
+    def on_polled(self, message: Polled) -> None:
+        result = message.result
         if result.gen != self._gen:
             return  # a newer poll is under way
         banner = self.query_one(ConnectionBanner)
@@ -158,6 +194,7 @@ class LightkeeperApp(App[int]):
             self.conn_error = result.error
             delay = min(2.0 * self.conn_attempts, 10.0)
             banner.show(result.error, self.conn_attempts, delay)
+            self.query_one(AlertBanner).show(None)  # what the agent said before is stale
             self._schedule(delay)
             return
         if self.conn_error:
@@ -169,7 +206,9 @@ class LightkeeperApp(App[int]):
         self._notify_reload((self.status.get("config") or {}).get("last_reload"))
         self.jobs = list((self.status.get("jobs") or {}).get("running") or [])
         self.query_one(AlertBanner).show(self.status.get("alerts"))
-        self._topbar()
+        self.host = str(self.status.get("host") or "")
+        if not self.window_chosen:
+            self._choose_window()
         pane = self.pane(result.pane_id)
         if result.pane_error:
             if result.pane_error != self._last_pane_error:  # once, not on every poll
@@ -190,6 +229,19 @@ class LightkeeperApp(App[int]):
         else:
             interval = 0.0
         self._schedule(interval)
+
+    def _choose_window(self) -> None:
+        """The first time the agent answers: the smallest window its data fills."""
+        self.window_chosen = True
+        started = (self.status or {}).get("data_since") or (self.status or {}).get("started")
+        if not started:
+            return
+        window = window_for_age(self.clock() - float(started))
+        if window != self.window:
+            self.set_reactive(LightkeeperApp.window, window)
+            self.mutate_reactive(LightkeeperApp.window)
+            self._gen += 1  # the poll under way asked for the old window
+            self.call_later(self.refresh_now)
 
     def _chart_interval(self) -> float:
         """Charts refresh no faster than the agent collects (collect.system_interval)."""
@@ -212,7 +264,7 @@ class LightkeeperApp(App[int]):
     def run_agent(self, label: str, fn: Callable[[Any], Any],
                   on_success: Callable[[Any], None] | None = None,
                   on_error: Callable[[str], None] | None = None) -> None:
-        """Run ``fn(client)`` in a worker thread; errors become a notification."""
+        """Run ``fn(client)`` in a worker thread; the result comes back as a message."""
         self._agent_action(label, fn, on_success, on_error)
 
     @work(thread=True, group="actions", exit_on_error=False)
@@ -222,15 +274,20 @@ class LightkeeperApp(App[int]):
         try:
             result = fn(self.client)
         except (AgentError, AgentUnavailable, OSError) as exc:
-            message = f"{label}: {exc}"
-            if on_error is not None:
-                self.call_from_thread(on_error, message)
-            else:
-                self.call_from_thread(self.notify, message, severity="error", timeout=8)
+            self.post_message(ActionFailed(label, f"{label}: {exc}", on_error))
             return
-        if on_success is not None:
-            self.call_from_thread(on_success, result)
-        self.call_from_thread(self.refresh_now)
+        self.post_message(ActionDone(label, result, on_success))
+
+    def on_action_done(self, message: ActionDone) -> None:
+        if message.then is not None:
+            message.then(message.result)
+        self.refresh_now()
+
+    def on_action_failed(self, message: ActionFailed) -> None:
+        if message.then is not None:
+            message.then(message.message)
+        else:
+            self.notify(message.message, severity="error", timeout=8)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
@@ -240,41 +297,34 @@ class LightkeeperApp(App[int]):
             if event.worker.group == "poll":
                 self._schedule(self.refresh_s)
 
-    # -- bindings ---------------------------------------------------------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        spec = BY_NAME.get(action)
-        if spec is None:
-            return True
-        if isinstance(self.screen, ModalScreen):
-            return False
-        if spec.pane is not None and spec.pane != self.active:
-            return False
-        if action == "leave_field":
-            return isinstance(self.focused, Input)
-        return True
-
-    def switch_to(self, pane_id: str) -> None:
-        if pane_id == self.active:
+    # -- reactives ----------------------------------------------------------------------------
+    def watch_active(self, old: str, new: str) -> None:
+        if not self.is_mounted:
             return
-        self.active = pane_id
-        self.query_one("#panes", ContentSwitcher).current = pane_id
-        self.set_focus(None)
+        self.query_one("#panes", ContentSwitcher).current = new
         pane = self.pane()
         pane.on_activated()
         pane.focus_default()
-        self._topbar()
-        self.refresh_bindings()
         self.refresh_now()
+
+    def watch_window(self, window: str) -> None:
+        if self.prefs is not None:
+            self.prefs.set_window(window)
+        if self.is_mounted:
+            self.refresh_now()
+
+    # -- the app's own actions ----------------------------------------------------------------
+    def switch_to(self, pane_id: str) -> None:
+        self.active = pane_id
+
+    def action_show(self, pane_id: str) -> None:
+        self.active = pane_id
 
     def action_cycle_window(self) -> None:
         self.window = WINDOWS[(WINDOWS.index(self.window) + 1) % len(WINDOWS)]
-        self._topbar()
-        self.refresh_now()
 
     def set_window(self, window: str) -> None:
         self.window = window
-        self._topbar()
-        self.refresh_now()
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES[1] if self.theme == THEMES[0] else THEMES[0]
@@ -285,23 +335,22 @@ class LightkeeperApp(App[int]):
     def action_refresh_now(self) -> None:
         self.refresh_now()
 
-    def action_leave_field(self) -> None:
-        self.set_focus(None)
-        self.pane().focus_default()
-
     def action_quit(self) -> None:  # type: ignore[override]
         self.exit(0)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for a in ACTIONS:
-            if a.name in ("quit", "leave_field"):
+            if a.name == "quit":
                 continue
             if a.pane is not None and a.pane != self.active:
-                yield SystemCommand(a.help, f"key {a.key} on the {a.pane} screen",
+                yield SystemCommand(a.help, f"key {key_label(a.key)} on the {a.pane} screen",
+                                    _goto_then(self, a.pane, a.name))
+            elif a.pane is not None:
+                yield SystemCommand(a.help, f"key {key_label(a.key)}",
                                     _goto_then(self, a.pane, a.name))
             else:
-                yield SystemCommand(a.help, f"key {a.key}", _run(self, a.name))
+                yield SystemCommand(a.help, f"key {key_label(a.key)}", _run(self, a.name))
         for w in WINDOWS:
             yield SystemCommand(f"Window: {w}", "time window of every chart",
                                 lambda w=w: self.set_window(w))
@@ -312,27 +361,8 @@ def _run(app: LightkeeperApp, name: str) -> Callable[[], Any]:
 
 
 def _goto_then(app: LightkeeperApp, pane: str, name: str) -> Callable[[], Any]:
+    """Show ``pane`` and run its action there (the palette may be opened from any screen)."""
     async def go() -> None:
-        app.switch_to(pane)
-        await app.run_action(name)
+        app.active = pane
+        await app.run_action(name, app.pane(pane))
     return go
-
-
-def _show(pane_id: str) -> Callable[[LightkeeperApp], None]:
-    def action(self: LightkeeperApp) -> None:
-        self.switch_to(pane_id)
-    return action
-
-
-def _forward(name: str) -> Callable[[LightkeeperApp], None]:
-    def action(self: LightkeeperApp) -> None:
-        spec = BY_NAME[name]
-        getattr(self.pane(spec.pane), f"do_{name}")()
-    return action
-
-
-for _pid, _title, _key in PANES:
-    setattr(LightkeeperApp, f"action_show_{_pid}", _show(_pid))
-for _spec in ACTIONS:
-    if _spec.pane is not None:
-        setattr(LightkeeperApp, f"action_{_spec.name}", _forward(_spec.name))

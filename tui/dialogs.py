@@ -13,12 +13,17 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from lightkeeper.tui.actions import ACTIONS, PANES, key_label
+from lightkeeper.tui.widgets.banners import KeyLegend
+
+# Every dialog closes with esc, and with q unless a text field has focus (the field takes the
+# q then, and the key legend at the bottom stops showing it).
+CLOSE = [Binding("escape", "cancel", "Cancel"), Binding("q", "cancel", "Cancel")]
 
 
 class ConfirmDialog(ModalScreen[bool]):
     """Yes/no; with ``typed`` the operator must type that exact text to confirm."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = CLOSE
 
     def __init__(self, title: str, body: Any = "", typed: str | None = None,
                  confirm_label: str = "Confirm", danger: bool = True) -> None:
@@ -42,6 +47,7 @@ class ConfirmDialog(ModalScreen[bool]):
                 yield Button(self.confirm_label, id="ok",
                              variant="error" if self.danger else "primary")
                 yield Button("Cancel", id="cancel")
+        yield KeyLegend(classes="legend")
 
     def on_mount(self) -> None:
         if self.typed is not None:
@@ -77,7 +83,7 @@ class ConfirmDialog(ModalScreen[bool]):
 class NoteDialog(ModalScreen[str | None]):
     """Asks for a note (why), required and non-empty; shows what will happen above it."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = CLOSE
 
     def __init__(self, title: str, body: Any = "", label: str = "Note (why):",
                  confirm_label: str = "Apply") -> None:
@@ -98,6 +104,7 @@ class NoteDialog(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm_label, id="ok", variant="primary")
                 yield Button("Cancel", id="cancel")
+        yield KeyLegend(classes="legend")
 
     def on_mount(self) -> None:
         self.query_one("#note", Input).focus()
@@ -127,7 +134,8 @@ class NoteDialog(ModalScreen[str | None]):
 class HelpScreen(ModalScreen[None]):
     """Every key, by screen, built from the action registry."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close"),
+                Binding("question_mark", "close", "Close")]
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, expand=True, padding=(0, 1), show_header=False)
@@ -138,7 +146,7 @@ class HelpScreen(ModalScreen[None]):
             t for _, t, _ in PANES))
         groups: dict[str | None, list[Any]] = {}
         for a in ACTIONS:
-            if a.name.startswith("show_"):
+            if a.name.startswith("show("):
                 continue
             groups.setdefault(a.pane, []).append(a)
         titles = {pid: title for pid, title, _ in PANES}
@@ -155,6 +163,7 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(table)
             with Horizontal(classes="buttons"):
                 yield Button("Close", id="close", variant="primary")
+        yield KeyLegend(classes="legend")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -26,13 +26,18 @@ SCREENS: tuple[tuple[str, str], ...] = tuple((pid, key) for pid, _, key in PANES
 
 async def wait_for_pane(pilot: Any, app: LightkeeperApp, pane_id: str, start: int,
                         timeout: float = 30.0) -> None:
-    """Until a poll of ``pane_id`` newer than poll number ``start`` has been rendered."""
+    """Until a poll of ``pane_id`` newer than poll number ``start`` has been rendered and the
+    pane has settled (its mounts and deferred renders done), then one more refresh. Fails
+    loudly on timeout: a screenshot of a half-drawn screen is worse than none."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if app.poll_count > start and app.last_polled == pane_id:
-            break
+    while not (app.poll_count > start and app.last_polled == pane_id
+               and app.pane(pane_id).settled()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the {pane_id} screen did not show its data within {timeout} s "
+                               f"(polls: {app.poll_count}, last: {app.last_polled!r})")
         await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
 
 
 async def show_pane(pilot: Any, app: LightkeeperApp, pane_id: str, key: str) -> None:

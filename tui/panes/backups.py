@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 
 from lightkeeper.fmt import age, clock_time, human_bytes, human_duration
 from lightkeeper.tui import agentdata
+from lightkeeper.tui.actions import bindings
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
@@ -24,6 +25,7 @@ BACKUP_JOBS = ("backup", "verify", "prune", "forget", "restore")
 
 class BackupsPane(Pane):
     pane_id = "backups"
+    BINDINGS = bindings("backups")
     title = "Backups"
 
     def __init__(self, **kw: Any) -> None:
@@ -97,13 +99,13 @@ class BackupsPane(Pane):
                           lambda job_id: self.lk.notify(f"{what}: job {job_id} started",
                                                         timeout=4))
 
-    def do_backup_start(self) -> None:
+    def action_backup_start(self) -> None:
         self._start("backup", {}, "backup")
 
-    def do_backup_verify(self) -> None:
+    def action_backup_verify(self) -> None:
         self._start("verify", {}, "verify")
 
-    def do_backup_prune(self) -> None:
+    def action_backup_prune(self) -> None:
         def done(ok: bool | None) -> None:
             if ok:
                 self._start("forget", {"prune": True}, "prune")
@@ -114,7 +116,7 @@ class BackupsPane(Pane):
             "verified one is always kept), then the data only they used is deleted. This "
             "cannot be undone.", confirm_label="Prune"), done)
 
-    def do_backup_cancel(self) -> None:
+    def action_backup_cancel(self) -> None:
         running = [j for j in self.lk.jobs if j.get("kind") in BACKUP_JOBS]
         if not running:
             self.lk.notify("no repository job is running", timeout=3)
@@ -124,7 +126,7 @@ class BackupsPane(Pane):
                           lambda _r: self.lk.notify(f"cancel requested for {job['id']}",
                                                     timeout=4))
 
-    def do_backup_restore(self) -> None:
+    def action_backup_restore(self) -> None:
         if not self.snapshots:
             self.lk.notify("no snapshot to restore from", severity="warning", timeout=3)
             return

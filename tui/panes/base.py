@@ -46,4 +46,13 @@ class Pane(Vertical):
         """Called when the pane becomes visible."""
 
     def focus_default(self) -> None:
-        """Give focus to the pane's main widget, if any."""
+        """Give focus to the pane's main widget: the pane's keys are bound on the pane, so
+        they act only while focus is inside it (Textual's binding chain)."""
+        for widget in self.query("*"):
+            if widget.focusable:
+                widget.focus()
+                return
+
+    def settled(self) -> bool:
+        """Everything the last ``show`` started is on screen (mounts, deferred renders)."""
+        return True

@@ -11,7 +11,9 @@ from textual.containers import Horizontal
 from textual.widgets import Input, RichLog, Static
 
 from lightkeeper.fmt import clock_time
+from lightkeeper.tui.actions import bindings
 from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.widgets.fields import FieldInput
 
 MAX_ROWS = 2000
 LEVELS: tuple[str | None, ...] = (None, "info", "warning", "error")
@@ -41,6 +43,7 @@ def _short(v: Any) -> str:
 
 class EventsPane(Pane):
     pane_id = "events"
+    BINDINGS = bindings("events")
     title = "Events"
 
     def __init__(self, **kw: Any) -> None:
@@ -52,16 +55,20 @@ class EventsPane(Pane):
         self.paused = False
         self.rows: list[dict[str, Any]] = []
         self._width = 0
+        self._drawn = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="events-bar"):
             yield Static(id="events-filter")
-            yield Input(placeholder="search (press /)", id="events-search")
+            yield FieldInput(placeholder="search (press /)", id="events-search")
         yield RichLog(id="events-log", max_lines=2000, wrap=False, markup=False,
                       auto_scroll=True)
 
     def on_mount(self) -> None:
         self._bar()
+
+    def focus_default(self) -> None:
+        self.query_one("#events-log", RichLog).focus()
 
     def params(self) -> dict[str, Any]:
         return {"since": self.last_id, "level": LEVELS[self.level_i], "q": self.search or None,
@@ -84,6 +91,7 @@ class EventsPane(Pane):
             self.last_id = new[-1]["id"]
             self.rows = (self.rows + new)[-MAX_ROWS:]
         if req.params["since"] == 0:
+            self._drawn = False
             self.call_after_refresh(self._render_all)  # once the log has its width
         else:
             self._write(new)
@@ -99,6 +107,10 @@ class EventsPane(Pane):
         self._width = log.scrollable_content_region.width
         log.clear()
         self._write(self.rows)
+        self._drawn = True
+
+    def settled(self) -> bool:
+        return self._drawn
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         log = self.query_one("#events-log", RichLog)
@@ -122,14 +134,14 @@ class EventsPane(Pane):
         self.query_one("#events-filter", Static).update(t)
 
     # -- actions ----------------------------------------------------------------------------
-    def do_events_level(self) -> None:
+    def action_events_level(self) -> None:
         self.level_i = (self.level_i + 1) % len(LEVELS)
         self._reset()
 
-    def do_events_search(self) -> None:
+    def action_events_search(self) -> None:
         self.query_one("#events-search", Input).focus()
 
-    def do_events_pause(self) -> None:
+    def action_events_pause(self) -> None:
         self.paused = not self.paused
         if not self.paused:
             self._reset()

@@ -13,15 +13,16 @@ from textual.widgets import Static
 
 from lightkeeper.fmt import clock_time, ms, pct
 from lightkeeper.tui import agentdata
+from lightkeeper.tui.actions import bindings, window_seconds
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.panes.common import first, small_table
-from lightkeeper.tui.panes.overview import _window_seconds
 from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 
 
 class LightRagPane(Pane):
     pane_id = "lightrag"
+    BINDINGS = bindings("lightrag")
     title = "LightRAG"
     chart_pane = True
 
@@ -60,7 +61,7 @@ class LightRagPane(Pane):
         }
 
     # -- actions ----------------------------------------------------------------------------
-    def do_rag_user(self) -> None:
+    def action_rag_user(self) -> None:
         options: list[str | None] = [None, *self.users]
         i = options.index(self.user) if self.user in options else 0
         self.user = options[(i + 1) % len(options)]
@@ -68,7 +69,7 @@ class LightRagPane(Pane):
                        timeout=2)
         self.lk.refresh_now()
 
-    def do_rag_series(self) -> None:
+    def action_rag_series(self) -> None:
         if not self.series_keys:
             self.lk.notify("no LightRAG operations in this window yet", timeout=3)
             return
@@ -85,7 +86,7 @@ class LightRagPane(Pane):
         elif isinstance(users, dict) and isinstance(users.get("users"), list):
             self.users = sorted(str(first(u, "user", "id")) if isinstance(u, dict) else str(u)
                                 for u in users["users"])
-        window_s = _window_seconds(req.window)
+        window_s = window_seconds(req.window)
         lat = data["latency"]
         series: dict[str, list[dict[str, Any]]] = {} if problem(lat) else lat.get("series", {})
         step = 60.0 if problem(lat) else float(lat.get("step") or 60)

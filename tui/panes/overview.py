@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from lightkeeper.fmt import age, human_bytes, human_duration, pct, rate
 from lightkeeper.tui import agentdata
+from lightkeeper.tui.actions import window_seconds
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.panes.common import first, invert, series_lines, small_table, sum_series
@@ -54,7 +55,7 @@ class OverviewPane(Pane):
         }
 
     def show(self, data: dict[str, Any], req: Request) -> None:
-        window_s = _window_seconds(req.window)
+        window_s = window_seconds(req.window)
 
         def chart(cid: str, lines: list[Line], ymax: float | None = None, msg: str = "") -> None:
             self.query_one(f"#{cid}", TimeChart).show(ChartData(
@@ -75,11 +76,6 @@ class OverviewPane(Pane):
         self.query_one("#ov-users", Static).update(_users(latest))
         self.query_one("#ov-health", Static).update(
             _health(req.status or {}, data["snapshots"], data["zones"], req.now))
-
-
-def _window_seconds(window: str) -> float:
-    units = {"m": 60, "h": 3600, "d": 86400}
-    return float(window[:-1]) * units[window[-1]]
 
 
 def _storage(latest: dict[str, Any]) -> Group:

@@ -16,10 +16,11 @@ from textual.widgets import DataTable, Input, Static
 from lightkeeper.client import default_actor
 from lightkeeper.fmt import clock_time, ms, shorten
 from lightkeeper.tui import agentdata
+from lightkeeper.tui.actions import bindings
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import NoteDialog
 from lightkeeper.tui.panes.base import Pane, Request
-from lightkeeper.tui.panes.common import small_table
+from lightkeeper.tui.widgets.fields import FieldInput
 
 EFFECT_STYLE = {"next_operation": "green", "new_documents": "cyan", "restart": "yellow",
                 "rebuild": "bold red"}
@@ -31,7 +32,46 @@ def fmt_value(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-class ParamInput(Input):
+def diff_block(title: str, rows: list[dict[str, Any]], empty: str) -> Group:
+    """A diff as two lines per parameter (name and effect class, then old → new), so values
+    are never cut however narrow the panel is: they wrap instead."""
+    out: list[Any] = [Text(title, style="bold")]
+    if not rows:
+        out.append(Text(empty, style="dim"))
+    for r in rows:
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(r["key"], style="bold")
+        head.append("  ")
+        head.append(r["effect"], style=EFFECT_STYLE.get(r["effect"], ""))
+        change = Text("  ")
+        change.append(fmt_value(r["old"]) or '""', style="red")
+        change.append(" → ")
+        change.append(fmt_value(r["new"]) or '""', style="green")
+        out += [head, change]
+    return Group(*out)
+
+
+def compare_block(a: int, b: int, rows: list[dict[str, Any]]) -> Group:
+    """p95 latency per operation under versions a and b: two lines per operation."""
+    out: list[Any] = [Text(f"Latency p95: v{a} → v{b}", style="bold")]
+    if not rows:
+        out.append(Text("(no LightRAG operations under these versions)", style="dim"))
+    for x in rows:
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(x["op"] + (f"/{x['mode']}" if x.get("mode") else ""), style="bold")
+        head.append(f"  n {x['a_count']} → {x['b_count']}", style="dim")
+        if x.get("thin_evidence"):
+            head.append("  thin", style="yellow")
+        ch = x.get("change_p95")
+        line = Text(f"  {ms(x.get('a_p95'))} → {ms(x.get('b_p95'))}  ")
+        line.append("-" if ch is None else f"{ch * 100:+.0f}%",
+                    style="" if ch is None else "red" if ch > 0.05 else
+                    "green" if ch < -0.05 else "")
+        out += [head, line]
+    return Group(*out)
+
+
+class ParamInput(FieldInput):
     def __init__(self, name: str, value: str) -> None:
         super().__init__(value=value, id=f"p-{name}", classes="param-input")
         self.param = name
@@ -79,6 +119,7 @@ class ParamField:
 
 class TuningPane(Pane):
     pane_id = "tuning"
+    BINDINGS = bindings("tuning")
     title = "Tuning"
 
     def __init__(self, **kw: Any) -> None:
@@ -97,15 +138,22 @@ class TuningPane(Pane):
         self._last_validation: dict[str, Any] | None = None
         self._built = False
         self.fields: dict[str, ParamField] = {}
+        self._mounting: Any = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="tuning-head", classes="filterbar")
         with Horizontal(id="tuning-body"):
-            yield VerticalScroll(id="tuning-form")
+            form = VerticalScroll(id="tuning-form")
+            form.can_focus = False  # tab goes from the history straight into the first field
+            yield form
             with Vertical(id="tuning-side"):
                 with VerticalScroll(id="tuning-panel-scroll"):
                     yield Static(id="tuning-panel")
                 yield DataTable(id="tuning-history", cursor_type="row", zebra_stripes=True)
+
+    def settled(self) -> bool:
+        return self._built and all(f.input.is_mounted and f.input.size.width
+                                   for f in self.fields.values())
 
     def on_mount(self) -> None:
         self.query_one("#tuning-history", DataTable).add_columns(
@@ -113,6 +161,13 @@ class TuningPane(Pane):
 
     def focus_default(self) -> None:
         self.query_one("#tuning-history", DataTable).focus()
+
+    def action_edit(self) -> None:
+        """Into the form: the first field (or the first one with a pending edit)."""
+        inputs = list(self.query(ParamInput))
+        pending = [i for i in inputs if i.param in self.pending]
+        if pending or inputs:
+            (pending or inputs)[0].focus()
 
     # -- data -------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
@@ -144,7 +199,7 @@ class TuningPane(Pane):
             form = self.query_one("#tuning-form", VerticalScroll)
             self.fields = {p["name"]: ParamField(p, self.active.get(p["name"]))
                            for p in self.model}
-            form.mount_all([w for f in self.fields.values() for w in f.widgets])
+            self._mounting = form.mount_all([w for f in self.fields.values() for w in f.widgets])
             self._built = True
         elif version_changed:
             for inp in self.query(ParamInput):
@@ -227,19 +282,15 @@ class TuningPane(Pane):
         panel = self.query_one("#tuning-panel", Static)
         if not self.pending:
             panel.update(Group(Text("Pending edits", style="bold"),
-                               Text("none: edit a field (tab/arrows, enter for the next); "
-                                    "esc leaves the form", style="dim")))
+                               Text("none: e (or tab) moves into the form, enter to the "
+                                    "next field, esc back to the history", style="dim")))
             return
         v = self._last_validation if self.validated_seq == self.seq else None
         if v is None:
             panel.update(Text("checking...", style="dim"))
             return
-        rows = [[r["key"], fmt_value(r["old"]), fmt_value(r["new"]),
-                 Text(r["effect"], style=EFFECT_STYLE.get(r["effect"], ""))]
-                for r in v.get("diff") or []]
-        parts: list[Any] = [small_table(f"Pending edits vs active v{self.version}",
-                                        ["param", "active", "new", "effect"], rows,
-                                        "(no effective change)")]
+        parts: list[Any] = [diff_block(f"Pending edits vs active v{self.version}",
+                                       v.get("diff") or [], "(no effective change)")]
         for k, e in (v.get("errors") or {}).items():
             parts.append(Text(f"{k}: {e}", style="bold red"))
         for k, w in (v.get("warnings") or {}).items():
@@ -255,7 +306,7 @@ class TuningPane(Pane):
             return None
         return int(self.history[min(table.cursor_row, len(self.history) - 1)]["version"])
 
-    def do_tuning_apply(self) -> None:
+    def action_tuning_apply(self) -> None:
         if not self.pending:
             self.lk.notify("no pending edits", timeout=3)
             return
@@ -290,7 +341,7 @@ class TuningPane(Pane):
         self.lk.push_screen(NoteDialog(f"Apply {len(changes)} edit(s) as a new version?", body),
                             done)
 
-    def do_tuning_discard(self) -> None:
+    def action_tuning_discard(self) -> None:
         self.pending.clear()
         self.errors.clear()
         self.seq += 1
@@ -303,7 +354,7 @@ class TuningPane(Pane):
         self._pending_panel()
         self._head()
 
-    def do_tuning_mark(self) -> None:
+    def action_tuning_mark(self) -> None:
         self.marked = self.selected_version()
         self.lk.notify(f"version {self.marked} marked as A", timeout=2)
         self._head()
@@ -321,7 +372,7 @@ class TuningPane(Pane):
             return None
         return a, b
 
-    def do_tuning_diff(self) -> None:
+    def action_tuning_diff(self) -> None:
         pair = self._pair()
         if pair is None:
             return
@@ -329,17 +380,13 @@ class TuningPane(Pane):
 
         def shown(r: dict[str, Any]) -> None:
             self.panel_mode = "diff"
-            rows = [[x["key"], fmt_value(x["old"]), fmt_value(x["new"]),
-                     Text(x["effect"], style=EFFECT_STYLE.get(x["effect"], ""))]
-                    for x in r.get("rows") or []]
             self.query_one("#tuning-panel", Static).update(Group(
-                small_table(f"v{a} -> v{b}", ["param", f"v{a}", f"v{b}", "effect"], rows,
-                            "(no differences)"),
+                diff_block(f"v{a} → v{b}", r.get("rows") or [], "(no differences)"),
                 Text("edit a field to return to pending edits", style="dim")))
 
         self.lk.run_agent("diff", lambda c: c.call("tuning.diff", a=a, b=b), shown)
 
-    def do_tuning_compare(self) -> None:
+    def action_tuning_compare(self) -> None:
         pair = self._pair()
         if pair is None:
             return
@@ -347,26 +394,13 @@ class TuningPane(Pane):
 
         def shown(r: dict[str, Any]) -> None:
             self.panel_mode = "compare"
-            rows = []
-            for x in r.get("rows") or []:
-                key = x["op"] + (f"/{x['mode']}" if x.get("mode") else "")
-                ch = x.get("change_p95")
-                change = Text("-" if ch is None else f"{ch * 100:+.0f}%",
-                              style="" if ch is None else "red" if ch > 0.05 else
-                              "green" if ch < -0.05 else "")
-                rows.append([key, f"{x['a_count']}/{x['b_count']}", ms(x.get("a_p95")),
-                             ms(x.get("b_p95")), change,
-                             Text("thin" if x.get("thin_evidence") else "", style="yellow")])
             self.query_one("#tuning-panel", Static).update(Group(
-                small_table(f"Latency p95: v{a} vs v{b}", ["op/mode", "n a/b", f"v{a}",
-                                                            f"v{b}", "change", ""], rows,
-                            "(no LightRAG operations under these versions)",
-                            justify_right={1, 2, 3, 4}),
+                compare_block(a, b, r.get("rows") or []),
                 Text("thin: fewer than 30 operations on one side", style="dim")))
 
         self.lk.run_agent("compare", lambda c: c.call("rag.compare_versions", a=a, b=b), shown)
 
-    def do_tuning_revert(self) -> None:
+    def action_tuning_revert(self) -> None:
         n = self.selected_version()
         if n is None:
             return

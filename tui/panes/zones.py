@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 
 from lightkeeper.fmt import age, human_bytes, human_duration, shorten
 from lightkeeper.tui import agentdata
+from lightkeeper.tui.actions import bindings
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
@@ -29,6 +30,7 @@ def where(z: dict[str, Any]) -> str:
 
 class ZonesPane(Pane):
     pane_id = "zones"
+    BINDINGS = bindings("zones")
     title = "Zones"
 
     def __init__(self, **kw: Any) -> None:
@@ -98,23 +100,23 @@ class ZonesPane(Pane):
                           lambda job_id: self.lk.notify(f"{what}: job {job_id} started",
                                                         timeout=4))
 
-    def do_zone_sync(self) -> None:
+    def action_zone_sync(self) -> None:
         z = self.selected()
         if z:
             self._start("replicate", {"zones": [z["name"]]}, f"sync {z['name']}")
 
-    def do_zone_sync_all(self) -> None:
+    def action_zone_sync_all(self) -> None:
         if not self.zones:
             self.lk.notify("no zones configured", severity="warning")
             return
         self._start("replicate", {}, "sync all zones")
 
-    def do_zone_verify(self) -> None:
+    def action_zone_verify(self) -> None:
         z = self.selected()
         if z:
             self._start("zone_verify", {"zone": z["name"]}, f"verify {z['name']}")
 
-    def do_zone_cancel(self) -> None:
+    def action_zone_cancel(self) -> None:
         running = [j for j in self.lk.jobs if j.get("kind") in ZONE_JOBS]
         if not running:
             self.lk.notify("no zone job is running", timeout=3)
@@ -123,7 +125,7 @@ class ZonesPane(Pane):
         self.lk.run_agent("cancel", lambda c: c.cancel_job(job["id"]),
                           lambda _r: self.lk.notify(f"cancel requested for {job['id']}"))
 
-    def do_zone_trust(self) -> None:
+    def action_zone_trust(self) -> None:
         z = self.selected()
         if not z:
             return
