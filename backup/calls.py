@@ -8,7 +8,8 @@ agent never runs two at once (the repository lock enforces it across processes t
 - ``verify``  params ``snapshot`` (id/prefix, optional), ``full`` bool, ``sample_pct`` float
 - ``prune``   params ``dry_run`` bool
 - ``forget``  params ``keep_last``..``keep_yearly`` int (none given: the configured policy),
-              ``dry_run`` bool, ``prune`` bool (prune afterwards)
+              ``dry_run`` bool, ``prune`` bool (prune afterwards; with ``dry_run``: the prune plan
+              as if the forgotten snapshots were gone)
 - ``restore`` params ``snapshot``, ``users`` [str], ``dbs`` [str], ``target`` path,
               ``in_place`` bool, ``overwrite`` bool, ``pg_target_db`` str (pg_restore the
               ``postgres/NAME`` dump into this database, using that source's DSN)
@@ -264,6 +265,10 @@ def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
         if params.get("prune") and not dry:
             out["prune"] = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""))
             out["repository_size"] = out["prune"]["repository_size"]
+        elif params.get("prune"):  # the plan: what forget removes, then what prune frees
+            out["prune"] = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""),
+                                           dry_run=True,
+                                           without=frozenset(s["id"] for s in out["removed"]))
         if not dry:
             _summaries(services).put(repo)
     except prune_mod.PruneError as exc:

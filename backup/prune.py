@@ -73,13 +73,18 @@ def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
 
 
 def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
-          low_priority: bool = True, dry_run: bool = False) -> dict[str, Any]:
+          low_priority: bool = True, dry_run: bool = False,
+          without: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Delete or repack the packs no snapshot uses. ``without`` (dry run only): plan as if
+    these snapshots were already forgotten, so forget + prune can be shown before either runs."""
+    if without and not dry_run:
+        raise ValueError("prune: 'without' is only for a dry run")
     with lowered(low_priority):
-        return _prune(repo, ctx, job_id, dry_run)
+        return _prune(repo, ctx, job_id, dry_run, without)
 
 
 def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
-           dry_run: bool) -> dict[str, Any]:
+           dry_run: bool, without: frozenset[str] = frozenset()) -> dict[str, Any]:
     ctx = ctx or LocalContext()
     started = time.time()
     size_before = repo_size(repo.path)
@@ -96,7 +101,7 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
         # 2. referenced chunks
         referenced: set[bytes] = set()
         lists: set[bytes] = set()
-        ids = repo.snapshot_ids()
+        ids = [sid for sid in repo.snapshot_ids() if sid not in without]
         for i, sid in enumerate(ids):
             ctx.check_cancelled()
             ctx.progress(phase="snapshots", files_done=i, files_total=len(ids), current=sid[:8])
@@ -123,6 +128,7 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
         by_pack = repo.pack_entries()
         sizes = repo.indexed_packs()
         delete, repack, keep = [], [], []
+        unused_in_repacked = 0
         for pack, entries in by_pack.items():
             used = sum(loc.length for cid, loc in entries
                        if cid in referenced and index[cid].pack == pack)
@@ -131,6 +137,7 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
                 delete.append(pack)
             elif 1 - used / total >= REPACK_UNUSED_FRACTION:
                 repack.append(pack)
+                unused_in_repacked += total - used
             else:
                 keep.append(pack)
         repack_bytes = sum(sizes.get(p, 0) for p in repack)
@@ -138,6 +145,9 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
                 "packs_repack": len(repack), "packs_keep": len(keep),
                 "bytes_delete": sum(sizes.get(p, 0) for p in delete),
                 "bytes_repack": repack_bytes, "missing_chunks": len(missing),
+                # what deleting and repacking frees (chunk bytes; pack headers aside)
+                "bytes_free_estimate": sum(sizes.get(p, 0) for p in delete)
+                + unused_in_repacked,
                 "orphans_reindexed": len(orphans["reindexed"])}
         if dry_run:
             return {**plan, "dry_run": True}
