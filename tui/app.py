@@ -184,10 +184,14 @@ class LightkeeperApp(App[int]):
             self.notify(f"config reload refused: {last.get('error')}", severity="error",
                         timeout=15)
 
+    def _torn_down(self) -> bool:
+        """The app is shutting down: a worker's late result has nothing left to render into."""
+        return not self.query("#panes")
+
     def on_polled(self, message: Polled) -> None:
         result = message.result
-        if result.gen != self._gen:
-            return  # a newer poll is under way
+        if result.gen != self._gen or self._torn_down():
+            return  # a newer poll is under way, or nothing to show it in
         banner = self.query_one(ConnectionBanner)
         if result.error:
             self.conn_attempts += 1
@@ -279,11 +283,15 @@ class LightkeeperApp(App[int]):
         self.post_message(ActionDone(label, result, on_success))
 
     def on_action_done(self, message: ActionDone) -> None:
+        if self._torn_down():
+            return
         if message.then is not None:
             message.then(message.result)
         self.refresh_now()
 
     def on_action_failed(self, message: ActionFailed) -> None:
+        if self._torn_down():
+            return
         if message.then is not None:
             message.then(message.message)
         else:

@@ -1,5 +1,7 @@
 """The restore wizard: snapshot, then scope (all, one user, one database), then target (a new
-path, or in place with its safety snapshot), then confirm by typing the snapshot id."""
+path, or in place with its safety snapshot), then confirm: enter for a new directory (nothing
+is overwritten there), the snapshot id typed for in place (the current data is replaced).
+esc or q closes it from any step; backspace (outside a text field) or Back steps back."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from lightkeeper.fmt import clock_time, human_bytes
 from lightkeeper.ids import InvalidUserId, validate_user_id
+from lightkeeper.tui.widgets.banners import KeyLegend
 
 
 def snapshot_label(s: dict[str, Any]) -> str:
@@ -28,7 +31,8 @@ def snapshot_label(s: dict[str, Any]) -> str:
 class RestoreWizard(ModalScreen[dict[str, Any] | None]):
     """Returns the restore job's params, or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "back", "Back/Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Close"), Binding("q", "cancel", "Close"),
+                Binding("backspace", "back", "Back")]
     STEPS = ("snapshot", "scope", "pick", "target", "path", "confirm")
 
     def __init__(self, snapshots: list[dict[str, Any]], databases: dict[str, list[str]]
@@ -65,8 +69,10 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
                     yield Input(id="confirm-input")
             yield Static("", id="wiz-error", classes="error")
             with Horizontal(classes="buttons"):
+                yield Button("Start restore", id="start", variant="primary")
                 yield Button("Back", id="back")
                 yield Button("Cancel", id="cancel")
+        yield KeyLegend(classes="legend")
 
     def on_mount(self) -> None:
         self._go("snapshot", remember=False)
@@ -83,17 +89,23 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
                   "confirm": "4/4 confirm"}
         self.query_one("#wiz-title", Static).update(f"Restore - {titles[step]}")
         self._summary()
-        focus = {"path": "#path-input", "confirm": "#confirm-input"}.get(step, f"#{step}")
+        typed = step == "confirm" and self.in_place
+        self.query_one("#confirm-input", Input).display = typed
+        self.query_one("#start", Button).display = step == "confirm"
+        focus = {"path": "#path-input",
+                 "confirm": "#confirm-input" if typed else "#start"}.get(step, f"#{step}")
         self.query_one(focus).focus()
 
     def _summary(self) -> None:
         parts = []
         if self.snapshot:
             parts.append(f"snapshot {self.snapshot.get('short_id') or self.snapshot['id'][:8]}")
-        if self.snapshot and self.query_one("#wiz-steps", ContentSwitcher).current not in (
-                "snapshot", "scope"):
-            parts.append({"all": "everything", "user": f"user {self.item}",
-                          "database": f"database {self.item}"}[self.scope])
+        step = self.query_one("#wiz-steps", ContentSwitcher).current
+        if self.snapshot and step not in ("snapshot", "scope"):
+            if self.scope == "all":
+                parts.append("everything")
+            elif self.item is not None:  # chosen on the "pick" step
+                parts.append(f"{self.scope} {self.item}")
         if self.in_place:
             parts.append("in place")
         elif self.target:
@@ -101,16 +113,24 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
         self.query_one("#wiz-summary", Static).update(Text(" > ".join(parts), style="dim"))
 
     def action_back(self) -> None:
+        """One step back (the first step has none: nothing happens)."""
         if not self.history:
-            self.dismiss(None)
             return
         step = self.history.pop()
+        self.in_place, self.target = False, None  # every step back is before the target
+        if step in ("snapshot", "scope"):
+            self.item = None
         self._go(step, remember=False)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "back":
             self.action_back()
+        elif event.button.id == "start":
+            self._start()
         else:
             self.dismiss(None)
 
@@ -192,9 +212,12 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
                      style="bold yellow")
         else:
             t.append(f"into {self.target} (must be new or empty)\n")
-        t.append("\nType the snapshot id ")
-        t.append(sid, style="bold")
-        t.append(" to start:")
+        if self.in_place:
+            t.append("\nType the snapshot id ")
+            t.append(sid, style="bold")
+            t.append(" to start:")
+        else:
+            t.append("\nEnter starts the restore.", style="bold")
         self.query_one("#confirm-text", Static).update(t)
         inp = self.query_one("#confirm-input", Input)
         inp.value = ""
@@ -204,12 +227,17 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
     @on(Input.Submitted, "#confirm-input")
     def _confirm(self, event: Input.Submitted) -> None:
         event.stop()
+        self._start()
+
+    def _start(self) -> None:
         assert self.snapshot is not None
         sid = self.snapshot.get("short_id") or self.snapshot["id"][:8]
-        typed = event.value.strip()
-        if typed not in (sid, self.snapshot["id"]):
-            self._error(f"that is not {sid}; nothing was restored")
-            return
+        if self.in_place:
+            typed = self.query_one("#confirm-input", Input).value.strip()
+            if typed not in (sid, self.snapshot["id"]):
+                self._error(f"that is not {sid}; nothing was restored" if typed
+                            else f"type {sid} first: in place replaces the current data")
+                return
         params: dict[str, Any] = {"snapshot": self.snapshot["id"]}
         if self.scope == "user":
             params["users"] = [self.item]

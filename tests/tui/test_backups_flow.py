@@ -9,6 +9,7 @@ from pathlib import Path
 from textual.widgets import DataTable
 
 from lightkeeper.backup.gate import exclusive_gate
+from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.restore_wizard import RestoreWizard
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 from tests.zones.repo_helper import write_user_files
@@ -50,6 +51,13 @@ async def test_backup_progress_until_it_finishes(agent, lk_env):
         await pilot.press("v")
         await wait_until(pilot, lambda: "yes" in str(table.get_row_at(0)[-1]),
                          "the snapshot marked verified")
+        # prune shows its plan before asking: what is forgotten, what is freed
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the plan")
+        plan = text_of(app.screen.query_one(".dialog-body Static"))
+        assert "keeps 1 snapshot, all there are" in plan and "Frees about" in plan, plan
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ConfirmDialog)
 
 
 @async_test
@@ -83,7 +91,7 @@ async def test_restore_one_user_to_a_new_path_through_the_wizard(agent, lk_env, 
     write_user_files(root, "bob", 3, 20_000, 4)
     job = agent.client.wait_job(agent.client.start_job("backup", {}))
     assert job["state"] == "succeeded", job
-    sid = agent.client.call("backup.snapshots")["snapshots"][0]["id"]
+    assert len(agent.client.call("backup.snapshots")["snapshots"]) == 1
     target = tmp_path / "restored"
     app = make_app(agent.client)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -93,19 +101,29 @@ async def test_restore_one_user_to_a_new_path_through_the_wizard(agent, lk_env, 
         await pilot.press("r")
         await wait_until(pilot, lambda: isinstance(app.screen, RestoreWizard), "the wizard")
         wizard = app.screen
+        summary = wizard.query_one("#wiz-summary")
         await pilot.press("enter")  # 1. the (selected) snapshot
         await pilot.press("down", "enter")  # 2. one user
+        assert "None" not in text_of(summary)  # the breadcrumb names only what was chosen
         await pilot.press("down", "enter")  # ... bob (alice, bob)
+        assert "user bob" in text_of(summary)
         await pilot.press("enter")  # 3. a new directory
         await pilot.press(*str(target), "enter")
-        await pilot.press(*"deadbeef", "enter")  # the wrong id does nothing
-        await wait_until(pilot, lambda: "nothing was restored" in text_of(
-            wizard.query_one("#wiz-error")), "wrong id refused")
-        assert isinstance(app.screen, RestoreWizard)
-        await pilot.press(*["backspace"] * 8, *sid[:8], "enter")
+        # 4. a new directory overwrites nothing: enter starts it, no id to type
+        assert "Enter starts the restore" in text_of(wizard.query_one("#confirm-text"))
+        await pilot.press("enter")
         await wait_until(pilot, lambda: not isinstance(app.screen, RestoreWizard), "started")
         await wait_until(pilot, lambda: "restore succeeded" in text_of(
             app.query_one("#backups-last")), "the restore finished")
+        # the last message says where the files went
+        await wait_until(pilot, lambda: any(f"restored into {target}" in m
+                                            for m in notifications(app)), "where they went")
+        # esc closes the wizard from any step, not one page at a time
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, RestoreWizard), "the wizard")
+        await pilot.press("enter", "down", "enter")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RestoreWizard)
     restored = [p for p in target.rglob("kv_store_0.json")]
     assert len(restored) == 1, list(target.rglob("*"))
     assert _tree(restored[0].parent) == _tree(root / "bob")

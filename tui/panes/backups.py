@@ -1,26 +1,50 @@
-"""Backups: snapshot list; start a backup, verify, prune, restore (wizard); live progress of
-any repository job (also one started from the CLI or the schedule); cancel."""
+"""Backups: each snapshot's size, added bytes and duration over time with the repository's
+growth; the snapshot list (safety snapshots labelled); start a backup, verify, prune (its plan
+shown first), restore (wizard); live progress of any repository job (also one started from the
+CLI or the schedule); cancel."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.containers import Grid
+from textual.widgets import Static
 
-from lightkeeper.fmt import age, clock_time, human_bytes, human_duration
+from lightkeeper.fmt import age, clock_time, human_bytes, human_duration, plural
 from lightkeeper.tui import agentdata
-from lightkeeper.tui.actions import bindings
+from lightkeeper.tui.actions import bindings, window_seconds
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
-from lightkeeper.tui.panes.common import first
+from lightkeeper.tui.panes.common import first, series_lines
 from lightkeeper.tui.restore_wizard import RestoreWizard
+from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 from lightkeeper.tui.widgets.jobprogress import JobProgress, last_finished_line
+from lightkeeper.tui.widgets.table import RowsTable
 
 # Job kinds of the backup package (backup/calls.py) that use the repository.
 BACKUP_JOBS = ("backup", "verify", "prune", "forget", "restore")
+MIB = 1 / 2**20
+
+
+def snapshot_kind(s: dict[str, Any]) -> Text:
+    """What took the snapshot: the pre-restore safety snapshot is named as such."""
+    tags = s.get("tags") or []
+    if "pre-restore" in tags:
+        of = next((t[len("restore-of-"):] for t in tags if t.startswith("restore-of-")), "")
+        return Text("safety before restore" + (f" of {of}" if of else ""), style="yellow")
+    if "scheduled" in tags:
+        return Text("scheduled", style="dim")
+    return Text(", ".join(tags) or "manual", style="dim")
+
+
+def history_span(snapshots: list[dict[str, Any]], now: float, window_s: float) -> float:
+    """The charts span the console's window, or the whole history if that is longer."""
+    oldest = min((s.get("time") or now for s in snapshots), default=now)
+    return max(window_s, (now - oldest) * 1.05)
 
 
 class BackupsPane(Pane):
@@ -35,20 +59,27 @@ class BackupsPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(id="backups-note", classes="filterbar")
-        yield DataTable(id="snap-table", cursor_type="row", zebra_stripes=True)
+        with Grid(id="bk-charts"):
+            yield TimeChart("Snapshot and repository size", scale=MIB, unit="MiB",
+                            id="ch-bk-size")
+            yield TimeChart("Added per snapshot", scale=MIB, unit="MiB", id="ch-bk-added")
+            yield TimeChart("Backup duration", unit="s", id="ch-bk-duration")
+        yield RowsTable(id="snap-table", cursor_type="row", zebra_stripes=True)
         yield JobProgress(BACKUP_JOBS, "no repository job running", id="backups-progress")
         yield Static(id="backups-last", classes="lastjob")
 
     def on_mount(self) -> None:
-        self.query_one("#snap-table", DataTable).add_columns(
-            "snapshot", "time", "users", "size", "added", "duration", "verified")
+        self.query_one("#snap-table", RowsTable).add_columns(
+            "snapshot", "time", "users", "size", "added", "duration", "taken as", "verified")
 
     def focus_default(self) -> None:
-        self.query_one("#snap-table", DataTable).focus()
+        self.query_one("#snap-table", RowsTable).focus()
 
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         return {"snapshots": agentdata.call(client, "backup.snapshots"),
                 "stats": agentdata.call(client, "backup.stats"),
+                "repo": agentdata.series(client, "backup_repository_size_bytes", "", "7d",
+                                         agg="max"),
                 "recent": client.jobs(limit=20)}
 
     def show(self, data: dict[str, Any], req: Request) -> None:
@@ -69,29 +100,53 @@ class BackupsPane(Pane):
             if isinstance(snaps, dict):
                 snaps = first(snaps, "snapshots", default=[])
             size = stats.get("repository_size") if isinstance(stats, dict) else None
-            note.update(Text(f" {len(snaps)} snapshots"
-                             + (f", repository {human_bytes(size)}" if size else "")
-                             + "   b backup  v verify  p prune  r restore  x cancel",
-                             style="dim"))
+            t = Text(" ")
+            t.append(plural(len(snaps), "snapshot"), style="bold")
+            if size:
+                t.append(f", repository {human_bytes(size)}")
+            note.update(t)
         self.snapshots = sorted(snaps, key=lambda s: -(s.get("time") or 0))
-        table = self.query_one("#snap-table", DataTable)
-        row = table.cursor_row
-        table.clear()
+        self._charts(data, req)
+        rows = []
         for s in self.snapshots:
             summ = s.get("summary") or {}
             if verified_id and s["id"] == verified_id:
                 v_text = Text(f"yes, {age(verified_doc.get('time'), req.now)}", style="green")
             else:
                 v_text = Text("-", style="dim")
-            table.add_row(s.get("short_id") or s["id"][:8], clock_time(s.get("time"), True),
-                          str(len(s.get("users") or [])), human_bytes(summ.get("bytes_total")),
-                          human_bytes(first(summ, "bytes_added_data", "bytes_added")),
-                          human_duration(summ.get("duration_s")), v_text, key=s["id"])
-        if self.snapshots:
-            table.move_cursor(row=min(max(row, 0), len(self.snapshots) - 1))
+            rows.append((s["id"], [
+                s.get("short_id") or s["id"][:8], clock_time(s.get("time"), True),
+                str(len(s.get("users") or [])), human_bytes(summ.get("bytes_total")),
+                human_bytes(first(summ, "bytes_added_data", "bytes_added")),
+                human_duration(summ.get("duration_s")), snapshot_kind(s), v_text]))
+        self.query_one("#snap-table", RowsTable).set_rows(rows)
         self.query_one("#backups-progress", JobProgress).show(self.lk.jobs)
         self.query_one("#backups-last", Static).update(
             last_finished_line(data.get("recent") or [], BACKUP_JOBS, req.now))
+
+    def _charts(self, data: dict[str, Any], req: Request) -> None:
+        span = history_span(self.snapshots, req.now, window_seconds(req.window))
+        oldest_first = sorted(self.snapshots, key=lambda s: s.get("time") or 0)
+
+        def points(key: str, *alts: str) -> list[list[float]]:
+            out = []
+            for s in oldest_first:
+                v = first(s.get("summary") or {}, key, *alts)
+                if v is not None and s.get("time"):
+                    out.append([float(s["time"]), float(v)])
+            return out
+
+        repo = series_lines(data.get("repo")).get("", [])
+        msg = "no snapshot yet" if not self.snapshots else ""
+
+        def chart(cid: str, lines: list[Line]) -> None:
+            self.query_one(f"#{cid}", TimeChart).show(ChartData(
+                lines=lines, now=req.now, window_s=span, ymin=0, message=msg))
+
+        chart("ch-bk-size", [Line("snapshot", points("bytes_total")),
+                             Line("repository", [p for p in repo if p[1] is not None])])
+        chart("ch-bk-added", [Line("", points("bytes_added_data", "bytes_added"))])
+        chart("ch-bk-duration", [Line("", points("duration_s"))])
 
     # -- actions ----------------------------------------------------------------------------
     def _start(self, kind: str, params: dict[str, Any], what: str) -> None:
@@ -106,15 +161,28 @@ class BackupsPane(Pane):
         self._start("verify", {}, "verify")
 
     def action_backup_prune(self) -> None:
+        """Show the plan (a dry run of forget + prune in the agent), then ask."""
+        self.lk.notify("prune: working out what the retention policy forgets...", timeout=3)
+
+        def plan(client: Any) -> dict[str, Any]:
+            job_id = client.start_job("forget", {"dry_run": True, "prune": True})
+            return client.wait_job(job_id, timeout=300)
+
+        self.lk.run_agent("prune plan", plan, self._confirm_prune)
+
+    def _confirm_prune(self, job: dict[str, Any]) -> None:
+        if job.get("state") != "succeeded":
+            self.lk.notify(f"prune plan {job.get('state')}: {job.get('error')}",
+                           severity="error", timeout=8)
+            return
+        body = prune_plan_text(job.get("summary") or {})
+
         def done(ok: bool | None) -> None:
             if ok:
                 self._start("forget", {"prune": True}, "prune")
 
-        self.lk.push_screen(ConfirmDialog(
-            "Apply the retention policy and prune?",
-            "Snapshots outside the retention policy (backup.keep_*) are forgotten (the newest "
-            "verified one is always kept), then the data only they used is deleted. This "
-            "cannot be undone.", confirm_label="Prune"), done)
+        self.lk.push_screen(ConfirmDialog("Apply the retention policy and prune?", body,
+                                          confirm_label="Prune"), done)
 
     def action_backup_cancel(self) -> None:
         running = [j for j in self.lk.jobs if j.get("kind") in BACKUP_JOBS]
@@ -131,13 +199,14 @@ class BackupsPane(Pane):
             self.lk.notify("no snapshot to restore from", severity="warning", timeout=3)
             return
         snaps = list(self.snapshots)
-        table = self.query_one("#snap-table", DataTable)
+        table = self.query_one("#snap-table", RowsTable)
         if 0 <= table.cursor_row < len(snaps):  # the selected snapshot first
             snaps.insert(0, snaps.pop(table.cursor_row))
 
         def done(params: dict[str, Any] | None) -> None:
             if params:
-                self._start("restore", params, "restore")
+                self.lk.run_agent("restore", lambda c: c.start_job("restore", params),
+                                  lambda job_id: self._follow_restore(job_id, params))
 
         def open_wizard(details: Any) -> None:
             dbs: dict[str, list[str]] = {}
@@ -155,3 +224,63 @@ class BackupsPane(Pane):
             return out
 
         self.lk.run_agent("restore", load, open_wizard)
+
+    def _follow_restore(self, job_id: str, params: dict[str, Any]) -> None:
+        where = "in place" if params.get("in_place") else f"into {params.get('target')}"
+        self.lk.notify(f"restore {where}: job {job_id} started", timeout=4)
+        self.lk.run_agent("restore", lambda c: c.wait_job(job_id, timeout=24 * 3600),
+                          self._restored)
+
+    def _restored(self, job: dict[str, Any]) -> None:
+        s = job.get("summary") or {}
+        if job.get("state") not in ("succeeded", "problems"):
+            self.lk.notify(f"restore {job.get('state')}: {job.get('error')}",
+                           severity="error", timeout=12)
+            return
+        self.lk.notify(restored_text(s), title="restore finished",
+                       severity="warning" if s.get("failures") else "information",
+                       timeout=30)
+
+
+def restored_text(s: dict[str, Any]) -> str:
+    """Where the files went: the operator's next step starts from there."""
+    what = plural(int(s.get("files") or 0), "file")
+    text = f"{what} ({human_bytes(s.get('bytes'))}) of snapshot {s.get('short_id')} "
+    text += f"restored into {s.get('target')}"
+    if s.get("users"):
+        text += f" (users: {', '.join(s['users'])})"
+    if s.get("safety_snapshot"):
+        text += (f"; the data replaced is kept in safety snapshot "
+                 f"{str(s['safety_snapshot'])[:8]}")
+    if s.get("failures"):
+        text += f"; {plural(len(s['failures']), 'file')} FAILED"
+    return text
+
+
+def prune_plan_text(summary: dict[str, Any]) -> Group:
+    removed = summary.get("removed") or []
+    p = summary.get("prune") or {}
+    out: list[Any] = []
+    if removed:
+        out.append(Text(f"Forgets {plural(len(removed), 'snapshot')} (keeps "
+                        f"{summary.get('kept_count')}):", style="bold"))
+        for s in removed[:8]:
+            summ = s.get("summary") or {}
+            out.append(Text(f"  {s.get('short_id') or s['id'][:8]}  "
+                            f"{clock_time(s.get('time'), True)}  "
+                            f"{human_bytes(summ.get('bytes_total'))}"))
+        if len(removed) > 8:
+            out.append(Text(f"  and {len(removed) - 8} more", style="dim"))
+    else:
+        out.append(Text(f"The retention policy keeps "
+                        f"{plural(int(summary.get('kept_count') or 0), 'snapshot')}, all "
+                        "there are: nothing is forgotten.", style="bold"))
+    out.append(Text(""))
+    out.append(Text(f"Frees about {human_bytes(p.get('bytes_free_estimate'))}: deletes "
+                    f"{plural(int(p.get('packs_delete') or 0), 'pack')} "
+                    f"({human_bytes(p.get('bytes_delete'))}), repacks "
+                    f"{plural(int(p.get('packs_repack') or 0), 'pack')} "
+                    f"({human_bytes(p.get('bytes_repack'))}).", style="bold"))
+    out.append(Text("The newest verified snapshot is always kept. This cannot be undone.",
+                    style="dim"))
+    return Group(*out)

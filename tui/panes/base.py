@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.containers import Vertical
 
+from lightkeeper.tui.widgets.table import RowsTable
+
 if TYPE_CHECKING:
     from lightkeeper.tui.app import LightkeeperApp
 
@@ -54,5 +56,6 @@ class Pane(Vertical):
                 return
 
     def settled(self) -> bool:
-        """Everything the last ``show`` started is on screen (mounts, deferred renders)."""
-        return True
+        """Everything the last ``show`` started is on screen (mounts, deferred renders): a
+        table's column widths are computed on the next idle after rows are added."""
+        return all(t.settled() for t in self.query(RowsTable))

@@ -22,17 +22,20 @@ LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold r
 
 
 def event_line(e: dict[str, Any]) -> Text:
+    """One event in columns two spaces apart: time, level, kind, event (padded so the next
+    column lines up), who did it, then its context."""
     t = Text(no_wrap=True, overflow="ellipsis")
     level = e.get("level") or ""
-    t.append(clock_time(e.get("ts")) + " ", style="dim")
-    t.append(f"{level[:4]:<4} ", style=LEVEL_STYLE.get(level, ""))
-    t.append(f"{e.get('kind', '')[:5]:<5} ", style="dim")
-    t.append(str(e.get("event", "")), style="bold" if e.get("kind") == "audit" else "")
+    t.append(clock_time(e.get("ts")) + "  ", style="dim")
+    t.append(f"{level[:4]:<4}  ", style=LEVEL_STYLE.get(level, ""))
+    t.append(f"{e.get('kind', '')[:5]:<5}  ", style="dim")
+    name = str(e.get("event", ""))
+    t.append(f"{name:<22}", style="bold" if e.get("kind") == "audit" else "")
     if e.get("actor"):
-        t.append(f" by {e['actor']}", style="cyan")
+        t.append(f"  by {e['actor']}", style="cyan")
     ctx = e.get("context") or {}
     if ctx:
-        t.append(" " + " ".join(f"{k}={_short(v)}" for k, v in ctx.items()), style="dim")
+        t.append("  " + "  ".join(f"{k}={_short(v)}" for k, v in ctx.items()), style="dim")
     return t
 
 
@@ -110,7 +113,7 @@ class EventsPane(Pane):
         self._drawn = True
 
     def settled(self) -> bool:
-        return self._drawn
+        return self._drawn and super().settled()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         log = self.query_one("#events-log", RichLog)

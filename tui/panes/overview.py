@@ -50,6 +50,7 @@ class OverviewPane(Pane):
             "rx": agentdata.series(client, "network_receive_bytes_per_second", None, w),
             "tx": agentdata.series(client, "network_transmit_bytes_per_second", None, w),
             "latest": agentdata.call(client, "metrics.latest", metrics=LATEST),
+            "userdirs": agentdata.series(client, "userdir_bytes", None, w, agg="last"),
             "snapshots": agentdata.call(client, "backup.stats"),
             "zones": agentdata.call(client, "zones.list"),
         }
@@ -73,7 +74,8 @@ class OverviewPane(Pane):
               None, problem(data["rx"]) or "")
         latest = data["latest"] if isinstance(data["latest"], dict) else {}
         self.query_one("#ov-storage", Static).update(_storage(latest))
-        self.query_one("#ov-users", Static).update(_users(latest))
+        self.query_one("#ov-users", Static).update(
+            _users(latest, series_lines(data["userdirs"]), req.window))
         self.query_one("#ov-health", Static).update(
             _health(req.status or {}, data["snapshots"], data["zones"], req.now))
 
@@ -93,18 +95,29 @@ def _storage(latest: dict[str, Any]) -> Group:
                  small_table("Interfaces", ["if", "rx", "tx"], ifaces, justify_right={1, 2}))
 
 
-def _users(latest: dict[str, Any]) -> Group:
+def growth_in_window(series: dict[str, list[list[float]]]) -> dict[str, float]:
+    """Bytes each user's directory grew over the window: newest sample minus oldest."""
+    out = {}
+    for user, points in series.items():
+        values = [v for _ts, v in points if v is not None]
+        if len(values) >= 2 and values[-1] != values[0]:
+            out[user] = values[-1] - values[0]
+    return out
+
+
+def _users(latest: dict[str, Any], sizes: dict[str, list[list[float]]], window: str) -> Group:
     size = latest.get("userdir_bytes") or {}
-    growth = latest.get("userdir_growth_bytes_per_second") or {}
     by_size = sorted(size.items(), key=lambda kv: -kv[1])[:5]
-    by_growth = sorted(((u, g) for u, g in growth.items() if g), key=lambda kv: -kv[1])[:5]
+    grown = growth_in_window(sizes)
+    by_growth = sorted(((u, g) for u, g in grown.items() if g > 0), key=lambda kv: -kv[1])[:5]
     return Group(
         small_table("Top users by storage", ["user", "size"],
                     [[u, human_bytes(b)] for u, b in by_size], "(no users yet)",
                     justify_right={1}),
         Text(""),
-        small_table("Fastest growth", ["user", "growth"],
-                    [[u, rate(g)] for u, g in by_growth], "(no growth)", justify_right={1}))
+        small_table(f"Fastest growth in {window}", ["user", "grew by"],
+                    [[u, "+" + human_bytes(g)] for u, g in by_growth],
+                    f"(no user grew in the last {window})", justify_right={1}))
 
 
 def _health(status: dict[str, Any], snapshots: Any, zones: Any, now: float) -> Group:

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from lightkeeper.client import default_actor
 from lightkeeper.fmt import clock_time, ms, shorten
@@ -21,6 +21,7 @@ from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import NoteDialog
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.widgets.fields import FieldInput
+from lightkeeper.tui.widgets.table import RowsTable
 
 EFFECT_STYLE = {"next_operation": "green", "new_documents": "cyan", "restart": "yellow",
                 "rebuild": "bold red"}
@@ -149,18 +150,18 @@ class TuningPane(Pane):
             with Vertical(id="tuning-side"):
                 with VerticalScroll(id="tuning-panel-scroll"):
                     yield Static(id="tuning-panel")
-                yield DataTable(id="tuning-history", cursor_type="row", zebra_stripes=True)
+                yield RowsTable(id="tuning-history", cursor_type="row", zebra_stripes=True)
 
     def settled(self) -> bool:
-        return self._built and all(f.input.is_mounted and f.input.size.width
+        return super().settled() and self._built and all(f.input.is_mounted and f.input.size.width
                                    for f in self.fields.values())
 
     def on_mount(self) -> None:
-        self.query_one("#tuning-history", DataTable).add_columns(
+        self.query_one("#tuning-history", RowsTable).add_columns(
             "ver", "time", "actor", "note", "changes")
 
     def focus_default(self) -> None:
-        self.query_one("#tuning-history", DataTable).focus()
+        self.query_one("#tuning-history", RowsTable).focus()
 
     def action_edit(self) -> None:
         """Into the form: the first field (or the first one with a pending edit)."""
@@ -206,16 +207,12 @@ class TuningPane(Pane):
                 if inp.param not in self.pending:
                     inp.value = fmt_value(self.active.get(inp.param))
         self.history = data["history"]
-        table = self.query_one("#tuning-history", DataTable)
-        row = table.cursor_row
-        table.clear()
-        for v in self.history:
-            mark = "A " if v["version"] == self.marked else ""
-            table.add_row(f"{mark}{v['version']}", clock_time(v.get("ts"), True),
-                          shorten(v.get("actor"), 16), shorten(v.get("note"), 40),
-                          shorten(", ".join(v.get("changes") or []), 40), key=str(v["version"]))
-        if self.history:
-            table.move_cursor(row=min(max(row, 0), len(self.history) - 1))
+        self.query_one("#tuning-history", RowsTable).set_rows([
+            (str(v["version"]), [
+                f"{'A ' if v['version'] == self.marked else ''}{v['version']}",
+                clock_time(v.get("ts"), True), shorten(v.get("actor"), 16),
+                shorten(v.get("note"), 40), shorten(", ".join(v.get("changes") or []), 40)])
+            for v in self.history])
         self._head()
         if self.panel_mode == "pending":
             self._pending_panel()
@@ -301,7 +298,7 @@ class TuningPane(Pane):
 
     # -- actions ----------------------------------------------------------------------------
     def selected_version(self) -> int | None:
-        table = self.query_one("#tuning-history", DataTable)
+        table = self.query_one("#tuning-history", RowsTable)
         if not self.history or table.cursor_row < 0:
             return None
         return int(self.history[min(table.cursor_row, len(self.history) - 1)]["version"])

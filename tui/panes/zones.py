@@ -1,5 +1,6 @@
-"""Zones: reachable, last sync, lag and size per zone; sync one or all, verify, trust a host
-key after confirming its fingerprint; live progress of replication jobs."""
+"""Zones: each zone's lag over the window as a chart; reachable, last sync, lag and size per
+zone; sync one or all, verify, trust a host key after confirming its fingerprint; live progress
+of replication jobs."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from lightkeeper.fmt import age, human_bytes, human_duration, shorten
 from lightkeeper.tui import agentdata
-from lightkeeper.tui.actions import bindings
+from lightkeeper.tui.actions import bindings, window_seconds
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
+from lightkeeper.tui.panes.common import series_lines
+from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 from lightkeeper.tui.widgets.jobprogress import JobProgress, last_finished_line
+from lightkeeper.tui.widgets.table import RowsTable
 
 ZONE_JOBS = ("replicate", "zone_verify", "zone_prune", "zone_restore", "zone_rebuild",
              "zone_status")
-
 
 
 def where(z: dict[str, Any]) -> str:
@@ -27,6 +30,13 @@ def where(z: dict[str, Any]) -> str:
     if z.get("kind") == "s3":
         return str(z.get("where") or "")
     return f"{z.get('host', '')}:{z.get('port', '')}"
+
+
+def lag_points(behind_since: list[list[float]]) -> list[list[float]]:
+    """Lag at each sample: its time minus the oldest snapshot the zone lacked then (0: none)."""
+    return [[ts, 0.0 if not since else max(0.0, ts - since)]
+            for ts, since in behind_since if since is not None]
+
 
 class ZonesPane(Pane):
     pane_id = "zones"
@@ -39,26 +49,31 @@ class ZonesPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(id="zones-note", classes="filterbar")
-        yield DataTable(id="zones-table", cursor_type="row", zebra_stripes=True)
+        yield TimeChart("Lag per zone", unit="min", scale=1 / 60, id="zn-charts")
+        yield RowsTable(id="zones-table", cursor_type="row", zebra_stripes=True)
         yield JobProgress(ZONE_JOBS, "no replication job running", id="zones-progress")
         yield Static(id="zones-last", classes="lastjob")
 
     def on_mount(self) -> None:
-        t = self.query_one("#zones-table", DataTable)
+        t = self.query_one("#zones-table", RowsTable)
         t.add_columns("zone", "host", "reachable", "last sync", "lag", "behind", "size",
                       "failures", "last error")
 
     def focus_default(self) -> None:
-        self.query_one("#zones-table", DataTable).focus()
+        self.query_one("#zones-table", RowsTable).focus()
 
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         return {"zones": agentdata.call(client, "zones.list"),
+                # the lag is stored as the time of the oldest snapshot a zone lacks (0: none)
+                "behind_since": agentdata.series(
+                    client, "zone_oldest_unreplicated_timestamp_seconds", None, req.window,
+                    agg="last"),
                 "recent": client.jobs(limit=20)}
 
     def show(self, data: dict[str, Any], req: Request) -> None:
         note = self.query_one("#zones-note", Static)
         zones = data["zones"]
-        table = self.query_one("#zones-table", DataTable)
+        table = self.query_one("#zones-table", RowsTable)
         if problem(zones):
             note.update(Text(" " + (problem(zones) or ""), style="dim"))
             zones = []
@@ -69,27 +84,29 @@ class ZonesPane(Pane):
             note.update(Text(" s sync  a sync all  v verify  k trust host key  x cancel",
                              style="dim"))
         self.zones = list(zones)
-        row = table.cursor_row
-        table.clear()
+        rows = []
         for z in self.zones:
             reach = z.get("reachable")
             reach_t = Text("yes", style="green") if reach else Text(
                 "no", style="bold red") if reach is False else Text("?", style="dim")
-            table.add_row(
+            rows.append((z.get("name"), [
                 z.get("name"), where(z), reach_t,
                 age(z.get("last_success"), req.now), human_duration(z.get("lag_seconds")),
                 str(z.get("snapshots_behind", "")), human_bytes(z.get("remote_bytes")),
-                str(z.get("failures_total", 0)), shorten(z.get("last_error") or "", 40),
-                key=z.get("name"))
-        if self.zones:
-            table.move_cursor(row=min(max(row, 0), len(self.zones) - 1))
+                str(z.get("failures_total", 0)), shorten(z.get("last_error") or "", 40)]))
+        table.set_rows(rows)
+        since = series_lines(data.get("behind_since"))
+        self.query_one("#zn-charts", TimeChart).show(ChartData(
+            lines=[Line(name, lag_points(points)) for name, points in sorted(since.items())],
+            now=req.now, window_s=window_seconds(req.window), ymin=0,
+            message=problem(data.get("behind_since")) or "no zone status in this window"))
         self.query_one("#zones-progress", JobProgress).show(self.lk.jobs)
         self.query_one("#zones-last", Static).update(
             last_finished_line(data.get("recent") or [], ZONE_JOBS, req.now))
 
     # -- actions ----------------------------------------------------------------------------
     def selected(self) -> dict[str, Any] | None:
-        table = self.query_one("#zones-table", DataTable)
+        table = self.query_one("#zones-table", RowsTable)
         if not self.zones or table.cursor_row < 0:
             self.lk.notify("no zone selected", severity="warning", timeout=3)
             return None
