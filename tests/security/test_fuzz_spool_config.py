@@ -120,7 +120,7 @@ def test_fuzz_spool_line_records(con, rec: dict[str, Any]) -> None:
     check_line(con, encode(rec))
 
 
-@FUZZ
+@settings(FUZZ, max_examples=60)  # three lines per example
 @given(st.lists(json_values, max_size=3), st.integers(min_value=1, max_value=3000))
 def test_fuzz_spool_line_shapes(con, values: list[Any], depth: int) -> None:
     check_line(con, json.dumps(values).encode())
