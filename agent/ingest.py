@@ -33,7 +33,7 @@ import psutil
 from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
-from lightkeeper.rag.spool import OPS, OUTCOMES, QUERY_MODES
+from lightkeeper.rag.spool import MODES, OPS, OUTCOMES
 
 log = get_logger("ingest")
 
@@ -80,7 +80,7 @@ TEXT_MAX_BYTES = {"user": 256, "op": 16, "mode": 16, "outcome": 32, "error_class
 # C0 and C1 controls (an 8-bit CSI, U+009B, starts a terminal escape just like ESC)
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _USER_ID_SQL = USER_ID_RE.pattern.removesuffix("\\Z")  # RE2 full match, same pattern
-CHOICES: dict[str, tuple[str, ...]] = {"op": OPS, "mode": QUERY_MODES, "outcome": OUTCOMES}
+CHOICES: dict[str, tuple[str, ...]] = {"op": OPS, "mode": MODES, "outcome": OUTCOMES}
 
 
 def _sql_list(values: tuple[str, ...]) -> str:

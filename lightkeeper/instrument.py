@@ -46,8 +46,10 @@ from lightkeeper.rag.tokenizer import offline_tokenizer
 __all__ = ["Gate", "Instrument", "Op", "Service", "SpoolWriter", "Watched",
            "offline_tokenizer", "report_usage", "wrap_embed", "wrap_llm"]
 
-GRAPH_EDITS = ("aedit_entity", "aedit_relation", "acreate_entity", "acreate_relation",
-               "amerge_entities", "adelete_by_entity", "adelete_by_relation")
+GRAPH_EDITS = {"aedit_entity": "edit_entity", "aedit_relation": "edit_relation",
+               "acreate_entity": "create_entity", "acreate_relation": "create_relation",
+               "amerge_entities": "merge_entities", "adelete_by_entity": "delete_entity",
+               "adelete_by_relation": "delete_relation"}
 
 
 class _GateHold:
@@ -215,7 +217,7 @@ class Watched:
 
     def _graph_edit(self, name: str, method: Callable[..., Awaitable[Any]]) -> Any:
         async def edit(*args: Any, **kwargs: Any) -> Any:
-            with self._op("graph", name[1:]):
+            with self._op("graph", GRAPH_EDITS[name]):
                 async with self._write():
                     return await method(*args, **kwargs)
 

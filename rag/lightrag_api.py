@@ -32,8 +32,12 @@ from typing import Any
 
 LIGHTRAG_VERSION = "1.5.7"
 QUERY_METHODS = ("aquery_llm", "aquery_data")
-GRAPH_WRITE_METHODS = ("aedit_entity", "aedit_relation", "acreate_entity", "acreate_relation",
-                       "amerge_entities", "adelete_by_entity", "adelete_by_relation")
+# graph edit method -> the op's mode in the spool (rag.spool.GRAPH_MODES)
+GRAPH_WRITE_MODES = {"aedit_entity": "edit_entity", "aedit_relation": "edit_relation",
+                     "acreate_entity": "create_entity", "acreate_relation": "create_relation",
+                     "amerge_entities": "merge_entities", "adelete_by_entity": "delete_entity",
+                     "adelete_by_relation": "delete_relation"}
+GRAPH_WRITE_METHODS = tuple(GRAPH_WRITE_MODES)
 # track_id prefix (lightrag.utils.generate_track_id) -> the insert's mode in the spool
 INSERT_SOURCES = {"upload": "upload", "insert": "text", "scan": "scan"}
 
@@ -246,7 +250,7 @@ def instrumented_class(base: type, hooks: Hooks) -> type:
 
     def _graph_write(name: str) -> Callable[..., Awaitable[Any]]:
         async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            async with hooks.op("graph", name[1:]):
+            async with hooks.op("graph", GRAPH_WRITE_MODES[name]):
                 async with hooks.write():
                     return await getattr(super(ServedLightRAG, self), name)(*args, **kwargs)
 

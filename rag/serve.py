@@ -286,6 +286,10 @@ def run(cfg: Config, user: str | None, argv: list[str], *, ready: Callable[[dict
     argv, _ = server_argv(cfg, user, argv)
     args = lightrag_api.parse_server_args(argv)
     workspace = str(getattr(args, "workspace", "") or "")
+    if user is not None and workspace != user:
+        raise ServeError(f"LightRAG's server keeps only letters, digits and '_' in a workspace "
+                         f"name: user {user!r} would be stored as {workspace!r}; serve a user "
+                         "id without '-' (or rename it)")
     if not workspace:
         raise ServeError("lightkeeper serve needs a user or workspace: --user U (or "
                          "lightrag-server's --workspace / WORKSPACE)")

@@ -29,9 +29,16 @@ log = get_logger("rag.spool")
 
 # The operations and query modes a record may name. The agent accepts these only (others go to
 # quarantine): ``op`` and ``mode`` become Prometheus label values, which must stay bounded.
-OPS = ("insert", "query", "delete")
+OPS = ("insert", "query", "delete", "graph")
 QUERY_MODES = ("naive", "local", "global", "hybrid", "mix", "bypass")
 OUTCOMES = ("ok", "error")
+# ``lightkeeper serve`` and ``lightkeeper.instrument`` also name: a query through /query/data
+# (``<mode>-data``), where a pipeline insert came from, and which graph operation ran.
+DATA_QUERY_MODES = tuple(f"{m}-data" for m in QUERY_MODES)
+INSERT_MODES = ("upload", "text", "scan", "pipeline")
+GRAPH_MODES = ("read", "edit_entity", "edit_relation", "create_entity", "create_relation",
+               "merge_entities", "delete_entity", "delete_relation")
+MODES = QUERY_MODES + DATA_QUERY_MODES + INSERT_MODES + GRAPH_MODES
 
 REQUIRED_FIELDS = (
     "v", "op_id", "ts", "user", "op", "mode", "duration_s", "llm_s", "llm_calls", "embed_s",

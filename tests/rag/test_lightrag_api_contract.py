@@ -121,3 +121,15 @@ def test_offline_encodings_answer_what_the_stock_server_asks_for() -> None:
     enc = tiktoken.encoding_for_model("gpt-4o-mini")  # the stock server's default: o200k
     assert enc.encode("Gull Point Light") == tiktoken.get_encoding(
         "cl100k_base_offline").encode("Gull Point Light")
+
+
+def test_every_op_and_mode_serve_records_is_one_the_agent_accepts() -> None:
+    from lightkeeper import instrument
+    from lightkeeper.rag import spool
+
+    assert set(lightrag_api.GRAPH_WRITE_MODES.values()) | {"read"} <= set(spool.GRAPH_MODES)
+    assert set(instrument.GRAPH_EDITS.values()) <= set(spool.GRAPH_MODES)
+    assert set(lightrag_api.INSERT_SOURCES.values()) | {"pipeline"} <= set(spool.INSERT_MODES)
+    assert {f"{m}-data" for m in spool.QUERY_MODES} <= set(spool.MODES)
+    assert {"insert", "query", "delete", "graph"} <= set(spool.OPS)
+    assert all(len(m.encode()) <= 16 for m in spool.MODES)  # the agent's bound on a mode

@@ -254,6 +254,8 @@ def test_bad_arguments_are_refused_clearly(run_cli: Any) -> None:
     assert r.returncode == 2 and "invalid user id" in r.stderr
     r = run_cli("serve", "--user", "alice", "--workspace", "bob", check=False)
     assert r.returncode == 2 and "give the workspace once" in r.stderr
+    r = run_cli("serve", "--user", "harbour-office", check=False)
+    assert r.returncode == 2 and "would be stored as 'harbour_office'" in r.stderr
     r = run_cli("serve", "--restart", "--user", "nobody", check=False)
     assert r.returncode == 1 and "no lightkeeper serve runs for nobody" in r.stderr
     r = run_cli("rag", "users", "--bogus", check=False)
