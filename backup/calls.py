@@ -169,7 +169,8 @@ def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
                   for n, e in cfg.table("sources.postgres").items()},
         metrics=services.metrics_snapshot if cfg["backup.include_metrics"] else None,
         scratch_dir=cfg.path("backup.scratch_dir"), gate_timeout=cfg["backup.gate_timeout"],
-        retries=cfg["backup.copy_retries"], job_id=getattr(ctx, "job_id", ""))
+        retries=cfg["backup.copy_retries"], quiet_seconds=cfg["backup.quiet_seconds"],
+        job_id=getattr(ctx, "job_id", ""))
     repo = _open(services, create=True)
     try:
         summary = run_backup(repo, opts, ctx)

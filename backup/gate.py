@@ -11,9 +11,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from lightkeeper import gate as _gate
-from lightkeeper.gate import LOCK_NAME, GateTimeout
+from lightkeeper.gate import LOCK_NAME, GateTimeout, Stamp
 
-__all__ = ["LOCK_NAME", "GateTimeout", "read_gate", "exclusive_gate"]
+__all__ = ["LOCK_NAME", "GateTimeout", "read_gate", "exclusive_gate", "read_stamp"]
 
 
 def read_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextManager[None]:
@@ -24,3 +24,8 @@ def read_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextManager[N
 def exclusive_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextManager[None]:
     """Hold ``LOCK_EX`` (an in-place restore replacing the user's files)."""
     return _gate.write_gate(Path(user_dir), timeout)
+
+
+def read_stamp(user_dir: Path) -> Stamp:
+    """The gate's stamp: when the last gated write finished (0: never)."""
+    return _gate.read_stamp(Path(user_dir))

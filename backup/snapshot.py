@@ -1,10 +1,13 @@
 """Taking a snapshot: databases first (any failure aborts the snapshot), then every user
 directory under its write gate, then the manifest, written last.
 
-A file whose size, mtime and inode match the parent snapshot is not read again. A user whose
-files keep changing under us (a writer that ignores the gate) is retried a few times and then
-recorded as failed, with that user's files carried over from the parent snapshot, so the new
-snapshot is still whole (its summary says ``partial``).
+A file whose size, mtime and inode match the parent snapshot is not read again. A user's copy is
+accepted only when (1) the directory stayed quiet: no file modified outside the write gate for
+``quiet_seconds`` before and during the copy (files written by gated writers count as quiet: the
+gate's stamp says when the last one finished), (2) nothing changed while it was copied, and
+(3) its LightRAG stores agree (``backup/storecheck.py``). Otherwise the user is retried, then
+recorded as failed with its files carried over from the parent snapshot, so the new snapshot is
+still whole and never holds a torn copy (its summary says ``partial``, with the reason).
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from typing import Any, BinaryIO
 import blake3
 from pyfastcdc import FastCDC
 
-from lightkeeper.backup import dbsources, sources
+from lightkeeper.backup import dbsources, sources, storecheck
 from lightkeeper.backup.chunkindex import ChunkIndex
 from lightkeeper.backup.fsutil import NoSpace, is_enospc, open_regular_below, require_space
-from lightkeeper.backup.gate import GateTimeout, read_gate
+from lightkeeper.backup.gate import GateTimeout, read_gate, read_stamp
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.packs import PackWriter
 from lightkeeper.backup.priority import lowered
@@ -40,14 +43,23 @@ log = get_logger("backup.snapshot")
 WHOLE_FILE_LIMIT = 256 << 20
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # with fullmatch
 MANIFEST_VERSION = 1
+# Files whose changes do not count against the quiet period: LightRAG's LLM cache is written on
+# queries (outside any gate), is consistent with nothing else, and a stale copy of it costs at
+# most a recomputation.
+QUIET_EXEMPT = frozenset({"kv_store_llm_response_cache.json"})
 
 
 class BackupError(Exception):
     """The snapshot could not be taken; nothing was committed."""
 
 
-class _Changed(Exception):
-    pass
+class _NotAccepted(Exception):
+    """A user's copy was not accepted (not quiet, changed during the copy, or stores that
+    disagree); ``check`` is the last check made, if any."""
+
+    def __init__(self, message: str, check: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.check = check
 
 
 @dataclass
@@ -62,6 +74,10 @@ class BackupOptions:
     gate_timeout: float = 60.0
     retries: int = 3
     retry_delay: float = 0.5
+    # no file modified outside the write gate for this long before and during a user's copy
+    # (0: not required; the agent passes backup.quiet_seconds)
+    quiet_seconds: float = 0.0
+    check_stores: bool = True
     space_check: bool = True
     low_priority: bool = True
     job_id: str = ""
@@ -230,19 +246,114 @@ def _changed(prev: dict[str, Any] | None, f: sources.FileStat) -> bool:
         != f.signature()
 
 
+def _unquiet(files: list[sources.FileStat], stamp_ns: int, quiet: float, now: float
+             ) -> tuple[str, float] | None:
+    """The newest file modified outside the write gate within the last ``quiet`` seconds, as
+    (path, age in seconds); None when the directory is quiet. A file last modified before the
+    newest finished gated write (the gate's stamp) counts as written under the gate."""
+    newest: sources.FileStat | None = None
+    for f in files:
+        if f.rel in QUIET_EXEMPT or f.mtime_ns <= stamp_ns:
+            continue
+        if newest is None or f.mtime_ns > newest.mtime_ns:
+            newest = f
+    if newest is None:
+        return None
+    age = now - newest.mtime_ns / 1e9
+    return (newest.rel, max(age, 0.0)) if age < quiet else None
+
+
+def _not_quiet_reason(found: tuple[str, float], quiet: float) -> str:
+    return (f"the directory was not quiet ({found[0]} modified {found[1]:.1f} s before the "
+            f"copy; backup.quiet_seconds = {quiet:g})")
+
+
+def _wait_quiet(udir: Path, opts: BackupOptions, ctx: JobContext) -> None:
+    """Wait (outside the gate) until no file was modified outside the gate for
+    ``opts.quiet_seconds``; give up after twice that."""
+    quiet = opts.quiet_seconds
+    if quiet <= 0:
+        return
+    deadline = time.monotonic() + 2 * quiet
+    while True:
+        files, _ = sources.scan(udir)
+        found = _unquiet(files, read_stamp(udir).last_write_ns, quiet, time.time())
+        if found is None:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _NotAccepted(_not_quiet_reason(found, quiet))
+        ctx.check_cancelled()
+        time.sleep(max(0.01, min(quiet - found[1] + 0.01, left, 0.5)))
+
+
+def _check_copy(udir: Path, files: list[sources.FileStat], captured: dict[str, bytes],
+                reuse: dict[str, Any] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The stores check of the copy just made: (check, None), or (None, what changed).
+
+    ``captured`` holds the bytes stored for the files that were read; the others are unchanged
+    since the parent snapshot. When none of the checked files was read and the parent passed the
+    check, its result stands (same bytes). Otherwise unread files are read now and must still
+    carry the signature they had during the copy."""
+    by_rel = {f.rel: f for f in files}
+    wanted = [n for n in storecheck.FILES if n in by_rel]
+    if reuse is not None and reuse.get("ok") and not any(n in captured for n in wanted):
+        return dict(reuse), None
+    blobs = dict(captured)
+    read = storecheck.read_regular(udir)
+    for name in wanted:
+        if name in blobs:
+            continue
+        try:
+            data = read(name)
+        except (OSError, storecheck.StoreUnreadable):
+            data = None
+        if data is None or sources.restat(udir, by_rel[name]) != \
+                by_rel[name].recheck_signature():
+            return None, name
+        blobs[name] = data
+    return storecheck.check_stores(blobs.get).as_dict(), None
+
+
 def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                  parent_files: dict[str, dict[str, Any]],
                  parent_users: dict[str, dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]:
+    """Copy one user. The copy is accepted only when the directory stayed quiet (no file
+    modified outside the gate for ``quiet_seconds`` before and during the copy) and its LightRAG
+    stores agree (``backup/storecheck.py``); otherwise the user is retried, then
+    ``_NotAccepted`` is raised with the last reason."""
     udir = Path(opts.data_root) / user
     prefix = f"users/{user}/"
-    last_changed: list[str] = []
+    reason = ""
+    last_check: dict[str, Any] | None = None
+    prev_counts = parent_users.get(user, {})
+    keep_names = {sources.DOCS_FILE, sources.GRAPH_FILE}
+    if opts.check_stores:
+        keep_names.update(storecheck.FILES)
     for attempt in range(opts.retries + 1):
         if attempt:
             time.sleep(opts.retry_delay * attempt)
+            b.ctx.check_cancelled()
         before = dataclasses.replace(b.c)
         files_done_before = b.files_done
+        try:
+            _wait_quiet(udir, opts, b.ctx)
+        except _NotAccepted as exc:
+            reason = str(exc)
+            log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1,
+                        reason=reason)
+            continue
         with read_gate(udir, opts.gate_timeout):
+            started = time.time()
             files, skipped = sources.scan(udir)
+            stamp_ns = read_stamp(udir).last_write_ns
+            found = _unquiet(files, stamp_ns, opts.quiet_seconds, started) \
+                if opts.quiet_seconds > 0 else None
+            if found is not None:
+                reason = _not_quiet_reason(found, opts.quiet_seconds)
+                log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1,
+                            reason=reason)
+                continue
             if opts.space_check:
                 to_read = sum(f.size for f in files
                               if _changed(parent_files.get(prefix + f.rel), f))
@@ -250,9 +361,10 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                     require_space(b.repo.path, int(to_read * 1.05) + (16 << 20),
                                   f"the backup of user {user}")
             entries = []
+            captured: dict[str, bytes] = {}
             counts: dict[str, Any] = {"files": len(files), "bytes": sum(f.size for f in files),
                                       "documents": 0, "entities": 0, "relations": 0}
-            prev_counts = parent_users.get(user, {})
+            last_changed: list[str] = []
             for f in files:
                 b.ctx.check_cancelled()
                 rel = prefix + f.rel
@@ -269,7 +381,7 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                         counts["entities"] = prev_counts.get("entities", 0)
                         counts["relations"] = prev_counts.get("relations", 0)
                 else:
-                    keep = f.rel in (sources.DOCS_FILE, sources.GRAPH_FILE)
+                    keep = f.rel in keep_names
                     try:
                         entry, data = b.store_file(udir / f.rel, rel, f, keep=keep, base=udir)
                     except FileNotFoundError:
@@ -281,10 +393,12 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                         b.c.files_new += 1
                     else:
                         b.c.files_changed += 1
-                    if data is not None and f.rel == sources.DOCS_FILE:
-                        counts["documents"] = sources.count_documents(data)
-                    elif data is not None:
-                        counts["entities"], counts["relations"] = sources.count_graph(data)
+                    if data is not None:
+                        captured[f.rel] = data
+                        if f.rel == sources.DOCS_FILE:
+                            counts["documents"] = sources.count_documents(data)
+                        elif f.rel == sources.GRAPH_FILE:
+                            counts["entities"], counts["relations"] = sources.count_graph(data)
                 b.c.bytes_processed += f.size
                 b.files_done += 1
                 b.progress(rel)
@@ -295,20 +409,35 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                                 if sources.restat(base, f) != f.recheck_signature()]
                 if set(sources.names(base)) != {f.rel for f in files}:
                     last_changed.append("(directory listing)")
+                check = None
+                if not last_changed and opts.check_stores:
+                    check, moved = _check_copy(udir, files, captured,
+                                               prev_counts.get("check", {}).get("stores"))
+                    if moved:
+                        last_changed = [moved]
                 if not last_changed:
-                    if skipped:
-                        counts["skipped"] = skipped
-                    return entries, counts
+                    quiet_info = {"ok": True, "required_s": opts.quiet_seconds,
+                                  "gated_writes": stamp_ns > 0}
+                    counts["check"] = {"accepted": True, "quiet": quiet_info, "stores": check,
+                                       "attempts": attempt + 1}
+                    if check is None or check["ok"]:
+                        if skipped:
+                            counts["skipped"] = skipped
+                        return entries, counts
+                    last_check = {**counts.pop("check"), "accepted": False}
+                    reason = ("the LightRAG stores disagree (" +
+                              "; ".join(check["problems"][:2]) + ")")
+            if last_changed:
+                reason = (f"files changed while being copied ({', '.join(last_changed[:3])}); "
+                          "a writer is not honouring the write gate")
         # count this user once: only the work really done (reads, new chunks) stays
         b.c.bytes_processed = before.bytes_processed
         b.c.files_new, b.c.files_changed = before.files_new, before.files_changed
         b.c.files_unmodified = before.files_unmodified
         b.files_done = files_done_before
-        log.warning("backup.user_changed_during_copy", user=user, attempt=attempt + 1,
-                    files=last_changed[:5])
-    raise _Changed(f"user {user}: files kept changing while being copied "
-                   f"({', '.join(last_changed[:3])}) after {opts.retries + 1} attempts; "
-                   "a writer is not honouring the write gate")
+        log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1, reason=reason)
+    raise _NotAccepted(f"user {user}: copy not accepted after {opts.retries + 1} attempts: "
+                       f"{reason}", last_check)
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -424,7 +553,7 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
                 ctx.check_cancelled()
                 try:
                     entries, counts = _backup_user(b, opts, u, parent_files, parent_users)
-                except (_Changed, GateTimeout, OSError) as exc:
+                except (_NotAccepted, GateTimeout, OSError) as exc:
                     if is_enospc(exc):
                         raise
                     msg = str(exc)
@@ -437,6 +566,8 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
                     users_out[u] = {**{k: v for k, v in prev.items()
                                        if k not in ("error", "_from", "carried_from")},
                                     "error": msg,
+                                    "check": {"accepted": False, "reason": msg,
+                                              **(getattr(exc, "check", None) or {})},
                                     "carried_from": prev.get("_from") if carried else None}
                     continue
                 files_out.extend(entries)

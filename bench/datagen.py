@@ -126,7 +126,7 @@ def _user(udir: Path, rng: np.random.Generator, text: _Text, n_docs: int) -> int
         src = "<SEP>".join(chunk_ids[int(i)] for i in rng.integers(0, len(chunk_ids), 2))
         lines += [f'    <node id="{_xml(name)}">', f'      <data key="d0">{_xml(name)}</data>',
                   f'      <data key="d1">{_xml(desc)}</data>',
-                  f'      <data key="d4">{src}</data>', '    </node>']
+                  f'      <data key="d4">{_xml(src)}</data>', '    </node>']
     for (a, b), desc in zip(rels, rel_desc, strict=True):
         lines += [f'    <edge source="{_xml(a)}" target="{_xml(b)}">',
                   f'      <data key="d2">{_xml(desc)}</data>',

@@ -192,6 +192,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("backup.copy_retries", "int", 3,
       "Re-copies of a user whose files changed under the backup (a writer ignoring the gate).",
       min=0, max=20),
+    S("backup.quiet_seconds", "float", 2.0,
+      "A user's copy is accepted only when no file of it was modified outside the write gate "
+      "for this long before and during the copy (a writer ignoring the gate); 0 turns it off.",
+      min=0, max=600),
     S("backup.prune_schedule", "str", "",
       "Forget by the keep_* policy, then prune: '' (off), 'daily', 'every 12h'..."),
     S("backup.verify_schedule", "str", "",

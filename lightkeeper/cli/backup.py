@@ -194,9 +194,11 @@ def _render_show(m: dict[str, Any]) -> str:
     for u in users:
         u["bytes"] = human_bytes(u.get("bytes"))
         u["status"] = "FAILED: " + u["error"] if u.get("error") else "ok"
+        u["checked"] = check_text(u.get("check"))
     lines.append(table(users, [("user", "USER"), ("files", "FILES"), ("bytes", "SIZE"),
                                ("documents", "DOCS"), ("entities", "ENTITIES"),
-                               ("relations", "RELATIONS"), ("status", "STATUS")],
+                               ("relations", "RELATIONS"), ("checked", "COPY CHECK"),
+                               ("status", "STATUS")],
                        empty="(no users)"))
     if m.get("databases"):
         lines.append("")
@@ -206,6 +208,26 @@ def _render_show(m: dict[str, Any]) -> str:
     for f in m.get("files") or []:
         lines.append(f"{f['size']:>12}  {f['path']}")
     return "\n".join(lines)
+
+
+def check_text(check: dict[str, Any] | None) -> str:
+    """The copy check of one user in a snapshot, in a few words (docs/backup.md)."""
+    if not check:
+        return "-"  # a snapshot taken before the check existed
+    if not check.get("accepted"):
+        return "rejected (copy carried over)"
+    parts = []
+    quiet = check.get("quiet") or {}
+    if quiet.get("required_s"):
+        parts.append(f"quiet {quiet['required_s']:g} s")
+    stores = check.get("stores")
+    if stores and stores.get("checked"):
+        parts.append(f"stores agree ({stores.get('documents', 0)} docs)")
+    elif stores:
+        parts.append("no LightRAG stores")
+    if (check.get("attempts") or 1) > 1:
+        parts.append(f"{check['attempts']} tries")
+    return "ok: " + ", ".join(parts) if parts else "ok"
 
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:

@@ -14,7 +14,8 @@ from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from tests.backup.conftest import run_child, tree_digest
 
 # A LightRAG-like writer: under the gate (rag/gate.py, the writers' side of the protocol) it
-# rewrites two store files one after the other, each atomically (temp file, then rename).
+# rewrites two store files one after the other, each atomically (temp file, then rename). (Two
+# files the stores check does not read: their content is not LightRAG's.)
 GATED_WRITER = """
 import json, os, sys, time
 from pathlib import Path
@@ -26,7 +27,7 @@ print("READY", flush=True)
 while not stop.exists():
     gen += 1
     with write_gate(root, user, timeout=30):
-        for name in ("kv_store_full_docs.json", "kv_store_text_chunks.json"):
+        for name in ("kv_store_full_docs.json", "kv_store_full_entities.json"):
             p = root / user / name
             tmp = p.with_name(p.name + f".tmp.{os.getpid()}")
             tmp.write_text(json.dumps({"gen": gen, "pad": pad}))
@@ -88,7 +89,7 @@ def test_gated_writer_during_backups_gives_consistent_snapshots(
         out = tmp_path / f"r{i}"
         restore(repo, sid, RestoreOptions(target=out))
         a = json.loads((out / "user01" / "kv_store_full_docs.json").read_text())["gen"]
-        b = json.loads((out / "user01" / "kv_store_text_chunks.json").read_text())["gen"]
+        b = json.loads((out / "user01" / "kv_store_full_entities.json").read_text())["gen"]
         assert a == b, f"snapshot {i} mixes writes {a} and {b}"
         seen.add(a)
     assert len(seen) > 1, "the writer did not run during the backups"
