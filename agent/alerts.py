@@ -31,6 +31,10 @@ class Rule:
     enabled: bool = True
     label: str | None = None  # watch only this label (None: every label separately)
     description: str = ""  # one line for the page: what it means (the runbook says what to do)
+    # Prometheus: the PromQL whose value is compared, when /metrics does not carry the agent's
+    # own gauge (a quantile of the histogram, a ratio of counters); '{level}' is not in it.
+    prom_expr: str | None = None
+    prom_label: str | None = None  # what '{label}' reads as in the Prometheus summary
 
     @property
     def alertname(self) -> str:
@@ -49,6 +53,10 @@ class Rule:
         if hit(self.warning):
             return "warning"
         return None
+
+
+_P95 = ("histogram_quantile(0.95, sum by ({by}, le) "
+        "(rate(lightkeeper_rag_operation_duration_seconds_bucket{{{sel}}}[5m])))")
 
 
 def default_rules(cfg: Config) -> list[Rule]:
@@ -87,6 +95,34 @@ def default_rules(cfg: Config) -> list[Rule]:
              "zone {label} is unreachable"),
         Rule("tuning_invalid_edit", "tuning_invalid_edit", "above", 0.5, None, 0,
              "the active tuning file holds an invalid edit; processes keep the last good version"),
+        # LightRAG (agent/rag_health.py computes the gauges from rag_ops over 5 minutes)
+        Rule("rag_query_latency_high", "rag_query_latency_p95_seconds", "above", 10.0, 30.0, 120,
+             "LightRAG {label} queries: p95 {value:.2f} s over 5 minutes",
+             description="LightRAG queries in this mode are slow",
+             prom_expr=_P95.format(by="mode", sel='op="query"'),
+             prom_label="{{ $labels.mode }}"),
+        Rule("rag_write_latency_high", "rag_write_latency_p95_seconds", "above", 120.0, 600.0,
+             120, "LightRAG {label}: p95 {value:.1f} s over 5 minutes",
+             description="LightRAG inserts or deletes are slow",
+             prom_expr=_P95.format(by="op", sel='op=~"insert|delete"'),
+             prom_label="{{ $labels.op }}"),
+        Rule("rag_error_rate_high", "rag_error_ratio", "above", 0.05, 0.25, 120,
+             "LightRAG {label}: {value:.0%} of operations failed over 5 minutes",
+             description="LightRAG operations fail",
+             prom_expr="sum by (op, mode) (rate(lightkeeper_rag_operation_errors_total[5m])) / "
+                       "sum by (op, mode) "
+                       "(rate(lightkeeper_rag_operation_duration_seconds_count[5m]))",
+             prom_label="{{ $labels.op }} {{ $labels.mode }}"),
+        Rule("rag_operations_stopped", "rag_silent_seconds", "above", 900.0, 3600.0, 0,
+             "no LightRAG operations from {label} for {value:.0f} s (it was busy before)",
+             description="a user or server that was busy has gone silent",
+             # Prometheus sees no per-user series: there, the whole server's silence
+             prom_expr="lightkeeper_rag_server_silent_seconds", prom_label="the server"),
+        # process discovery (collectors/processes.py): 1 while a process writes a user's
+        # directory without holding the write gate
+        Rule("ungated_writer", "process_ungated_writer", "above", 0.5, None, 0,
+             "{label} writes a user's directory without the write gate",
+             description="backups of that user cannot be consistent while it writes"),
     ]
 
 

@@ -24,6 +24,7 @@ from lightkeeper.agent import (
     configcheck,
     http_endpoints,
     permissions,
+    rag_health,
     registry,
     scheduler,
     sdnotify,
@@ -114,6 +115,7 @@ class Agent:
         self.retention = Retention.from_config(cfg)
         self.collector_health: dict[str, CollectorHealth] = {}
         self.rag_histograms = RagHistograms()
+        self._rag_health_seen: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
@@ -240,6 +242,7 @@ class Agent:
             asyncio.create_task(self._periodic(30.0, self._run_probes, first_delay=5)),
             asyncio.create_task(self._periodic(30.0, self._refresh_timestamps, first_delay=3)),
             asyncio.create_task(self._periodic(2.0, self._check_footing, first_delay=2)),
+            asyncio.create_task(self._periodic(30.0, self._rag_health, first_delay=4)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
         ]
@@ -514,6 +517,19 @@ class Agent:
                         float(self.ingester.stats.quarantined)))
         self.services.add_samples(samples)
         self.alerts.evaluate(self.services.current_values(now), now)
+
+    def _rag_health(self) -> None:
+        """LightRAG latency, error and silence gauges for the alert rules (agent.rag_health);
+        a series no longer computed (a mode gone quiet, a user forgotten) leaves the current
+        values, so its alert resolves."""
+        assert self.store is not None
+        now = time.time()
+        triples = rag_health.health_samples(self.store, now)
+        self.services.add_samples([(now, m, lab, v) for m, lab, v in triples])
+        seen = {(m, lab) for m, lab, _ in triples}
+        for key in self._rag_health_seen - seen:
+            self.services.drop_current(*key)
+        self._rag_health_seen = seen
 
     def _refresh_timestamps(self) -> None:
         """Keep the timestamps that ages and lags are computed from (``agent.derived``)

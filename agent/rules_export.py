@@ -69,7 +69,7 @@ def prom_template(rule: Rule) -> str:
 
     def sub(m: re.Match[str]) -> str:
         if m[1] == "label":
-            return "{{ $labels." + lname + " }}"
+            return rule.prom_label or "{{ $labels." + lname + " }}"
         fmt = m[2] or ""
         if fmt.endswith("%"):
             return "{{ $value | humanizePercentage }}"
@@ -82,7 +82,8 @@ def prom_template(rule: Rule) -> str:
 
 def describe(rule: Rule, severity: str, level: float) -> str:
     word = "above" if rule.direction == "above" else "below"
-    text = f"{severity}: {prom_name(rule.metric)} {word} {number(level)}"
+    what = prom_name(rule.metric) if rule.prom_expr is None else rule.metric
+    text = f"{severity}: {what} {word} {number(level)}"
     if rule.for_seconds:
         text += f" for {duration(rule.for_seconds)}"
     if rule.description:
@@ -91,6 +92,8 @@ def describe(rule: Rule, severity: str, level: float) -> str:
 
 
 def expression(rule: Rule, level: float) -> str:
+    if rule.prom_expr:
+        return f"{rule.prom_expr} {'>' if rule.direction == 'above' else '<'} {number(level)}"
     selector = prom_name(rule.metric)
     if rule.label is not None:
         selector += "{" + f'{label_name(rule.metric)}="{rule.label}"' + "}"

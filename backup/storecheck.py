@@ -26,6 +26,8 @@ rule (graph and vector store agree). Nothing here follows symlinks: the caller h
 from __future__ import annotations
 
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -221,9 +223,6 @@ def check_stores(read: Callable[[str], bytes | None]) -> StoreCheck:
 
 def read_regular(directory: Path) -> Callable[[str], bytes | None]:
     """A reader for ``check_stores`` over a directory: regular files only, no symlinks."""
-    import os
-    import stat
-
     def read(name: str) -> bytes | None:
         try:
             fd = os.open(Path(directory) / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

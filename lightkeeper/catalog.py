@@ -16,9 +16,12 @@ from dataclasses import dataclass
 
 PREFIX = "lightkeeper_"
 
-# Latency buckets of the LightRAG operation histogram (seconds).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-                   120.0)
+# Latency buckets of the LightRAG operation histogram (seconds): 50-500 ms in steps Prometheus can
+# interpolate in (an offline or cached query takes tens of ms, a hybrid query against a fast model
+# a few hundred); with 0.25 -> 0.5 -> 1 s, histogram_quantile put the mix-mode p95 at 0.875 s
+# while the store said 545 ms. Then seconds for inserts.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6,
+                   0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,18 @@ _DECLARED = [
        type_="counter"),
     _m("lightkeeper_rag_llm_calls", None, "", "LLM calls", type_="counter"),
     _m("lightkeeper_rag_embedding_calls", None, "", "Embedding calls", type_="counter"),
+    # -- LightRAG health (agent.rag_health, from rag_ops over 5 minutes; the alert rules) ------
+    _m("rag_query_latency_p95_seconds", "mode", "query mode",
+       "p95 of LightRAG queries in this mode over the last 5 minutes (at least 5 queries)."),
+    _m("rag_write_latency_p95_seconds", "op", "insert or delete",
+       "p95 of LightRAG inserts or deletes over the last 5 minutes (at least 5)."),
+    _m("rag_error_ratio", "operation", "op:mode (or op)",
+       "Failed / all LightRAG operations over the last 5 minutes (at least 5)."),
+    _m("rag_silent_seconds", "user", "user",
+       "Time since the user's last LightRAG operation, for a user that was busy.",
+       per_user=True),
+    _m("rag_server_silent_seconds", None, "",
+       "Time since the server's last LightRAG operation, when it was busy."),
     # -- backups (backup jobs; ages computed when read, agent.derived) -----------------------
     _m("backup_last_run_success", None, "", "1 if the last backup succeeded, else 0."),
     _m("backup_last_success_timestamp_seconds", None, "", "When a backup last succeeded."),

@@ -3,6 +3,7 @@ configuration's overrides; the shipped file is the output for the default config
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -77,7 +78,9 @@ def test_rules_cover_the_agents_alerts() -> None:
         assert f"runbook.md#{rule.name}\"" in text, rule.name
         assert f"## {rule.name}\n" in runbook, rule.name
         for level in (rule.warning, rule.critical):
-            if level is not None:
+            if level is not None and rule.prom_expr:  # computed by Prometheus from /metrics
+                assert json.dumps(rule.prom_expr)[1:-1] in text, rule.name
+            elif level is not None:
                 assert f"lightkeeper_{rule.metric.removeprefix('lightkeeper_')}" in text
 
 
