@@ -123,6 +123,12 @@ def metrics_latest(services: Services, params: dict[str, Any]) -> Any:
     return out
 
 
+def processes_list(services: Services, params: dict[str, Any]) -> Any:
+    """The LightRAG processes on this server (collectors/processes.py), the agent first."""
+    table = getattr(services, "process_table", None)
+    return {"processes": table() if table is not None else []}
+
+
 def metrics_names(services: Services, params: dict[str, Any]) -> Any:
     rows = services.store.execute("SELECT DISTINCT metric FROM samples ORDER BY metric")
     return [r[0] for r in rows]
@@ -154,6 +160,7 @@ CALLS = {
     "metrics.series": metrics_series,
     "metrics.latest": metrics_latest,
     "metrics.names": metrics_names,
+    "processes.list": processes_list,
     "spool.quarantine": spool_quarantine,
     "store.stats": store_stats,
 }

@@ -168,6 +168,9 @@ class Agent:
                                 error=exc.strerror or str(exc))
         self.collectors = self._build_collectors()
         for c in self.collectors:
+            if hasattr(c, "snapshot"):  # the process collector: its table for processes.list
+                self.services.process_table = c.snapshot
+        for c in self.collectors:
             self.collector_health[c.name] = CollectorHealth(c.name, c.interval)
         self.services.audit("agent.started", component="agent", pid=os.getpid(),
                             version=__version__, state_dir=str(self.state_dir),

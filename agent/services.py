@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ class AgentServices:
         self.jobs: JobManager | None = None
         # newest value per (metric, label): (ts, value); what alerts and endpoints read
         self.current: dict[tuple[str, str], tuple[float, float]] = {}
+        # the process collector's newest table (``processes.list``); set by the daemon
+        self.process_table: Callable[[], list[dict[str, Any]]] | None = None
 
     @property
     def store(self) -> Store:

@@ -64,7 +64,7 @@ def _m(name: str, label: str | None, label_values: str, help_text: str,
 _CPU = "'' (all) or cpuN"
 _MOUNT = "mount point"
 _DEV = "mount point or device"
-_PROC = "agent or name-pid"
+_PROC = "agent or kind:workspace (serve:alice, server:bob, worker:bob.1, library:demo...)"
 
 _DECLARED = [
     # -- system (collectors) ------------------------------------------------------------
@@ -108,7 +108,16 @@ _DECLARED = [
        "CPU seconds per second (1.0 = one full core)."),
     _m("process_threads", "process", _PROC, "Threads of the process."),
     _m("process_open_fds", "process", _PROC, "Open file descriptors of the process."),
+    _m("process_uptime_seconds", "process", _PROC, "Seconds since the process started."),
+    _m("process_restarts", "process", _PROC,
+       "Times another process took this label since the agent started (a restarted server)."),
+    _m("process_instrumented", "process", _PROC, "1 if the process writes lightkeeper's spool."),
+    _m("process_gated", "process", _PROC, "1 if the process takes the users' write gate."),
+    _m("process_ungated_writer", "process", _PROC,
+       "1 if the process writes a user's directory without the write gate."),
     _m("process_watched", None, "", "Processes watched (the agent included)."),
+    _m("lightrag_ungated_writers", None, "",
+       "LightRAG processes writing a user's directory without the write gate."),
     # -- users' directories (collectors) ---------------------------------------------------
     _m("userdir_bytes", "user", "user", "Apparent size of the user's files.", per_user=True),
     _m("userdir_files", "user", "user", "Regular files in the user's directory.", per_user=True),

@@ -127,11 +127,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("collect.userdir_growth_window", "float", 3600.0,
       "Seconds over which per-user growth (bytes per second) is measured.", min=60,
       max=30 * 86400),
-    S("collect.process_pidfiles", "list", [], "Pid files of LightRAG processes to watch."),
-    S("collect.process_patterns", "list", ["lightrag", "lightkeeper rag", "lightkeeper demo",
-                                           "lightkeeper.cli.main rag",
-                                           "lightkeeper.cli.main demo"],
-      "Command-line substrings that identify LightRAG processes to watch."),
+    S("collect.process_pidfiles", "list", [],
+      "Pid files of extra processes to watch (LightRAG processes are discovered by themselves)."),
+    S("collect.process_patterns", "list", [],
+      "Command-line substrings of extra processes to watch (LightRAG processes are discovered "
+      "by what they are: lightkeeper serve, lightrag-server, gunicorn workers, the library "
+      "runtime, any process with a user's file open)."),
     S("collect.mounts_exclude", "list", ["/proc", "/sys", "/dev", "/run", "/snap"],
       "Mount point prefixes not reported."),
     S("collect.interfaces_exclude", "list", [], "Network interfaces not reported (e.g. 'lo')."),

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "lightkeeper.cli.alerts",
     "lightkeeper.cli.events",
     "lightkeeper.cli.metrics",
+    "lightkeeper.cli.processes",
     "lightkeeper.cli.jobs",
     "lightkeeper.cli.rag",
     "lightkeeper.cli.offline_llm",

@@ -182,21 +182,23 @@ def test_processes_by_pattern_and_pidfile(tmp_path, sleepers):
         burn(0.3)
         got = as_dict(c.collect())
         rss_labels = {lab for (m, lab) in got if m == "process_resident_memory_bytes"}
-        expected = {"agent"} | {f"{psutil.Process(p.pid).name()}-{p.pid}"
-                                for p in [*procs, other]}
-        assert rss_labels == expected
-        assert got[("process_watched", "")] == len(expected)
+        # labelled by what they are, not by pid (several of one name are numbered)
+        name = psutil.Process(other.pid).name()
+        assert f"pidfile:{name}" in rss_labels
+        matched = {lab for lab in rss_labels if lab.startswith(f"match:{name}")}
+        assert len(matched) == len(procs)
+        assert rss_labels == {"agent", f"pidfile:{name}"} | matched
+        assert got[("process_watched", "")] == len(rss_labels)
         assert got[("process_resident_memory_bytes", "agent")] == pytest.approx(
             psutil.Process().memory_info().rss, rel=0.5)
         assert got[("process_threads", "agent")] >= 1
         assert got[("process_open_fds", "agent")] >= 3
         assert got[("process_cpu_usage_ratio", "agent")] > 0
         # a process that exits disappears from the next sample
-        label = f"{psutil.Process(procs[0].pid).name()}-{procs[0].pid}"
         procs[0].kill()
         procs[0].wait()
         after = c.collect()
-        assert label not in labels(after, "process_resident_memory_bytes")
+        assert len(labels(after, "process_resident_memory_bytes")) == len(rss_labels) - 1
     finally:
         other.kill()
         other.wait()

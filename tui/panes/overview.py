@@ -17,6 +17,7 @@ from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.panes.common import first, invert, series_lines, small_table, sum_series
 from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
+from lightkeeper.tui.widgets.processes import ProcessesPanel
 
 LATEST = ["disk_free_ratio", "disk_free_bytes", "disk_total_bytes",
           "network_receive_bytes_per_second", "network_transmit_bytes_per_second",
@@ -40,6 +41,7 @@ class OverviewPane(Pane):
                 yield Static(id="ov-storage", classes="box")
                 yield Static(id="ov-users", classes="box")
                 yield Static(id="ov-health", classes="box")
+            yield ProcessesPanel(id="ov-procs", classes="box")
 
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         w = req.window
@@ -53,6 +55,7 @@ class OverviewPane(Pane):
             "userdirs": agentdata.series(client, "userdir_bytes", None, w, agg="last"),
             "snapshots": agentdata.call(client, "backup.stats"),
             "zones": agentdata.call(client, "zones.list"),
+            "processes": agentdata.call(client, "processes.list"),
         }
 
     def show(self, data: dict[str, Any], req: Request) -> None:
@@ -78,6 +81,7 @@ class OverviewPane(Pane):
             _users(latest, series_lines(data["userdirs"]), req.window))
         self.query_one("#ov-health", Static).update(
             _health(req.status or {}, data["snapshots"], data["zones"], req.now))
+        self.query_one("#ov-procs", ProcessesPanel).show_rows(data["processes"])
 
 
 def _storage(latest: dict[str, Any]) -> Group:
