@@ -4,7 +4,7 @@ Discovery (``collectors/lightrag_procs.py``) runs every ``discover_interval`` se
 ``psutil.process_iter`` pass; between passes the known processes are sampled directly. Each
 process is labelled ``<kind>:<name>`` by the user or workspace it serves (``serve:alice``,
 ``server:bob``, ``worker:bob.2``, ``library:demo``, ``open:carol.rsync``), never by its pid: a
-restarted server keeps its series and its restarts are counted (``process_restarts_total``).
+restarted server keeps its series and its restarts are counted (``process_restarts``).
 Processes listed in pid files (``collect.process_pidfiles``) or matching
 ``collect.process_patterns`` are watched too, as ``pidfile:<name>`` / ``match:<name>``. At most
 MAX_PROCESSES processes in all (the agent and users' processes under the data root first), so
@@ -187,7 +187,7 @@ class ProcessCollector:
                            writer=False, ungated_writer=False, restarts=0)
             else:
                 restarts = self._restarts.get(label, 0)
-                out.append(("process_restarts_total", label, float(restarts)))
+                out.append(("process_restarts", label, float(restarts)))
                 out.append(("process_instrumented", label, float(f.instrumented)))
                 out.append(("process_gated", label, float(f.gated)))
                 out.append(("process_ungated_writer", label, float(f.ungated_writer)))

@@ -131,7 +131,7 @@ def test_stock_server_named_by_workspace_restart_keeps_its_series(
         assert r["rss_bytes"] > 10 << 20
         metrics = {(m, lab): v for m, lab, v in c.collect()}
         assert metrics[("process_ungated_writer", label)] == 1.0
-        assert metrics[("process_restarts_total", label)] == 0.0
+        assert metrics[("process_restarts", label)] == 0.0
         assert ("lightrag_ungated_writers", "") in metrics
         assert not [lab for (m, lab) in metrics if lab.endswith(str(first.pid))]
 
@@ -143,7 +143,7 @@ def test_stock_server_named_by_workspace_restart_keeps_its_series(
         assert set(rows) == {label}, rows           # the same series, a new pid
         assert rows[label]["restarts"] == 1 and rows[label]["pid"] == second.pid
         metrics = {(m, lab): v for m, lab, v in c.collect()}
-        assert metrics[("process_restarts_total", label)] == 1.0
+        assert metrics[("process_restarts", label)] == 1.0
     finally:
         for p in procs:
             _stop(p)
