@@ -8,10 +8,10 @@ from pathlib import Path
 
 from lightkeeper import config
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
-from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.rag_health import health_samples
 from lightkeeper.agent.store.db import Store
+from lightkeeper.catalog import LATENCY_BUCKETS
 from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
 
 
