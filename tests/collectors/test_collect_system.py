@@ -254,7 +254,7 @@ def test_every_emitted_metric_is_in_the_catalog(tmp_path):
                     assert label == "alice"
     for c in collectors:
         c.close()
-    assert PER_USER <= seen
+    assert PER_USER - {"rag_silent_seconds"} <= seen  # that one is the agent's (rag_health)
 
 
 def test_a_network_mount_that_hangs_is_skipped_until_it_answers(tmp_path, caplog):
