@@ -25,7 +25,7 @@ from lightkeeper.backup.repository import (
 )
 from lightkeeper.backup.zones import remote_ops
 
-FAST = settings(max_examples=120, deadline=None,
+FAST = settings(max_examples=80, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 PLAIN = Sealer(new_keys(encrypt=False))
 SEALED = Sealer(new_keys(encrypt=True))
