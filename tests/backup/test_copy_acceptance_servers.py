@@ -136,3 +136,64 @@ def test_twenty_backups_during_rest_inserts_to_an_unwrapped_stock_server(
     print(f"stock server: {partial} of {len(results)} backups partial, "
           f"{loop.sent} documents sent, accepted copies held {sorted(documents)} documents")
     assert len(documents) > 1, "no copy was accepted while the server inserted"
+
+
+def test_twenty_backups_during_rest_inserts_to_lightkeeper_serve(
+        offline_llm: Server, tmp_path: Path, repo: Repository) -> None:
+    """The same loop against ``lightkeeper serve`` (gated writes): every restored copy agrees,
+    and process discovery names the server by its workspace, gated, not an ungated writer."""
+    from lightkeeper.collectors.processes import ProcessCollector
+
+    data = tmp_path / "data"
+    user = "serve" + uuid.uuid4().hex[:6]
+    (data / user).mkdir(parents=True)
+    url = offline_llm.url
+    env = {**offline_llm.env, "LIGHTKEEPER_PATHS__DATA_ROOT": str(data),
+           "LIGHTKEEPER_PATHS__SPOOL_DIR": str(tmp_path / "spool"),
+           "LLM_BINDING": "openai", "LLM_BINDING_HOST": url, "LLM_MODEL": "m",
+           "LLM_BINDING_API_KEY": "unused", "EMBEDDING_BINDING": "openai",
+           "EMBEDDING_BINDING_HOST": url, "EMBEDDING_MODEL": "e",
+           "EMBEDDING_BINDING_API_KEY": "unused", "EMBEDDING_DIM": "64",
+           "LOG_DIR": str(tmp_path), "INPUT_DIR": str(tmp_path / "inputs"),
+           "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken")}
+    srv = Server(["serve", "--user", user, "--host", "127.0.0.1", "--port", "0"], env,
+                 tmp_path / "serve.log").start(timeout=180)
+    base = srv.url.removesuffix("/")
+    loop = InsertLoop(base, pause=2.5)
+    results = []
+    try:
+        loop.start()
+        deadline = time.monotonic() + 120
+        while _processed(data / user) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c = ProcessCollector(interval=1, discover_interval=0, data_root=data,
+                             spool_dir=tmp_path / "spool")
+        c.collect()
+        mine = [r for r in c.snapshot() if r["pid"] == srv.proc.pid]
+        assert [r["label"] for r in mine] == [f"serve:{user}"], mine
+        assert mine[0]["gated"] and not mine[0]["ungated_writer"]
+        for _ in range(20):
+            results.append(run_backup(repo, BackupOptions(data, quiet_seconds=0.5, retries=2,
+                                                          retry_delay=0.05)))
+            time.sleep(0.3)
+    finally:
+        loop.stop.set()
+        loop.join(60)
+        srv.stop()
+    assert loop.sent >= 20, (loop.sent, loop.errors[:3], srv.output()[-2000:])
+    partial = 0
+    for i, s in enumerate(results):
+        u = repo.read_snapshot(s["snapshot_id"])["users"].get(user)
+        if s.get("state") == "partial":
+            partial += 1
+            assert u["check"]["accepted"] is False, s["errors"]
+        else:
+            assert u["check"]["accepted"] and u["check"]["stores"]["ok"], u
+        if u is None or not u.get("files"):
+            continue
+        out = tmp_path / f"restore{i}"
+        restore(repo, s["snapshot_id"], RestoreOptions(target=out, users=[user]))
+        r = check_directory(out / user)
+        assert r.ok and r.checked, (i, r.problems)
+    print(f"lightkeeper serve: {partial} of {len(results)} backups partial, "
+          f"{loop.sent} documents sent")
