@@ -237,14 +237,20 @@ class Agent:
         tasks = [
             asyncio.create_task(self._periodic(lambda: self.cfg["store.flush_interval"],
                                                self._flush)),
-            asyncio.create_task(self._periodic(lambda: self.cfg["store.maintenance_interval"],
+            asyncio.create_task(self._periodic(self._setting("store.maintenance_interval"),
                                                self._maintain, first_delay=5)),
-            asyncio.create_task(self._periodic(5.0, self._evaluate_alerts, first_delay=2)),
-            asyncio.create_task(self._periodic(1.0, self.notifier.tick, first_delay=3)),
-            asyncio.create_task(self._periodic(30.0, self._run_schedules, first_delay=10)),
-            asyncio.create_task(self._periodic(30.0, self._run_probes, first_delay=5)),
-            asyncio.create_task(self._periodic(30.0, self._refresh_timestamps, first_delay=3)),
-            asyncio.create_task(self._periodic(2.0, self._check_footing, first_delay=2)),
+            asyncio.create_task(self._periodic(self._setting("agent.alert_interval"),
+                                               self._evaluate_alerts, first_delay=2)),
+            asyncio.create_task(self._periodic(self._setting("agent.notify_interval"),
+                                               self.notifier.tick, first_delay=3)),
+            asyncio.create_task(self._periodic(self._setting("agent.schedule_interval"),
+                                               self._run_schedules, first_delay=10)),
+            asyncio.create_task(self._periodic(self._setting("agent.probe_interval"),
+                                               self._run_probes, first_delay=5)),
+            asyncio.create_task(self._periodic(self._setting("agent.timestamp_interval"),
+                                               self._refresh_timestamps, first_delay=3)),
+            asyncio.create_task(self._periodic(self._setting("agent.footing_interval"),
+                                               self._check_footing, first_delay=2)),
             asyncio.create_task(self._periodic(30.0, self._rag_health, first_delay=4)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
@@ -381,9 +387,14 @@ class Agent:
         self.config_loaded = time.time()
 
     # -- loops ------------------------------------------------------------------------------
+    def _setting(self, key: str) -> Callable[[], float]:
+        """A loop interval read on every round (a reload may change it)."""
+        return lambda: float(self.cfg[key])
+
     async def _periodic(self, interval: float | Callable[[], float], fn: Callable[[], Any],
                         first_delay: float = 0) -> None:
-        await asyncio.sleep(first_delay)
+        every = interval() if callable(interval) else interval
+        await asyncio.sleep(min(first_delay, every))
         while True:
             t0 = time.monotonic()
             try:

@@ -52,6 +52,14 @@ def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
         "LIGHTKEEPER_AGENT__SOCKET": str(short / "agent.sock"),
         "LIGHTKEEPER_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
         "LK_TEST_SESSION": SESSION,
+        # The agent's loops run often here, so tests wait for a round instead of sleeping out
+        # the production intervals (5 s alerts, 30 s schedules...). Same code paths, sooner.
+        "LIGHTKEEPER_AGENT__ALERT_INTERVAL": "0.5",
+        "LIGHTKEEPER_AGENT__SCHEDULE_INTERVAL": "1",
+        "LIGHTKEEPER_AGENT__PROBE_INTERVAL": "1",
+        "LIGHTKEEPER_AGENT__TIMESTAMP_INTERVAL": "1",
+        "LIGHTKEEPER_AGENT__FOOTING_INTERVAL": "0.5",
+        "LIGHTKEEPER_AGENT__NOTIFY_INTERVAL": "0.2",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
