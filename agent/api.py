@@ -83,7 +83,10 @@ def build_app(agent: AgentView) -> web.Application:
         level = q.get("level")
         if level and level not in ("debug", "info", "warning", "error", "critical"):
             raise CallError(f"invalid level {level!r}: use debug, info, warning, error")
-        return _json(await run(agent.store.events, _int(request, "since", 0),
+        store = agent.store
+        if store is None:  # the servers stop before the store closes; say so if not
+            raise CallError("the agent is shutting down", 503, "unavailable")
+        return _json(await run(store.events, _int(request, "since", 0),
                                _int(request, "limit", 200, 1, 5000), level, q.get("kind"),
                                q.get("q")))
 
