@@ -188,6 +188,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="lkbench", dir="/tmp"))
     env = {
         "HOME": os.environ.get("HOME", str(tmp)),
+        "XDG_STATE_HOME": str(tmp / "xdg-state"),  # the console's remembered window stays here
         "LIGHTKEEPER_PATHS__STATE_DIR": str(tmp / "state"),
         "LIGHTKEEPER_PATHS__DATA_ROOT": str(tmp / "data"),
         "LIGHTKEEPER_AGENT__SOCKET": str(tmp / "agent.sock"),

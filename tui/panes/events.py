@@ -71,7 +71,7 @@ class EventsPane(Pane):
         self._bar()
 
     def focus_default(self) -> None:
-        self.query_one("#events-log", RichLog).focus()
+        self.screen.set_focus(self.query_one("#events-log", RichLog))  # before queued keys
 
     def params(self) -> dict[str, Any]:
         return {"since": self.last_id, "level": LEVELS[self.level_i], "q": self.search or None,
@@ -142,7 +142,7 @@ class EventsPane(Pane):
         self._reset()
 
     def action_events_search(self) -> None:
-        self.query_one("#events-search", Input).focus()
+        self.screen.set_focus(self.query_one("#events-search", Input))  # before queued keys
 
     def action_events_pause(self) -> None:
         self.paused = not self.paused

@@ -168,7 +168,8 @@ class TuningPane(Pane):
         inputs = list(self.query(ParamInput))
         pending = [i for i in inputs if i.param in self.pending]
         if pending or inputs:
-            (pending or inputs)[0].focus()
+            # at once, not after the queued keys: "e123" typed fast must land in the field
+            self.screen.set_focus((pending or inputs)[0])
 
     # -- data -------------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
