@@ -84,6 +84,9 @@ def _summaries(services: Services) -> SummaryCache:
 def _summary(services: Services) -> dict[str, Any]:
     """Repository figures and snapshot list: cached, recomputed only if the repository changed
     outside the agent's own jobs (which refresh it themselves)."""
+    repo_path = services.cfg.path("backup.repository")
+    if not (repo_path / "config").exists():
+        _open(services)  # raises "no backup repository" (404), which the console explains
     try:  # a cached answer must not hide a key file others can read
         read_key_file(services.cfg.path("backup.key_file"))
     except KeyFileError as exc:
