@@ -33,22 +33,20 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightkeeper.backup import prune as prune_mod
 from lightkeeper.backup import retention
-from lightkeeper.backup.crypto import IntegrityError, KeyFileError, read_key_file
-from lightkeeper.backup.dbsources import restore_postgres
-from lightkeeper.backup.drill import drill
-from lightkeeper.backup.lock import RepoLock
-from lightkeeper.backup.repository import Repository, RepositoryError, SnapshotNotFound, repo_size
-from lightkeeper.backup.restore import RestoreOptions, restore
-from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.backup.summary import SummaryCache
-from lightkeeper.backup.verify import verify
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.logs import get_logger
 from lightkeeper.services import CallError, Services, float_param, int_param
+
+if TYPE_CHECKING:
+    from lightkeeper.backup.repository import Repository
+
+# The agent imports this module at start and its idle loops never open the repository: the
+# repository code (numpy, cryptography, zstandard, the chunker) is imported by the jobs and
+# calls that use it, so an idle agent stays small (issue 13).
 
 log = get_logger("lightkeeper.backup.calls")
 
@@ -57,6 +55,8 @@ RESOURCE = "repository"
 
 # -- helpers ------------------------------------------------------------------------------
 def _open(services: Services, create: bool = False) -> Repository:
+    from lightkeeper.backup.crypto import KeyFileError  # noqa: PLC0415
+    from lightkeeper.backup.repository import Repository, RepositoryError  # noqa: PLC0415
     cfg = services.cfg
     path, key = cfg.path("backup.repository"), cfg.path("backup.key_file")
     try:
@@ -84,6 +84,7 @@ def _summaries(services: Services) -> SummaryCache:
 def _summary(services: Services) -> dict[str, Any]:
     """Repository figures and snapshot list: cached, recomputed only if the repository changed
     outside the agent's own jobs (which refresh it themselves)."""
+    from lightkeeper.backup.crypto import KeyFileError, read_key_file  # noqa: PLC0415
     repo_path = services.cfg.path("backup.repository")
     if not (repo_path / "config").exists():
         _open(services)  # raises "no backup repository" (404), which the console explains
@@ -158,6 +159,7 @@ def _delay(ctx: Any, seconds: float) -> None:
 
 
 def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.snapshot import BackupOptions, run_backup  # noqa: PLC0415
     cfg = services.cfg
     jitter = float_param(params, "jitter_s", 0.0, 0.0, 3600.0) or 0.0  # NaN/inf refused
     if jitter:
@@ -196,6 +198,8 @@ def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
 
 
 def job_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.repository import SnapshotNotFound, repo_size  # noqa: PLC0415
+    from lightkeeper.backup.verify import verify  # noqa: PLC0415
     full = bool(params.get("full"))
     pct = params.get("sample_pct")
     if pct is not None:
@@ -227,6 +231,7 @@ def job_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
 
 
 def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup import prune as prune_mod  # noqa: PLC0415
     repo = _open(services)
     try:
         out = prune_mod.prune(repo, ctx, job_id=getattr(ctx, "job_id", ""),
@@ -245,6 +250,8 @@ def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str,
 def job_sign_snapshots(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
     """Authenticate the snapshots of an unencrypted repository written before manifests
     carried a MAC (the operator vouches for them: docs/security.md, "The repository")."""
+    from lightkeeper.backup.crypto import IntegrityError  # noqa: PLC0415
+    from lightkeeper.backup.lock import RepoLock  # noqa: PLC0415
     repo = _open(services)
     try:
         with RepoLock(repo.path, exclusive=True, purpose="sign-snapshots",
@@ -260,6 +267,7 @@ def job_sign_snapshots(ctx: Any, services: Services, params: dict[str, Any]) -> 
 
 
 def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup import prune as prune_mod  # noqa: PLC0415
     policy = _policy(services, params)
     dry = bool(params.get("dry_run"))
     repo = _open(services)
@@ -283,6 +291,10 @@ def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
 
 
 def job_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.dbsources import restore_postgres  # noqa: PLC0415
+    from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
+    from lightkeeper.backup.restore import RestoreOptions, restore  # noqa: PLC0415
+    from lightkeeper.backup.snapshot import BackupOptions  # noqa: PLC0415
     cfg = services.cfg
     snapshot = str(params.get("snapshot") or "")
     if not snapshot:
@@ -339,6 +351,8 @@ def _lightrag_check(services: Services, spool: Path) -> Any:
 
 
 def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.drill import drill  # noqa: PLC0415
+    from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     cfg = services.cfg
     sample = int_param(params, "users", cfg["backup.drill_users"], 1, 1000)
     repo = _open(services)
@@ -394,6 +408,8 @@ def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]
 
 
 def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.crypto import IntegrityError  # noqa: PLC0415
+    from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     repo = _open(services)
     try:
         m = repo.read_snapshot(str(params.get("snapshot") or "latest"))

@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightkeeper.backup.repository import SnapshotInfo
+if TYPE_CHECKING:  # the agent imports this at start: the repository code loads only for a job
+    from lightkeeper.backup.repository import SnapshotInfo
 
 RULES: list[tuple[str, Callable[[time.struct_time], tuple[int, ...]]]] = [
     ("hourly", lambda t: (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour)),

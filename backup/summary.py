@@ -17,9 +17,10 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightkeeper.backup.repository import Repository
+if TYPE_CHECKING:  # the agent imports this at start: the repository code loads only for a job
+    from lightkeeper.backup.repository import Repository
 
 
 def signature(repo_path: Path) -> list[int] | None:

@@ -6,21 +6,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightkeeper.backup.zones import hostkeys
-from lightkeeper.backup.zones.connection import probe_host_key
 from lightkeeper.backup.zones.errors import ZoneError
 from lightkeeper.backup.zones.local_repo import LocalRepo, default_opener
 from lightkeeper.backup.zones.model import Zone, get_zone, load_zones, select_zones, zone_state_dir
-from lightkeeper.backup.zones.prune import prune_zone
-from lightkeeper.backup.zones.restore import rebuild_from_zone, restore_from_zone
-from lightkeeper.backup.zones.status import samples, zone_status
-from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
-from lightkeeper.backup.zones.verify import verify_zone
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 from lightkeeper.services import CallError, Services
+
+if TYPE_CHECKING:
+    from lightkeeper.backup.zones.sync import SyncOptions
+
+# The agent imports this module at start, zones configured or not: the SSH and S3 clients
+# (paramiko, boto3) and the sync code are imported by the jobs, calls and probes that reach a
+# zone, so an agent without zones never loads them (issue 13).
 
 log = get_logger("zones")
 
@@ -44,6 +44,7 @@ def _zone(services: Services, params: dict[str, Any]) -> Zone:
 
 def _push_status(services: Services, zone: Zone, local: LocalRepo,
                  local_times: dict[str, float] | None = None) -> dict[str, Any]:
+    from lightkeeper.backup.zones.status import samples, zone_status  # noqa: PLC0415
     st = zone_status(zone, zone_state_dir(services.cfg, zone.name), local, local_times)
     try:
         services.add_samples(samples(st, time.time()))
@@ -54,6 +55,7 @@ def _push_status(services: Services, zone: Zone, local: LocalRepo,
 
 # -- jobs -------------------------------------------------------------------------------
 def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     cfg = services.cfg
     names = params.get("zones") or ([params["zone"]] if params.get("zone") else None)
     try:
@@ -94,6 +96,7 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
 def _replicate_zones(ctx: Any, services: Services, zones: list[Zone], local: LocalRepo,
                      opts: SyncOptions, results: dict[str, Any], failed: dict[str, str],
                      errors: list[Exception]) -> None:
+    from lightkeeper.backup.zones.sync import sync_zone  # noqa: PLC0415
     cfg = services.cfg
     local_times = local.snapshot_times()
     for zone in zones:
@@ -120,6 +123,8 @@ def _replicate_zones(ctx: Any, services: Services, zones: list[Zone], local: Loc
 
 
 def job_zone_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
+    from lightkeeper.backup.zones.verify import verify_zone  # noqa: PLC0415
     zone = _zone(services, params)
     cfg = services.cfg
     r = verify_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
@@ -131,6 +136,8 @@ def job_zone_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dic
 
 
 def job_zone_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.zones.prune import prune_zone  # noqa: PLC0415
+    from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
     cfg = services.cfg
     r = prune_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
@@ -144,6 +151,8 @@ def job_zone_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict
 
 
 def job_zone_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.zones.restore import restore_from_zone  # noqa: PLC0415
+    from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
     cfg = services.cfg
     target = params.get("target")
@@ -160,6 +169,8 @@ def job_zone_restore(ctx: Any, services: Services, params: dict[str, Any]) -> di
 
 
 def job_zone_rebuild(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.zones.restore import rebuild_from_zone  # noqa: PLC0415
+    from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
     cfg = services.cfg
     r = rebuild_from_zone(zone, zone_state_dir(cfg, zone.name), cfg.path("backup.key_file"),
@@ -174,6 +185,7 @@ def probe_zones(services: Services, names: list[str] | None = None,
                 check: Callable[[], None] | None = None) -> dict[str, Any]:
     """Probe every zone (or the given ones) and push its metrics: keeps lag and up/down
     current between syncs, so alerts fire for a zone that is down."""
+    from lightkeeper.backup.zones.status import samples, zone_status  # noqa: PLC0415
     cfg = services.cfg
     local = _local(services)
     local_times = local.snapshot_times() if local.exists() else {}
@@ -215,6 +227,7 @@ def _sftp_only(zone: Zone) -> None:
 
 # -- calls ------------------------------------------------------------------------------
 def call_list(services: Services, params: dict[str, Any]) -> list[dict[str, Any]]:
+    from lightkeeper.backup.zones.status import zone_status  # noqa: PLC0415
     cfg = services.cfg
     local = _local(services)
     local_times = local.snapshot_times() if local.exists() else {}
@@ -224,6 +237,7 @@ def call_list(services: Services, params: dict[str, Any]) -> list[dict[str, Any]
 
 
 def call_status(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    from lightkeeper.backup.zones.status import zone_status  # noqa: PLC0415
     zone = _zone(services, params)
     return zone_status(zone, zone_state_dir(services.cfg, zone.name), _local(services),
                        do_probe=bool(params.get("probe")))
@@ -231,6 +245,8 @@ def call_status(services: Services, params: dict[str, Any]) -> dict[str, Any]:
 
 def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     """Connect and report the zone's host key, trusting nothing."""
+    from lightkeeper.backup.zones import hostkeys  # noqa: PLC0415
+    from lightkeeper.backup.zones.connection import probe_host_key  # noqa: PLC0415
     zone = _zone(services, params)
     _sftp_only(zone)
     try:
@@ -253,6 +269,8 @@ def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, An
 
 def call_trust(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     """Record the zone's host key, only if it has the fingerprint the operator confirmed."""
+    from lightkeeper.backup.zones import hostkeys  # noqa: PLC0415
+    from lightkeeper.backup.zones.connection import probe_host_key  # noqa: PLC0415
     zone = _zone(services, params)
     _sftp_only(zone)
     try:

@@ -1,0 +1,57 @@
+"""An idle agent does not load the libraries only jobs need (issue 13, "a small resident").
+
+The SSH client (paramiko, with its native bcrypt and PyNaCl) and the repository code (numpy,
+cryptography, zstandard, the chunker, blake3) cost about 30 MB of RSS. The agent imports the
+backup and zone call modules at start, so those must import them only inside the jobs and calls
+that reach a repository or a zone. The check reads the real agent's /proc/PID/maps: every one of
+these libraries maps a shared object of its own once imported (paramiko and boto3 are pure
+Python, so their native dependencies stand for them), and nothing in the agent is asked to report
+on itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Package directories whose shared objects appear in /proc/PID/maps once the package is imported.
+HEAVY = ("nacl", "bcrypt", "cryptography", "numpy", "zstandard", "pyfastcdc", "blake3",
+         "paramiko", "boto3", "botocore", "pandas", "pyarrow", "lightrag")
+
+
+def loaded_heavy(pid: int) -> set[str]:
+    found: set[str] = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) < 6 or "site-packages" not in parts[5]:
+            continue
+        rel = parts[5].split("site-packages/", 1)[1]
+        top = rel.split("/", 1)[0].split(".", 1)[0]
+        if top in HEAVY or top.removeprefix("_") in HEAVY:
+            found.add(top)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc")
+def test_idle_agent_maps_no_ssh_repository_or_rag_libraries(agent: Any) -> None:
+    assert agent.proc is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # every collector has run once: the loops are going
+        cols = agent.client.status().get("collectors", [])
+        if cols and all(c.get("last_ok") for c in cols):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("collectors did not all run within 60 s: " + agent.output())
+    assert loaded_heavy(agent.proc.pid) == set()
+
+
+def test_the_check_sees_a_loaded_library() -> None:
+    """The maps reader finds a library this test process has certainly imported."""
+    import numpy  # noqa: F401  loaded here on purpose
+
+    assert "numpy" in loaded_heavy(os.getpid())
