@@ -14,5 +14,4 @@ fi
 t0=$SECONDS
 scripts/setup-venv.sh
 step "1/3" "installed in $((SECONDS - t0)) s"
-export LIGHTKEEPER_DEMO_STEPS=1   # the demo numbers its own steps 2/3 and 3/3
-exec .venv/bin/lightkeeper demo "$@"
+exec .venv/bin/lightkeeper demo --steps-before 1 "$@"  # the demo numbers its steps 2/3 and 3/3

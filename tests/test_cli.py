@@ -54,3 +54,28 @@ def test_configuration_reference_is_current(capsys: pytest.CaptureFixture[str]) 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     assert config.reference_markdown() in doc, \
         "regenerate docs/configuration.md with 'lightkeeper config reference'"
+
+
+def test_scripts_set_no_lightkeeper_variable_the_config_refuses(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """LIGHTKEEPER_* variables are configuration keys: a script exporting one the schema does not
+    know makes every command refuse to start (run-demo.sh did, with LIGHTKEEPER_DEMO_STEPS)."""
+    import re
+    from pathlib import Path
+
+    from lightkeeper import config as config_mod
+
+    scripts = Path(__file__).resolve().parent.parent / "scripts"
+    checked = 0
+    for script in sorted(scripts.glob("*.sh")):
+        found = [(n, v) for n, v in re.findall(r"(LIGHTKEEPER_[A-Z0-9_]+)=(\S*)",
+                                               script.read_text()) if n != "LIGHTKEEPER_CONFIG"]
+        with monkeypatch.context() as m:  # a script's variables together, as it sets them
+            for name, value in found:
+                m.setenv(name, value.strip("'\"") or "x")
+            try:
+                config_mod.load(read_system=False)
+            except config_mod.ConfigError as exc:  # values are shell-expanded: check names
+                assert "unknown key" not in str(exc), f"{script.name}: {exc}"
+        checked += len(found)
+    assert checked  # screenshots.sh configures its demo zone this way

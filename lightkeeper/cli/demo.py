@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(WORKER_FLAG, dest="run_workload", action="store_true",
                    help=argparse.SUPPRESS)
     p.add_argument("--no-console", action="store_true", help="do not open the console")
+    # scripts/run-demo.sh shows its install as step 1: the demo numbers its own steps after it.
+    # (A flag, not a LIGHTKEEPER_* variable: those are configuration keys, and unknown ones are
+    # refused.)
+    p.add_argument("--steps-before", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--no-workload", action="store_true",
                    help="seed only; do not start the background workload")
     p.add_argument("--rate", type=float, default=1.0,
@@ -182,7 +186,7 @@ def _step(ctx: CliContext, n: int, text: str) -> None:
     """A numbered step line on the terminal (run-demo.sh counts its install as step 1)."""
     if ctx.json or not sys.stderr.isatty():
         return
-    offset = 1 if os.environ.get("LIGHTKEEPER_DEMO_STEPS") else 0
+    offset = max(0, int(getattr(ctx.args, "steps_before", 0) or 0))
     sys.stderr.write(f"\033[1m[{n + offset}/{2 + offset}]\033[0m {text}\n")
     sys.stderr.flush()
 
