@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -139,22 +140,11 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
                 network_guard(zone, sess):
             report()
             listing = remote_ops.full_listing(sess.clients, root)
-            if "config" not in listing.files:
-                raise ZoneError(zone.name, f"{root.root} holds no repository")
-            cfg_bytes = remote_ops.read_small(sess.sftp, root.join("config"))
-            local_cfg = repo_path / "config"
-            if local_cfg.exists() and local_cfg.read_bytes() != cfg_bytes:
-                raise ZoneError(zone.name, f"{repo_path} holds a different repository")
-            todo = [r for r, s in sorted(listing.files.items()) if r != "config" and not (
-                (repo_path / r).is_file() and (repo_path / r).stat().st_size == s)]
+            cfg_bytes = (remote_ops.read_small(sess.sftp, root.join("config"))
+                         if "config" in listing.files else None)
+            todo = rebuild_plan(zone, root.root, listing.files, cfg_bytes, repo_path)
             totals.update(phase="fetch", files=len(todo) + len(listing.snapshots),
                           bytes=sum(listing.files[r] for r in todo))
-            if not local_cfg.exists() and cfg_bytes is not None:
-                tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
-                tmp.write_bytes(cfg_bytes)
-                os.replace(tmp, local_cfg)
-            from lightkeeper.backup.repository import Repository  # noqa: PLC0415
-
             limits: dict[str, int] = {}
 
             def one(sftp: Any, rel: str, stop: Any) -> None:
@@ -162,50 +152,14 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
                       limits.get(rel))
                 counters.file_done(rel)
 
-            # index files first: they say how large each pack is, and no pack is fetched
-            # beyond that (a zone cannot make us download an arbitrarily large "pack")
-            run_tasks(sess.clients, [r for r in todo if not r.startswith("data/")], one, ctx,
-                      report)
-            repo = Repository.open(repo_path, Path(key_file))
-            for name, err in repo.load_index():
-                log.warning("zones.rebuild_index_unreadable", zone=zone.name, index=name,
-                            error=err)
-            limits = {repo.pack_relpath(p): n for p, n in repo.indexed_packs().items()}
-            packs = [r for r in todo if r.startswith("data/")]
-            unindexed = [r for r in packs if r not in limits]
-            for rel in unindexed:
-                log.warning("zones.rebuild_pack_unindexed", zone=zone.name, file=rel)
-            run_tasks(sess.clients, [r for r in packs if r in limits], one, ctx, report)
-            repo.load_index()
+            unindexed = fetch_index_then_packs(
+                zone, repo_path, key_file, todo, limits,
+                lambda rels: run_tasks(sess.clients, rels, one, ctx, report))
             totals["phase"] = "snapshots"
-            published = []
-            for sid in sorted(listing.snapshots):
-                if ctx is not None:
-                    ctx.check_cancelled()
-                rel = f"snapshots/{sid}"
-                if not (repo_path / rel).exists():
-                    # manifests last; put aside, check, then publish
-                    stage = repo_path / ".tmp-stage"
-                    shutil.rmtree(stage, ignore_errors=True)
-                    fetch(sess.sftp, root, rel, stage)
-                    os.replace(stage / rel, repo_path / rel)
-                    shutil.rmtree(stage, ignore_errors=True)
-                published.append(sid)
-                counters.file_done(rel)
-        repo = Repository.open(repo_path, Path(key_file))
-        problems: list[dict[str, Any]] = [
-            {"file": r, "problem": "not fetched: no index lists this pack"} for r in unindexed]
-        files_now = set(scan_files(repo_path))
-        for sid in published:
-            try:
-                refs = repo.referenced_files(sid)
-            except Exception as exc:  # noqa: BLE001
-                problems.append({"snapshot": sid, "problem": str(exc)})
-                continue
-            lacking = [r for r in refs if r not in files_now]
-            if lacking:
-                problems.append({"snapshot": sid, "problem": "incomplete",
-                                 "missing_files": len(lacking)})
+            published = publish_snapshots(
+                listing.snapshots, repo_path,
+                lambda rel, stage: fetch(sess.sftp, root, rel, stage), ctx, counters)
+        problems = rebuild_problems(repo_path, key_file, published, unindexed)
         marker.unlink(missing_ok=True)
     finally:
         lock.__exit__(None, None, None)
@@ -218,3 +172,86 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
     log.info("zones.rebuild_done", zone=zone.name, repository=str(repo_path),
              snapshots=len(published), problems=len(problems))
     return result
+
+
+# -- the steps of a rebuild that do not depend on the zone's kind (SFTP or S3) ---------------
+def rebuild_plan(zone: Zone, where: str, files: dict[str, int], cfg_bytes: bytes | None,
+                 repo_path: Path) -> list[str]:
+    """Check the zone holds this repository, put its config in place, and return the files to
+    fetch (those not already here at their size: a rebuild resumes)."""
+    if "config" not in files:
+        raise ZoneError(zone.name, f"{where} holds no repository")
+    local_cfg = repo_path / "config"
+    if local_cfg.exists() and local_cfg.read_bytes() != cfg_bytes:
+        raise ZoneError(zone.name, f"{repo_path} holds a different repository")
+    todo = [r for r, s in sorted(files.items()) if r != "config" and not (
+        (repo_path / r).is_file() and (repo_path / r).stat().st_size == s)]
+    if not local_cfg.exists() and cfg_bytes is not None:
+        tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
+        tmp.write_bytes(cfg_bytes)
+        os.replace(tmp, local_cfg)
+    return todo
+
+
+def fetch_index_then_packs(zone: Zone, repo_path: Path, key_file: Path, todo: list[str],
+                           limits: dict[str, int],
+                           run: Callable[[list[str]], None]) -> list[str]:
+    """Fetch index files first: they say how large each pack is, and ``limits`` is filled with
+    those sizes before any pack is fetched, so a zone cannot make us download an arbitrarily
+    large "pack". Packs no index lists are not fetched; they are returned."""
+    from lightkeeper.backup.repository import Repository  # noqa: PLC0415
+
+    run([r for r in todo if not r.startswith("data/")])
+    repo = Repository.open(repo_path, Path(key_file))
+    for name, err in repo.load_index():
+        log.warning("zones.rebuild_index_unreadable", zone=zone.name, index=name, error=err)
+    limits.update({repo.pack_relpath(p): n for p, n in repo.indexed_packs().items()})
+    packs = [r for r in todo if r.startswith("data/")]
+    unindexed = [r for r in packs if r not in limits]
+    for rel in unindexed:
+        log.warning("zones.rebuild_pack_unindexed", zone=zone.name, file=rel)
+    run([r for r in packs if r in limits])
+    return unindexed
+
+
+def publish_snapshots(snapshots: Iterable[str], repo_path: Path,
+                      fetch_to: Callable[[str, Path], None], ctx: Any,
+                      counters: Counters) -> list[str]:
+    """Manifests last: each fetched aside under a random name, then renamed into place."""
+    published = []
+    for sid in sorted(snapshots):
+        if ctx is not None:
+            ctx.check_cancelled()
+        rel = f"snapshots/{sid}"
+        if not (repo_path / rel).exists():
+            stage = repo_path / f".tmp-stage-{secrets.token_hex(4)}"
+            try:
+                fetch_to(rel, stage)
+                os.replace(stage / rel, repo_path / rel)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+        published.append(sid)
+        counters.file_done(rel)
+    return published
+
+
+def rebuild_problems(repo_path: Path, key_file: Path, published: list[str],
+                     unindexed: list[str]) -> list[dict[str, Any]]:
+    """What the rebuilt repository lacks: packs no index listed, snapshots missing files."""
+    from lightkeeper.backup.repository import Repository  # noqa: PLC0415
+
+    repo = Repository.open(repo_path, Path(key_file))
+    problems: list[dict[str, Any]] = [
+        {"file": r, "problem": "not fetched: no index lists this pack"} for r in unindexed]
+    files_now = set(scan_files(repo_path))
+    for sid in published:
+        try:
+            refs = repo.referenced_files(sid)
+        except Exception as exc:  # noqa: BLE001 - reported per snapshot
+            problems.append({"snapshot": sid, "problem": str(exc)})
+            continue
+        lacking = [r for r in refs if r not in files_now]
+        if lacking:
+            problems.append({"snapshot": sid, "problem": "incomplete",
+                             "missing_files": len(lacking)})
+    return problems

@@ -8,9 +8,6 @@ downloaded object checked against its name (BLAKE3), manifests last."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
 import threading
 import time
 import uuid
@@ -22,11 +19,16 @@ from typing import Any
 import blake3
 
 from lightkeeper.backup.zones.errors import RemoteIntegrityError, ZoneError
-from lightkeeper.backup.zones.local_repo import scan_files
 from lightkeeper.backup.zones.mirror import Mirror, content_ok, fetch
 from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_ops import SYNC_TOKEN
+from lightkeeper.backup.zones.restore import (
+    fetch_index_then_packs,
+    publish_snapshots,
+    rebuild_plan,
+    rebuild_problems,
+)
 from lightkeeper.backup.zones.retention import policy_for, select_keep
 from lightkeeper.backup.zones.s3_store import S3Store, error_code
 from lightkeeper.backup.zones.s3_sync import network_guard_s3
@@ -364,23 +366,10 @@ def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx:
             root = store.root
             report()
             listing = store.full_listing()
-            if "config" not in listing.files:
-                raise ZoneError(zone.name, f"{zone.where} holds no repository")
-            cfg_bytes = store.read_small("config")
-            local_cfg = repo_path / "config"
-            if local_cfg.exists() and local_cfg.read_bytes() != cfg_bytes:
-                raise ZoneError(zone.name, f"{repo_path} holds a different repository")
-            todo = [r for r, s in sorted(listing.files.items()) if r != "config" and not (
-                (repo_path / r).is_file() and (repo_path / r).stat().st_size == s)]
+            cfg_bytes = store.read_small("config") if "config" in listing.files else None
+            todo = rebuild_plan(zone, zone.where, listing.files, cfg_bytes, repo_path)
             totals.update(phase="fetch", files=len(todo) + len(listing.snapshots),
                           bytes=sum(listing.files[r] for r in todo))
-
-            if not local_cfg.exists() and cfg_bytes is not None:
-                tmp = repo_path / f".tmp-config-{secrets.token_hex(4)}"
-                tmp.write_bytes(cfg_bytes)
-                os.replace(tmp, local_cfg)
-            from lightkeeper.backup.repository import Repository  # noqa: PLC0415
-
             limits: dict[str, int] = {}
 
             def one(st: S3Store, rel: str, stop: threading.Event) -> None:
@@ -388,52 +377,14 @@ def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx:
                       limits.get(rel))
                 counters.file_done(rel)
 
-            # index files first: they say how large each pack is, and no pack is fetched
-            # beyond that (a zone cannot make us download an arbitrarily large "pack"), as
-            # for an SFTP zone (restore.rebuild_from_zone)
-            run_tasks(_workers(store), [r for r in todo if not r.startswith("data/")], one,  # type: ignore[arg-type]
-                      ctx, report)
-            repo = Repository.open(repo_path, Path(key_file))
-            for name, err in repo.load_index():
-                log.warning("zones.rebuild_index_unreadable", zone=zone.name, index=name,
-                            error=err)
-            limits = {repo.pack_relpath(p): n for p, n in repo.indexed_packs().items()}
-            packs = [r for r in todo if r.startswith("data/")]
-            unindexed = [r for r in packs if r not in limits]
-            for rel in unindexed:
-                log.warning("zones.rebuild_pack_unindexed", zone=zone.name, file=rel)
-            run_tasks(_workers(store), [r for r in packs if r in limits], one, ctx,  # type: ignore[arg-type]
-                      report)
-            repo.load_index()
+            unindexed = fetch_index_then_packs(
+                zone, repo_path, key_file, todo, limits,
+                lambda rels: run_tasks(_workers(store), rels, one, ctx, report))  # type: ignore[arg-type]
             totals["phase"] = "snapshots"
-            published = []
-            for sid in sorted(listing.snapshots):
-                if ctx is not None:
-                    ctx.check_cancelled()
-                rel = f"snapshots/{sid}"
-                if not (repo_path / rel).exists():
-                    stage = repo_path / f".tmp-stage-{secrets.token_hex(4)}"
-                    try:
-                        fetch(store, root, rel, stage)  # type: ignore[arg-type]
-                        os.replace(stage / rel, repo_path / rel)
-                    finally:
-                        shutil.rmtree(stage, ignore_errors=True)
-                published.append(sid)
-                counters.file_done(rel)
-        repo = Repository.open(repo_path, Path(key_file))
-        problems: list[dict[str, Any]] = [
-            {"file": r, "problem": "not fetched: no index lists this pack"} for r in unindexed]
-        files_now = set(scan_files(repo_path))
-        for sid in published:
-            try:
-                refs = repo.referenced_files(sid)
-            except Exception as exc:  # noqa: BLE001 - reported per snapshot
-                problems.append({"snapshot": sid, "problem": str(exc)})
-                continue
-            lacking = [r for r in refs if r not in files_now]
-            if lacking:
-                problems.append({"snapshot": sid, "problem": "incomplete",
-                                 "missing_files": len(lacking)})
+            published = publish_snapshots(
+                listing.snapshots, repo_path,
+                lambda rel, stage: fetch(store, root, rel, stage), ctx, counters)  # type: ignore[arg-type]
+        problems = rebuild_problems(repo_path, key_file, published, unindexed)
         marker.unlink(missing_ok=True)
     finally:
         lock.__exit__(None, None, None)
