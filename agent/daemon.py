@@ -251,7 +251,8 @@ class Agent:
                                                self._refresh_timestamps, first_delay=3)),
             asyncio.create_task(self._periodic(self._setting("agent.footing_interval"),
                                                self._check_footing, first_delay=2)),
-            asyncio.create_task(self._periodic(30.0, self._rag_health, first_delay=4)),
+            asyncio.create_task(self._periodic(self._setting("agent.rag_health_interval"),
+                                               self._rag_health, first_delay=4)),
             asyncio.create_task(self._ingest_loop()),
             asyncio.create_task(self._tuning_watch_loop()),
         ]

@@ -115,6 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("agent.notify_interval", "float", 1.0,
       "Seconds between rounds of alert notifications (Alertmanager, retries).",
       min=0.1, max=600),
+    S("agent.rag_health_interval", "float", 30.0,
+      "Seconds between computations of the LightRAG latency, error-rate and silence gauges "
+      "that the LightRAG alerts read.",
+      min=0.1, max=3600),
     # store
     S("store.path", "path", _state_default("metrics.duckdb"), "The DuckDB metrics store."),
     S("store.flush_interval", "float", 2.0, "Seconds between batched writes.", min=0.1, max=60),

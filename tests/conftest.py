@@ -60,6 +60,7 @@ def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
         "LIGHTKEEPER_AGENT__TIMESTAMP_INTERVAL": "1",
         "LIGHTKEEPER_AGENT__FOOTING_INTERVAL": "0.5",
         "LIGHTKEEPER_AGENT__NOTIFY_INTERVAL": "0.2",
+        "LIGHTKEEPER_AGENT__RAG_HEALTH_INTERVAL": "1",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
