@@ -222,7 +222,7 @@ def stop(ctx: CliContext) -> list[dict[str, Any]]:
 
 def status(ctx: CliContext) -> dict[str, Any]:
     doc = read_state(ctx)
-    llm = doc.get("llm")
-    return {"llm": None if not alive(llm, "offline-llm") else llm["url"],
+    llm = doc.get("llm") or {}
+    return {"llm": llm.get("url") if alive(llm, "offline-llm") else None,
             "servers": {u: {"pid": e["pid"], "url": e["url"], "running": alive(e, "serve")}
                         for u, e in sorted((doc.get("servers") or {}).items())}}
