@@ -50,7 +50,7 @@ from lightkeeper.tuning import params as tuning_params
 log = get_logger("rag.serve")
 
 _in_gate: ContextVar[bool] = ContextVar("lightkeeper_serve_in_gate", default=False)
-LIVE_EFFECTS = ("next_operation", "new_documents")
+LIVE_EFFECTS = tuning_params.LIVE_EFFECTS
 
 
 class ServeError(ValueError):

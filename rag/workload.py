@@ -20,13 +20,17 @@ log = get_logger("workload")
 
 QUERY_MODES = tuple(m for m in MODES if m != "bypass")
 
-# Demo users and the topics their knowledge bases are built from.
+# Demo users and the topics their knowledge bases are built from. Their ids have no '-':
+# LightRAG's server keeps only letters, digits and '_' in a workspace name.
 DEMO_USERS: dict[str, tuple[str, ...]] = {
-    "harbour-office": ("ferries", "weather"),
-    "keepers-school": ("keepers", "weather"),
-    "lens-workshop": ("lenses", "keepers"),
+    "harbour_office": ("ferries", "weather"),
+    "keepers_school": ("keepers", "weather"),
+    "lens_workshop": ("lenses", "keepers"),
     "archivist": ("keepers", "lenses", "ferries", "weather"),
 }
+# The demo users served by `lightkeeper serve` (their workload goes through the REST API);
+# the others use the library runtime.
+SERVED_USERS: tuple[str, ...] = ("harbour_office", "keepers_school")
 
 _BULLETIN_SUBJECTS = ("Gull Point Light", "Tarn Rock Light", "Selby Cove Light", "the Narrows",
                       "Port Aubel", "the ferry Marigold", "the steamer Heron",
@@ -70,11 +74,14 @@ def bench_documents(k: int) -> list[tuple[str, str]]:
 
 # -- demo ---------------------------------------------------------------------------------
 async def seed_demo(rt: RagRuntime, batch: int = 3,
-                    progress: Callable[[str, int, int], None] | None = None) -> dict[str, Any]:
+                    progress: Callable[[str, int, int], None] | None = None,
+                    users: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Insert each demo user's documents (in small batches, so there are several operations).
     Documents already present are skipped by LightRAG (ids come from the content)."""
     summary: dict[str, Any] = {}
     for user, topics in DEMO_USERS.items():
+        if users is not None and user not in users:
+            continue
         docs = documents_for(topics)
         failed: list[str] = []
         for i in range(0, len(docs), batch):
@@ -87,11 +94,13 @@ async def seed_demo(rt: RagRuntime, batch: int = 3,
     return summary
 
 
-async def first_queries(rt: RagRuntime) -> int:
+async def first_queries(rt: RagRuntime, users: tuple[str, ...] | None = None) -> int:
     """One question per user and mode, so every latency chart has a point right away."""
     qs = corpus.questions()
     n = 0
     for i, user in enumerate(DEMO_USERS):
+        if users is not None and user not in users:
+            continue
         for j, mode in enumerate(QUERY_MODES):
             await rt.query(user, qs[(i * 5 + j) % len(qs)], mode)
             n += 1
@@ -99,26 +108,41 @@ async def first_queries(rt: RagRuntime) -> int:
 
 
 async def background(rt: RagRuntime, stop: asyncio.Event, rate: float = 1.0,
-                     seed: int = 7) -> None:
+                     seed: int = 7, served: dict[str, Any] | None = None,
+                     users: list[str] | None = None) -> None:
     """A gentle, endless mix for the demo: mostly queries, some inserts, a few deletes.
 
-    ``rate`` is the mean number of operations per second (Poisson arrivals)."""
+    ``rate`` is the mean number of operations per second (Poisson arrivals). A user in
+    ``served`` (user -> ``rest_workload.Served``) is driven over its server's REST API; the
+    others (of ``users``, default all demo users) through the library runtime ``rt``."""
+    served = served or {}
     rnd = random.Random(seed)
-    users = list(DEMO_USERS)
+    users = list(users if users is not None else DEMO_USERS)
     questions = corpus.questions()
     inserted: dict[str, list[str]] = {u: [] for u in users}
     n = int(time.time()) % 100_000
     while not stop.is_set():
         user = rnd.choice(users)
         roll = rnd.random()
+        srv = served.get(user)
         try:
             if roll < 0.08:
                 n += 1
                 text, path = bulletin(n)
-                res = await rt.insert(user, [text], [path])
-                inserted[user] += res["ids"]
+                if srv is not None:
+                    await srv.insert([text], [path.rsplit("/", 1)[-1]])
+                    inserted[user].append(path.rsplit("/", 1)[-1])
+                else:
+                    res = await rt.insert(user, [text], [path])
+                    inserted[user] += res["ids"]
             elif roll < 0.10 and len(inserted[user]) > 3:
-                await rt.delete(user, inserted[user].pop(0))
+                if srv is not None:
+                    if await srv.delete_named(inserted[user][0]):
+                        inserted[user].pop(0)
+                else:
+                    await rt.delete(user, inserted[user].pop(0))
+            elif srv is not None:
+                await srv.query(rnd.choice(questions), rnd.choice(QUERY_MODES))
             else:
                 await rt.query(user, rnd.choice(questions), rnd.choice(QUERY_MODES))
         except Exception as exc:  # noqa: BLE001  recorded in the spool as an error; the demo keeps going

@@ -17,7 +17,7 @@ from typing import Any
 
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.services import CallError, Services
-from lightkeeper.tuning import versions
+from lightkeeper.tuning import serve_restart, versions
 from lightkeeper.tuning.activefile import parse_active, read_active_set, write_active
 from lightkeeper.tuning.diff import diff, effects_summary
 from lightkeeper.tuning.envfile import export_env, parse_env
@@ -102,6 +102,24 @@ def _version(services: Services, n: int) -> versions.Version:
         raise CallError(str(exc), status=404, code="not_found") from None
 
 
+def _servers(services: Services, latest: versions.Version) -> list[dict[str, Any]]:
+    """The running ``lightkeeper serve`` processes and what the latest version needs of them
+    (``tuning/serve_restart.py``): a restart, or nothing (live parameters)."""
+    cache: dict[int, versions.Version | None] = {latest.version: latest}
+
+    def effective_of(n: int, user: str) -> dict[str, Any] | None:
+        if n not in cache:
+            try:
+                cache[n] = versions.get(services.store, n)
+            except versions.UnknownVersion:
+                cache[n] = None
+        v = cache[n]
+        return None if v is None else v.tuning.effective(user)
+
+    return serve_restart.scan(services.cfg.path("paths.state_dir"), latest.version,
+                              effective_of)
+
+
 # -- initial version ----------------------------------------------------------------------
 def ensure_initialized(services: Services) -> versions.Version:
     """Version 1 on first use: the active file's content if valid, else LightRAG's defaults."""
@@ -166,7 +184,8 @@ def _commit(services: Services, new: TuningSet, actor: str, note: str, source: s
                        effects=sorted({r["effect"] for r in rows}),
                        acknowledged_rebuild=sorted(conflicts) if conflicts else None)
         result.update({"version": v.version, "ts": v.ts, "file": str(path),
-                       "acknowledged_rebuild": sorted(conflicts)})
+                       "acknowledged_rebuild": sorted(conflicts),
+                       "servers": _servers(services, v)})
         return result
 
 
@@ -289,6 +308,16 @@ def version_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     return {**v.summary(), "tuning": v.tuning.to_json()}
 
 
+def servers_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+    """Running ``lightkeeper serve`` processes: the tuning version each was built with, and
+    the parameters of the latest version that need its restart."""
+    latest = ensure_initialized(services)
+    return {"version": latest.version, "servers": _servers(services, latest),
+            "restart_hint": "live parameters (next_operation, new_documents) apply at the "
+                            "server's next query or document; restart ones need "
+                            "`lightkeeper serve --restart --user U`"}
+
+
 def params_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     return {"params": model(), "effects": EFFECTS, "defaults": defaults()}
 
@@ -391,6 +420,7 @@ CALLS = {
     "tuning.version": version_call,
     "tuning.validate": validate_call,
     "tuning.params": params_call,
+    "tuning.servers": servers_call,
     "tuning.import_env": import_env_call,
     "tuning.export_env": export_env_call,
 }

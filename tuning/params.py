@@ -37,6 +37,9 @@ EFFECTS: dict[str, str] = {
     "rebuild": "needs existing vectors rebuilt; refused on data with vectors unless acknowledged",
 }
 
+# The effect classes a running LightRAG instance picks up by itself (no restart).
+LIVE_EFFECTS = ("next_operation", "new_documents")
+
 QUERY_MODES = ("local", "global", "hybrid", "naive", "mix", "bypass")
 
 

@@ -1,12 +1,18 @@
 """``lightkeeper demo``: demo users from the shipped corpus, the agent, a background workload.
 
-1. Seeds four demo users from the Saltmere corpus (offline provider unless configured
-   otherwise) and asks each a first question per mode, so the charts have points at once.
-2. Makes sure the agent runs (starting it in the background if needed).
-3. Starts a gentle background workload as a detached process (pid file in the state dir;
-   ``demo --status``, ``demo --stop``). With the offline provider it simulates model latency
+1. Makes sure the agent runs (starting it in the background if needed).
+2. Starts ``lightkeeper offline-llm`` and two ``lightkeeper serve`` processes (free loopback
+   ports), one per served demo user's workspace in the data root: the stock LightRAG server
+   under watch, with no model and no network.
+3. Seeds four demo users from the Saltmere corpus and asks each a first question per mode,
+   so the charts have points at once: the two served users over their server's REST API,
+   the others through the library runtime (offline provider unless configured otherwise).
+4. Starts a gentle background workload as a detached process (pid file in the state dir;
+   ``demo --status``, ``demo --stop``): REST requests to the served users' servers, library
+   calls for the others. With the offline provider it simulates model latency
    (``rag.simulate_*``, unless you set them) so the latency charts look like a deployment.
-4. Opens the console, unless ``--no-console``.
+5. Opens the console, unless ``--no-console``. ``demo --stop`` stops the workload and the
+   servers.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="demo users, the agent and a background LightRAG workload",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--stop", action="store_true", help="stop the background workload")
+    g.add_argument("--stop", action="store_true",
+                   help="stop the background workload and the demo's LightRAG servers")
     g.add_argument("--status", action="store_true", help="is the background workload running?")
     g.add_argument(WORKER_FLAG, dest="run_workload", action="store_true",
                    help=argparse.SUPPRESS)
@@ -94,6 +101,17 @@ def _child_args(ctx: CliContext) -> list[str]:
     return args
 
 
+def _latency(ctx: CliContext) -> dict[str, float]:
+    """The offline endpoint's simulated model latency: the demo's unless configured."""
+    cfg = ctx.cfg
+    sim = {k: float(cfg[k]) for k in DEMO_SIMULATION}
+    if cfg["rag.provider"] == "offline":
+        sim.update({k: v for k, v in DEMO_SIMULATION.items() if cfg.origin(k) == "default"})
+    return {"llm_ms": sim["rag.simulate_llm_ms"],
+            "llm_ms_per_token": sim["rag.simulate_llm_ms_per_token"],
+            "embed_ms": sim["rag.simulate_embed_ms"]}
+
+
 def start_workload(ctx: CliContext, rate: float) -> dict[str, Any]:
     pid_file, _status_file, log_file = _paths(ctx)
     pid = _workload_pid(pid_file)
@@ -141,8 +159,12 @@ def workload_status(ctx: CliContext) -> dict[str, Any]:
 
 def _run_worker(ctx: CliContext, rate: float) -> int:
     """The detached background workload (``demo --run-workload``)."""
+    import aiohttp
+
+    from lightkeeper.cli import demo_servers
+    from lightkeeper.rag.rest_workload import TIMEOUT, Served
     from lightkeeper.rag.runtime import RagRuntime
-    from lightkeeper.rag.workload import background
+    from lightkeeper.rag.workload import DEMO_USERS, SERVED_USERS, background
 
     pid_file, status_file, _log = _paths(ctx)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -154,8 +176,17 @@ def _run_worker(ctx: CliContext, rate: float) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with RagRuntime(ctx.cfg, watch_tuning=True) as rt:
-            task = asyncio.create_task(background(rt, stop, rate=rate))
+        urls = {u: e["url"] for u, e in (demo_servers.read_state(ctx).get("servers")
+                                         or {}).items()
+                if u in SERVED_USERS and demo_servers.alive(e, "serve")}
+        # a served user without its server is left alone: the library runtime must never
+        # become a second writer on a served workspace
+        users = [u for u in DEMO_USERS if u not in SERVED_USERS or u in urls]
+        async with RagRuntime(ctx.cfg, watch_tuning=True) as rt, \
+                aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            served = {u: Served(u, url, session) for u, url in urls.items()}
+            task = asyncio.create_task(background(rt, stop, rate=rate, served=served,
+                                                  users=users))
             while not stop.is_set():
                 stats = rt.stats()
                 tmp = status_file.with_suffix(".tmp")
@@ -163,7 +194,8 @@ def _run_worker(ctx: CliContext, rate: float) -> int:
                                            "rate": rate, "ops": stats["spool_written"],
                                            "open_users": stats["open_users"],
                                            "rss_bytes": stats["rss_bytes"],
-                                           "tuning_version": stats["tuning_version"]}))
+                                           "tuning_version": stats["tuning_version"],
+                                           "served": urls}))
                 os.replace(tmp, status_file)
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=2.0)
@@ -191,9 +223,23 @@ def _step(ctx: CliContext, n: int, text: str) -> None:
     sys.stderr.flush()
 
 
-def _seed(ctx: CliContext) -> dict[str, Any]:
+def _seed(ctx: CliContext, servers: Any) -> dict[str, Any]:
+    """Library users through the runtime (while the servers start), then the served users
+    over their servers' REST API."""
+    import aiohttp
+
+    from lightkeeper.rag import corpus, rest_workload
     from lightkeeper.rag.runtime import RagRuntime
-    from lightkeeper.rag.workload import first_queries, seed_demo
+    from lightkeeper.rag.workload import (
+        DEMO_USERS,
+        QUERY_MODES,
+        SERVED_USERS,
+        documents_for,
+        first_queries,
+        seed_demo,
+    )
+
+    library = tuple(u for u in DEMO_USERS if u not in SERVED_USERS)
 
     tty = sys.stderr.isatty() and not ctx.json
     bar: Any = None
@@ -219,15 +265,32 @@ def _seed(ctx: CliContext) -> dict[str, Any]:
             tasks[user] = bar.add_task(user, total=total)
         bar.update(tasks[user], completed=done, total=total)
 
+    async def served(state: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        qs = corpus.questions()
+        async with aiohttp.ClientSession(timeout=rest_workload.TIMEOUT) as session:
+            srvs = [rest_workload.Served(u, state["servers"][u]["url"], session)
+                    for u in SERVED_USERS]
+            seeded = await asyncio.gather(*[rest_workload.seed(
+                s, [(d.text, d.file_path) for d in documents_for(DEMO_USERS[s.user])],
+                progress=progress) for s in srvs])
+            asked = await asyncio.gather(*[rest_workload.first_queries(
+                s, qs, QUERY_MODES, offset=list(DEMO_USERS).index(s.user) * 5) for s in srvs])
+        return {s.user: r for s, r in zip(srvs, seeded, strict=True)}, sum(asked)
+
     async def main() -> dict[str, Any]:
+        t0 = time.perf_counter()
         async with RagRuntime(ctx.cfg) as rt:
-            t0 = time.perf_counter()
-            seeded = await seed_demo(rt, progress=progress)
-            t1 = time.perf_counter()
-            asked = await first_queries(rt)
-            t2 = time.perf_counter()
-            return {"users": seeded, "seed_s": round(t1 - t0, 2), "queries": asked,
-                    "queries_s": round(t2 - t1, 2)}
+            seeded = await seed_demo(rt, progress=progress, users=library)
+            asked = await first_queries(rt, users=library)
+        t1 = time.perf_counter()
+        state = await asyncio.to_thread(servers.ready)
+        t2 = time.perf_counter()
+        rest, rest_asked = await served(state)
+        t3 = time.perf_counter()
+        return {"users": {**seeded, **rest}, "library_s": round(t1 - t0, 2),
+                "servers_wait_s": round(t2 - t1, 2), "served_s": round(t3 - t2, 2),
+                "seed_s": round(t3 - t0, 2), "queries": asked + rest_asked,
+                "served": list(SERVED_USERS)}
 
     if bar is None:
         return asyncio.run(main())
@@ -239,35 +302,51 @@ def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.run_workload:
         return _run_worker(ctx, args.rate)
     if args.stop:
+        from lightkeeper.cli import demo_servers
+
         res = stop_workload(ctx)
-        ctx.emit(res, lambda r: f"stopped the demo workload (pid {r['pid']})" if r["stopped"]
-                 else "the demo workload is not running")
+        res["servers"] = demo_servers.stop(ctx)
+
+        def stopped(r: dict[str, Any]) -> str:
+            lines = [f"stopped the demo workload (pid {r['pid']})" if r["stopped"]
+                     else "the demo workload is not running"]
+            lines += [f"stopped {s['name']} (pid {s['pid']})" for s in r["servers"]
+                      if s["stopped"]]
+            return "\n".join(lines)
+
+        ctx.emit(res, stopped)
         return EXIT_OK
     if args.status:
+        from lightkeeper.cli import demo_servers
+
         st = workload_status(ctx)
+        st["servers"] = demo_servers.status(ctx)
 
         def human(s: dict[str, Any]) -> str:
             if not s["running"]:
-                return "the demo workload is not running"
-            return (f"the demo workload is running (pid {s['pid']}), {s.get('ops', '?')} "
-                    f"operations, {s.get('rate', '?')}/s; log {s['log']}")
+                text = "the demo workload is not running"
+            else:
+                text = (f"the demo workload is running (pid {s['pid']}), {s.get('ops', '?')} "
+                        f"operations, {s.get('rate', '?')}/s; log {s['log']}")
+            for user, srv in s["servers"]["servers"].items():
+                text += (f"\nlightkeeper serve for {user}: "
+                         f"{'running' if srv['running'] else 'not running'} "
+                         f"(pid {srv['pid']}, {srv['url']})")
+            return text
 
         ctx.emit(st, human)
         return EXIT_OK if st["running"] else EXIT_FAILED
     if args.rate <= 0 or args.rate > 1000:
         raise CliError("--rate must be between 0 and 1000 operations per second", 2)
 
+    from lightkeeper.cli.demo_servers import DemoServers
+    from lightkeeper.rag.workload import SERVED_USERS
+
     out: dict[str, Any] = {"data_root": str(ctx.cfg.path("paths.data_root"))}
-    _step(ctx, 1, "seeding demo users with real LightRAG data (offline models; 10-30 s)")
-    out["seed"] = _seed(ctx)
-    if not ctx.json:
-        users = ", ".join(out["seed"]["users"])
-        print(f"seeded {len(out['seed']['users'])} demo users ({users}) in "
-              f"{out['seed']['seed_s']} s; {out['seed']['queries']} first queries in "
-              f"{out['seed']['queries_s']} s")
+    _step(ctx, 1, "starting the agent, offline-llm and two `lightkeeper serve` servers; "
+          "seeding demo users with real LightRAG data (offline models; 30-90 s)")
     agent_ok = True
-    _step(ctx, 2, "starting the agent and the background workload, then the console")
-    try:
+    try:  # first: the servers read the tuning version the agent initializes
         ctx.client()
         out["agent"] = "running"
     except CliError as exc:
@@ -275,12 +354,31 @@ def cmd_demo(args: argparse.Namespace, ctx: CliContext) -> int:
         out["agent"] = f"unavailable: {exc}"
         print(f"lightkeeper: warning: {exc}; the spool is kept until an agent ingests it",
               file=sys.stderr)
+    servers = DemoServers(ctx, SERVED_USERS, _latency(ctx), ctx.cfg.source_args())
+    try:
+        servers.start()
+        out["seed"] = _seed(ctx, servers)
+    except BaseException:
+        servers.stop_started()  # nothing this run started is left behind
+        raise
+    out["servers"] = {u: {"pid": e["pid"], "url": e["url"]}
+                      for u, e in servers.state["servers"].items()}
+    out["offline_llm"] = servers.state["llm"]["url"]
+    if not ctx.json:
+        users = ", ".join(out["seed"]["users"])
+        print(f"seeded {len(out['seed']['users'])} demo users ({users}) in "
+              f"{out['seed']['seed_s']} s; {out['seed']['queries']} first queries")
+        for user, e in out["servers"].items():
+            print(f"  {user}: lightkeeper serve (pid {e['pid']}) at {e['url']} "
+                  f"(WebUI {e['url']}/webui)")
+    _step(ctx, 2, "starting the background workload, then the console")
     if not args.no_workload:
         out["workload"] = start_workload(ctx, args.rate)
         if not ctx.json:
             w = out["workload"]
             print(f"background workload {'started' if w['started'] else 'already running'} "
-                  f"(pid {w['pid']}, {args.rate}/s); stop it with 'lightkeeper demo --stop'")
+                  f"(pid {w['pid']}, {args.rate}/s); stop it and the servers with "
+                  "'lightkeeper demo --stop'")
     if ctx.json:
         print(json.dumps(out, indent=2))
     console = importlib.util.find_spec("lightkeeper.cli.console") is not None

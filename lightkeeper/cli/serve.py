@@ -50,16 +50,16 @@ def _user(value: str | None) -> str | None:
 
 def cmd_restart(ctx: CliContext, user: str | None) -> int:
     from lightkeeper.rag.serve import status_path
+    from lightkeeper.tuning.serve_restart import StatusUnreadable, read_status
 
     if user is None:
         raise CliError("--restart needs --user", EXIT_USAGE)
     path = status_path(ctx.cfg, user)
-    try:
-        status = json.loads(path.read_text())
-        pid = int(status["pid"])
-    except FileNotFoundError:
-        raise CliError(f"no lightkeeper serve runs for {user} (no {path})", EXIT_FAILED) from None
-    except (ValueError, KeyError, TypeError) as exc:
+    if not os.path.lexists(path):
+        raise CliError(f"no lightkeeper serve runs for {user} (no {path})", EXIT_FAILED)
+    try:  # written by the server: no symlink followed, size-capped, validated
+        pid = read_status(path).pid
+    except StatusUnreadable as exc:
         raise CliError(f"{path}: unreadable status ({exc})", EXIT_FAILED) from None
     import psutil
 

@@ -100,6 +100,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(s)
     s.set_defaults(func=run_import_env)
 
+    s = tsub.add_parser("servers", help="running `lightkeeper serve` processes: the tuning "
+                        "version each runs and whether it needs a restart")
+    add_json_flag(s)
+    s.set_defaults(func=run_servers)
+
     s = tsub.add_parser("params", help="the parameter model: types, ranges, units, effects")
     add_json_flag(s)
     s.set_defaults(func=run_params)
@@ -172,7 +177,22 @@ def _render_change(result: dict[str, Any]) -> str:
         lines.append("rebuild acknowledged for: " + ", ".join(result["acknowledged_rebuild"]))
     if result.get("ignored"):
         lines.append("ignored (not tuning): " + ", ".join(result["ignored"]))
+    lines += _server_lines(result.get("servers") or [], changed=result["diff"])
     return "\n".join(lines)
+
+
+def _server_lines(servers: list[dict[str, Any]], changed: list[dict[str, Any]] | None = None
+                  ) -> list[str]:
+    """What the running `lightkeeper serve` processes need: a restart, or nothing."""
+    out: list[str] = []
+    for s in servers:
+        text = s.get("notice")
+        if text:
+            out += text.splitlines()
+        elif s.get("state") == "running" and changed:
+            out.append(f"lightkeeper serve for {s['user']} (pid {s['pid']}) applies this at "
+                       "its next query or document; no restart needed")
+    return [""] + out if out else []
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -354,6 +374,32 @@ def run_params(args: argparse.Namespace, ctx: CliContext) -> int:
                             ("allowed", "ALLOWED"), ("unit", "UNIT"), ("effect", "EFFECT"),
                             ("env", "SERVER ENV"), ("meaning", "MEANING")]) + \
             "\n\neffect classes:\n" + legend
+
+    ctx.emit(result, human)
+    return EXIT_OK
+
+
+def run_servers(args: argparse.Namespace, ctx: CliContext) -> int:
+    result = _call(ctx, "tuning.servers")
+
+    def human(r: dict[str, Any]) -> str:
+        if not r["servers"]:
+            return "no lightkeeper serve process runs"
+        rows = []
+        for x in r["servers"]:
+            need = ", ".join(x.get("restart_needed") or []) or "-"
+            if x.get("state") != "running":
+                need = x.get("reason") or "-"
+            rows.append({"user": x.get("user") or "?", "pid": x.get("pid") or "-",
+                         "state": x["state"], "built": x.get("tuning_version") or "-",
+                         "need": need, "url": x.get("url") or ""})
+        lines = [f"latest tuning version {r['version']}", "",
+                 table(rows, [("user", "USER"), ("pid", "PID"), ("state", "STATE"),
+                              ("built", "BUILT WITH"), ("need", "NEEDS A RESTART FOR"),
+                              ("url", "URL")])]
+        lines += _server_lines(r["servers"])
+        lines += ["", r["restart_hint"]]
+        return "\n".join(lines)
 
     ctx.emit(result, human)
     return EXIT_OK

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -74,15 +76,66 @@ def test_bench_prints_quantiles_and_tags_the_spool(run_cli, lk_env) -> None:
     assert not any(Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"]).iterdir())
 
 
+def _latency(run_cli, user: str) -> dict[str, dict]:
+    rows = json.loads(run_cli("metrics", "latency", "--user", user, "--json").stdout)
+    return {(f"{r['op']}/{r['mode']}" if r["mode"] else r["op"]): r for r in rows}
+
+
+def _wait(fn, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
 def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> None:
-    res = run_cli("demo", "--no-console", "--rate", "20", "--json", timeout=240)
+    """Two users served by `lightkeeper serve` against `lightkeeper offline-llm` and driven
+    over REST, two through the library runtime; `demo --stop` leaves no process behind."""
+    import psutil
+
+    state = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"])
+    res = run_cli("demo", "--no-console", "--rate", "20", "--json", timeout=600)
     out = json.loads(res.stdout)
-    assert set(out["seed"]["users"]) == {"harbour-office", "keepers-school", "lens-workshop",
+    assert set(out["seed"]["users"]) == {"harbour_office", "keepers_school", "lens_workshop",
                                          "archivist"}
+    assert all(not u["failed"] for u in out["seed"]["users"].values()), out["seed"]
     assert out["agent"] == "running" and out["workload"]["started"]
+    served = out["servers"]
+    assert set(served) == {"harbour_office", "keepers_school"}
+    pids = [out["workload"]["pid"], *(e["pid"] for e in served.values())]
+    pids.append(json.loads((state / "demo-servers.json").read_text())["llm"]["pid"])
     try:
         users = {u["user"]: u for u in json.loads(run_cli("rag", "users", "--json").stdout)["users"]}
         assert users["archivist"]["documents"] >= 36 and users["archivist"]["entities"] > 50
+        # the served users' documents went through their server's pipeline: 18 each
+        for user in served:
+            assert users[user]["documents"] == 18 and users[user]["entities"] > 20
+        # their operations (REST inserts, queries in several modes) reach the agent, recorded
+        # by their server (the library workload never opens a served workspace)
+        for user, e in served.items():
+            got = _wait(lambda user=user: (lambda g: g if g.get("insert/text", {}).get("count", 0)
+                                           >= 18 and sum(1 for k in g if k.startswith("query/"))
+                                           >= 4 else None)(_latency(run_cli, user)),
+                        60, f"{user}'s REST operations in metrics latency")
+            assert got["insert/text"]["queued"] == got["insert/text"]["count"]
+            assert all(r["errors"] == 0 for r in got.values()), got
+            recs = [r for r in spool_records(lk_env) if r["user"] == user]
+            assert all(r["pid"] == e["pid"] for r in recs), {r["pid"] for r in recs}
+        _wait(lambda: (lambda g: g if sum(1 for k in g if k.startswith("query/")) >= 4
+                             else None)(_latency(run_cli, "archivist")), 60, "archivist's ops")
+        # the processes panel's data names both servers by their workspace
+        procs = _wait(lambda: (lambda ps: ps if {"serve:harbour_office", "serve:keepers_school"}
+                               <= {p["label"] for p in ps} else None)(
+            json.loads(run_cli("processes", "--json").stdout)["processes"]),
+            60, "both servers in lightkeeper processes")
+        for p in procs:
+            if p["label"].startswith("serve:"):
+                assert p["pid"] == served[p["label"].split(":", 1)[1]]["pid"]
+                assert p["gated"] and p["instrumented"]
         pid = out["workload"]["pid"]
         seen = 0
         deadline = time.monotonic() + 60
@@ -93,11 +146,24 @@ def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> Non
             time.sleep(0.2)
         ingested = json.loads(run_cli("demo", "--status", "--json").stdout)
         assert ingested["running"] and ingested["pid"] == pid
+        assert set(ingested["served"]) == set(served)
+        assert all(s["running"] for s in ingested["servers"]["servers"].values())
         # the agent may already have ingested and removed some files: count what it holds too
         assert seen >= 3 or ingested.get("ops", 0) >= 3
         again = json.loads(run_cli("demo", "--no-console", "--json").stdout)
         assert again["workload"] == {"started": False, "pid": pid, "detail": "already running"}
+        assert again["servers"] == served  # the running servers are reused
     finally:
         stop = json.loads(run_cli("demo", "--stop", "--json").stdout)
     assert stop["stopped"] and stop["pid"] == pid
+    assert {s["name"] for s in stop["servers"] if s["stopped"]} == {
+        "serve harbour_office", "serve keepers_school", "offline-llm"}
     assert run_cli("demo", "--status", check=False).returncode == 1
+    assert not [p for p in pids if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    left = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True)
+    agent_pids = {int(x) for x in left.stdout.split()} - {os.getpid()}
+    cmdlines = [" ".join(psutil.Process(p).cmdline()) for p in agent_pids
+                if psutil.pid_exists(p)]
+    assert not [c for c in cmdlines if "serve" in c.split() or "offline-llm" in c
+                or "--run-workload" in c], cmdlines

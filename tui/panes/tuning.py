@@ -118,10 +118,23 @@ class ParamField:
             w.set_class(bool(text), "invalid")
 
 
+def server_notices(servers: Any) -> list[str]:
+    """The agent's plain sentences for ``lightkeeper serve`` processes that need a restart
+    (or whose state is unknown); nothing when the call failed or all is well."""
+    if problem(servers) or not isinstance(servers, dict):
+        return []
+    return [str(s["notice"]) for s in servers.get("servers") or [] if s.get("notice")]
+
+
 class TuningPane(Pane):
     pane_id = "tuning"
     BINDINGS = bindings("tuning")
     title = "Tuning"
+    DEFAULT_CSS = """
+    #tuning-servers { height: auto; display: none; color: $text-warning;
+                      background: $warning-muted; padding: 0 1; }
+    #tuning-servers.-shown { display: block; }
+    """
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -143,6 +156,7 @@ class TuningPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(id="tuning-head", classes="filterbar")
+        yield Static(id="tuning-servers")
         with Horizontal(id="tuning-body"):
             form = VerticalScroll(id="tuning-form")
             form.can_focus = False  # tab goes from the history straight into the first field
@@ -183,6 +197,7 @@ class TuningPane(Pane):
         out["show"] = agentdata.call(client, "tuning.show")
         history = agentdata.call(client, "tuning.history", limit=100)
         out["history"] = history if problem(history) else history["versions"]
+        out["servers"] = agentdata.call(client, "tuning.servers")
         return out
 
     def show(self, data: dict[str, Any], req: Request) -> None:
@@ -215,8 +230,15 @@ class TuningPane(Pane):
                 shorten(v.get("note"), 40), shorten(", ".join(v.get("changes") or []), 40)])
             for v in self.history])
         self._head()
+        self._servers(server_notices(data.get("servers")))
         if self.panel_mode == "pending":
             self._pending_panel()
+
+    def _servers(self, notices: list[str]) -> None:
+        """A visible notice naming each ``lightkeeper serve`` that needs a restart."""
+        box = self.query_one("#tuning-servers", Static)
+        box.set_class(bool(notices), "-shown")
+        box.update(Text("\n".join(f"⚠ {n}" for n in notices)))
 
     def _head(self) -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -331,6 +353,10 @@ class TuningPane(Pane):
                 self.errors.clear()
                 self.seq += 1
                 self.lk.notify(f"tuning version {r.get('version')} applied", timeout=4)
+                notices = server_notices({"servers": r.get("servers")})
+                if notices:
+                    self.lk.notify("\n".join(notices), severity="warning", timeout=12)
+                    self._servers(notices)
 
             self.lk.run_agent("apply", lambda c: c.call(
                 "tuning.set", changes=changes, note=note, actor=default_actor(),
