@@ -17,6 +17,7 @@ backup or prune re-indexes and removes.
 from __future__ import annotations
 
 import time
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from lightkeeper.backup import retention
@@ -45,7 +46,7 @@ def _sources(manifest: dict[str, Any]) -> list[str]:
 
 
 def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
-           protected: set[str] = frozenset(), ctx: JobContext | None = None,
+           protected: AbstractSet[str] = frozenset(), ctx: JobContext | None = None,
            job_id: str = "") -> dict[str, Any]:
     """Remove snapshot manifests the policy does not keep (data stays until prune)."""
     ctx = ctx or LocalContext()

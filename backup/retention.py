@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,7 @@ def group_key(info: SnapshotInfo, manifest_sources: list[str]) -> str:
 
 
 def apply(snapshots: list[SnapshotInfo], policy: Policy, groups: dict[str, str],
-          protected: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list[SnapshotInfo]]:
+          protected: AbstractSet[str] = frozenset()) -> tuple[list[dict[str, Any]], list[SnapshotInfo]]:
     """Return (kept with their reasons, removed). ``groups`` maps snapshot id -> group key."""
     by_group: dict[str, list[SnapshotInfo]] = {}
     for s in snapshots:

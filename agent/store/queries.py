@@ -121,7 +121,7 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
     sql = (f"SELECT floor(ts / {step}) * {step} AS b, label, {outer_agg} FROM ({inner}) "
            "GROUP BY b, label ORDER BY label, b")
     rows = store.execute(sql, all_params)
-    out: dict[str, list[list[float]]] = {}
+    out: dict[str, list[list[float | None]]] = {}
     for b, lab, v in rows:
         out.setdefault(lab, []).append([float(b), None if v is None else float(v)])
     return {"metric": metric, "step": step, "window": window, "resolution": table,
