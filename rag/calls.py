@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightkeeper.contracts.rag import UsersRequest, UsersResponse
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.rag import inventory
 from lightkeeper.services import CallError, Services
 
 
-def users(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def users(services: Services, params: UsersRequest) -> UsersResponse:
     """params: ``user`` (optional, one user). Returns ``{"data_root", "users": [...]}``."""
     root = services.cfg.path("paths.data_root")
     user = params.get("user")
