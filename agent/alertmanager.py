@@ -35,7 +35,7 @@ from lightkeeper.contracts.alerts import (
     SilencesRequest,
 )
 from lightkeeper.logs import get_logger
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, CallFn, Services
 
 log = get_logger("alertmanager")
 
@@ -285,7 +285,7 @@ def call_expire_silence(services: Services, params: ExpireSilenceRequest
     return {"id": silence_id, "expired": True}
 
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "alerts.silences": call_silences,
     "alerts.silence": call_silence,
     "alerts.expire_silence": call_expire_silence,

@@ -37,7 +37,7 @@ from lightkeeper.contracts.agent import (
     VersionMark,
     WindowRequest,
 )
-from lightkeeper.services import CallError, Services, float_param, int_param
+from lightkeeper.services import CallError, CallFn, Services, float_param, int_param
 from lightkeeper.tuning import versions
 
 
@@ -181,7 +181,7 @@ def store_stats(services: Services, params: Empty) -> StoreStatsResponse:
             "pending": s.pending(), "last_write_error": s.last_write_error}
 
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "rag.latency": rag_latency,
     "rag.summary": rag_summary,
     "rag.top_users": rag_top_users,

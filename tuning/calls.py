@@ -40,7 +40,7 @@ from lightkeeper.contracts.tuning import (
     VersionResponse,
 )
 from lightkeeper.ids import InvalidUserId, validate_user_id
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, CallFn, JobFn, Services
 from lightkeeper.tuning import versions
 from lightkeeper.tuning.activefile import parse_active, read_active_set, write_active
 from lightkeeper.tuning.diff import diff, effects_summary
@@ -406,7 +406,7 @@ def on_active_file_changed(services: Services) -> dict[str, Any]:
         return {"state": "recorded", **result}
 
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "tuning.show": show,
     "tuning.set": set_params,
     "tuning.diff": diff_call,
@@ -418,6 +418,6 @@ CALLS = {
     "tuning.import_env": import_env_call,
     "tuning.export_env": export_env_call,
 }
-JOBS: dict[str, Any] = {}
+JOBS: dict[str, JobFn] = {}
 
 __all__ = ["CALLS", "JOBS", "on_active_file_changed", "ensure_initialized"]

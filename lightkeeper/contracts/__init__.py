@@ -1,5 +1,8 @@
 """The request and response types of every call and job the agent serves.
 
+(No ``from __future__ import annotations`` here: Python 3.11 reads ``NotRequired`` only from
+evaluated annotations when it computes a TypedDict's required keys.)
+
 One module per package that serves them (``agent``, ``alerts``, ``rag``, ``tuning``,
 ``backup``, ``zones``). They sit in core, below every package, because both sides of the API
 use them: the package's ``calls.py`` annotates its handlers with them (``def call_stats(

@@ -1,7 +1,5 @@
 """Calls the agent serves itself (agent/calls.py): store analytics for the console and CLI."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, Required, TypedDict
 
 

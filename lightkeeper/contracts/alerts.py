@@ -1,7 +1,5 @@
 """Alertmanager silences (agent/alertmanager.py)."""
 
-from __future__ import annotations
-
 from typing import Any, Required, TypedDict
 
 

@@ -1,7 +1,5 @@
 """Backup calls and jobs (backup/calls.py)."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, Required, TypedDict
 
 

@@ -1,7 +1,5 @@
 """What the rag package serves (rag/calls.py)."""
 
-from __future__ import annotations
-
 from typing import TypedDict
 
 

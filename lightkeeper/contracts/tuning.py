@@ -1,7 +1,5 @@
 """Tuning calls (tuning/calls.py)."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, Required, TypedDict
 
 

@@ -1,7 +1,5 @@
 """Zone calls and jobs (backup/zones/calls.py)."""
 
-from __future__ import annotations
-
 from typing import Any, NotRequired, Required, TypedDict
 
 
