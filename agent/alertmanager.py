@@ -27,8 +27,15 @@ from lightkeeper.agent.alerts import AlertEvaluator, Rule, configured_rules
 from lightkeeper.agent.rules_export import describe, runbook_url
 from lightkeeper.catalog import label_name
 from lightkeeper.config import Config
+from lightkeeper.contracts.alerts import (
+    ExpireSilenceRequest,
+    ExpireSilenceResponse,
+    Silence,
+    SilenceRequest,
+    SilencesRequest,
+)
 from lightkeeper.logs import get_logger
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, CallFn, Services
 
 log = get_logger("alertmanager")
 
@@ -114,7 +121,7 @@ class Notifier:
         self.pushes = 0
         self.last_attempt = 0.0
         # Alertmanager's active silences, refreshed with every push (for status and console)
-        self.silences: list[dict[str, Any]] = []
+        self.silences: list[Silence] = []
 
     def status(self) -> dict[str, Any]:
         return {"alertmanager_url": self.cfg["alerting.alertmanager_url"] or None,
@@ -195,7 +202,7 @@ def _matches(matcher: dict[str, Any], value: str) -> bool:
 
 
 
-def _silence_view(s: dict[str, Any]) -> dict[str, Any]:
+def _silence_view(s: dict[str, Any]) -> Silence:
     matchers = s.get("matchers") or []
     return {
         "id": s.get("id"),
@@ -209,7 +216,7 @@ def _silence_view(s: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_silences(cfg: Config, include_expired: bool = False) -> list[dict[str, Any]]:
+def list_silences(cfg: Config, include_expired: bool = False) -> list[Silence]:
     try:
         rows = _request(cfg, "GET", "/api/v2/silences") or []
     except AlertmanagerError as exc:
@@ -220,8 +227,8 @@ def list_silences(cfg: Config, include_expired: bool = False) -> list[dict[str, 
     return sorted(out, key=lambda s: s["ends"] or "", reverse=True)
 
 
-def create_silence(cfg: Config, host: str, rules: list[Rule], params: dict[str, Any]
-                   ) -> dict[str, Any]:
+def create_silence(cfg: Config, host: str, rules: list[Rule], params: SilenceRequest
+                   ) -> Silence:
     name = str(params.get("alert") or "")
     rule = next((r for r in rules if r.name == name or r.alertname == name), None)
     if rule is None:
@@ -256,11 +263,11 @@ def expire_silence(cfg: Config, silence_id: str) -> None:
         raise CallError(str(exc), 502, "alertmanager_unreachable") from None
 
 
-def call_silences(services: Services, params: dict[str, Any]) -> Any:
+def call_silences(services: Services, params: SilencesRequest) -> list[Silence]:
     return list_silences(services.cfg, bool(params.get("all")))
 
 
-def call_silence(services: Services, params: dict[str, Any]) -> Any:
+def call_silence(services: Services, params: SilenceRequest) -> Silence:
     out = create_silence(services.cfg, socket.gethostname(), configured_rules(services.cfg),
                          params)
     services.audit("silence.created", actor=params.get("actor"), component="alerts",
@@ -269,7 +276,8 @@ def call_silence(services: Services, params: dict[str, Any]) -> Any:
     return out
 
 
-def call_expire_silence(services: Services, params: dict[str, Any]) -> Any:
+def call_expire_silence(services: Services, params: ExpireSilenceRequest
+                        ) -> ExpireSilenceResponse:
     silence_id = str(params.get("id") or "")
     expire_silence(services.cfg, silence_id)
     services.audit("silence.expired", actor=params.get("actor"), component="alerts",
@@ -277,7 +285,7 @@ def call_expire_silence(services: Services, params: dict[str, Any]) -> Any:
     return {"id": silence_id, "expired": True}
 
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "alerts.silences": call_silences,
     "alerts.silence": call_silence,
     "alerts.expire_silence": call_expire_silence,

@@ -5,34 +5,67 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from lightkeeper.agent import ingest
 from lightkeeper.agent.store import queries
 from lightkeeper.agent.store.rollup import Retention
-from lightkeeper.services import CallError, Services, float_param, int_param
+from lightkeeper.contracts.agent import (
+    BenchRecordRequest,
+    BenchRecordResponse,
+    BenchRunFull,
+    CompareRequest,
+    CompareResponse,
+    Empty,
+    LatencyRequest,
+    LatencyResponse,
+    LatestRequest,
+    LatestResponse,
+    LimitRequest,
+    OpsSummaryRow,
+    ProcessesResponse,
+    QuarantinedLine,
+    SeriesRequest,
+    SeriesResponse,
+    SlowestRequest,
+    SlowOp,
+    StoreStatsResponse,
+    SummaryRequest,
+    TopUser,
+    TopUsersRequest,
+    VersionMark,
+    WindowRequest,
+)
+from lightkeeper.services import CallError, CallFn, Services, float_param, int_param
 from lightkeeper.tuning import versions
 
 
-def _window(params: dict[str, Any], default: str = "1h") -> float:
+def _window(params: Mapping[str, Any], default: str = "1h") -> float:
     try:
         return queries.parse_window(params.get("window", default))
     except ValueError as exc:
         raise CallError(str(exc)) from None
 
 
-def _text(params: dict[str, Any], name: str) -> str | None:
+def _text(params: Mapping[str, Any], name: str) -> str | None:
     value = params.get(name)
     if value is not None and not isinstance(value, str):
         raise CallError(f"{name} must be a string")
     return value or None
 
 
+def _rows(rows: list[dict[str, Any]]) -> list[Any]:
+    """Rows of a SELECT as the declared row type: the statement names exactly its keys, which
+    tests/test_contracts.py checks against the type on real answers."""
+    return rows
+
+
 def _retention(services: Services) -> Retention:
     return Retention.from_config(services.cfg)
 
 
-def rag_latency(services: Services, params: dict[str, Any]) -> Any:
+def rag_latency(services: Services, params: LatencyRequest) -> LatencyResponse:
     try:
         return queries.latency(services.store, _window(params), params.get("step"),
                                _text(params, "user"), _text(params, "op"))
@@ -40,7 +73,7 @@ def rag_latency(services: Services, params: dict[str, Any]) -> Any:
         raise CallError(str(exc)) from None
 
 
-def rag_summary(services: Services, params: dict[str, Any]) -> Any:
+def rag_summary(services: Services, params: SummaryRequest) -> list[OpsSummaryRow]:
     version = params.get("tuning_version")
     return queries.ops_summary(services.store, _window(params), _text(params, "user"),
                                None if version is None else
@@ -48,17 +81,18 @@ def rag_summary(services: Services, params: dict[str, Any]) -> Any:
                                _text(params, "run_id"))
 
 
-def rag_top_users(services: Services, params: dict[str, Any]) -> Any:
+def rag_top_users(services: Services, params: TopUsersRequest) -> list[TopUser]:
     return queries.top_users(services.store, _window(params),
                              int_param(params, "limit", 10, 1, 5000))
 
 
-def rag_slowest(services: Services, params: dict[str, Any]) -> Any:
-    return queries.slowest_ops(services.store, _window(params),
-                               int_param(params, "limit", 20, 1, 5000), _text(params, "user"))
+def rag_slowest(services: Services, params: SlowestRequest) -> list[SlowOp]:
+    return _rows(queries.slowest_ops(services.store, _window(params),
+                                     int_param(params, "limit", 20, 1, 5000),
+                                     _text(params, "user")))
 
 
-def rag_compare(services: Services, params: dict[str, Any]) -> Any:
+def rag_compare(services: Services, params: CompareRequest) -> CompareResponse:
     if params.get("a") is None or params.get("b") is None:
         raise CallError("rag.compare_versions needs integer versions a and b")
     a = int_param(params, "a", 0, 0, 2**31 - 1)
@@ -69,17 +103,16 @@ def rag_compare(services: Services, params: dict[str, Any]) -> Any:
         "ORDER BY ts", [a, b])
     for r in runs:
         r["summary"] = json.loads(r["summary"]) if r["summary"] else {}
-    result["bench_runs"] = runs
-    return result
+    return {**result, "bench_runs": _rows(runs)}
 
 
-def rag_version_marks(services: Services, params: dict[str, Any]) -> Any:
+def rag_version_marks(services: Services, params: WindowRequest) -> list[VersionMark]:
     """When the tuning version changed, for markers on latency charts."""
     since = time.time() - _window(params)
-    return versions.marks(services.store, since)
+    return _rows(versions.marks(services.store, since))
 
 
-def bench_record(services: Services, params: dict[str, Any]) -> Any:
+def bench_record(services: Services, params: BenchRecordRequest) -> BenchRecordResponse:
     run_id = str(params.get("id") or uuid.uuid4().hex)
     services.store.execute(
         "INSERT OR REPLACE INTO bench_runs VALUES (?, ?, ?, ?, ?)",
@@ -92,17 +125,17 @@ def bench_record(services: Services, params: dict[str, Any]) -> Any:
     return {"id": run_id}
 
 
-def bench_runs(services: Services, params: dict[str, Any]) -> Any:
+def bench_runs(services: Services, params: LimitRequest) -> list[BenchRunFull]:
     rows = services.store.query_dicts(
         "SELECT id, ts, tuning_version, params, summary FROM bench_runs ORDER BY ts DESC LIMIT ?",
         [int_param(params, "limit", 50, 1, 5000)])
     for r in rows:
         r["params"] = json.loads(r["params"]) if r["params"] else {}
         r["summary"] = json.loads(r["summary"]) if r["summary"] else {}
-    return rows
+    return _rows(rows)
 
 
-def metrics_series(services: Services, params: dict[str, Any]) -> Any:
+def metrics_series(services: Services, params: SeriesRequest) -> SeriesResponse:
     if not params.get("metric"):
         raise CallError("metrics.series needs a metric")
     try:
@@ -113,7 +146,7 @@ def metrics_series(services: Services, params: dict[str, Any]) -> Any:
         raise CallError(str(exc)) from None
 
 
-def metrics_latest(services: Services, params: dict[str, Any]) -> Any:
+def metrics_latest(services: Services, params: LatestRequest) -> LatestResponse:
     wanted = params.get("metrics")
     out: dict[str, dict[str, float]] = {}
     for (metric, label), (_ts, value) in services.current_values().items():  # type: ignore[attr-defined]
@@ -123,22 +156,22 @@ def metrics_latest(services: Services, params: dict[str, Any]) -> Any:
     return out
 
 
-def processes_list(services: Services, params: dict[str, Any]) -> Any:
+def processes_list(services: Services, params: Empty) -> ProcessesResponse:
     """The LightRAG processes on this server (collectors/processes.py), the agent first."""
     table = getattr(services, "process_table", None)
     return {"processes": table() if table is not None else []}
 
 
-def metrics_names(services: Services, params: dict[str, Any]) -> Any:
+def metrics_names(services: Services, params: Empty) -> list[str]:
     rows = services.store.execute("SELECT DISTINCT metric FROM samples ORDER BY metric")
     return [r[0] for r in rows]
 
 
-def spool_quarantine(services: Services, params: dict[str, Any]) -> Any:
-    return ingest.quarantine(services.store, int_param(params, "limit", 100, 1, 5000))
+def spool_quarantine(services: Services, params: LimitRequest) -> list[QuarantinedLine]:
+    return _rows(ingest.quarantine(services.store, int_param(params, "limit", 100, 1, 5000)))
 
 
-def store_stats(services: Services, params: dict[str, Any]) -> Any:
+def store_stats(services: Services, params: Empty) -> StoreStatsResponse:
     s = services.store
     counts = {t: s.execute(f"SELECT count(*) FROM {t}")[0][0]
               for t in ("samples", "samples_1m", "samples_1h", "rag_ops", "events", "alerts",
@@ -148,7 +181,7 @@ def store_stats(services: Services, params: dict[str, Any]) -> Any:
             "pending": s.pending(), "last_write_error": s.last_write_error}
 
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "rag.latency": rag_latency,
     "rag.summary": rag_summary,
     "rag.top_users": rag_top_users,

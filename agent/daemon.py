@@ -104,6 +104,7 @@ class Agent:
         self.cfg = cfg
         self.host = socket.gethostname()
         self.started = time.time()
+        self._reloads: set[asyncio.Future[Any]] = set()  # SIGHUP reloads in flight
         try:
             configcheck.check(cfg)
         except ConfigError as exc:
@@ -363,7 +364,6 @@ class Agent:
     def _on_sighup(self) -> None:
         log.info("config.reload_requested", signal="SIGHUP")
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.reload, "SIGHUP"))
-        self._reloads = getattr(self, "_reloads", set())
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 

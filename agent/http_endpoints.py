@@ -72,7 +72,7 @@ class CurrentValuesCollector:
 
 def build_app(agent: AgentView) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CurrentValuesCollector(agent))  # type: ignore[arg-type]
+    registry.register(CurrentValuesCollector(agent))
 
     async def metrics(request: web.Request) -> web.Response:
         # rendering is CPU work proportional to the series: never on the event loop, which

@@ -32,14 +32,35 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lightkeeper.backup import retention
 from lightkeeper.backup.summary import SummaryCache
+from lightkeeper.contracts.agent import Empty
+from lightkeeper.contracts.backup import (
+    BackupRequest,
+    DrillRequest,
+    ForgetRequest,
+    ForgetSummary,
+    KeyExportResponse,
+    PruneRequest,
+    PruneSummary,
+    RepositoryStats,
+    RestoreRequest,
+    ShowRequest,
+    ShowResponse,
+    SignSnapshotsSummary,
+    SnapshotInfo,
+    SnapshotsRequest,
+    SnapshotsResponse,
+    StatsResponse,
+    VerifyRequest,
+)
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.logs import get_logger
-from lightkeeper.services import CallError, Services, float_param, int_param
+from lightkeeper.services import CallError, CallFn, JobFn, Services, float_param, int_param
 
 if TYPE_CHECKING:
     from lightkeeper.backup.repository import Repository
@@ -115,7 +136,7 @@ def _protected(services: Services) -> set[str]:
         return set()
 
 
-def _users(params: dict[str, Any]) -> list[str] | None:
+def _users(params: Mapping[str, Any]) -> list[str] | None:
     users = params.get("users") or ([params["user"]] if params.get("user") else None)
     if users is None:
         return None
@@ -135,13 +156,14 @@ def _samples(services: Services, items: dict[str, float]) -> None:
         log.warning("backup.metrics_failed", error=str(exc))
 
 
-def _policy(services: Services, params: dict[str, Any]) -> retention.Policy:
+def _policy(services: Services, params: ForgetRequest) -> retention.Policy:
     names = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
-    given = {n: params.get(f"keep_{n}") for n in names if params.get(f"keep_{n}") is not None}
+    keep: Mapping[str, Any] = params  # read by the names ForgetRequest declares
+    given = {n: keep.get(f"keep_{n}") for n in names if keep.get(f"keep_{n}") is not None}
     if not given:
         given = {n: services.cfg[f"backup.keep_{n}"] for n in names}
     try:
-        return retention.Policy(**{n: int(v) for n, v in given.items()})
+        return retention.Policy(**{n: int(v) for n, v in given.items() if v is not None})
     except (TypeError, ValueError):
         raise CallError("keep_* values must be integers") from None
 
@@ -158,7 +180,7 @@ def _delay(ctx: Any, seconds: float) -> None:
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
-def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_backup(ctx: Any, services: Services, params: BackupRequest) -> dict[str, Any]:
     from lightkeeper.backup.snapshot import BackupOptions, run_backup  # noqa: PLC0415
     cfg = services.cfg
     jitter = float_param(params, "jitter_s", 0.0, 0.0, 3600.0) or 0.0  # NaN/inf refused
@@ -197,7 +219,7 @@ def job_backup(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
     return summary
 
 
-def job_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_verify(ctx: Any, services: Services, params: VerifyRequest) -> dict[str, Any]:
     from lightkeeper.backup.repository import SnapshotNotFound, repo_size  # noqa: PLC0415
     from lightkeeper.backup.verify import verify  # noqa: PLC0415
     full = bool(params.get("full"))
@@ -230,7 +252,7 @@ def job_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
     return report
 
 
-def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_prune(ctx: Any, services: Services, params: PruneRequest) -> PruneSummary:
     from lightkeeper.backup import prune as prune_mod  # noqa: PLC0415
     repo = _open(services)
     try:
@@ -247,7 +269,7 @@ def job_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str,
     return out
 
 
-def job_sign_snapshots(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_sign_snapshots(ctx: Any, services: Services, params: Empty) -> SignSnapshotsSummary:
     """Authenticate the snapshots of an unencrypted repository written before manifests
     carried a MAC (the operator vouches for them: docs/security.md, "The repository")."""
     from lightkeeper.backup.crypto import IntegrityError  # noqa: PLC0415
@@ -266,7 +288,7 @@ def job_sign_snapshots(ctx: Any, services: Services, params: dict[str, Any]) -> 
     return {"signed": renamed, "count": len(renamed)}
 
 
-def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_forget(ctx: Any, services: Services, params: ForgetRequest) -> ForgetSummary:
     from lightkeeper.backup import prune as prune_mod  # noqa: PLC0415
     policy = _policy(services, params)
     dry = bool(params.get("dry_run"))
@@ -290,7 +312,7 @@ def job_forget(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str
     return out
 
 
-def job_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_restore(ctx: Any, services: Services, params: RestoreRequest) -> dict[str, Any]:
     from lightkeeper.backup.dbsources import restore_postgres  # noqa: PLC0415
     from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     from lightkeeper.backup.restore import RestoreOptions, restore  # noqa: PLC0415
@@ -350,7 +372,7 @@ def _lightrag_check(services: Services, spool: Path) -> Any:
     return check
 
 
-def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_drill(ctx: Any, services: Services, params: DrillRequest) -> dict[str, Any]:
     from lightkeeper.backup.drill import drill  # noqa: PLC0415
     from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     cfg = services.cfg
@@ -389,12 +411,15 @@ def job_drill(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str,
     return out
 
 
-for _fn in (job_backup, job_verify, job_prune, job_forget, job_restore, job_drill):
-    _fn.resource = RESOURCE  # type: ignore[attr-defined]
+# The resource a job holds is an attribute of its function, which the agent's JobManager reads.
+_HOLD_REPOSITORY: tuple[Any, ...] = (job_backup, job_verify, job_prune, job_forget, job_restore,
+                                     job_drill)
+for _fn in _HOLD_REPOSITORY:
+    _fn.resource = RESOURCE
 
 
 # -- calls --------------------------------------------------------------------------------
-def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def call_snapshots(services: Services, params: SnapshotsRequest) -> SnapshotsResponse:
     limit = int_param(params, "limit", 0, 0, 1_000_000)  # 0: all (checked before any work)
     summary = _summary(services)
     infos = list(summary["snapshots"])
@@ -407,7 +432,7 @@ def call_snapshots(services: Services, params: dict[str, Any]) -> dict[str, Any]
             "refused": list(summary.get("refused") or [])}
 
 
-def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def call_show(services: Services, params: ShowRequest) -> ShowResponse:
     from lightkeeper.backup.crypto import IntegrityError  # noqa: PLC0415
     from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     repo = _open(services)
@@ -422,25 +447,27 @@ def call_show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     m["file_count"] = len(files)
     if params.get("files"):
         m["files"] = [{"path": f["path"], "size": f["size"], "hash": f["hash"]} for f in files]
-    return m
+    return cast("ShowResponse", m)  # the manifest's header keys: tests/test_contracts.py
 
 
-def call_stats(services: Services, params: dict[str, Any]) -> dict[str, Any]:
-    summary = _summary(services)
-    out = dict(summary["stats"])
-    infos = summary["snapshots"]
-    out["newest_snapshot"] = infos[-1] if infos else None
-    out["newest_age_seconds"] = time.time() - infos[-1]["time"] if infos else None
-    out["oldest_snapshot_time"] = infos[0]["time"] if infos else None
+def call_stats(services: Services, params: Empty) -> StatsResponse:
+    summary = _summary(services)  # JSON (SummaryCache) of backup.summary.compute
+    infos: list[SnapshotInfo] = summary["snapshots"]
+    stats: RepositoryStats = summary["stats"]
+    state: dict[str, Any] = {}
     for key, name in (("verified", "verified.json"), ("drill", "drill.json")):
         try:
-            out[key] = json.loads(_state_file(services).with_name(name).read_text())
+            state[key] = json.loads(_state_file(services).with_name(name).read_text())
         except (OSError, ValueError):
-            out[key] = None
-    return out
+            state[key] = None
+    return {**stats,
+            "newest_snapshot": infos[-1] if infos else None,
+            "newest_age_seconds": time.time() - infos[-1]["time"] if infos else None,
+            "oldest_snapshot_time": infos[0]["time"] if infos else None,
+            "verified": state["verified"], "drill": state["drill"]}
 
 
-def call_key_export(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def call_key_export(services: Services, params: Empty) -> KeyExportResponse:
     repo = _open(services)
     return {"key_file": str(services.cfg.path("backup.key_file")), "repo_id": repo.id,
             "fingerprint": repo.keys.fingerprint, "encrypted": repo.keys.encrypted,
@@ -448,10 +475,10 @@ def call_key_export(services: Services, params: dict[str, Any]) -> dict[str, Any
                     "export' as the key file's owner to copy the key"}
 
 
-JOBS = {"backup": job_backup, "verify": job_verify, "prune": job_prune,
+JOBS: dict[str, JobFn] = {"backup": job_backup, "verify": job_verify, "prune": job_prune,
         "forget": job_forget, "restore": job_restore, "drill": job_drill,
         "sign_snapshots": job_sign_snapshots}
-CALLS = {"backup.snapshots": call_snapshots, "backup.show": call_show,
+CALLS: dict[str, CallFn] = {"backup.snapshots": call_snapshots, "backup.show": call_show,
          "backup.stats": call_stats, "backup.key_export": call_key_export}
 
 

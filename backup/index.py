@@ -117,4 +117,4 @@ def encode_trailer(entries: list[tuple[bytes, int, int, int, int]]) -> bytes:
 
 
 def decode_trailer(data: bytes) -> list[tuple[bytes, int, int, int, int]]:
-    return [tuple(e) for e in TRAILER_ENTRY.iter_unpack(data)]  # type: ignore[misc]
+    return list(TRAILER_ENTRY.iter_unpack(data))

@@ -17,6 +17,7 @@ backup or prune re-indexes and removes.
 from __future__ import annotations
 
 import time
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from lightkeeper.backup import retention
@@ -26,6 +27,7 @@ from lightkeeper.backup.index import PackInfo
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import ID_LEN, Repository, reindex_orphans, repo_size
+from lightkeeper.contracts.backup import ForgetSummary, PrunePlan, PruneSummary
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
 
@@ -45,8 +47,8 @@ def _sources(manifest: dict[str, Any]) -> list[str]:
 
 
 def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
-           protected: set[str] = frozenset(), ctx: JobContext | None = None,
-           job_id: str = "") -> dict[str, Any]:
+           protected: AbstractSet[str] = frozenset(), ctx: JobContext | None = None,
+           job_id: str = "") -> ForgetSummary:
     """Remove snapshot manifests the policy does not keep (data stays until prune)."""
     ctx = ctx or LocalContext()
     if policy.empty():
@@ -65,7 +67,7 @@ def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
                 repo.delete_snapshot(s.id)
                 ctx.progress(phase="forget", files_done=i + 1, files_total=len(removed),
                              current=s.id[:8])
-    out = {"dry_run": dry_run, "policy": policy.as_dict(), "kept": kept,
+    out: ForgetSummary = {"dry_run": dry_run, "policy": policy.as_dict(), "kept": kept,
            "removed": [s.as_dict() for s in removed], "kept_count": len(kept),
            "removed_count": len(removed)}
     log.info("forget.finished", dry_run=dry_run, kept=len(kept), removed=len(removed))
@@ -74,7 +76,7 @@ def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
 
 def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
           low_priority: bool = True, dry_run: bool = False,
-          without: frozenset[str] = frozenset()) -> dict[str, Any]:
+          without: frozenset[str] = frozenset()) -> PruneSummary:
     """Delete or repack the packs no snapshot uses. ``without`` (dry run only): plan as if
     these snapshots were already forgotten, so forget + prune can be shown before either runs."""
     if without and not dry_run:
@@ -84,7 +86,7 @@ def prune(repo: Repository, ctx: JobContext | None = None, job_id: str = "",
 
 
 def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
-           dry_run: bool, without: frozenset[str] = frozenset()) -> dict[str, Any]:
+           dry_run: bool, without: frozenset[str] = frozenset()) -> PruneSummary:
     ctx = ctx or LocalContext()
     started = time.time()
     size_before = repo_size(repo.path)
@@ -141,7 +143,7 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
             else:
                 keep.append(pack)
         repack_bytes = sum(sizes.get(p, 0) for p in repack)
-        plan = {"packs_total": len(by_pack), "packs_delete": len(delete),
+        plan: PrunePlan = {"packs_total": len(by_pack), "packs_delete": len(delete),
                 "packs_repack": len(repack), "packs_keep": len(keep),
                 "bytes_delete": sum(sizes.get(p, 0) for p in delete),
                 "bytes_repack": repack_bytes, "missing_chunks": len(missing),
@@ -205,7 +207,7 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
             ctx.progress(phase="delete", files_done=i + 1, current=pack[:12])
         repo.load_index()
     size_after = repo_size(repo.path)
-    out = {**plan, "packs_written": len(new_packs), "index_files": len(new_index_files),
+    out: PruneSummary = {**plan, "packs_written": len(new_packs), "index_files": len(new_index_files),
            "bytes_freed": size_before - size_after, "repository_size": size_after,
            "duration_s": round(time.time() - started, 3)}
     if missing:

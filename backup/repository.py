@@ -48,6 +48,7 @@ from lightkeeper.backup.crypto import (
 from lightkeeper.backup.fsutil import TMP_PREFIX, atomic_write
 from lightkeeper.backup.index import Loc, PackInfo
 from lightkeeper.backup.packs import AAD_BLOCK, PackWriter, decode_block, encode_block, read_trailer
+from lightkeeper.contracts import backup as contracts
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.repository")
@@ -82,7 +83,7 @@ class SnapshotInfo:
     summary: dict[str, Any]
     parent: str | None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> contracts.SnapshotInfo:
         return {"id": self.id, "short_id": self.id[:8], "time": self.time,
                 "time_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.time)),
                 "host": self.host, "tags": self.tags, "users": self.users,
@@ -543,7 +544,7 @@ class Repository:
                 out.add(f"index/{idx}")
         return out
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> contracts.RepositoryStats:
         size = 0
         files = 0
         for root, _dirs, names in os.walk(self.path):

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from lightkeeper.contracts.backup import KeptSnapshot
 
 if TYPE_CHECKING:  # the agent imports this at start: the repository code loads only for a job
     from lightkeeper.backup.repository import SnapshotInfo
@@ -50,12 +53,12 @@ def group_key(info: SnapshotInfo, manifest_sources: list[str]) -> str:
 
 
 def apply(snapshots: list[SnapshotInfo], policy: Policy, groups: dict[str, str],
-          protected: set[str] = frozenset()) -> tuple[list[dict[str, Any]], list[SnapshotInfo]]:
+          protected: AbstractSet[str] = frozenset()) -> tuple[list[KeptSnapshot], list[SnapshotInfo]]:
     """Return (kept with their reasons, removed). ``groups`` maps snapshot id -> group key."""
     by_group: dict[str, list[SnapshotInfo]] = {}
     for s in snapshots:
         by_group.setdefault(groups.get(s.id, s.host), []).append(s)
-    kept: list[dict[str, Any]] = []
+    kept: list[KeptSnapshot] = []
     removed: list[SnapshotInfo] = []
     for _, snaps in sorted(by_group.items()):
         snaps = sorted(snaps, key=lambda s: (s.time, s.id), reverse=True)

@@ -103,7 +103,7 @@ class _Builder:
         self.cdc = FastCDC(int(ch["avg"]), min_size=int(ch["min"]), max_size=int(ch["max"]))
         self.data: PackWriter = repo.pack_writer()
         self.tree: PackWriter = repo.pack_writer()
-        self._idx: dict[bytes, Any] | None = None  # loaded when a file must be stored
+        self._idx: ChunkIndex | None = None  # loaded when a file must be stored
         self.chunk_id = repo.sealer.chunk_id
         self.c = _Counters()
         self.bytes_total = bytes_total
@@ -372,7 +372,7 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                 meta = {"mtime_ns": f.mtime_ns, "ino": f.ino, "mode": f.mode}
                 # The parent's data is in the repository (prune keeps what any snapshot
                 # references), so an unchanged file costs one manifest line.
-                if not _changed(prev, f):
+                if prev is not None and not _changed(prev, f):
                     entries.append(dict(prev))
                     b.c.files_unmodified += 1
                     if f.rel == sources.DOCS_FILE:

@@ -149,7 +149,7 @@ def user_of(path: str | None, data_root: str) -> str | None:
 
 def _open_user_files(pid: int, prefix: str) -> list[str]:
     """Paths under ``prefix`` that ``pid`` has open (one readlink per descriptor)."""
-    out = []
+    out: list[str] = []
     base = f"/proc/{pid}/fd"
     try:
         fds = os.listdir(base)
@@ -225,7 +225,7 @@ def _gate_state(data_root: str) -> tuple[dict[int, str], dict[int, tuple[str, in
 def _spool_pids(spool_dir: str) -> set[tuple[int, int]]:
     """(pid, start) of every process with a spool file here (from this host)."""
     prefix = f"ops-{socket.gethostname()}-"
-    out = set()
+    out: set[tuple[int, int]] = set()
     try:
         names = os.listdir(spool_dir)
     except OSError:
@@ -293,7 +293,7 @@ def discover(data_root: Path, spool_dir: Path, own_pid: int | None = None) -> li
             f.name = clean(f.user or f.workspace or os.path.basename(f.working_dir or "")
                            or "default")
         elif f.kind == "library":
-            f.name = kind_sub[1] if kind_sub else "library"
+            f.name = (kind_sub[1] if kind_sub else None) or "library"
         else:
             users = sorted(f.users_open)
             f.user = users[0] if len(users) == 1 else None

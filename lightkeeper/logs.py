@@ -8,6 +8,7 @@ record is formatted, whatever handler it goes to.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import logging.handlers
@@ -15,7 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 # The masking rules live in lightkeeper.redact (below config and logs, which both use them).
 from lightkeeper.redact import REDACTED, SECRET_KEYS, redact, redact_text
@@ -66,7 +67,7 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """Log files hold every user's operations and errors: created 0600 (and an existing one
     made 0600), whatever the umask, on every rotation."""
 
-    def _open(self) -> TextIO:
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                      0o600)
         try:
@@ -131,7 +132,7 @@ class SharedRotatingFileHandler(PrivateRotatingFileHandler):
         try:
             if self._rotated_elsewhere() and self.stream is not None:
                 self.stream.close()
-                self.stream = self._open()  # type: ignore[assignment]  # typeshed: TextIO
+                self.stream = self._open()
             super().emit(record)  # rolls over first when the file is full
             if self.stream is not None:
                 self.stream.flush()

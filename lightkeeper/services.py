@@ -18,7 +18,7 @@ The agent lists these modules in ``agent/registry.py``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ class CallError(Exception):
         self.code = code
 
 
-def int_param(params: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
+def int_param(params: Mapping[str, Any], name: str, default: int, lo: int, hi: int) -> int:
     """An integer request parameter within [lo, hi], or CallError (400) saying what is allowed.
     Every numeric parameter of the API goes through here or :func:`float_param`."""
     raw = params.get(name)
@@ -51,7 +51,7 @@ def int_param(params: dict[str, Any], name: str, default: int, lo: int, hi: int)
     return value
 
 
-def float_param(params: dict[str, Any], name: str, default: float | None, lo: float,
+def float_param(params: Mapping[str, Any], name: str, default: float | None, lo: float,
                 hi: float) -> float | None:
     """A finite number within [lo, hi] (NaN and infinities refused), or CallError (400)."""
     raw = params.get(name)
@@ -98,5 +98,8 @@ class Services(Protocol):
         """The id of the running job that holds the backup repository, if any."""
 
 
-JobFn = Callable[[Any, Services, dict[str, Any]], dict[str, Any]]
-CallFn = Callable[[Services, dict[str, Any]], Any]
+# A handler's params arrive as a JSON object; each handler declares the request and response
+# types it serves (lightkeeper/contracts), which tests/test_contracts.py checks. The registry
+# holds them all, so it types the params as Any.
+JobFn = Callable[[Any, Services, Any], Any]
+CallFn = Callable[[Services, Any], Any]

@@ -6,14 +6,13 @@ read from the files; the agent never opens LightRAG itself.
 
 from __future__ import annotations
 
-from typing import Any
-
+from lightkeeper.contracts.rag import UsersRequest, UsersResponse
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.rag import inventory
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, CallFn, JobFn, Services
 
 
-def users(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def users(services: Services, params: UsersRequest) -> UsersResponse:
     """params: ``user`` (optional, one user). Returns ``{"data_root", "users": [...]}``."""
     root = services.cfg.path("paths.data_root")
     user = params.get("user")
@@ -30,5 +29,5 @@ def users(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     return {"data_root": str(root), "users": rows}
 
 
-CALLS = {"rag.users": users}
-JOBS: dict[str, Any] = {}
+CALLS: dict[str, CallFn] = {"rag.users": users}
+JOBS: dict[str, JobFn] = {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
+from lightkeeper.contracts.rag import UserSummary
 from lightkeeper.ids import USER_ID_RE, UnsafePath, read_regular, validate_user_id
 
 GRAPH_FILE = "graph_chunk_entity_relation.graphml"
@@ -61,7 +61,7 @@ def _doc_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def user_summary(data_root: Path, user: str) -> dict[str, Any]:
+def user_summary(data_root: Path, user: str) -> UserSummary:
     validate_user_id(user)
     d = Path(data_root) / user
     by_status = _doc_counts(d / STATUS_FILE)
@@ -87,6 +87,6 @@ def list_users(data_root: Path) -> list[str]:
                   if p.is_dir() and USER_ID_RE.fullmatch(p.name))
 
 
-def users(data_root: Path) -> list[dict[str, Any]]:
+def users(data_root: Path) -> list[UserSummary]:
     """One summary per user directory under ``data_root`` (sorted by user id)."""
     return [user_summary(data_root, u) for u in list_users(data_root)]

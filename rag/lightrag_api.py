@@ -142,13 +142,19 @@ async def _measured_stream(iterator: AsyncIterator[Any], scope: Any, rec: Any,
         await scope.__aexit__(type(exc) if exc else None, exc, None)
 
 
-def instrumented_class(base: type, hooks: Hooks) -> type:
-    """A subclass of LightRAG's ``LightRAG`` with ``hooks`` attached (see module docstring)."""
+def instrumented_class(base: Any, hooks: Hooks) -> type:
+    """A subclass of LightRAG's ``LightRAG`` with ``hooks`` attached (see module docstring).
+    ``base`` is typed Any: LightRAG ships no type information."""
     import time  # noqa: PLC0415  only for the stream timer
 
     perf = time.perf_counter
 
-    class ServedLightRAG(base):  # type: ignore[misc, valid-type]
+    class ServedLightRAG(base):
+        # LightRAG's dataclass fields this subclass rewrites, declared for the type checker
+        # only (annotations without values: the class is not re-made into a dataclass).
+        tokenizer: Any
+        llm_model_func: Any
+
         def __post_init__(self, *init_vars: Any) -> None:  # 1.5.7: the addon_params InitVar
             if self.tokenizer is None:
                 self.tokenizer = hooks.tokenizer

@@ -282,7 +282,7 @@ class RagRuntime:
                         value[STAMP_FIELD] = entry.stamp.decode("ascii", "replace")
             await original(data)
 
-        cache.upsert = upsert  # type: ignore[method-assign]
+        cache.upsert = upsert
 
     async def _drop_cached_answers(self, rag: LightRAG, keep_stamp: bytes | None) -> int:
         cache = rag.llm_response_cache
@@ -399,7 +399,7 @@ class RagRuntime:
             self._require_user(user)
             entry = await self._get(user)
             rec.tuning_version = entry.version
-            param = QueryParam(mode=mode, enable_rerank=False,  # type: ignore[arg-type]
+            param = QueryParam(mode=mode, enable_rerank=False,
                                **query_kwargs(entry.params or {}))
             entry.busy += 1
             try:

@@ -328,7 +328,7 @@ async def _serve_loop(rt: ServeRuntime, args: Any, sock: socket.socket,
             yield
 
     loop = asyncio.get_running_loop()
-    state = {"restart": False, "stop": False, "server": None}
+    state: dict[str, Any] = {"restart": False, "stop": False, "server": None}
 
     def ask(kind: str) -> None:
         state[kind] = True

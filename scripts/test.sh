@@ -28,13 +28,15 @@ fi
 scripts/setup-venv.sh test
 .venv/bin/ruff check .
 
-# The layers (docs/architecture.md) are checked on the installed tree, where the folders of the
-# layout sit under the one `lightkeeper` package as users get them.
+# The layers (docs/architecture.md) and the types are checked on the installed tree, where the
+# folders of the layout sit under the one `lightkeeper` package as users get them.
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-compile \
   --target "$stage" .
 (cd "$stage" && PYTHONPATH="$stage" "$OLDPWD/.venv/bin/lint-imports" \
   --config "$OLDPWD/pyproject.toml" --no-cache)
+# Types (mypy, [tool.mypy] in pyproject.toml) on the same installed tree.
+scripts/typecheck.sh --stage "$stage"
 
 .venv/bin/python -m pytest "$@"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 PANES: tuple[tuple[str, str, str], ...] = (
     # (id, title, key)
@@ -111,7 +111,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
 BY_NAME: dict[str, ActionSpec] = {a.name: a for a in ACTIONS}
 
 
-def bindings(pane: str | None) -> list[Binding]:
+def bindings(pane: str | None) -> list[BindingType]:
     """Textual bindings for the actions of one pane (``None``: the app's own)."""
     return [Binding(a.key, a.name, a.label, show=a.show, priority=a.priority,
                     tooltip=a.help) for a in ACTIONS if a.pane == pane]

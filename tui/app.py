@@ -306,8 +306,13 @@ class LightkeeperApp(App[int]):
                 self._schedule(self.refresh_s)
 
     # -- reactives ----------------------------------------------------------------------------
+    def _app_mounted(self) -> bool:
+        # ``App.is_mounted`` is a method that asks about a widget (as a bare attribute it is
+        # always true); the app's own mount state is MessagePump's ``_is_mounted``.
+        return self._is_mounted
+
     def watch_active(self, old: str, new: str) -> None:
-        if not self.is_mounted:
+        if not self._app_mounted():
             return
         self.query_one("#panes", ContentSwitcher).current = new
         pane = self.pane()
@@ -318,7 +323,7 @@ class LightkeeperApp(App[int]):
     def watch_window(self, window: str) -> None:
         if self.prefs is not None:
             self.prefs.set_window(window)
-        if self.is_mounted:
+        if self._app_mounted():
             self.refresh_now()
 
     # -- the app's own actions ----------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
@@ -17,7 +17,7 @@ from lightkeeper.tui.widgets.banners import KeyLegend
 
 # Every dialog closes with esc, and with q unless a text field has focus (the field takes the
 # q then, and the key legend at the bottom stops showing it).
-CLOSE = [Binding("escape", "cancel", "Cancel"), Binding("q", "cancel", "Cancel")]
+CLOSE: list[BindingType] = [Binding("escape", "cancel", "Cancel"), Binding("q", "cancel", "Cancel")]
 
 
 class ConfirmDialog(ModalScreen[bool]):

@@ -12,11 +12,37 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightkeeper.contracts.agent import Empty
+from lightkeeper.contracts.tuning import (
+    CommitExtra,
+    CommitResponse,
+    DiffRequest,
+    DiffResponse,
+    ExportEnvRequest,
+    ExportEnvResponse,
+    HistoryEntry,
+    HistoryRequest,
+    HistoryResponse,
+    ImportEnvRequest,
+    ParamRow,
+    ParamsResponse,
+    RevertRequest,
+    ServersResponse,
+    ServeServer,
+    SetRequest,
+    ShowResponse,
+    UserRequest,
+    ValidateRequest,
+    ValidateResponse,
+    VersionRequest,
+    VersionResponse,
+)
 from lightkeeper.ids import InvalidUserId, validate_user_id
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, CallFn, JobFn, Services
 from lightkeeper.tuning import serve_restart, versions
 from lightkeeper.tuning.activefile import parse_active, read_active_set, write_active
 from lightkeeper.tuning.diff import diff, effects_summary
@@ -44,12 +70,12 @@ def _data_root(services: Services) -> Path:
     return services.cfg.path("paths.data_root")
 
 
-def _actor(params: dict[str, Any], default: str = "operator") -> str:
+def _actor(params: Mapping[str, Any], default: str = "operator") -> str:
     actor = str(params.get("actor") or default).strip()[:64]
     return actor or default
 
 
-def _note(params: dict[str, Any]) -> str:
+def _note(params: Mapping[str, Any]) -> str:
     note = params.get("note")
     if not isinstance(note, str) or not note.strip():
         raise CallError("a note saying why is required (--note TEXT)")
@@ -59,7 +85,7 @@ def _note(params: dict[str, Any]) -> str:
     return note
 
 
-def _user(params: dict[str, Any]) -> str | None:
+def _user(params: Mapping[str, Any]) -> str | None:
     user = params.get("user")
     if user in (None, ""):
         return None
@@ -69,7 +95,7 @@ def _user(params: dict[str, Any]) -> str | None:
         raise CallError(str(exc)) from None
 
 
-def _int(params: dict[str, Any], key: str) -> int:
+def _int(params: Mapping[str, Any], key: str) -> int:
     value = params.get(key)
     try:
         if isinstance(value, bool):
@@ -79,7 +105,7 @@ def _int(params: dict[str, Any], key: str) -> int:
         raise CallError(f"{key} must be a version number, got {value!r}") from None
 
 
-def _changes(params: dict[str, Any]) -> dict[str, Any]:
+def _changes(params: Mapping[str, Any]) -> dict[str, Any]:
     changes = params.get("changes")
     if not isinstance(changes, dict) or not changes:
         raise CallError("changes must be a non-empty mapping of parameter to value "
@@ -102,7 +128,7 @@ def _version(services: Services, n: int) -> versions.Version:
         raise CallError(str(exc), status=404, code="not_found") from None
 
 
-def _servers(services: Services, latest: versions.Version) -> list[dict[str, Any]]:
+def _servers(services: Services, latest: versions.Version) -> list[ServeServer]:
     """The running ``lightkeeper serve`` processes and what the latest version needs of them
     (``tuning/serve_restart.py``): a restart, or nothing (live parameters)."""
     cache: dict[int, versions.Version | None] = {latest.version: latest}
@@ -148,11 +174,11 @@ def ensure_initialized(services: Services) -> versions.Version:
 
 def _commit(services: Services, new: TuningSet, actor: str, note: str, source: str,
             acknowledge_rebuild: bool = False, reverted_from: int | None = None,
-            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+            extra: CommitExtra | None = None) -> CommitResponse:
     with _lock:
         current = ensure_initialized(services)
         rows = diff(current.tuning, new)
-        result: dict[str, Any] = {"changed": bool(rows), "version": current.version,
+        result: CommitResponse = {"changed": bool(rows), "version": current.version,
                                   "previous": current.version, "diff": rows,
                                   "effects": effects_summary(rows), **(extra or {})}
         if not rows:
@@ -208,13 +234,13 @@ def _resync_file(services: Services, latest: versions.Version) -> bool:
 
 
 # -- calls --------------------------------------------------------------------------------
-def show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def show(services: Services, params: UserRequest) -> ShowResponse:
     """The latest version's effective parameters for a user (or global), with origins."""
     user = _user(params)
     v = ensure_initialized(services)
     tset = v.tuning
     eff = tset.effective(user)
-    rows = []
+    rows: list[ParamRow] = []
     for p in PARAMS:
         rows.append({"name": p.name, "value": eff[p.name], "origin": tset.origin(p.name, user),
                      "default": p.default, "unit": p.unit, "effect": p.effect,
@@ -235,7 +261,7 @@ def show(services: Services, params: dict[str, Any]) -> dict[str, Any]:
             "file": str(path), "file_state": file_state}
 
 
-def set_params(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def set_params(services: Services, params: SetRequest) -> CommitResponse:
     user = _user(params)
     changes = _changes(params)
     note = _note(params)
@@ -248,7 +274,7 @@ def set_params(services: Services, params: dict[str, Any]) -> dict[str, Any]:
                    acknowledge_rebuild=bool(params.get("acknowledge_rebuild")))
 
 
-def validate_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def validate_call(services: Services, params: ValidateRequest) -> ValidateResponse:
     """Check pending edits without applying: per-field errors, warnings and the diff."""
     user = _user(params)
     changes = _changes(params)
@@ -266,7 +292,7 @@ def validate_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
             "effective": new.effective(user)}
 
 
-def diff_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def diff_call(services: Services, params: DiffRequest) -> DiffResponse:
     latest = ensure_initialized(services)
     a = _int(params, "a")
     b = latest.version if params.get("b") in (None, "", "latest") else _int(params, "b")
@@ -275,7 +301,7 @@ def diff_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     return {"a": va.summary(), "b": vb.summary(), "rows": rows, "effects": effects_summary(rows)}
 
 
-def revert(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def revert(services: Services, params: RevertRequest) -> CommitResponse:
     n = _int(params, "version")
     note = _note(params)
     ensure_initialized(services)
@@ -285,14 +311,14 @@ def revert(services: Services, params: dict[str, Any]) -> dict[str, Any]:
                    reverted_from=n)
 
 
-def history(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def history(services: Services, params: HistoryRequest) -> HistoryResponse:
     ensure_initialized(services)
     try:
         limit = max(1, min(int(params.get("limit") or 50), 1000))
     except (TypeError, ValueError):
         raise CallError("limit must be a number") from None
     found = versions.history(services.store, limit + 1)
-    rows = []
+    rows: list[HistoryEntry] = []
     for i, v in enumerate(found[:limit]):
         prev = found[i + 1] if i + 1 < len(found) else None
         changes = diff(prev.tuning, v.tuning) if prev else []
@@ -301,14 +327,14 @@ def history(services: Services, params: dict[str, Any]) -> dict[str, Any]:
     return {"versions": rows}
 
 
-def version_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def version_call(services: Services, params: VersionRequest) -> VersionResponse:
     """One version in full (for the console's history view)."""
     ensure_initialized(services)
     v = _version(services, _int(params, "version"))
     return {**v.summary(), "tuning": v.tuning.to_json()}
 
 
-def servers_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def servers_call(services: Services, params: Empty) -> ServersResponse:
     """Running ``lightkeeper serve`` processes: the tuning version each was built with, and
     the parameters of the latest version that need its restart."""
     latest = ensure_initialized(services)
@@ -318,11 +344,11 @@ def servers_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
                             "`lightkeeper serve --restart --user U`"}
 
 
-def params_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def params_call(services: Services, params: Empty) -> ParamsResponse:
     return {"params": model(), "effects": EFFECTS, "defaults": defaults()}
 
 
-def export_env_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def export_env_call(services: Services, params: ExportEnvRequest) -> ExportEnvResponse:
     user = _user(params)
     latest = ensure_initialized(services)
     v = latest if params.get("version") in (None, "") else _version(
@@ -331,7 +357,7 @@ def export_env_call(services: Services, params: dict[str, Any]) -> dict[str, Any
             "text": export_env(v.tuning.effective(user), v.version, user)}
 
 
-def import_env_call(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def import_env_call(services: Services, params: ImportEnvRequest) -> CommitResponse:
     user = _user(params)
     note = _note(params)
     text = params.get("text")
@@ -411,7 +437,7 @@ def on_active_file_changed(services: Services) -> dict[str, Any]:
         return {"state": "recorded", **result}
 
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "tuning.show": show,
     "tuning.set": set_params,
     "tuning.diff": diff_call,
@@ -424,6 +450,6 @@ CALLS = {
     "tuning.import_env": import_env_call,
     "tuning.export_env": export_env_call,
 }
-JOBS: dict[str, Any] = {}
+JOBS: dict[str, JobFn] = {}
 
 __all__ = ["CALLS", "JOBS", "on_active_file_changed", "ensure_initialized"]

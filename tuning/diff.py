@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from lightkeeper.contracts.tuning import DiffRow
 from lightkeeper.tuning.params import BY_NAME, EFFECTS, effect_of
 from lightkeeper.tuning.tuningset import TuningSet
 
 _EFFECT_ORDER = ("rebuild", "restart", "new_documents", "next_operation")
 
 
-def diff(a: TuningSet, b: TuningSet) -> list[dict[str, Any]]:
+def diff(a: TuningSet, b: TuningSet) -> list[DiffRow]:
     """Rows ``{key, change, old, new, effect, unit}`` from ``a`` to ``b``, in model order."""
     fa, fb = a.flat(), b.flat()
     order = {name: i for i, name in enumerate(BY_NAME)}
@@ -21,7 +20,7 @@ def diff(a: TuningSet, b: TuningSet) -> list[dict[str, Any]]:
             return 1, user, order.get(name, 999)
         return 0, "", order.get(key, 999)
 
-    rows: list[dict[str, Any]] = []
+    rows: list[DiffRow] = []
     for key in sorted(set(fa) | set(fb), key=sort_key):
         if key in fa and key in fb:
             if fa[key] == fb[key]:
@@ -38,7 +37,7 @@ def diff(a: TuningSet, b: TuningSet) -> list[dict[str, Any]]:
     return rows
 
 
-def effects_summary(rows: list[dict[str, Any]]) -> list[str]:
+def effects_summary(rows: list[DiffRow]) -> list[str]:
     """One line per effect class present, most demanding first."""
     present = {r["effect"] for r in rows}
     out = []
@@ -49,7 +48,7 @@ def effects_summary(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def render(rows: list[DiffRow]) -> str:
     if not rows:
         return "no differences"
     width = max(len(r["key"]) for r in rows)

@@ -24,11 +24,12 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightkeeper.contracts.tuning import ServeServer
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.tuning.params import LIVE_EFFECTS, NAMES, effect_of
 
@@ -173,14 +174,14 @@ def needs(built: dict[str, Any] | None, latest: dict[str, Any]) -> tuple[list[st
     return restart, never
 
 
-def _entry(st: ServeStatus, latest_version: int, effective_of: EffectiveOf) -> dict[str, Any]:
+def _entry(st: ServeStatus, latest_version: int, effective_of: EffectiveOf) -> ServeServer:
     state, reason = process_state(st.pid)
-    out: dict[str, Any] = {"user": st.user, "pid": st.pid, "url": st.url, "state": state,
-                           "tuning_version": st.built_version,
-                           "live_tuning_version": st.live_version,
-                           "latest_version": latest_version, "restarts": st.restarts,
-                           "server_reported": st.reported, "restart_needed": [],
-                           "not_applied": [], "restart_command": restart_command(st.user)}
+    out: ServeServer = {"user": st.user, "pid": st.pid, "url": st.url, "state": state,
+                        "notice": None, "tuning_version": st.built_version,
+                        "live_tuning_version": st.live_version,
+                        "latest_version": latest_version, "restarts": st.restarts,
+                        "server_reported": st.reported, "restart_needed": [],
+                        "not_applied": [], "restart_command": restart_command(st.user)}
     if reason:
         out["reason"] = reason
     if state != "running":
@@ -200,13 +201,12 @@ def _entry(st: ServeStatus, latest_version: int, effective_of: EffectiveOf) -> d
     return out
 
 
-def _unknown_dir(reason: str) -> list[dict[str, Any]]:
-    entry: dict[str, Any] = {"user": None, "state": "unknown", "reason": reason}
-    entry["notice"] = f"lightkeeper serve processes: state unknown ({reason})"
-    return [entry]
+def _unknown_dir(reason: str) -> list[ServeServer]:
+    return [{"user": None, "state": "unknown", "reason": reason,
+             "notice": f"lightkeeper serve processes: state unknown ({reason})"}]
 
 
-def scan(state_dir: Path, latest_version: int, effective_of: EffectiveOf) -> list[dict[str, Any]]:
+def scan(state_dir: Path, latest_version: int, effective_of: EffectiveOf) -> list[ServeServer]:
     """Every ``lightkeeper serve`` status file under ``state_dir``, as JSON-ready dicts:
     ``state`` running | not_running | unknown (with ``reason``), and for a running one the
     parameters that need its restart (``restart_needed``) or that it never applies
@@ -224,7 +224,7 @@ def scan(state_dir: Path, latest_version: int, effective_of: EffectiveOf) -> lis
         names = sorted(n for n in os.listdir(d) if n.endswith(".json") and not n.startswith("."))
     except OSError as exc:
         return _unknown_dir(f"{d}: {exc.strerror or exc}")
-    out: list[dict[str, Any]] = []
+    out: list[ServeServer] = []
     for name in names[:MAX_FILES]:
         try:
             status = read_status(d / name)
@@ -232,7 +232,7 @@ def scan(state_dir: Path, latest_version: int, effective_of: EffectiveOf) -> lis
             if "is gone" in str(exc):
                 continue  # the server stopped between the listing and the read
             out.append({"user": name[:-len(".json")][:64], "state": "unknown",
-                        "reason": str(exc), "file": str(d / name)})
+                        "reason": str(exc), "file": str(d / name), "notice": None})
             continue
         out.append(_entry(status, latest_version, effective_of))
     for entry in out:
@@ -240,7 +240,7 @@ def scan(state_dir: Path, latest_version: int, effective_of: EffectiveOf) -> lis
     return out
 
 
-def notice(server: dict[str, Any]) -> str | None:
+def notice(server: Mapping[str, Any]) -> str | None:
     """The plain sentence for a server that needs something, else None."""
     user = server.get("user") or "?"
     if server.get("state") == "unknown" and server.get("user") is None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from lightkeeper.contracts.tuning import VersionSummary
 from lightkeeper.tuning.params import NAMES, defaults
 from lightkeeper.tuning.tuningset import TuningSet
 from lightkeeper.tuning.validate import TuningError
@@ -28,7 +29,7 @@ class Version:
     reverted_from: int | None
     tuning: TuningSet
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> VersionSummary:
         return {"version": self.version, "ts": self.ts, "actor": self.actor, "note": self.note,
                 "source": self.source, "reverted_from": self.reverted_from}
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
+from lightkeeper.contracts.agent import (
+    CompareRow,
+    CompareRows,
+    LatencyPoint,
+    LatencyResponse,
+    OpsSummaryRow,
+    SeriesResponse,
+    TopUser,
+)
 
 WINDOWS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 7 * 86400,
            "30d": 30 * 86400}
@@ -76,8 +85,8 @@ def choose_resolution(window: float, step: float, retention: Retention) -> str:
 
 
 def series(store: Store, metric: str, label: str | None = None, window: float = 3600,
-           step: float | None = None, retention: Retention | None = None,
-           now: float | None = None, agg: str = "avg") -> dict[str, Any]:
+           step: float | str | None = None, retention: Retention | None = None,
+           now: float | None = None, agg: str = "avg") -> SeriesResponse:
     """Return ``{"metric", "step", "resolution", "series": {label: [[ts, value], ...]}}``.
 
     ``label`` filters exactly, or with a trailing ``*`` as a prefix. ``agg`` is avg, min,
@@ -121,7 +130,7 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
     sql = (f"SELECT floor(ts / {step}) * {step} AS b, label, {outer_agg} FROM ({inner}) "
            "GROUP BY b, label ORDER BY label, b")
     rows = store.execute(sql, all_params)
-    out: dict[str, list[list[float]]] = {}
+    out: dict[str, list[list[float | None]]] = {}
     for b, lab, v in rows:
         out.setdefault(lab, []).append([float(b), None if v is None else float(v)])
     return {"metric": metric, "step": step, "window": window, "resolution": table,
@@ -166,9 +175,9 @@ def _ops_filter(window: float, now: float, user: str | None, op: str | None,
     return where, params
 
 
-def latency(store: Store, window: float = 3600, step: float | None = None,
+def latency(store: Store, window: float = 3600, step: float | str | None = None,
             user: str | None = None, op: str | None = None, now: float | None = None
-            ) -> dict[str, Any]:
+            ) -> LatencyResponse:
     """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode."""
     now = time.time() if now is None else now
     step = check_step(step, window) or default_step(window, 60)
@@ -177,7 +186,7 @@ def latency(store: Store, window: float = 3600, step: float | None = None,
            "quantile_cont(duration_s, [0.5, 0.95, 0.99]) AS q, count(*) AS n, "
            "count(*) FILTER (WHERE outcome <> 'ok') AS errors "
            f"FROM rag_ops WHERE {where} GROUP BY b, op, mode ORDER BY op, mode, b")
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[LatencyPoint]] = {}
     for b, o, m, q, n, errors in store.execute(sql, params):
         key = f"{o}/{m}" if m else o
         out.setdefault(key, []).append({"ts": b, "p50": q[0], "p95": q[1], "p99": q[2],
@@ -187,7 +196,7 @@ def latency(store: Store, window: float = 3600, step: float | None = None,
 
 def ops_summary(store: Store, window: float = 3600, user: str | None = None,
                 tuning_version: int | None = None, run_id: str | None = None,
-                now: float | None = None) -> list[dict[str, Any]]:
+                now: float | None = None) -> list[OpsSummaryRow]:
     """Per operation and mode: count, throughput, error rate, quantiles and time split."""
     now = time.time() if now is None else now
     where, params = _ops_filter(window, now, user, None, tuning_version, run_id)
@@ -198,7 +207,7 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
            " min(ts) AS first, max(ts) AS last, count(queue_wait_s) AS queued, "
            "quantile_cont(queue_wait_s, [0.5, 0.95]) AS qw, avg(queue_wait_s) AS qw_mean "
            f"FROM rag_ops WHERE {where} GROUP BY op, mode ORDER BY op, mode")
-    result = []
+    result: list[OpsSummaryRow] = []
     for (op, mode, n, q, mean, total, llm, emb, errors, first, last, queued, qw,
          qw_mean) in store.execute(sql, params):
         own = max(total - llm - emb, 0.0)
@@ -222,7 +231,7 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
 
 
 def top_users(store: Store, window: float = 3600, limit: int = 10,
-              now: float | None = None) -> list[dict[str, Any]]:
+              now: float | None = None) -> list[TopUser]:
     now = time.time() if now is None else now
     rows = store.execute(
         "SELECT user_id, count(*), sum(duration_s), count(*) FILTER (WHERE outcome <> 'ok') "
@@ -242,23 +251,27 @@ def slowest_ops(store: Store, window: float = 3600, limit: int = 20, user: str |
 
 
 def compare_versions(store: Store, a: int, b: int, window: float = 365 * 86400,
-                     now: float | None = None) -> dict[str, Any]:
+                     now: float | None = None) -> CompareRows:
     """Latency per operation and mode under tuning version ``a`` and ``b``, with counts."""
     sa = {(r["op"], r["mode"]): r for r in ops_summary(store, window, tuning_version=a, now=now)}
     sb = {(r["op"], r["mode"]): r for r in ops_summary(store, window, tuning_version=b, now=now)}
-    rows = []
+    rows: list[CompareRow] = []
     for key in sorted(set(sa) | set(sb)):
         ra, rb = sa.get(key), sb.get(key)
-        row: dict[str, Any] = {"op": key[0], "mode": key[1]}
-        for tag, r in (("a", ra), ("b", rb)):
-            row[f"{tag}_count"] = r["count"] if r else 0
-            for q in ("p50", "p95", "p99"):
-                row[f"{tag}_{q}"] = r[q] if r else None
-        for q in ("p50", "p95", "p99"):
-            if ra and rb and ra[q]:
-                row[f"change_{q}"] = (rb[q] - ra[q]) / ra[q]
-            else:
-                row[f"change_{q}"] = None
-        row["thin_evidence"] = min(row["a_count"], row["b_count"]) < 30
-        rows.append(row)
+
+        def change(q: Literal["p50", "p95", "p99"], ra: OpsSummaryRow | None = ra,
+                   rb: OpsSummaryRow | None = rb) -> float | None:
+            old, new = ra[q] if ra else None, rb[q] if rb else None
+            return (new - old) / old if old and new is not None else None
+
+        a_count, b_count = ra["count"] if ra else 0, rb["count"] if rb else 0
+        rows.append({
+            "op": key[0], "mode": key[1],
+            "a_count": a_count, "a_p50": ra["p50"] if ra else None,
+            "a_p95": ra["p95"] if ra else None, "a_p99": ra["p99"] if ra else None,
+            "b_count": b_count, "b_p50": rb["p50"] if rb else None,
+            "b_p95": rb["p95"] if rb else None, "b_p99": rb["p99"] if rb else None,
+            "change_p50": change("p50"), "change_p95": change("p95"),
+            "change_p99": change("p99"),
+            "thin_evidence": min(a_count, b_count) < 30})
     return {"a": a, "b": b, "rows": rows}

@@ -105,9 +105,9 @@ def apply_retention(store: Store, retention: Retention, now: float | None = None
         "rag_ops": now - retention.ops_days * 86400,
     }
     # Never delete raw samples that have not been rolled up yet (slow series go to hours).
-    marks = [_watermark(store, "samples_1m"), _watermark(store, "samples_1h")]
-    if None not in marks:
-        limits["samples"] = min(limits["samples"], *marks)  # type: ignore[type-var]
+    minute, hour = _watermark(store, "samples_1m"), _watermark(store, "samples_1h")
+    if minute is not None and hour is not None:
+        limits["samples"] = min(limits["samples"], minute, hour)
     else:
         limits["samples"] = -math.inf
     deleted = {}

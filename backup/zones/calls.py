@@ -4,16 +4,32 @@ probe), calls (list, status, host-key trust) and the replication schedules."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightkeeper.backup.zones.errors import ZoneError
 from lightkeeper.backup.zones.local_repo import LocalRepo, default_opener
 from lightkeeper.backup.zones.model import Zone, get_zone, load_zones, select_zones, zone_state_dir
+from lightkeeper.contracts.zones import (
+    ListRequest,
+    ReplicateRequest,
+    ReplicateSummary,
+    StatusRequest,
+    TrustProbeResponse,
+    TrustRequest,
+    TrustResponse,
+    ZonePruneRequest,
+    ZoneRequest,
+    ZoneRestoreRequest,
+    ZoneStatus,
+    ZoneStatusRequest,
+    ZoneStatusSummary,
+    ZoneVerifyRequest,
+)
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
-from lightkeeper.services import CallError, Services
+from lightkeeper.services import CallError, CallFn, JobFn, Services
 
 if TYPE_CHECKING:
     from lightkeeper.backup.zones.sync import SyncOptions
@@ -32,7 +48,7 @@ def _local(services: Services) -> LocalRepo:
     return LocalRepo(cfg.path("backup.repository"), default_opener(cfg))
 
 
-def _zone(services: Services, params: dict[str, Any]) -> Zone:
+def _zone(services: Services, params: Mapping[str, Any]) -> Zone:
     name = params.get("zone")
     if not name or not isinstance(name, str):
         raise CallError("missing parameter 'zone'")
@@ -43,7 +59,7 @@ def _zone(services: Services, params: dict[str, Any]) -> Zone:
 
 
 def _push_status(services: Services, zone: Zone, local: LocalRepo,
-                 local_times: dict[str, float] | None = None) -> dict[str, Any]:
+                 local_times: dict[str, float] | None = None) -> ZoneStatus:
     from lightkeeper.backup.zones.status import samples, zone_status  # noqa: PLC0415
     st = zone_status(zone, zone_state_dir(services.cfg, zone.name), local, local_times)
     try:
@@ -54,10 +70,11 @@ def _push_status(services: Services, zone: Zone, local: LocalRepo,
 
 
 # -- jobs -------------------------------------------------------------------------------
-def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_replicate(ctx: Any, services: Services, params: ReplicateRequest) -> ReplicateSummary:
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     cfg = services.cfg
-    names = params.get("zones") or ([params["zone"]] if params.get("zone") else None)
+    one = params.get("zone")
+    names = params.get("zones") or ([one] if one else None)
     try:
         zones = select_zones(cfg, names)
     except ZoneError as exc:
@@ -79,7 +96,7 @@ def job_replicate(ctx: Any, services: Services, params: dict[str, Any]) -> dict[
         _replicate_zones(ctx, services, zones, local, opts, results, failed, errors)
     finally:
         local.close()
-    summary: dict[str, Any] = {"zones": results, "failed": failed}
+    summary: ReplicateSummary = {"zones": results, "failed": failed}
     if len(errors) == 1 and not results:
         raise errors[0]
     if failed and not results:
@@ -122,7 +139,7 @@ def _replicate_zones(ctx: Any, services: Services, zones: list[Zone], local: Loc
         _push_status(services, zone, local, local_times)
 
 
-def job_zone_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_zone_verify(ctx: Any, services: Services, params: ZoneVerifyRequest) -> dict[str, Any]:
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     from lightkeeper.backup.zones.verify import verify_zone  # noqa: PLC0415
     zone = _zone(services, params)
@@ -135,7 +152,7 @@ def job_zone_verify(ctx: Any, services: Services, params: dict[str, Any]) -> dic
     return r
 
 
-def job_zone_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_zone_prune(ctx: Any, services: Services, params: ZonePruneRequest) -> dict[str, Any]:
     from lightkeeper.backup.zones.prune import prune_zone  # noqa: PLC0415
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
@@ -150,7 +167,7 @@ def job_zone_prune(ctx: Any, services: Services, params: dict[str, Any]) -> dict
     return r
 
 
-def job_zone_restore(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_zone_restore(ctx: Any, services: Services, params: ZoneRestoreRequest) -> dict[str, Any]:
     from lightkeeper.backup.zones.restore import restore_from_zone  # noqa: PLC0415
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
@@ -168,7 +185,7 @@ def job_zone_restore(ctx: Any, services: Services, params: dict[str, Any]) -> di
     return r
 
 
-def job_zone_rebuild(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_zone_rebuild(ctx: Any, services: Services, params: ZoneRequest) -> dict[str, Any]:
     from lightkeeper.backup.zones.restore import rebuild_from_zone  # noqa: PLC0415
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
@@ -182,14 +199,14 @@ def job_zone_rebuild(ctx: Any, services: Services, params: dict[str, Any]) -> di
 
 
 def probe_zones(services: Services, names: list[str] | None = None,
-                check: Callable[[], None] | None = None) -> dict[str, Any]:
+                check: Callable[[], None] | None = None) -> dict[str, ZoneStatus]:
     """Probe every zone (or the given ones) and push its metrics: keeps lag and up/down
     current between syncs, so alerts fire for a zone that is down."""
     from lightkeeper.backup.zones.status import samples, zone_status  # noqa: PLC0415
     cfg = services.cfg
     local = _local(services)
     local_times = local.snapshot_times() if local.exists() else {}
-    out = {}
+    out: dict[str, ZoneStatus] = {}
     for zone in select_zones(cfg, names):
         if check is not None:
             check()
@@ -200,7 +217,7 @@ def probe_zones(services: Services, names: list[str] | None = None,
     return out
 
 
-def job_zone_status(ctx: Any, services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def job_zone_status(ctx: Any, services: Services, params: ZoneStatusRequest) -> ZoneStatusSummary:
     """An operator's explicit probe of every zone (or the given ones), with a job record."""
     return {"zones": probe_zones(services, params.get("zones"), ctx.check_cancelled)}
 
@@ -226,7 +243,7 @@ def _sftp_only(zone: Zone) -> None:
 
 
 # -- calls ------------------------------------------------------------------------------
-def call_list(services: Services, params: dict[str, Any]) -> list[dict[str, Any]]:
+def call_list(services: Services, params: ListRequest) -> list[ZoneStatus]:
     from lightkeeper.backup.zones.status import zone_status  # noqa: PLC0415
     cfg = services.cfg
     local = _local(services)
@@ -236,14 +253,14 @@ def call_list(services: Services, params: dict[str, Any]) -> list[dict[str, Any]
             for z in load_zones(cfg).values()]
 
 
-def call_status(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def call_status(services: Services, params: StatusRequest) -> ZoneStatus:
     from lightkeeper.backup.zones.status import zone_status  # noqa: PLC0415
     zone = _zone(services, params)
     return zone_status(zone, zone_state_dir(services.cfg, zone.name), _local(services),
                        do_probe=bool(params.get("probe")))
 
 
-def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def call_trust_probe(services: Services, params: ZoneRequest) -> TrustProbeResponse:
     """Connect and report the zone's host key, trusting nothing."""
     from lightkeeper.backup.zones import hostkeys  # noqa: PLC0415
     from lightkeeper.backup.zones.connection import probe_host_key  # noqa: PLC0415
@@ -267,7 +284,7 @@ def call_trust_probe(services: Services, params: dict[str, Any]) -> dict[str, An
             "recorded": [f"{k.get_name()} {hostkeys.fingerprint(k)}" for k in known.values()]}
 
 
-def call_trust(services: Services, params: dict[str, Any]) -> dict[str, Any]:
+def call_trust(services: Services, params: TrustRequest) -> TrustResponse:
     """Record the zone's host key, only if it has the fingerprint the operator confirmed."""
     from lightkeeper.backup.zones import hostkeys  # noqa: PLC0415
     from lightkeeper.backup.zones.connection import probe_host_key  # noqa: PLC0415
@@ -306,7 +323,7 @@ def schedules(services: Services) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-JOBS = {
+JOBS: dict[str, JobFn] = {
     "replicate": job_replicate,
     "zone_verify": job_zone_verify,
     "zone_prune": job_zone_prune,
@@ -315,7 +332,7 @@ JOBS = {
     "zone_status": job_zone_status,
 }
 
-CALLS = {
+CALLS: dict[str, CallFn] = {
     "zones.list": call_list,
     "zones.status": call_status,
     "zones.trust_probe": call_trust_probe,

@@ -162,9 +162,10 @@ class ZoneSession:
             sftp = paramiko.SFTPClient.from_transport(t)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise ZoneUnreachable(self.zone.name, f"cannot open SFTP channel: {exc}") from None
-        if sftp is None:
+        channel = sftp.get_channel() if sftp is not None else None
+        if sftp is None or channel is None:
             raise ZoneUnreachable(self.zone.name, "cannot open SFTP channel")
-        sftp.get_channel().settimeout(max(self.timeout, 60.0))
+        channel.settimeout(max(self.timeout, 60.0))
         self.clients.append(sftp)
 
     def expand(self) -> None:

@@ -37,7 +37,7 @@ def _download(src: Any, root: RemoteRoot, rel: str, dest: Any,
 def _read_small(src: Any, root: RemoteRoot, rel: str) -> bytes | None:
     if isinstance(src, paramiko.SFTPClient):
         return remote_ops.read_small(src, root.join(rel))
-    return src.read_small(rel)  # type: ignore[no-any-return]
+    return src.read_small(rel)
 
 
 def content_ok(rel: str, data_hash: str) -> bool:

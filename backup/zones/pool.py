@@ -1,5 +1,5 @@
-"""Run transfer tasks on several SFTP channels at once (one thread per channel), reporting
-progress and honouring cancellation from the calling thread."""
+"""Run transfer tasks on several connections at once (SFTP channels or S3 clients, one thread
+each), reporting progress and honouring cancellation from the calling thread."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import paramiko
-
 from lightkeeper.progress import JobCancelled
 
-T = TypeVar("T")
+T = TypeVar("T")  # a task
+C = TypeVar("C")  # a connection: an SFTP channel or an S3 client
 
 
 class Counters:
@@ -34,29 +33,29 @@ class Counters:
             self.current = name
 
 
-def run_tasks(clients: list[paramiko.SFTPClient], tasks: Iterable[T],
-              fn: Callable[[paramiko.SFTPClient, T, threading.Event], Any], ctx: Any,
+def run_tasks(clients: list[C], tasks: Iterable[T], fn: Callable[[C, T, threading.Event], Any],
+              ctx: Any,
               report: Callable[[], None], interval: float = 0.25) -> None:
     """Apply ``fn(sftp, task, stop)`` to every task, each channel in its own thread. The first
     error stops the others and is raised; cancellation raises JobCancelled."""
     q: queue.SimpleQueue[T] = queue.SimpleQueue()
     n = 0
-    for t in tasks:
-        q.put(t)
+    for task in tasks:
+        q.put(task)
         n += 1
     if n == 0:
         return
     stop = threading.Event()
     errors: list[BaseException] = []
 
-    def worker(sftp: paramiko.SFTPClient) -> None:
+    def worker(conn: C) -> None:
         while not stop.is_set():
             try:
                 task = q.get_nowait()
             except queue.Empty:
                 return
             try:
-                fn(sftp, task, stop)
+                fn(conn, task, stop)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 if not stop.is_set():
                     errors.append(exc)
@@ -65,8 +64,8 @@ def run_tasks(clients: list[paramiko.SFTPClient], tasks: Iterable[T],
 
     threads = [threading.Thread(target=worker, args=(c,), daemon=True, name="zone-xfer")
                for c in clients[:n]]
-    for t in threads:
-        t.start()
+    for thread in threads:
+        thread.start()
     cancelled = False
     while True:
         alive = [t for t in threads if t.is_alive()]
@@ -77,8 +76,8 @@ def run_tasks(clients: list[paramiko.SFTPClient], tasks: Iterable[T],
             cancelled = True
             stop.set()
         report()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.join()
     report()
     if cancelled:
         raise JobCancelled(getattr(ctx, "job_id", "job"))

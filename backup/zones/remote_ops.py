@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Protocol, cast
 
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from lightkeeper.backup.zones.local_repo import TEMP_SUFFIX, is_temp_name
 from lightkeeper.backup.zones.remote_path import RemoteRoot
+
+if TYPE_CHECKING:
+    from paramiko.message import Message
 
 CHUNK = 256 * 1024
 SYNC_TOKEN = ".lightkeeper-sync"
@@ -45,12 +48,67 @@ class Throttle:
             time.sleep(wait)
 
 
+class Readable(Protocol):
+    """What an upload reads from: a binary file, or bytes wrapped in one."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    """What a download writes to: a binary file, or a sink that only counts."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> object: ...
+
+
+class _RequestLayer(Protocol):
+    """The part of paramiko 5.1's private SFTP request layer this module drives (the version
+    is pinned in pyproject; the type stubs declare only the public API)."""
+
+    request_number: int
+    _lock: threading.Lock
+    _expecting: dict[int, object]
+
+    def _request(self, t: int, *args: object) -> tuple[int, Message]: ...
+
+    def _async_request(self, fileobj: object, t: int, *args: object) -> int: ...
+
+    def _read_response(self, waitfor: int | None = None) -> tuple[int, Message]: ...
+
+
+class _AttrsWire(Protocol):
+    """paramiko's private (de)serialisation of SFTP file attributes."""
+
+    def _pack(self, msg: Message) -> None: ...
+
+    def _from_msg(self, msg: Message) -> paramiko.SFTPAttributes: ...
+
+
+def _layer(sftp: paramiko.SFTPClient) -> _RequestLayer:
+    return cast("_RequestLayer", sftp)
+
+
+def _wire(attrs: paramiko.SFTPAttributes | type[paramiko.SFTPAttributes]) -> _AttrsWire:
+    return cast("_AttrsWire", attrs)
+
+
 @dataclass
 class Listing:
     files: dict[str, int] = field(default_factory=dict)  # rel -> size (not snapshots)
     snapshots: dict[str, int] = field(default_factory=dict)  # id -> size
     temps: list[str] = field(default_factory=list)
     dirs: set[str] = field(default_factory=set)
+
+
+def connected(sftp: paramiko.SFTPClient) -> bool:
+    """The SSH connection under ``sftp`` is still up (an error on a live one is the server's
+    answer, not a lost link)."""
+    channel = sftp.get_channel()
+    transport = channel.get_transport() if channel is not None else None
+    return transport is not None and transport.is_active()
 
 
 def _listdir(sftp: paramiko.SFTPClient, path: str) -> list[paramiko.SFTPAttributes]:
@@ -218,7 +276,7 @@ def remove_quiet(sftp: paramiko.SFTPClient, path: str) -> None:
         pass
 
 
-def upload(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: BinaryIO, size: int,
+def upload(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Readable, size: int,
            throttle: Throttle | None = None, on_bytes: Callable[[int], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> int:
     """Write ``src`` to ``rel`` atomically: pipelined writes to a temp name, size check,
@@ -259,8 +317,8 @@ class TooLarge(OSError):
     """A remote file larger than the size we know it must have."""
 
 
-def download(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest: BinaryIO,
-             on_bytes: Callable[[int], None] | None = None, hasher: object | None = None,
+def download(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest: Writable,
+             on_bytes: Callable[[int], None] | None = None, hasher: Hasher | None = None,
              should_stop: Callable[[], bool] | None = None,
              max_size: int | None = None) -> int:
     """Read ``rel`` with prefetch (pipelined reads) into ``dest``; returns the size. With
@@ -285,7 +343,7 @@ def download(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, dest: Binary
                                "while being read; not fetched")
             dest.write(chunk)
             if hasher is not None:
-                hasher.update(chunk)  # type: ignore[attr-defined]
+                hasher.update(chunk)
             got += len(chunk)
             if on_bytes is not None:
                 on_bytes(len(chunk))
@@ -298,7 +356,7 @@ def statvfs(sftp: paramiko.SFTPClient, path: str) -> tuple[int, int] | None:
     """(bytes available, total bytes) of the remote filesystem, via OpenSSH's
     statvfs@openssh.com extension; None when the server does not offer it."""
     try:
-        t, msg = sftp._request(CMD_EXTENDED, "statvfs@openssh.com", path)  # noqa: SLF001
+        t, msg = _layer(sftp)._request(CMD_EXTENDED, "statvfs@openssh.com", path)  # noqa: SLF001
     except (OSError, paramiko.SSHException):
         return None
     if t != CMD_EXTENDED_REPLY:
@@ -333,7 +391,7 @@ class BatchItem:
     rel: str
     size: int
     data: bytes | None = None
-    error: BaseException | None = None
+    error: OSError | None = None
 
 
 class _Pipe:
@@ -348,10 +406,10 @@ class _Pipe:
 
     def req(self, t: int, *args: object) -> int:
         from paramiko.message import Message  # noqa: PLC0415
+        from paramiko.sftp import int64  # noqa: PLC0415
         from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
-        from paramiko.sftp_client import int64  # noqa: PLC0415
 
-        sftp = self.sftp
+        sftp = _layer(self.sftp)
         with sftp._lock:  # noqa: SLF001 - the same bookkeeping as paramiko's _async_request
             num = sftp.request_number
             sftp._expecting[num] = type(None)  # noqa: SLF001
@@ -364,9 +422,11 @@ class _Pipe:
             elif isinstance(item, int):
                 msg.add_int(item)
             elif isinstance(item, SFTPAttributes):
-                item._pack(msg)  # noqa: SLF001
-            else:
+                _wire(item)._pack(msg)  # noqa: SLF001
+            elif isinstance(item, str | bytes):
                 msg.add_string(item)
+            else:
+                raise TypeError(f"no SFTP encoding for {type(item).__name__}")
         payload = msg.asbytes()
         self.buf += struct.pack(">IB", len(payload) + 1, t)
         self.buf += payload
@@ -380,9 +440,9 @@ class _Pipe:
             self.buf.clear()
 
 
-def _expect_status(sftp: paramiko.SFTPClient, num: int) -> BaseException | None:
+def _expect_status(sftp: paramiko.SFTPClient, num: int) -> OSError | None:
     try:
-        sftp._read_response(num)  # noqa: SLF001 - raises IOError for an error status
+        _layer(sftp)._read_response(num)  # noqa: SLF001 - raises IOError for an error status
     except OSError as exc:
         return exc
     return None
@@ -404,9 +464,9 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
         SFTP_FLAG_CREATE,
         SFTP_FLAG_TRUNC,
         SFTP_FLAG_WRITE,
+        int64,
     )
     from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
-    from paramiko.sftp_client import int64  # noqa: PLC0415
 
     pipe = _Pipe(sftp)
     req = pipe.req
@@ -418,7 +478,7 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
     handles: list[bytes | None] = []
     for item, num in zip(items, opens, strict=True):
         try:
-            t, msg = sftp._read_response(num)  # noqa: SLF001
+            t, msg = _layer(sftp)._read_response(num)  # noqa: SLF001
             if t != CMD_HANDLE:
                 raise OSError(f"unexpected answer to open of {item.rel}")
             handles.append(msg.get_binary())
@@ -444,10 +504,10 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
     for item, what, num in pending:
         if what == "fstat":
             try:
-                t, msg = sftp._read_response(num)  # noqa: SLF001
+                t, msg = _layer(sftp)._read_response(num)  # noqa: SLF001
                 if t != CMD_ATTRS:
                     raise OSError(f"unexpected answer to fstat of {item.rel}")
-                size = SFTPAttributes._from_msg(msg).st_size  # noqa: SLF001
+                size = _wire(SFTPAttributes)._from_msg(msg).st_size  # noqa: SLF001
                 if size != item.size and item.error is None:
                     item.error = OSError(errno.EIO, f"size mismatch after upload of {item.rel}: "
                                          f"local {item.size}, remote {size}")
@@ -458,7 +518,7 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
             if err is not None and item.error is None:
                 item.error = err
     # 3. publish the whole ones, drop the temp files of the others
-    renames = []
+    renames: list[tuple[BatchItem | None, int]] = []
     for item, (tmp, final) in zip(items, paths, strict=True):
         if item.error is None:
             renames.append((item, req(CMD_EXTENDED, "posix-rename@openssh.com", tmp, final)))
@@ -466,18 +526,18 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
             renames.append((None, req(CMD_REMOVE, tmp)))
     pipe.flush()
     done = []
-    for item, num in renames:
+    for renamed, num in renames:
         err = _expect_status(sftp, num)
-        if item is None:
+        if renamed is None:
             continue
         if err is not None:
-            item.error = err
+            renamed.error = err
         else:
-            done.append(item)
+            done.append(renamed)
     return done
 
 
-def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: BinaryIO,
+def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Readable,
                   size: int, throttle: Throttle | None = None,
                   on_bytes: Callable[[int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None,
@@ -497,9 +557,9 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Bi
         SFTP_FLAG_CREATE,
         SFTP_FLAG_TRUNC,
         SFTP_FLAG_WRITE,
+        int64,
     )
     from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
-    from paramiko.sftp_client import int64  # noqa: PLC0415
 
     final = root.join(rel)
     tmp = root.join(rel + TEMP_SUFFIX)
@@ -507,7 +567,7 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Bi
     num = pipe.req(CMD_OPEN, tmp, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC,
                    SFTPAttributes())
     pipe.flush()
-    t, msg = sftp._read_response(num)  # noqa: SLF001
+    t, msg = _layer(sftp)._read_response(num)  # noqa: SLF001
     if t != CMD_HANDLE:
         raise OSError(f"unexpected answer to open of {rel}")
     handle = msg.get_binary()
@@ -542,8 +602,8 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Bi
         while outstanding:
             err = _expect_status(sftp, outstanding.popleft())
             error = error or err
-        t, msg = sftp._read_response(fstat)  # noqa: SLF001
-        remote_size = SFTPAttributes._from_msg(msg).st_size if t == CMD_ATTRS else None  # noqa: SLF001
+        t, msg = _layer(sftp)._read_response(fstat)  # noqa: SLF001
+        remote_size = _wire(SFTPAttributes)._from_msg(msg).st_size if t == CMD_ATTRS else None  # noqa: SLF001
         closed = True
         error = error or _expect_status(sftp, close)
         if error is not None:
@@ -559,8 +619,8 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Bi
     except BaseException:
         try:
             if not closed:
-                sftp._async_request(type(None), CMD_CLOSE, handle)  # noqa: SLF001
-            sftp._async_request(type(None), CMD_REMOVE, tmp)  # noqa: SLF001
+                _layer(sftp)._async_request(type(None), CMD_CLOSE, handle)  # noqa: SLF001
+            _layer(sftp)._async_request(type(None), CMD_REMOVE, tmp)  # noqa: SLF001
         except Exception:  # noqa: BLE001 - the connection may be gone
             pass
         raise

@@ -215,7 +215,7 @@ def fetch_index_then_packs(zone: Zone, repo_path: Path, key_file: Path, todo: li
 
 
 def publish_snapshots(snapshots: Iterable[str], repo_path: Path,
-                      fetch_to: Callable[[str, Path], None], ctx: Any,
+                      fetch_to: Callable[[str, Path], object], ctx: Any,
                       counters: Counters) -> list[str]:
     """Manifests last: each fetched aside under a random name, then renamed into place."""
     published = []

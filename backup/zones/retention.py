@@ -29,4 +29,4 @@ def select_keep(repo: Any, infos: list[Any], keep: dict[str, int]) -> tuple[set[
         return {i.id for i in infos}, [{"id": i.id, "reasons": ["no policy"]} for i in infos]
     groups = {i.id: retention.group_key(i, _sources(repo.read_snapshot(i.id))) for i in infos}
     kept, _removed = retention.apply(infos, policy, groups)
-    return {k["id"] for k in kept}, kept
+    return {k["id"] for k in kept}, [dict(k) for k in kept]

@@ -147,7 +147,7 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
                         problems.append({"file": rel, "problem": "hash mismatch (corrupted)"})
                 counters.file_done(rel)
 
-            run_tasks(_workers(store), todo, check, ctx, report)  # type: ignore[arg-type]
+            run_tasks(_workers(store), todo, check, ctx, report)
             hashed = counters.files_done
         stale = store.uploads()
         versioning = store.versioning()
@@ -379,7 +379,7 @@ def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx:
 
             unindexed = fetch_index_then_packs(
                 zone, repo_path, key_file, todo, limits,
-                lambda rels: run_tasks(_workers(store), rels, one, ctx, report))  # type: ignore[arg-type]
+                lambda rels: run_tasks(_workers(store), rels, one, ctx, report))
             totals["phase"] = "snapshots"
             published = publish_snapshots(
                 listing.snapshots, repo_path,

@@ -152,6 +152,7 @@ class S3Pass:
                 needed = None
                 break
             refs_of[sid] = refs
+            assert needed is not None  # ``check`` is empty when nothing is needed
             needed |= refs
         candidates = files if needed is None else {r: files[r] for r in needed if r in files}
         todo = sorted(rel for rel, size in candidates.items()
@@ -166,13 +167,13 @@ class S3Pass:
         resume: dict[str, Upload] = {}
         aborted = 0
         for up in sorted(in_progress, key=lambda u: str(u.initiated or "")):
-            rel = wanted.get(up.key)
-            if rel is not None and files.get(rel, 0) > store.s3.part_size:
-                old = resume.pop(rel, None)
+            up_rel = wanted.get(up.key)
+            if up_rel is not None and files.get(up_rel, 0) > store.s3.part_size:
+                old = resume.pop(up_rel, None)
                 if old is not None:
                     store.abort(old)
                     aborted += 1
-                resume[rel] = up
+                resume[up_rel] = up
             else:
                 store.abort(up)
                 aborted += 1
@@ -212,12 +213,12 @@ class S3Pass:
         for sid in missing:
             if self.ctx is not None:
                 self.ctx.check_cancelled()
-            refs = refs_of.get(sid)
-            if isinstance(refs, BaseException):
+            got = refs_of.get(sid)
+            if isinstance(got, BaseException):
                 summary["snapshots_unpublished"].append({"id": sid, "missing_files": 0,
-                                                         "error": str(refs)})
+                                                         "error": str(got)})
                 continue
-            wanted_files = set(files) if refs is None else refs | {"config"}
+            wanted_files = set(files) if got is None else got | {"config"}
             lacking = sorted(r for r in wanted_files
                              if r not in present or (r in files and present[r] != files[r]))
             if lacking:
@@ -274,13 +275,12 @@ class S3Pass:
 
         # a worker per request in flight pulling from one queue (a future per file would
         # make every progress wait walk thousands of futures)
-        run_tasks([store] * store.s3.concurrency, small, one,  # type: ignore[list-item]
-                  self.ctx, self.report)
+        run_tasks([store] * store.s3.concurrency, small, one, self.ctx, self.report)
         for rel in large:
             if self._cancelled():
                 break
-            with ThreadPoolExecutor(1, thread_name_prefix="s3-large") as one:
-                self._wait({one.submit(self._put, store, rel, files[rel], resume.get(rel),
+            with ThreadPoolExecutor(1, thread_name_prefix="s3-large") as pool:
+                self._wait({pool.submit(self._put, store, rel, files[rel], resume.get(rel),
                                        summary, uploaded)})
         if self._cancelled():
             self.stop.set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from lightkeeper.backup.zones import remote_ops
 from lightkeeper.backup.zones.connection import ZoneSession
@@ -20,6 +20,7 @@ from lightkeeper.backup.zones.local_repo import LocalRepo
 from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.remote_path import RemoteRoot
 from lightkeeper.backup.zones.state import ZoneStatus
+from lightkeeper.contracts import zones as contracts
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.status")
@@ -63,7 +64,7 @@ def probe(zone: Zone, timeout: float = 10.0) -> tuple[bool, str | None, dict[str
 
 def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
                 local_times: dict[str, float] | None = None, do_probe: bool = False,
-                now: float | None = None) -> dict[str, Any]:
+                now: float | None = None) -> contracts.ZoneStatus:
     st = ZoneStatus(zone_dir)
     if do_probe:
         ok, err, snaps = probe(zone)
@@ -83,8 +84,8 @@ def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
     unreachable_s = None
     if data.get("unreachable_since") is not None:
         unreachable_s = max(0.0, now - float(data["unreachable_since"]))
-    return {
-        **zone.describe(),
+    return cast("contracts.ZoneStatus", {
+        **zone.describe(),  # the settings keys ZoneStatus declares for the zone's kind
         "reachable": data.get("reachable"),
         "unreachable_seconds": unreachable_s,
         "last_success": data.get("last_success"),
@@ -97,10 +98,10 @@ def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
         "remote_bytes": data.get("remote_bytes"),
         "bytes_sent_total": int(data.get("bytes_sent_total") or 0),
         "failures_total": int(data.get("failures_total") or 0),
-    }
+    })
 
 
-def samples(status: dict[str, Any], now: float) -> list[tuple[float, str, str, float]]:
+def samples(status: contracts.ZoneStatus, now: float) -> list[tuple[float, str, str, float]]:
     """The zone's metrics as (ts, metric, label, value) samples for the agent's store. The lag
     travels as the time of the oldest snapshot the zone lacks (0: none), from which the agent
     computes ``zone_lag_seconds`` whenever it is read (``agent.derived``)."""
@@ -113,9 +114,8 @@ def samples(status: dict[str, Any], now: float) -> list[tuple[float, str, str, f
         (now, "zone_sent_bytes_total", name, float(status["bytes_sent_total"])),
         (now, "zone_failures_total", name, float(status["failures_total"])),
     ]
-    if status.get("last_success") is not None:
-        out.append((now, "zone_last_success_timestamp_seconds", name,
-                    float(status["last_success"])))
-    if status.get("unreachable_seconds") is not None:
-        out.append((now, "zone_unreachable_seconds", name, float(status["unreachable_seconds"])))
+    if (last_success := status["last_success"]) is not None:
+        out.append((now, "zone_last_success_timestamp_seconds", name, float(last_success)))
+    if (unreachable := status["unreachable_seconds"]) is not None:
+        out.append((now, "zone_unreachable_seconds", name, float(unreachable)))
     return out

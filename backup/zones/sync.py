@@ -144,7 +144,7 @@ class _Pass:
             except InterruptedError:
                 return
             except OSError as exc:
-                if is_network_error(exc) or not sftp.get_channel().get_transport().is_active():
+                if is_network_error(exc) or not remote_ops.connected(sftp):
                     raise
                 raise self._write_error(sftp, rel, exc) from None
         if sent != size:
@@ -180,19 +180,18 @@ class _Pass:
             done = remote_ops.upload_batch(sftp, self.root, items, self.throttle,
                                            self._add_bytes)
         except OSError as exc:
-            if is_network_error(exc) or not sftp.get_channel().get_transport().is_active():
+            if is_network_error(exc) or not remote_ops.connected(sftp):
                 raise
             raise self._write_error(sftp, items[0].rel, exc) from None
         for item in done:
             self.uploaded[item.rel] = item.size
             self.counters.file_done(item.rel)
-        failed = [i for i in items if i.error is not None]
+        failed = [(i, i.error) for i in items if i.error is not None]
         if failed:
-            exc = failed[0].error
-            assert exc is not None
-            if not sftp.get_channel().get_transport().is_active():
-                raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}")
-            raise self._write_error(sftp, failed[0].rel, exc)  # type: ignore[arg-type]
+            first, error = failed[0]
+            if not remote_ops.connected(sftp):
+                raise ZoneUnreachable(self.zone.name, f"connection lost: {error}")
+            raise self._write_error(sftp, first.rel, error)
 
     def _add_bytes(self, n: int) -> None:
         self.counters.add_bytes(n)
@@ -312,6 +311,7 @@ class _Pass:
                 needed = None
                 break
             self.refs[sid] = refs
+            assert needed is not None  # ``check`` is empty when nothing is needed
             needed |= refs
         candidates = files if needed is None else {r: files[r] for r in needed if r in files}
         todo = sorted((rel for rel, size in candidates.items() if remote_files.get(rel) != size),
@@ -354,17 +354,17 @@ class _Pass:
         for sid in missing:
             if self.ctx is not None:
                 self.ctx.check_cancelled()
-            refs = self.refs.get(sid)
-            if isinstance(refs, BaseException):
+            got = self.refs.get(sid)
+            if isinstance(got, BaseException):
                 summary["snapshots_unpublished"].append({"id": sid, "missing_files": 0,
-                                                         "error": str(refs)})
+                                                         "error": str(got)})
                 log.warning("zones.snapshot_unreadable", zone=self.zone.name, snapshot=sid,
-                            error=str(refs))
+                            error=str(got))
                 continue
-            if refs is None:
+            if got is None:
                 ok, lacking = data_complete, [r for r in files if r not in present]
             else:
-                lacking = sorted(r for r in refs | {"config"} if r not in present)
+                lacking = sorted(r for r in got | {"config"} if r not in present)
                 ok = not lacking
             if not ok:
                 summary["snapshots_unpublished"].append({"id": sid, "missing_files": len(lacking)})

@@ -94,7 +94,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
                 except InterruptedError:
                     return
                 except OSError as exc:
-                    if not client.get_channel().get_transport().is_active():
+                    if not remote_ops.connected(client):
                         raise
                     with lock:
                         problems.append({"file": rel, "problem": f"unreadable: {exc}"})

@@ -111,7 +111,8 @@ class BackupsPane(Pane):
         for s in self.snapshots:
             summ = s.get("summary") or {}
             if verified_id and s["id"] == verified_id:
-                v_text = Text(f"yes, {age(verified_doc.get('time'), req.now)}", style="green")
+                v_text = Text(f"yes, {age((verified_doc or {}).get('time'), req.now)}",
+                              style="green")
             else:
                 v_text = Text("-", style="dim")
             rows.append((s["id"], [

@@ -3,7 +3,7 @@ slowest operations, a user filter and markers where the tuning version changed."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
@@ -14,10 +14,14 @@ from textual.widgets import Static
 from lightkeeper.fmt import clock_time, ms, pct
 from lightkeeper.tui import agentdata
 from lightkeeper.tui.actions import bindings, window_seconds
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed, problem
 from lightkeeper.tui.panes.base import Pane, Request
-from lightkeeper.tui.panes.common import first, small_table
+from lightkeeper.tui.panes.common import small_table
 from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
+
+if TYPE_CHECKING:
+    from lightkeeper.contracts.agent import TopUser
+    from lightkeeper.contracts.rag import UsersResponse
 
 
 class LightRagPane(Pane):
@@ -48,16 +52,13 @@ class LightRagPane(Pane):
 
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         user = req.params.get("user")
-        users = agentdata.call(client, "rag.users")
-        if problem(users):
-            users = agentdata.call(client, "rag.top_users", window="7d", limit=50)
         return {
             "latency": agentdata.call(client, "rag.latency", window=req.window, user=user),
             "summary": agentdata.call(client, "rag.summary", window=req.window, user=user),
             "slowest": agentdata.call(client, "rag.slowest", window=req.window, user=user,
                                       limit=8),
             "marks": agentdata.call(client, "rag.version_marks", window=req.window),
-            "users": users,
+            "users": _user_names(client),
         }
 
     # -- actions ----------------------------------------------------------------------------
@@ -79,13 +80,7 @@ class LightRagPane(Pane):
 
     # -- render -----------------------------------------------------------------------------
     def show(self, data: dict[str, Any], req: Request) -> None:
-        users = data["users"]
-        if isinstance(users, list):
-            self.users = sorted({u if isinstance(u, str) else str(first(u, "user", "id"))
-                                 for u in users})
-        elif isinstance(users, dict) and isinstance(users.get("users"), list):
-            self.users = sorted(str(first(u, "user", "id")) if isinstance(u, dict) else str(u)
-                                for u in users["users"])
+        self.users = data["users"]
         window_s = window_seconds(req.window)
         lat = data["latency"]
         series: dict[str, list[dict[str, Any]]] = {} if problem(lat) else lat.get("series", {})
@@ -93,7 +88,7 @@ class LightRagPane(Pane):
         self.series_keys = sorted(series)
         if self.series_key not in series:
             preferred = [k for k in self.series_keys if k.startswith("query")]
-            self.series_key = (preferred or self.series_keys or [None])[0]
+            self.series_key = next(iter(preferred or self.series_keys), None)
         marks_doc = data["marks"]
         marks = [] if problem(marks_doc) else [
             (m["ts"], f"v{m['version']}") for m in marks_doc or []]
@@ -128,6 +123,16 @@ class LightRagPane(Pane):
         self.query_one("#rag-filter", Static).update(bar)
         self.query_one("#rag-summary", Static).update(_summary(data["summary"]))
         self.query_one("#rag-slowest", Static).update(_slowest(data["slowest"]))
+
+
+def _user_names(client: Any) -> list[str]:
+    """The users to filter by: those with a LightRAG directory (``rag.users``), else those with
+    operations in the last week (``rag.top_users``), else none."""
+    found: UsersResponse | Failed = agentdata.call(client, "rag.users")
+    if not isinstance(found, Failed):
+        return sorted(u["user"] for u in found["users"])
+    top: list[TopUser] | Failed = agentdata.call(client, "rag.top_users", window="7d", limit=50)
+    return [] if isinstance(top, Failed) else sorted(u["user"] for u in top)
 
 
 def _summary(rows: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
@@ -13,11 +13,15 @@ from textual.widgets import Static
 from lightkeeper.fmt import age, human_bytes, human_duration, pct, rate
 from lightkeeper.tui import agentdata
 from lightkeeper.tui.actions import window_seconds
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed, problem
 from lightkeeper.tui.panes.base import Pane, Request
-from lightkeeper.tui.panes.common import first, invert, series_lines, small_table, sum_series
+from lightkeeper.tui.panes.common import invert, series_lines, small_table, sum_series
 from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 from lightkeeper.tui.widgets.processes import ProcessesPanel
+
+if TYPE_CHECKING:
+    from lightkeeper.contracts.backup import StatsResponse
+    from lightkeeper.contracts.zones import ZoneStatus
 
 LATEST = ["disk_free_ratio", "disk_free_bytes", "disk_total_bytes",
           "network_receive_bytes_per_second", "network_transmit_bytes_per_second",
@@ -124,7 +128,8 @@ def _users(latest: dict[str, Any], sizes: dict[str, list[list[float]]], window: 
                     f"(no user grew in the last {window})", justify_right={1}))
 
 
-def _health(status: dict[str, Any], snapshots: Any, zones: Any, now: float) -> Group:
+def _health(status: dict[str, Any], snapshots: StatsResponse | Failed,
+            zones: list[ZoneStatus] | Failed, now: float) -> Group:
     rows = []
     for c in status.get("collectors") or []:
         ok = not c.get("last_error") or (c.get("age_s") or 0) < 3 * (c.get("interval_s") or 5)
@@ -135,29 +140,27 @@ def _health(status: dict[str, Any], snapshots: Any, zones: Any, now: float) -> G
                                     "(none running)", justify_right={2, 3})]
     parts.append(Text(""))
     stats = snapshots
-    if agentdata.no_repository(stats):
-        parts.append(Text("Backup: no repository yet", style="yellow"))
-    elif problem(stats):
-        parts.append(Text("Backup: " + (problem(stats) or ""), style="dim"))
+    if isinstance(stats, Failed):
+        parts.append(Text("Backup: no repository yet", style="yellow")
+                     if agentdata.no_repository(stats) else
+                     Text(f"Backup: {stats}", style="dim"))
     else:
-        newest = stats.get("newest_snapshot") or {}
-        verified = stats.get("verified") or {}
+        newest = stats["newest_snapshot"]
+        verified = stats["verified"] or {}
         if newest:
-            parts.append(Text(f"Backup: newest {age(newest.get('time'), now)}"))
+            parts.append(Text(f"Backup: newest {age(newest['time'], now)}"))
             if verified.get("time"):
                 parts.append(Text(f"  verified {age(verified['time'], now)}", style="dim"))
         else:
             parts.append(Text("Backup: no snapshot yet", style="yellow"))
-    if problem(zones):
+    if isinstance(zones, Failed):
         parts.append(Text("Zones: not available", style="dim"))
     else:
-        zl = zones if isinstance(zones, list) else first(zones, "zones", default=[])
-        if not zl:
+        if not zones:
             parts.append(Text("Zones: none configured", style="dim"))
-        for z in zl[:4]:
-            reach = first(z, "reachable")
-            lag = first(z, "lag_s", "lag_seconds", "lag")
+        for z in zones[:4]:
+            reach = z["reachable"]
             style = "red" if reach is False else ""
-            parts.append(Text(f"Zone {z.get('name')}: lag {human_duration(lag)}"
+            parts.append(Text(f"Zone {z['name']}: lag {human_duration(z['lag_seconds'])}"
                               + (" UNREACHABLE" if reach is False else ""), style=style))
     return Group(*parts)

@@ -89,8 +89,8 @@ class ZonesPane(Pane):
             reach = z.get("reachable")
             reach_t = Text("yes", style="green") if reach else Text(
                 "no", style="bold red") if reach is False else Text("?", style="dim")
-            rows.append((z.get("name"), [
-                z.get("name"), where(z), reach_t,
+            rows.append((z["name"], [
+                z["name"], where(z), reach_t,
                 age(z.get("last_success"), req.now), human_duration(z.get("lag_seconds")),
                 str(z.get("snapshots_behind", "")), human_bytes(z.get("remote_bytes")),
                 str(z.get("failures_total", 0)), shorten(z.get("last_error") or "", 40)]))

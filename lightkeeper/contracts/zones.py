@@ -1,0 +1,108 @@
+"""Zone calls and jobs (backup/zones/calls.py)."""
+
+from typing import Any, NotRequired, Required, TypedDict
+
+
+class ZoneRequest(TypedDict):
+    zone: str
+
+
+class ListRequest(TypedDict, total=False):
+    probe: bool  # connect to each zone now (slow); else the recorded state
+
+
+class StatusRequest(ZoneRequest, total=False):
+    probe: bool
+
+
+class ZoneStatus(TypedDict):
+    """A zone's settings (never credentials) and replication state."""
+
+    name: str
+    kind: str  # sftp | s3
+    where: str
+    bandwidth_limit_kbps: int
+    schedule: str
+    host: str
+    port: int | None
+    user: str
+    remote_path: str
+    key_file: NotRequired[str]  # sftp
+    known_hosts: NotRequired[str]  # sftp
+    endpoint_url: NotRequired[str]  # s3
+    bucket: NotRequired[str]  # s3
+    prefix: NotRequired[str]  # s3
+    region: NotRequired[str]  # s3
+    credentials: NotRequired[str]  # s3: where they come from
+    storage_class: NotRequired[str]  # s3
+    reachable: bool | None  # None: never probed
+    unreachable_seconds: float | None
+    last_success: float | None
+    last_attempt: float | None
+    last_error: str | None
+    lag_seconds: float
+    lag_since: float | None
+    snapshots_behind: int
+    remote_snapshots: int
+    remote_bytes: int | None
+    bytes_sent_total: int
+    failures_total: int
+
+
+class TrustRequest(ZoneRequest, total=False):
+    fingerprint: Required[str]  # the one the operator confirmed (SHA256:...)
+    actor: str
+
+
+class TrustProbeResponse(TypedDict):
+    zone: str
+    host: str
+    key_type: str
+    fingerprint: str
+    state: str  # trusted | changed | unknown
+    known_hosts: str
+    recorded: list[str]  # "TYPE FINGERPRINT" of the keys recorded for the host
+
+
+class TrustResponse(TypedDict):
+    zone: str
+    host: str
+    key_type: str
+    fingerprint: str
+    known_hosts: str
+    state: str  # trusted
+
+
+# -- jobs ------------------------------------------------------------------------------------
+class ReplicateRequest(TypedDict, total=False):
+    zones: list[str] | None
+    zone: str | None
+    full_listing: bool
+
+
+class ReplicateSummary(TypedDict):
+    zones: dict[str, dict[str, Any]]  # zone -> its sync result
+    failed: dict[str, str]  # zone -> error
+    state: NotRequired[str]  # "partial"
+
+
+class ZoneVerifyRequest(ZoneRequest, total=False):
+    full: bool
+
+
+class ZonePruneRequest(ZoneRequest, total=False):
+    dry_run: bool
+
+
+class ZoneRestoreRequest(ZoneRequest, total=False):
+    target: Required[str]
+    snapshot: str
+    user: str | None
+
+
+class ZoneStatusRequest(TypedDict, total=False):
+    zones: list[str] | None
+
+
+class ZoneStatusSummary(TypedDict):
+    zones: dict[str, ZoneStatus]
