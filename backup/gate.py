@@ -13,7 +13,8 @@ from pathlib import Path
 from lightkeeper import gate as _gate
 from lightkeeper.gate import LOCK_NAME, GateTimeout, Stamp
 
-__all__ = ["LOCK_NAME", "GateTimeout", "read_gate", "exclusive_gate", "read_stamp"]
+__all__ = ["LOCK_NAME", "GateTimeout", "read_gate", "exclusive_gate", "read_stamp",
+           "writer_active"]
 
 
 def read_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextManager[None]:
@@ -29,3 +30,8 @@ def exclusive_gate(user_dir: Path, timeout: float = 60.0) -> AbstractContextMana
 def read_stamp(user_dir: Path) -> Stamp:
     """The gate's stamp: when the last gated write finished (0: never)."""
     return _gate.read_stamp(Path(user_dir))
+
+
+def writer_active(user_dir: Path) -> bool:
+    """Whether a gated writer holds the gate now (its writes are in flight under it)."""
+    return _gate.writer_active(Path(user_dir))

@@ -29,7 +29,7 @@ from pyfastcdc import FastCDC
 from lightkeeper.backup import dbsources, sources, storecheck
 from lightkeeper.backup.chunkindex import ChunkIndex
 from lightkeeper.backup.fsutil import NoSpace, is_enospc, open_regular_below, require_space
-from lightkeeper.backup.gate import GateTimeout, read_gate, read_stamp
+from lightkeeper.backup.gate import GateTimeout, read_gate, read_stamp, writer_active
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.packs import PackWriter
 from lightkeeper.backup.priority import lowered
@@ -270,7 +270,12 @@ def _not_quiet_reason(found: tuple[str, float], quiet: float) -> str:
 
 def _wait_quiet(udir: Path, opts: BackupOptions, ctx: JobContext) -> None:
     """Wait (outside the gate) until no file was modified outside the gate for
-    ``opts.quiet_seconds``; give up after twice that."""
+    ``opts.quiet_seconds``; give up after twice that.
+
+    While a writer holds the gate, the files modified since the last stamp may be its own,
+    in flight: its release stamps them as gated. So the wait ends there and the check made
+    under the gate (after that release) decides; a writer ignoring the gate is still caught
+    there."""
     quiet = opts.quiet_seconds
     if quiet <= 0:
         return
@@ -278,7 +283,7 @@ def _wait_quiet(udir: Path, opts: BackupOptions, ctx: JobContext) -> None:
     while True:
         files, _ = sources.scan(udir)
         found = _unquiet(files, read_stamp(udir).last_write_ns, quiet, time.time())
-        if found is None:
+        if found is None or writer_active(udir):
             return
         left = deadline - time.monotonic()
         if left <= 0:

@@ -181,6 +181,34 @@ def reader_waiting(directory: Path) -> bool:
         os.close(fd)
 
 
+def writer_active(directory: Path) -> bool:
+    """Whether a writer holds the gate (``LOCK_EX``) right now.
+
+    The backup asks this before it waits for a quiet directory: files modified after the last
+    stamp may be that writer's, still in flight under the gate, and its release stamp will
+    cover them; the check made under the gate decides. The probe is a non-blocking shared lock
+    taken and dropped at once (a writer asking in that instant retries after a few ms).
+    """
+    try:
+        fd = os.open(lock_path(directory), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+                     | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symlink is no gate of ours
+            return False
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        if _try_lock(fd, fcntl.LOCK_SH):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
 def read_stamp(directory: Path) -> Stamp:
     """The gate's stamp; a missing or empty file reads as 'never written'."""
     try:

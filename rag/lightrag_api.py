@@ -18,7 +18,16 @@ the write gate. What it relies on (names as of lightrag-hku 1.5.7):
   edits (``aedit_entity``... ``adelete_by_relation``), ``get_knowledge_graph``, and
   ``_query_done`` (a query's LLM-cache flush);
 - ``LightRAG.__post_init__(addon_params)`` (an ``InitVar``), dataclass fields ``tokenizer``, ``llm_model_func``, ``embedding_func`` (an
-  ``EmbeddingFunc`` whose ``func`` is the model call), ``role_llm_configs`` (per-role funcs).
+  ``EmbeddingFunc`` whose ``func`` is the model call), ``role_llm_configs`` (per-role funcs);
+- the storages, built in ``__post_init__`` as the attributes :data:`STORAGE_ATTRS` (every
+  ``lightrag.base.StorageNameSpace`` the instance holds), touch their files only in
+  :data:`STORAGE_WRITE_METHODS`: ``index_done_callback`` (every flush; ``doc_status.upsert``
+  and ``update_doc_status_fields`` call it), ``initialize`` (the LLM cache's legacy migration),
+  ``finalize`` (the cache and vector stores flush at shutdown) and ``drop``. Each is wrapped
+  per instance with ``Hooks.store_write``: so the writes the pipeline makes outside one
+  document's processing (a REST enqueue, the parse and analyze workers' ``doc_status``
+  transitions and LLM-cache commits, the consistency repairs at a batch's start, a query's
+  cache flush) hold the gate too.
 """
 
 from __future__ import annotations
@@ -40,6 +49,12 @@ GRAPH_WRITE_MODES = {"aedit_entity": "edit_entity", "aedit_relation": "edit_rela
 GRAPH_WRITE_METHODS = tuple(GRAPH_WRITE_MODES)
 # track_id prefix (lightrag.utils.generate_track_id) -> the insert's mode in the spool
 INSERT_SOURCES = {"upload": "upload", "insert": "text", "scan": "scan"}
+# the LightRAG attributes holding its storages (LightRAG.initialize_storages' list)
+STORAGE_ATTRS = ("full_docs", "text_chunks", "full_entities", "full_relations", "entity_chunks",
+                 "relation_chunks", "entities_vdb", "relationships_vdb", "chunks_vdb",
+                 "chunk_entity_relation_graph", "llm_response_cache", "doc_status")
+# the storage methods that write their files (JSON KV, doc status, NanoVectorDB, NetworkX)
+STORAGE_WRITE_METHODS = ("initialize", "index_done_callback", "finalize", "drop")
 
 
 class VersionMismatch(RuntimeError):
@@ -84,7 +99,10 @@ class Hooks:
     - ``op(op, mode, force=False)``: an async context manager recording one operation
       (yields the op: ``fail(exc)``, ``queue_wait_s``, ``llm_s``...; ``None`` when another is
       in progress, unless ``force``); its ``detach()`` lets a streamed answer finish it later;
-    - ``write()``: an async context manager holding the user's write gate;
+    - ``write()``: an async context manager holding the user's write gate for one operation
+      (called where LightRAG holds none of its own locks, so it may wait for a backup);
+    - ``store_write()``: the same for one storage method writing its files, called inside
+      LightRAG (possibly under its locks): it joins a hold in progress rather than wait;
     - ``wrap_llm`` / ``wrap_embed``: the instrumentation of the model functions;
     - ``tokenizer``: the offline tokenizer; ``configure(rag)``: tuning applied at build;
       ``query_param(rag, param)`` before each query, ``before_document(rag)`` before each
@@ -93,6 +111,7 @@ class Hooks:
 
     op: Callable[..., Any]
     write: Callable[[], Any]
+    store_write: Callable[[], Any]
     wrap_llm: Callable[[Any], Any]
     wrap_embed: Callable[[Any], Any]
     tokenizer: Any
@@ -142,6 +161,35 @@ async def _measured_stream(iterator: AsyncIterator[Any], scope: Any, rec: Any,
         await scope.__aexit__(type(exc) if exc else None, exc, None)
 
 
+def gate_storages(rag: Any, hooks: Hooks) -> list[str]:
+    """Wrap each storage's file-writing methods (:data:`STORAGE_WRITE_METHODS`) on this
+    instance with ``hooks.store_write``; returns what was wrapped (``attr.method``)."""
+    wrapped = []
+    for attr in STORAGE_ATTRS:
+        storage = getattr(rag, attr, None)
+        if storage is None or getattr(storage, "__lightkeeper_gated__", False):
+            continue
+        for name in STORAGE_WRITE_METHODS:
+            method = getattr(storage, name, None)
+            if method is None:
+                continue
+            setattr(storage, name, _store_writer(method, hooks))
+            wrapped.append(f"{attr}.{name}")
+        storage.__lightkeeper_gated__ = True
+    return wrapped
+
+
+def _store_writer(method: Callable[..., Awaitable[Any]],
+                  hooks: Hooks) -> Callable[..., Awaitable[Any]]:
+    async def gated(*args: Any, **kwargs: Any) -> Any:
+        async with hooks.store_write():
+            return await method(*args, **kwargs)
+
+    gated.__name__ = getattr(method, "__name__", "gated")
+    gated.__wrapped__ = method  # type: ignore[attr-defined]
+    return gated
+
+
 def instrumented_class(base: Any, hooks: Hooks) -> type:
     """A subclass of LightRAG's ``LightRAG`` with ``hooks`` attached (see module docstring).
     ``base`` is typed Any: LightRAG ships no type information."""
@@ -167,6 +215,7 @@ def instrumented_class(base: Any, hooks: Hooks) -> type:
                     cfg.func = hooks.wrap_llm(cfg.func)
             hooks.configure(self)
             super().__post_init__(*init_vars)
+            gate_storages(self, hooks)
             hooks.instances.append(self)
 
         # -- queries ------------------------------------------------------------------

@@ -9,8 +9,12 @@ arguments and environment); ``rag/lightrag_api.py`` (the adapter) builds it with
   operation is one spool record (op, mode, LLM/embedding split, tokens, outcome);
 - every write holds the user's write gate (``LOCK_EX``): a REST enqueue, each pipeline
   document from its first storage write to its final flush, a delete, a graph edit, a
-  query's LLM-cache flush. Overlapping writes share one hold; when a backup is waiting
-  (it holds the gate's intent file) new writes wait for the hold to end, so the backup gets in;
+  query's LLM-cache flush; and, underneath, every storage method that writes a file (the
+  pipeline's parse and analyze stages update ``doc_status`` and commit the LLM cache outside
+  any one document's processing). Overlapping writes share one hold; when a backup is waiting
+  (it holds the gate's intent file) new operations wait for the hold to end, so the backup
+  gets in. A storage write joins a hold in progress instead: LightRAG may call it under its
+  own locks, which the holder may be waiting for;
 - the active tuning is applied when the instance is built. While it runs, a new active
   version's ``next_operation`` parameters apply to the next query and its ``new_documents``
   ones to the next document; ``restart``/``rebuild`` ones are reported (log, status file)
@@ -71,11 +75,14 @@ class SharedWriteGate:
         self._idle.set()
 
     @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        if _in_gate.get():  # a write inside a write: already covered
+    async def hold(self, yield_to_reader: bool = True) -> AsyncIterator[None]:
+        """Hold the gate for one write. ``yield_to_reader=False`` (a storage write, maybe under
+        LightRAG's locks) joins a hold in progress even when a backup waits: waiting for that
+        hold to end could wait for ourselves."""
+        if _in_gate.get() and self.count > 0:  # a write inside a write: already covered
             yield
             return
-        if self.count > 0 and core_gate.reader_waiting(self.directory):
+        if yield_to_reader and self.count > 0 and core_gate.reader_waiting(self.directory):
             await self._idle.wait()  # let the hold end so the waiting backup gets in
         async with self._acquire:
             if self.count == 0:
@@ -141,7 +148,7 @@ class ServeRuntime:
         self.status_path: Path | None = None
         self.status_extra: dict[str, Any] = {}
         self.hooks = lightrag_api.Hooks(
-            op=self._op, write=self._write,
+            op=self._op, write=self._write, store_write=self._store_write,
             wrap_llm=wrap_llm if instrumented else (lambda f: f),
             wrap_embed=wrap_embed if instrumented else (lambda f: f),
             tokenizer=offline_tokenizer(), configure=self._configure,
@@ -155,6 +162,9 @@ class ServeRuntime:
 
     def _write(self) -> Any:
         return self.gate.hold() if self.gated else _NullScope()
+
+    def _store_write(self) -> Any:
+        return self.gate.hold(yield_to_reader=False) if self.gated else _NullScope()
 
     def _configure(self, rag: Any) -> None:
         """Apply the active tuning to a LightRAG instance being built (before __post_init__)."""

@@ -93,6 +93,45 @@ def test_gated_writes_need_no_quiet_period(data_root: Path, repo: Repository) ->
     assert quiet["gated_writes"] is True
 
 
+GATED_WRITER = """
+import sys, time
+from pathlib import Path
+from lightkeeper.gate import write_gate
+p, hold = Path(sys.argv[1]), float(sys.argv[2])
+with write_gate(p.parent, timeout=10):
+    p.write_bytes(p.read_bytes() + b"\\n")
+    print("WRITING", flush=True)
+    end = time.monotonic() + hold
+    while time.monotonic() < end:  # a long batch: several flushes under one hold
+        time.sleep(0.2)
+        p.write_bytes(p.read_bytes() + b" ")
+print("DONE", flush=True)
+"""
+
+
+def test_a_gated_write_in_flight_is_waited_for_not_refused(data_root: Path,
+                                                           repo: Repository) -> None:
+    """Files modified under a gate that is still held are not an ungated writer's: the backup
+    does not wait for them to go quiet (the hold outlasts twice the quiet period here) but
+    for the gate, and the writer's release stamp covers them."""
+    p = data_root / "user02" / "kv_store_full_docs.json"
+    proc = run_child(GATED_WRITER, str(p), "2.0")
+    try:
+        assert proc.stdout.readline().strip() == "WRITING"
+        s = run_backup(repo, BackupOptions(data_root, users=["user02"], quiet_seconds=0.5,
+                                           retries=0))
+        assert proc.stdout.readline().strip() == "DONE"
+    finally:
+        proc.wait(30)
+    assert s.get("state") is None, s
+    check = repo.read_snapshot(s["snapshot_id"])["users"]["user02"]["check"]
+    assert check["accepted"] and check["attempts"] == 1 and check["quiet"]["gated_writes"]
+    out = data_root.parent / "restored"
+    restore(repo, s["snapshot_id"], RestoreOptions(target=out, users=["user02"]))
+    # the copy holds every write of the hold: it was taken after the hold ended
+    assert (out / "user02" / p.name).read_bytes() == p.read_bytes()
+
+
 TOUCHER = """
 import os, sys, time
 from pathlib import Path

@@ -103,3 +103,24 @@ def test_gate_refuses_bad_user_ids(tmp_path: Path) -> None:
         with pytest.raises(InvalidUserId):
             with gate.write_gate(tmp_path, bad):
                 pass
+
+
+def test_writer_active_sees_only_a_writer_holding_the_gate(tmp_path: Path, holder) -> None:
+    from lightkeeper import gate as core_gate
+
+    udir = tmp_path / "alice"
+    assert not core_gate.writer_active(udir)  # no directory, no gate file
+    with gate.read_gate(tmp_path, "alice"):  # a reader (a backup copying) is no writer
+        assert not core_gate.writer_active(udir)
+    proc, release = holder()
+    assert core_gate.writer_active(udir)
+    release.touch()
+    assert proc.wait(10) == 0
+    assert not core_gate.writer_active(udir)
+    # the probe took nothing: a writer gets the gate at once
+    with gate.write_gate(tmp_path, "alice", timeout=0.2):
+        pass
+    other = tmp_path / "bob"
+    other.mkdir()
+    (other / core_gate.LOCK_NAME).symlink_to(udir / core_gate.LOCK_NAME)
+    assert not core_gate.writer_active(other)  # a symlink is not followed

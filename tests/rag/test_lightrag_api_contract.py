@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +136,115 @@ def test_every_op_and_mode_serve_records_is_one_the_agent_accepts() -> None:
     assert {f"{m}-data" for m in spool.QUERY_MODES} <= set(spool.MODES)
     assert {"insert", "query", "delete", "graph"} <= set(spool.OPS)
     assert all(len(m.encode()) <= 16 for m in spool.MODES)  # the agent's bound on a mode
+
+
+# What writes a storage's files in the default backends (JSON KV and doc status, NanoVectorDB,
+# NetworkX): found in a method's source, it makes that method a file writer.
+FILE_WRITES = re.compile(r"write_json\(|atomic_write\(|_save_to_disk_locked\(|write_nx_graph\(|"
+                         r"\.save\(|os\.remove\(|os\.replace\(|os\.unlink\(|\.unlink\(|"
+                         r"shutil\.|open\([^)]*['\"][wa]")
+# reaps only LightRAG's own orphaned ``<file>.tmp.*`` siblings, which a copy never includes
+TMP_REAP = "reap_orphan_tmp_files("
+
+
+@pytest.fixture
+def plain_rag(tmp_path: Path) -> Any:
+    """A real LightRAG instance (default storages) on the offline providers."""
+    from lightrag import LightRAG
+    from lightrag.utils import EmbeddingFunc
+
+    from lightkeeper.rag.providers.offline import HashEmbedder, Latency, OfflineLLM
+    from lightkeeper.rag.tokenizer import offline_tokenizer
+
+    lat = Latency(llm_ms=0, embed_ms=0)
+    return LightRAG(working_dir=str(tmp_path), workspace="contract",
+                    llm_model_func=OfflineLLM(lat), llm_model_name="lightkeeper-offline",
+                    embedding_func=EmbeddingFunc(embedding_dim=16, func=HashEmbedder(16, lat)),
+                    tokenizer=offline_tokenizer())
+
+
+def test_the_storages_are_the_attributes_the_adapter_gates(plain_rag: Any) -> None:
+    from lightrag.base import StorageNameSpace
+
+    held = {k for k, v in vars(plain_rag).items() if isinstance(v, StorageNameSpace)}
+    assert held == set(lightrag_api.STORAGE_ATTRS), (
+        "LightRAG's storages changed: a storage not in STORAGE_ATTRS would write ungated")
+    for attr in lightrag_api.STORAGE_ATTRS:
+        for name in lightrag_api.STORAGE_WRITE_METHODS:
+            assert inspect.iscoroutinefunction(getattr(type(getattr(plain_rag, attr)), name)), \
+                f"{attr}.{name}"
+
+
+def _own_methods(cls: type) -> dict[str, tuple[str, str]]:
+    """name -> (defining class, source) for every function LightRAG defines on cls's MRO."""
+    out: dict[str, tuple[str, str]] = {}
+    for klass in reversed(cls.__mro__):
+        if not klass.__module__.startswith("lightrag"):
+            continue
+        for name, fn in vars(klass).items():
+            fn = getattr(fn, "__func__", fn)
+            if not inspect.isfunction(fn):
+                continue
+            try:
+                out[name] = (klass.__name__, inspect.getsource(fn))
+            except OSError:  # generated (a dataclass's __init__, __eq__): no file access
+                continue
+    return out
+
+
+def test_default_storages_write_their_files_only_in_the_gated_methods(plain_rag: Any) -> None:
+    """Every method of the default storages that writes a file is one of STORAGE_WRITE_METHODS,
+    or a helper that only those methods call."""
+    gated = set(lightrag_api.STORAGE_WRITE_METHODS)
+    for cls in {type(getattr(plain_rag, a)) for a in lightrag_api.STORAGE_ATTRS}:
+        methods = _own_methods(cls)
+        writers = {n for n, (_, src) in methods.items() if FILE_WRITES.search(src)}
+        assert writers, f"{cls.__name__}: no file write found; is FILE_WRITES still right?"
+        reapers = {n for n, (_, src) in methods.items() if TMP_REAP in src}
+        assert reapers <= {"__post_init__"}, (cls.__name__, reapers)
+        todo = sorted(writers - gated)
+        seen: set[str] = set()
+        while todo:  # a helper: each of its callers must be gated, or a gated helper itself
+            helper = todo.pop()
+            if helper in seen:
+                continue
+            seen.add(helper)
+            callers = {n for n, (_, src) in methods.items()
+                       if n != helper and re.search(rf"\b{re.escape(helper)}\(", src)}
+            assert callers, f"{cls.__name__}.{helper} writes files and nothing gated calls it"
+            todo.extend(c for c in callers if c not in gated)
+
+
+def test_gate_storages_wraps_every_file_writer_of_an_instance(plain_rag: Any,
+                                                              tmp_path: Path) -> None:
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    entered: list[int] = []
+
+    @asynccontextmanager
+    async def store_write() -> Any:
+        entered.append(1)
+        yield
+
+    hooks = lightrag_api.Hooks(op=None, write=None, store_write=store_write, wrap_llm=None,
+                               wrap_embed=None, tokenizer=None, configure=None,
+                               query_param=None, before_document=None)  # type: ignore[arg-type]
+    wrapped = lightrag_api.gate_storages(plain_rag, hooks)
+    assert len(wrapped) == len(lightrag_api.STORAGE_ATTRS) * \
+        len(lightrag_api.STORAGE_WRITE_METHODS)
+    assert lightrag_api.gate_storages(plain_rag, hooks) == []  # never twice
+
+    async def run() -> None:
+        await plain_rag.initialize_storages()
+        n = len(entered)
+        assert n == len(lightrag_api.STORAGE_ATTRS)  # each initialize
+        await plain_rag.doc_status.upsert({"doc-1": {"status": "pending", "content_summary": "x",
+                                                     "content_length": 1, "file_path": "a.txt",
+                                                     "created_at": "2026-01-01T00:00:00",
+                                                     "updated_at": "2026-01-01T00:00:00"}})
+        assert len(entered) > n  # doc_status.upsert flushes through index_done_callback
+        await plain_rag.finalize_storages()
+
+    asyncio.run(run())
+    assert (tmp_path / "contract" / "kv_store_doc_status.json").exists()

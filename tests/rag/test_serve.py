@@ -260,3 +260,65 @@ def test_bad_arguments_are_refused_clearly(run_cli: Any) -> None:
     assert r.returncode == 1 and "no lightkeeper serve runs for nobody" in r.stderr
     r = run_cli("rag", "users", "--bogus", check=False)
     assert r.returncode == 2 and "unrecognized arguments: --bogus" in r.stderr
+
+
+def _files(udir: Path) -> dict[str, tuple[int, int, int]]:
+    """The user's files (not the gate's, not LightRAG's in-progress ``.tmp.`` siblings)."""
+    from lightkeeper.gate import GATE_FILES
+
+    out = {}
+    for p in udir.iterdir():
+        if p.name in GATE_FILES or ".tmp." in p.name or not p.is_file():
+            continue
+        st = p.stat()
+        out[p.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def test_every_file_write_of_the_served_app_holds_the_gate(serve: Any,
+                                                           lk_env: dict[str, str]) -> None:
+    """While REST inserts (text, texts, upload), queries and a delete run, a reader takes the
+    user's gate over and over, as a backup does: no file may change while it holds the gate,
+    and none may be newer than the gate's stamp (the last gated write's end). A write made
+    outside the gate (before: the pipeline's parse and analyze stages wrote ``doc_status``
+    ungated) fails one of the two."""
+    import threading
+
+    from lightkeeper.backup.gate import read_gate, read_stamp
+
+    a = serve("srv_g")
+    base = a.info["url"]
+    udir = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"]) / "srv_g"
+    stop = threading.Event()
+    escaped: list[str] = []
+    windows = 0
+
+    def reader() -> None:
+        nonlocal windows
+        while not stop.is_set():
+            with read_gate(udir, 60):
+                stamp = read_stamp(udir).last_write_ns
+                before = _files(udir)
+                escaped.extend(f"{n} newer than the gate's stamp" for n, sig in before.items()
+                               if sig[1] > stamp)
+                stop.wait(0.3)
+                after = _files(udir)
+                escaped.extend(f"{n} changed while the gate was held" for n in
+                               set(before) | set(after) if before.get(n) != after.get(n))
+                windows += 1
+            stop.wait(0.05)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        drive(base, DOCS)
+        http("POST", base + "/documents/texts",
+             {"texts": [f"{d} Bulletin {i}." for i, d in enumerate(DOCS)],
+              "file_sources": [f"t{i}.txt" for i in range(len(DOCS))]})
+        wait_for(lambda: len(docs_by_status(base).get("processed", [])) == 7
+                 and pipeline_idle(base), what="the second batch")
+    finally:
+        stop.set()
+        t.join(120)
+    assert windows >= 5, windows
+    assert not escaped, sorted(set(escaped))[:10]
