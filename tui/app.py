@@ -18,6 +18,7 @@ from typing import Any
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
@@ -325,6 +326,13 @@ class LightkeeperApp(App[int]):
             self.prefs.set_window(window)
         if self._app_mounted():
             self.refresh_now()
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A toast, always plain text: its messages carry the agent's errors, paths, user ids
+        and notes, which may hold "[" (Textual would parse them as markup and a stray "[/]"
+        would break the toast)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # -- the app's own actions ----------------------------------------------------------------
     def switch_to(self, pane_id: str) -> None:
