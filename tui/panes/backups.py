@@ -150,7 +150,7 @@ class BackupsPane(Pane):
                 lines=lines, now=req.now, window_s=span, ymin=0, message=msg))
 
         chart("ch-bk-size", [Line("snapshot", points("bytes_total")),
-                             Line("repository", [p for p in repo if p[1] is not None])])
+                             Line("repo", [p for p in repo if p[1] is not None])])
         chart("ch-bk-added", [Line("", points("bytes_added_data", "bytes_added"))])
         chart("ch-bk-duration", [Line("", points("duration_s"))])
 
