@@ -114,8 +114,8 @@ class ZonesPane(Pane):
         since = series_lines(data.get("behind_since"))
         lines = [Line(name, lag_points(points)) for name, points in sorted(since.items())]
         chart = self.query_one("#zn-charts", TimeChart)
-        chart.unit, chart.scale = lag_unit(max((v for line in lines for _ts, v in line.points),
-                                               default=0.0))
+        chart.unit, chart.scale = lag_unit(max((v for line in lines for _ts, v in line.points
+                                                if v is not None), default=0.0))
         chart.show(ChartData(
             lines=lines,
             now=req.now, window_s=window_seconds(req.window), ymin=0,
