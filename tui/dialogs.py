@@ -36,13 +36,13 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Static(self.title_text, classes="dialog-title", markup=False)
             with VerticalScroll(classes="dialog-body"):
-                yield Static(self.body)
+                yield Static(self.body, markup=False)
             if self.typed is not None:
                 yield Static(Text.assemble("Type ", (self.typed, "bold"), " to confirm:"))
                 yield Input(id="typed", placeholder=self.typed)
-            yield Static("", id="dialog-error", classes="error")
+            yield Static("", id="dialog-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm_label, id="ok",
                              variant="error" if self.danger else "primary")
@@ -95,12 +95,12 @@ class NoteDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Static(self.title_text, classes="dialog-title", markup=False)
             with VerticalScroll(classes="dialog-body"):
-                yield Static(self.body)
-            yield Static(self.label)
+                yield Static(self.body, markup=False)
+            yield Static(self.label, markup=False)
             yield Input(id="note", placeholder="what and why, for the history")
-            yield Static("", id="dialog-error", classes="error")
+            yield Static("", id="dialog-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm_label, id="ok", variant="primary")
                 yield Button("Cancel", id="cancel")

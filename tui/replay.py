@@ -26,11 +26,13 @@ class RecordingClient:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.answers: dict[str, Any] = {}
+        self.recording = True  # False: reads pass through unrecorded (a live scene)
         self._lock = threading.Lock()
 
     def _keep(self, key: str, value: Any) -> Any:
-        with self._lock:
-            self.answers[key] = value
+        if self.recording:
+            with self._lock:
+                self.answers[key] = value
         return value
 
     def status(self) -> dict[str, Any]:

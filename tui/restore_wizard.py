@@ -53,11 +53,11 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
             yield Static("", id="wiz-summary", classes="dim")
             with ContentSwitcher(initial="snapshot", id="wiz-steps"):
                 yield OptionList(*[Option(snapshot_label(s), id=s["id"])
-                                   for s in self.snapshots], id="snapshot")
+                                   for s in self.snapshots], id="snapshot", markup=False)
                 yield OptionList(Option("everything in the snapshot", id="all"),
                                  Option("one user", id="user"),
                                  Option("one database", id="database"), id="scope")
-                yield OptionList(id="pick")
+                yield OptionList(id="pick", markup=False)  # user and database names
                 yield OptionList(Option("restore to a new directory", id="new"),
                                  Option("restore in place (a safety snapshot of the current "
                                         "data is taken first)", id="in_place"), id="target")
@@ -67,7 +67,7 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
                 with Vertical(id="confirm"):
                     yield Static("", id="confirm-text")
                     yield Input(id="confirm-input")
-            yield Static("", id="wiz-error", classes="error")
+            yield Static("", id="wiz-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Start restore", id="start", variant="primary")
                 yield Button("Back", id="back")

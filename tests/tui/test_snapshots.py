@@ -55,3 +55,21 @@ def test_replay_refuses_actions() -> None:
     with pytest.raises(AgentError) as info:
         client.call("no.such.call")
     assert info.value.code == "unknown_call"
+
+
+def test_replayed_zone_chart_has_lag_history() -> None:
+    """The recording holds a zone's lag over time (it grew after a backup, dropped at a sync):
+    the Zones snapshot shows a chart, not 'no zone status in this window'."""
+    import asyncio
+
+    from lightkeeper.tui.widgets.chart import TimeChart
+
+    async def run() -> list[float]:
+        app = replay_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await show_pane(pilot, app, "zones", "4")
+            chart = app.query_one("#zn-charts", TimeChart)
+            return [v for line in chart.data.lines for _ts, v in line.points if v is not None]
+
+    values = asyncio.run(run())
+    assert any(v > 0 for v in values) and values[-1] == 0, values  # lagged, now in sync

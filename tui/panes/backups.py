@@ -15,7 +15,7 @@ from textual.widgets import Static
 
 from lightkeeper.fmt import age, clock_time, human_bytes, human_duration, plural
 from lightkeeper.tui import agentdata
-from lightkeeper.tui.actions import bindings, window_seconds
+from lightkeeper.tui.actions import bindings, window_for_age, window_seconds
 from lightkeeper.tui.agentdata import problem
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
@@ -60,8 +60,7 @@ class BackupsPane(Pane):
     def compose(self) -> ComposeResult:
         yield Static(id="backups-note", classes="filterbar")
         with Grid(id="bk-charts"):
-            yield TimeChart("Snapshot and repository size", scale=MIB, unit="MiB",
-                            id="ch-bk-size")
+            yield TimeChart("Size", scale=MIB, unit="MiB", id="ch-bk-size")
             yield TimeChart("Added per snapshot", scale=MIB, unit="MiB", id="ch-bk-added")
             yield TimeChart("Backup duration", unit="s", id="ch-bk-duration")
         yield RowsTable(id="snap-table", cursor_type="row", zebra_stripes=True)
@@ -75,11 +74,17 @@ class BackupsPane(Pane):
     def focus_default(self) -> None:
         self.query_one("#snap-table", RowsTable).focus()
 
+    def params(self) -> dict[str, Any]:
+        # the repository's growth over the span the charts show (the snapshot history, or the
+        # console's window if longer): a 7 d query gave hourly points outside a short span
+        span = history_span(self.snapshots, self.lk.clock(), window_seconds(self.lk.window))
+        return {"repo_window": window_for_age(span)}
+
     def fetch(self, client: Any, req: Request) -> dict[str, Any]:
         return {"snapshots": agentdata.call(client, "backup.snapshots"),
                 "stats": agentdata.call(client, "backup.stats"),
-                "repo": agentdata.series(client, "backup_repository_size_bytes", "", "7d",
-                                         agg="max"),
+                "repo": agentdata.series(client, "backup_repository_size_bytes", "",
+                                         req.params.get("repo_window") or "7d", agg="max"),
                 "recent": client.jobs(limit=20)}
 
     def show(self, data: dict[str, Any], req: Request) -> None:
@@ -145,7 +150,7 @@ class BackupsPane(Pane):
                 lines=lines, now=req.now, window_s=span, ymin=0, message=msg))
 
         chart("ch-bk-size", [Line("snapshot", points("bytes_total")),
-                             Line("repository", [p for p in repo if p[1] is not None])])
+                             Line("repo", [p for p in repo if p[1] is not None])])
         chart("ch-bk-added", [Line("", points("bytes_added_data", "bytes_added"))])
         chart("ch-bk-duration", [Line("", points("duration_s"))])
 

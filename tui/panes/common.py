@@ -45,14 +45,15 @@ def invert(points: list[list[float]]) -> list[list[float]]:
 
 def small_table(title: str, columns: list[str], rows: list[list[Any]], empty: str = "(none)",
                 justify_right: set[int] | None = None) -> Table:
+    # an empty table says so below its header, across the whole width (as a row it was cut
+    # to the first column's width: "(no user grew in the last …")
     t = Table(title=title, title_justify="left", title_style="bold", box=None, expand=True,
-              padding=(0, 1), show_edge=False, header_style="dim")
+              padding=(0, 1), show_edge=False, header_style="dim",
+              caption=None if rows else Text(" " + empty, style="dim"), caption_justify="left")
     right = justify_right or set()
     for i, c in enumerate(columns):
         t.add_column(c, justify="right" if i in right else "left", no_wrap=True,
                      overflow="ellipsis")
-    if not rows:
-        t.add_row(Text(empty, style="dim"), *[""] * (len(columns) - 1))
     for r in rows:
         t.add_row(*[x if isinstance(x, Text) else Text("" if x is None else str(x)) for x in r])
     return t

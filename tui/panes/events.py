@@ -21,7 +21,11 @@ LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold r
                "critical": "bold white on red"}
 
 
-def event_line(e: dict[str, Any]) -> Text:
+NAME_WIDTH = 22  # the event column, widened (to NAME_MAX) when a longer name arrives
+NAME_MAX = 32
+
+
+def event_line(e: dict[str, Any], name_width: int = NAME_WIDTH) -> Text:
     """One event in columns two spaces apart: time, level, kind, event (padded so the next
     column lines up), who did it, then its context."""
     t = Text(no_wrap=True, overflow="ellipsis")
@@ -30,7 +34,7 @@ def event_line(e: dict[str, Any]) -> Text:
     t.append(f"{level[:4]:<4}  ", style=LEVEL_STYLE.get(level, ""))
     t.append(f"{e.get('kind', '')[:5]:<5}  ", style="dim")
     name = str(e.get("event", ""))
-    t.append(f"{name:<22}", style="bold" if e.get("kind") == "audit" else "")
+    t.append(f"{name:<{name_width}}", style="bold" if e.get("kind") == "audit" else "")
     if e.get("actor"):
         t.append(f"  by {e['actor']}", style="cyan")
     ctx = e.get("context") or {}
@@ -59,6 +63,7 @@ class EventsPane(Pane):
         self.rows: list[dict[str, Any]] = []
         self._width = 0
         self._drawn = False
+        self._name_width = NAME_WIDTH
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="events-bar"):
@@ -93,7 +98,11 @@ class EventsPane(Pane):
         if new:
             self.last_id = new[-1]["id"]
             self.rows = (self.rows + new)[-MAX_ROWS:]
-        if req.params["since"] == 0:
+        widest = max((len(str(e.get("event", ""))) for e in new), default=0)
+        wider = min(NAME_MAX, widest) > self._name_width
+        if wider:  # "state.permissions_tightened" ran into its context: widen the column
+            self._name_width = min(NAME_MAX, widest)
+        if req.params["since"] == 0 or wider:
             self._drawn = False
             self.call_after_refresh(self._render_all)  # once the log has its width
         else:
@@ -119,7 +128,7 @@ class EventsPane(Pane):
         log = self.query_one("#events-log", RichLog)
         width = log.scrollable_content_region.width or None
         for e in rows:
-            log.write(event_line(e), width=width)
+            log.write(event_line(e, self._name_width), width=width)
 
     def _reset(self) -> None:
         self.gen += 1

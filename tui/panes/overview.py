@@ -161,6 +161,10 @@ def _health(status: dict[str, Any], snapshots: StatsResponse | Failed,
         for z in zones[:4]:
             reach = z["reachable"]
             style = "red" if reach is False else ""
-            parts.append(Text(f"Zone {z['name']}: lag {human_duration(z['lag_seconds'])}"
-                              + (" UNREACHABLE" if reach is False else ""), style=style))
+            in_sync = z["snapshots_behind"] == 0 and z["last_success"] and reach is not False
+            parts.append(Text(f"Zone {z['name']}: "
+                              + ("in sync" if in_sync
+                                 else f"lag {human_duration(z['lag_seconds'])}")
+                              + (" UNREACHABLE" if reach is False else ""),
+                              style=style or ("green" if in_sync else "")))
     return Group(*parts)

@@ -38,6 +38,22 @@ def lag_points(behind_since: list[list[float]]) -> list[list[float]]:
             for ts, since in behind_since if since is not None]
 
 
+def lag_text(z: dict[str, Any]) -> Text:
+    """A zone holding every snapshot is in sync (not "0 ms" behind)."""
+    if z.get("snapshots_behind") == 0 and z.get("last_success"):
+        return Text("in sync", style="green")
+    return Text(human_duration(z.get("lag_seconds")))
+
+
+def lag_unit(top_s: float) -> tuple[str, float]:
+    """The lag axis in the unit its largest value reads best in (not 0.109 min)."""
+    if top_s < 180:
+        return "s", 1.0
+    if top_s < 3 * 3600:
+        return "min", 1 / 60
+    return "h", 1 / 3600
+
+
 class ZonesPane(Pane):
     pane_id = "zones"
     BINDINGS = bindings("zones")
@@ -49,7 +65,7 @@ class ZonesPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(id="zones-note", classes="filterbar")
-        yield TimeChart("Lag per zone", unit="min", scale=1 / 60, id="zn-charts")
+        yield TimeChart("Lag per zone", unit="s", id="zn-charts")
         yield RowsTable(id="zones-table", cursor_type="row", zebra_stripes=True)
         yield JobProgress(ZONE_JOBS, "no replication job running", id="zones-progress")
         yield Static(id="zones-last", classes="lastjob")
@@ -91,13 +107,17 @@ class ZonesPane(Pane):
                 "no", style="bold red") if reach is False else Text("?", style="dim")
             rows.append((z["name"], [
                 z["name"], where(z), reach_t,
-                age(z.get("last_success"), req.now), human_duration(z.get("lag_seconds")),
+                age(z.get("last_success"), req.now), lag_text(z),
                 str(z.get("snapshots_behind", "")), human_bytes(z.get("remote_bytes")),
                 str(z.get("failures_total", 0)), shorten(z.get("last_error") or "", 40)]))
         table.set_rows(rows)
         since = series_lines(data.get("behind_since"))
-        self.query_one("#zn-charts", TimeChart).show(ChartData(
-            lines=[Line(name, lag_points(points)) for name, points in sorted(since.items())],
+        lines = [Line(name, lag_points(points)) for name, points in sorted(since.items())]
+        chart = self.query_one("#zn-charts", TimeChart)
+        chart.unit, chart.scale = lag_unit(max((v for line in lines for _ts, v in line.points
+                                                if v is not None), default=0.0))
+        chart.show(ChartData(
+            lines=lines,
             now=req.now, window_s=window_seconds(req.window), ymin=0,
             message=problem(data.get("behind_since")) or "no zone status in this window"))
         self.query_one("#zones-progress", JobProgress).show(self.lk.jobs)

@@ -42,17 +42,22 @@ class QuietStatic(Static):
     """A Static that skips the refresh (and relayout) when the content did not change."""
 
     _shown: object = None
+    # a bar of a fixed height (the top bar, the key legend): new text needs no relayout of
+    # the screen, only a repaint of this line
+    fixed_height = False
 
     def set_text(self, content: Text) -> None:
         plain = (content.plain, tuple(str(s) for s in content.spans))
         if plain != self._shown:
             self._shown = plain
-            self.update(content)
+            self.update(content, layout=not self.fixed_height)
 
 
 class TopBar(QuietStatic):
     """Screen tabs with their keys, the time window and the agent's host (k9s' header): it
     watches the app's ``active``, ``window`` and ``host`` reactives."""
+
+    fixed_height = True
 
     def on_mount(self) -> None:
         for name in ("active", "window", "host"):
@@ -147,6 +152,8 @@ class KeyLegend(QuietStatic):
     """The keys that act now, from Textual's active bindings of this legend's screen (so a
     text field or a dialog shows its own keys, never one it would swallow). One line, no
     recompose: cheaper than Textual's Footer on every focus change."""
+
+    fixed_height = True
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._changed)

@@ -120,9 +120,12 @@ class TimeChart(PlotextPlot):
                 legend.append(" ■ ", style=RICH_COLORS.get(color, color))
                 legend.append(line.label)
         axis = Text(f"   x: {unit} ago", style="dim")
-        # the legend is what the lines mean: it stays whole; the title gives way first
+        # the legend is what the lines mean: it stays whole; the x-axis note gives way first,
+        # then the unit, then the title is shortened
         if len(t) + len(legend) + len(axis) > width:
             axis = Text("")
+        if len(t) + len(legend) > width and self.unit:
+            t = Text(" " + self.title, style="bold", no_wrap=True, overflow="ellipsis")
         room = width - len(legend) - len(axis)
         if len(t) > room:
             t.truncate(max(4, room), overflow="ellipsis")

@@ -22,7 +22,7 @@ class RowsTable(DataTable):
         row = self.cursor_row
         self.clear()
         for key, cells in rows:
-            self.add_row(*cells, key=key)
+            self.add_row(*(_literal(c) for c in cells), key=key)
         if rows:
             self.move_cursor(row=min(max(row, 0), len(rows) - 1))
         return True
@@ -38,6 +38,12 @@ class RowsTable(DataTable):
         super()._update_dimensions(new_rows)
         self._clear_caches()  # rows, cells and lines rendered at the old widths
         self.refresh()
+
+
+def _literal(cell: Any) -> Any:
+    """A str cell as Text: DataTable parses str cells as markup, and a note, actor or error
+    from the agent ("[bold]x", "[/]") must show as typed, never style or break the table."""
+    return Text(cell) if isinstance(cell, str) else cell
 
 
 def _plain(cell: Any) -> Any:
