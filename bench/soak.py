@@ -170,28 +170,31 @@ class TimingClient:
 
 class Console:
     """Polls every pane in turn exactly as the console's poll worker does: ``status()``, then
-    the pane's ``fetch`` (tui/panes/*.py) with the window the console would choose."""
+    the pane's ``fetch`` (tui/panes/*.py) with the window the console would choose.
+
+    In the background it polls one pane every ``pause`` real seconds (load). At a checkpoint,
+    :meth:`burst` pauses that and polls all six panes ``rounds`` times back to back; those
+    calls are the ones measured, each tagged with whether a job was running (the status call
+    that opened its poll said so)."""
 
     PANES = (OverviewPane, LightRagPane, BackupsPane, ZonesPane, TuningPane, EventsPane)
 
     def __init__(self, client: AgentClient, clock: SimClock, pause: float) -> None:
         self.clock = clock
         self.pause = pause
-        self.timings: list[tuple[float, str, float]] = []  # (sim day, call, seconds)
-        self._lock = threading.Lock()
+        self.measured: list[tuple[str, float, bool]] = []  # (call, seconds, a job ran)
+        self.measuring = False
+        self.busy = False
         self.client = TimingClient(client, self._record)
         self.last_event = 0
         self.model_loaded = False
         self.errors: dict[str, int] = defaultdict(int)
         self.polls = 0
+        self._turn = threading.Lock()  # one poll at a time, as in the console
 
     def _record(self, name: str, seconds: float) -> None:
-        with self._lock:
-            self.timings.append((self.clock.day(), name, seconds))
-
-    def since(self, day: float) -> list[tuple[str, float]]:
-        with self._lock:
-            return [(n, s) for d, n, s in self.timings if d >= day]
+        if self.measuring:
+            self.measured.append((name, seconds, self.busy))
 
     def _params(self, pane: type) -> dict[str, Any]:
         if pane is EventsPane:  # the live tail: only what is newer than the last event shown
@@ -206,6 +209,7 @@ class Console:
         # the reference: the agent's cheapest request (GET /v1/health), timed the same way
         self.client.reference()
         status = self.client.status()
+        self.busy = bool((status.get("jobs") or {}).get("running"))
         started = status.get("data_since") or status.get("started") or self.clock.now()
         window = window_for_age(self.clock.now() - float(started))
         req = Request(window=window, now=self.clock.now(), params=self._params(pane),
@@ -217,16 +221,31 @@ class Console:
             self.model_loaded = True
         self.polls += 1
 
+    def _safe_poll(self, pane: type) -> None:
+        try:
+            self.poll(pane)
+        except (AgentError, OSError, RuntimeError) as exc:
+            self.errors[f"{pane.pane_id}: {type(exc).__name__}: {exc}"[:160]] += 1
+
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             for pane in self.PANES:
-                if stop.is_set():
-                    return
-                try:
-                    self.poll(pane)
-                except (AgentError, OSError, RuntimeError) as exc:
-                    self.errors[f"{pane.pane_id}: {type(exc).__name__}: {exc}"[:160]] += 1
+                with self._turn:
+                    if stop.is_set():
+                        return
+                    self._safe_poll(pane)
                 stop.wait(self.pause)
+
+    def burst(self, rounds: int) -> list[tuple[str, float, bool]]:
+        with self._turn:
+            self.measured, self.measuring = [], True
+            try:
+                for _ in range(rounds):
+                    for pane in self.PANES:
+                        self._safe_poll(pane)
+            finally:
+                self.measuring = False
+            return self.measured
 
 
 # -- load ----------------------------------------------------------------------------------------
@@ -387,15 +406,16 @@ def store_bytes(path: Path) -> int:
 
 
 def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
-               store_path: Path) -> dict[str, Any]:
-    """Figures at simulated ``day``: p95s over the calls of the last simulated day (at least
-    the last 30 of each)."""
+               store_path: Path, rounds: int) -> dict[str, Any]:
+    """Figures at simulated ``day``: RSS and store size, then a burst of console polls."""
+    rss, size, sim_day = agent.rss(), store_bytes(store_path), clock.day()
+    measured = console.burst(rounds)
     calls: dict[str, list[float]] = defaultdict(list)
-    for name, s in console.since(clock.day() - 1.0):
+    idle: dict[str, list[float]] = defaultdict(list)
+    for name, s, busy in measured:
         calls[name].append(s)
-    if min((len(v) for v in calls.values()), default=0) < 30:
-        for name, s in console.since(clock.day() - 3.0):
-            calls[name].append(s)
+        if not busy:
+            idle[name].append(s)
     status = agent.client.status()
     stats = agent.client.call("store.stats")
     try:
@@ -403,10 +423,12 @@ def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
     except AgentError:
         snaps = 0
     return {
-        "day": day, "sim_day": round(clock.day(), 2), "rss": agent.rss(),
-        "store_bytes": store_bytes(store_path),
+        "day": day, "sim_day": round(sim_day, 2), "rss": rss, "store_bytes": size,
         "p95_ms": {n: p95(v) * 1000 for n, v in sorted(calls.items())},
+        "p95_no_job_ms": {n: p95(v) * 1000 for n, v in sorted(idle.items()) if len(v) >= 10},
         "n": {n: len(v) for n, v in calls.items()},
+        "busy_share": sum(1 for *_, b in measured if b) / max(1, len(measured)),
+        "burst_days": round(clock.day() - sim_day, 2),
         "rows": stats["rows"], "snapshots": snaps,
         "jobs_in_memory": (status.get("jobs") or {}).get("in_memory"),
         "alerts_active": len(status.get("alerts") or []),
@@ -440,19 +462,22 @@ def report(points: list[dict[str, Any]], out: Any = sys.stdout) -> bool:
 
     row("agent RSS (MiB)", [p["rss"] / mib for p in points], ".1f")
     row("store on disk (MiB)", [p["store_bytes"] / mib for p in points], ".2f")
-    names = sorted(set().union(*(p["p95_ms"] for p in points)) - {REFERENCE})
     ref = [p["p95_ms"].get(REFERENCE, 0.0) for p in points]
     floor = NOISE_FLOOR_MS + max(ref[1:] or ref)
-    for n in names:
-        row(f"p95 ms  {n}", [p["p95_ms"].get(n, float("nan")) for p in points], ".2f", floor)
-    print(f"p95 ms  {REFERENCE}".ljust(w) + "".join(f"{v:12.2f}" for v in ref)
+    for key, title in (("p95_ms", "p95 ms of every call"),
+                       ("p95_no_job_ms", "p95 ms of the calls made while no job ran")):
+        print(f"-- {title}", file=out)
+        names = sorted(set().union(*(p[key] for p in points)) - {REFERENCE})
+        for n in names:
+            row(f"  {n}", [p[key].get(n, float("nan")) for p in points], ".2f", floor)
+    print(f"  {REFERENCE}".ljust(w) + "".join(f"{v:12.2f}" for v in ref)
           + "   (noise reference)", file=out)
     print("-- context (not judged)", file=out)
     for table in sorted(points[-1]["rows"]):
         print(f"rows {table}".ljust(w) + "".join(f"{p['rows'][table]:>12}" for p in points),
               file=out)
-    for key in ("snapshots", "jobs_in_memory", "alerts_active"):
-        print(key.ljust(w) + "".join(f"{p[key]!s:>12}" for p in points), file=out)
+    for key in ("snapshots", "jobs_in_memory", "alerts_active", "busy_share", "burst_days"):
+        print(key.ljust(w) + "".join(f"{round(p[key], 2)!s:>12}" for p in points), file=out)
     print("load average (1/5/15 min)".ljust(w) + "  " + "  ".join(
         "/".join(f"{x:.1f}" for x in p["load"]) for p in points), file=out)
     slowest = max((v, n) for p in points[1:] or points for n, v in p["p95_ms"].items()
@@ -479,7 +504,9 @@ def main() -> int:
     ap.add_argument("--retention-days", type=float, default=7.0,
                     help="retention of 1-minute rollups and operation records (default 7)")
     ap.add_argument("--pause", type=float, default=0.3,
-                    help="real seconds between the console's pane polls")
+                    help="real seconds between the console's background pane polls")
+    ap.add_argument("--rounds", type=int, default=60,
+                    help="rounds of all six panes polled back to back at each checkpoint")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
@@ -537,7 +564,7 @@ def main() -> int:
                           f"load {os.getloadavg()[0]:.1f}", flush=True)
                     next_print = clock.day() + 1
                 time.sleep(0.2)
-            points.append(checkpoint(mark, agent, console, clock, store_path))
+            points.append(checkpoint(mark, agent, console, clock, store_path, args.rounds))
         stop.set()
         for t in threads:
             t.join(10)
