@@ -23,6 +23,7 @@ from lightkeeper.agent import (
     api,
     configcheck,
     http_endpoints,
+    memory,
     permissions,
     rag_health,
     registry,
@@ -495,6 +496,7 @@ class Agent:
             self.store.checkpoint()
         permissions.secure_state_dir(self.state_dir, self._private_files())  # a new WAL, logs
         self._check_user_dirs()
+        memory.trim()  # what finished jobs and queries freed goes back to the system
 
     def _private_files(self) -> list[Path]:
         """The agent's files that may live outside the state dir: the store, its WAL, logs."""
@@ -751,6 +753,7 @@ class AgentLostFooting(AgentStartError):
 
 
 def run(cfg: Config, ready: Callable[[], None] | None = None) -> None:
+    memory.limit_arenas()  # before any of the agent's threads allocate
     agent = Agent(cfg)
     agent.open()
     try:
