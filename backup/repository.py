@@ -31,6 +31,7 @@ from typing import Any
 
 import blake3
 import numpy as np
+import orjson
 
 from lightkeeper.backup import index as index_mod
 from lightkeeper.backup.chunkindex import ChunkIndex
@@ -588,7 +589,9 @@ class Repository:
                 out.add(f"index/{idx}")
         return out
 
-    def stats(self) -> contracts.RepositoryStats:
+    def stats(self, chunks: int | None = None) -> contracts.RepositoryStats:
+        """Size, file and pack counts (a walk of the repository) and the chunk count (from the
+        index; ``chunks``: a count the caller knows is current, so the index is not loaded)."""
         size = 0
         files = 0
         for root, _dirs, names in os.walk(self.path):
@@ -601,7 +604,9 @@ class Repository:
         packs = self.list_pack_files()
         return {"path": str(self.path), "id": self.id, "size_bytes": size, "files": files,
                 "packs": len(packs), "index_files": len(self.list_index_files()),
-                "snapshots": len(self.snapshot_ids()), "chunks": len(self.index),
+                "snapshots": len(self.snapshot_ids()),
+                "chunks": len(self.index) if chunks is None or self._index is not None
+                else chunks,
                 "encrypted": self.keys.encrypted, "key_id": self.keys.fingerprint}
 
     def iter_file_data(self, entry: dict[str, Any], pool: ThreadPoolExecutor | None = None,
@@ -679,12 +684,29 @@ LEGACY_MANIFEST_HELP = (
     "'lightkeeper backup key sign-snapshots' once to authenticate the existing snapshots")
 
 
+def _files_json(files: list[dict[str, Any]]) -> bytes:
+    """The file list as compact JSON: orjson (several times faster on a list of 10,000s of
+    entries, which every backup writes), or the standard library for what orjson refuses (a
+    path that is not valid UTF-8 carries lone surrogates)."""
+    try:
+        return orjson.dumps(files)
+    except TypeError:
+        return json.dumps(files, separators=(",", ":")).encode()
+
+
+def _files_from_json(raw: bytes) -> Any:
+    """Parse a file list written by either encoder (see :func:`_files_json`)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # lone surrogates (escaped), or a real error: ValueError
+
+
 def encode_manifest(sealer: Sealer, level: int, manifest: dict[str, Any]) -> bytes:
     header = {k: v for k, v in manifest.items() if k not in ("files", "id")}
     head = encode_block(sealer, json.dumps(header, separators=(",", ":"),
                                            sort_keys=True).encode(), level, AAD_SNAPSHOT)
-    body = encode_block(sealer, json.dumps(manifest.get("files", []),
-                                           separators=(",", ":")).encode(),
+    body = encode_block(sealer, _files_json(manifest.get("files", [])),
                         level, AAD_SNAPSHOT_FILES)
     return sealer.tag(struct.pack("<I", len(head)) + head + body, AAD_MANIFEST)
 
@@ -708,7 +730,8 @@ def decode_manifest(sealer: Sealer, data: bytes, sid: str, files: bool = True,
     try:
         doc = json.loads(decode_block(sealer, view[4:4 + hlen], AAD_SNAPSHOT))
         if files:
-            doc_files = json.loads(decode_block(sealer, view[4 + hlen:], AAD_SNAPSHOT_FILES))
+            doc_files = _files_from_json(decode_block(sealer, view[4 + hlen:],
+                                                      AAD_SNAPSHOT_FILES))
     except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
         raise IntegrityError(f"snapshots/{sid[:12]} is malformed: {exc}") from None
     if not isinstance(doc, dict):
