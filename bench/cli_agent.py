@@ -36,6 +36,14 @@ def lightkeeper_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "lightkeeper.cli.main"]
 
 
+def precompile() -> None:
+    """Write the byte code of the lightkeeper package folders, as a wheel install does."""
+    import compileall
+
+    for folder in ("agent", "backup", "collectors", "lightkeeper", "rag", "tuning", "tui"):
+        compileall.compile_dir(REPO / folder, quiet=1)
+
+
 class BenchAgent:
     def __init__(self, work: Path, data_root: Path, repository: Path,
                  zones: dict[str, dict[str, Any]] | None = None,
@@ -43,12 +51,16 @@ class BenchAgent:
         self.work = Path(work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.state = self.work / "state"
+        self.repository = Path(repository)
         conf: dict[str, Any] = {
             "paths.state_dir": self.state, "paths.data_root": data_root,
             "backup.repository": repository, "backup.key_file": self.work / "repo.key",
             "backup.include_metrics": False, "http.enabled": False,
             "collect.system_interval": 3600.0, "collect.userdir_interval": 3600.0,
-            "replication.status_schedule": "", **(settings or {})}
+            "replication.status_schedule": "",
+            # no wait for a quiet directory (restic has none; freshly generated or edited
+            # data would make every backup wait the default 2 s)
+            "backup.quiet_seconds": 0.0, **(settings or {})}
         sections: dict[str, dict[str, Any]] = {}
         for key, value in conf.items():
             sec, _, name = key.rpartition(".")
@@ -61,7 +73,11 @@ class BenchAgent:
             lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
         self.config = self.work / "lightkeeper.toml"
         self.config.write_text("\n".join(lines) + "\n")
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTKEEPER_")}
+        # As installed by pip: byte code compiled once (this sandbox may forbid writing it,
+        # which makes every command compile its modules again).
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("LIGHTKEEPER_") and k != "PYTHONDONTWRITEBYTECODE"}
+        precompile()
         self.env["XDG_CONFIG_HOME"] = str(self.work / "xdg")
         self.proc: subprocess.Popen[bytes] | None = None
 
