@@ -451,12 +451,12 @@ class Repository:
         locs = iter(self.index.get_many(flat))
         for i, ids in ids_of.items():
             found = [next(locs) for _ in ids]
-            missing = next((cid for cid, loc in zip(ids, found, strict=True) if loc is None),
-                           None)
-            if missing is not None:
+            present = [loc for loc in found if loc is not None]
+            if len(present) != len(ids):
+                missing = next(cid for cid, loc in zip(ids, found, strict=True) if loc is None)
                 out[i] = f"chunk {missing.hex()[:16]} is not in any index"
             else:
-                out[i] = (ids, found)  # type: ignore[arg-type]  # no None left
+                out[i] = (ids, present)
         return out
 
     # -- snapshots ------------------------------------------------------------------------

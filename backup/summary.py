@@ -47,21 +47,22 @@ def compute(repo: Repository, previous: dict[str, Any] | None = None,
                    for sid, err in sorted(repo.refused.items())]
         return {"stats": repo.stats(), "snapshots": snapshots, "refused": refused}
     known = {s["id"]: s for s in previous.get("snapshots", []) if isinstance(s, dict)}
-    snapshots, errors = [], {}
+    listed: list[Any] = []
+    errors: dict[str, str] = {}
     for sid in repo.snapshot_ids():
         if sid in known:
-            snapshots.append(known[sid])
+            listed.append(known[sid])
             continue
         try:
-            snapshots.append(info_from_manifest(repo.read_snapshot(sid, files=False)).as_dict())
+            listed.append(info_from_manifest(repo.read_snapshot(sid, files=False)).as_dict())
         except (IntegrityError, OSError) as exc:
             errors[sid] = str(exc)
-    snapshots.sort(key=lambda s: (s["time"], s["id"]))
+    listed.sort(key=lambda s: (s["time"], s["id"]))
     refused = [{"id": sid, "short_id": sid[:8], "error": err}
                for sid, err in sorted(errors.items())]
     chunks = (previous.get("stats") or {}).get("chunks") if index_unchanged else None
     return {"stats": repo.stats(chunks if isinstance(chunks, int) else None),
-            "snapshots": snapshots, "refused": refused}
+            "snapshots": listed, "refused": refused}
 
 
 class SummaryCache:

@@ -439,7 +439,7 @@ class _Pipe:
         Message (two more copies of every byte sent)."""
         from paramiko.sftp import CMD_WRITE  # noqa: PLC0415
 
-        sftp = self.sftp
+        sftp = _layer(self.sftp)
         with sftp._lock:  # noqa: SLF001 - the same bookkeeping as paramiko's _async_request
             num = sftp.request_number
             sftp._expecting[num] = type(None)  # noqa: SLF001
@@ -459,7 +459,9 @@ class _Pipe:
             # A memoryview: Channel.sendall slices what is left after each SSH packet, which
             # on bytes copies the rest of the buffer every 32 KiB (quadratic in the buffer).
             data, self.buf = self.buf, bytearray()
-            self.sftp.sock.sendall(memoryview(data))
+            # paramiko's stubs say bytes; Message.add_string takes any buffer (asbytes
+            # returns what it cannot convert unchanged)
+            self.sftp.sock.sendall(memoryview(data))  # type: ignore[arg-type]
 
 
 def _expect_status(sftp: paramiko.SFTPClient, num: int) -> OSError | None:
@@ -485,7 +487,6 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
         SFTP_FLAG_CREATE,
         SFTP_FLAG_TRUNC,
         SFTP_FLAG_WRITE,
-        int64,
     )
     from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
 
@@ -577,7 +578,6 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Re
         SFTP_FLAG_CREATE,
         SFTP_FLAG_TRUNC,
         SFTP_FLAG_WRITE,
-        int64,
     )
     from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
 
