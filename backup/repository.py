@@ -31,6 +31,7 @@ from typing import Any
 
 import blake3
 import numpy as np
+import orjson
 
 from lightkeeper.backup import index as index_mod
 from lightkeeper.backup.chunkindex import ChunkIndex
@@ -414,6 +415,50 @@ class Repository:
             raise IntegrityError(f"content list id {str(list_id)[:70]!r} is not an id") from None
         return decode_content_list(bytes(self.read_chunk(cid)))
 
+    def resolve_files(self, entries: list[dict[str, Any]]) \
+            -> list[tuple[list[bytes], list[Loc]] | str]:
+        """Each file's chunk ids and their locations, for a batch of manifest entries at once:
+        two vectorised index searches (the content lists, then every chunk they name) instead
+        of a scalar search per chunk. A file whose chunks cannot be found gets an error text."""
+        out: list[tuple[list[bytes], list[Loc]] | str] = [([], [])] * len(entries)
+        want: list[int] = []
+        list_ids: list[bytes] = []
+        for i, entry in enumerate(entries):
+            lid = entry.get("list")
+            if not lid:
+                continue
+            try:
+                list_ids.append(bytes.fromhex(lid))
+            except (TypeError, ValueError):
+                out[i] = f"content list id {str(lid)[:70]!r} is not an id"
+                continue
+            want.append(i)
+        ids_of: dict[int, list[bytes]] = {}
+        for i, cid, loc in zip(want, list_ids, self.index.get_many(list_ids), strict=True):
+            if loc is None:
+                out[i] = f"chunk {cid.hex()[:16]} is not in any index"
+                continue
+            try:
+                raw = self.read_block(loc.pack, loc.block_off, loc.block_len)
+                data = memoryview(raw)[loc.inner_off:loc.inner_off + loc.length]
+                if len(data) != loc.length or self.sealer.chunk_id(data) != cid:
+                    raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} "
+                                         "does not match its hash")
+                ids_of[i] = decode_content_list(bytes(data))
+            except IntegrityError as exc:
+                out[i] = str(exc)
+        flat = [cid for ids in ids_of.values() for cid in ids]
+        locs = iter(self.index.get_many(flat))
+        for i, ids in ids_of.items():
+            found = [next(locs) for _ in ids]
+            present = [loc for loc in found if loc is not None]
+            if len(present) != len(ids):
+                missing = next(cid for cid, loc in zip(ids, found, strict=True) if loc is None)
+                out[i] = f"chunk {missing.hex()[:16]} is not in any index"
+            else:
+                out[i] = (ids, present)
+        return out
+
     # -- snapshots ------------------------------------------------------------------------
     def snapshot_ids(self) -> list[str]:
         d = self.path / "snapshots"
@@ -544,7 +589,9 @@ class Repository:
                 out.add(f"index/{idx}")
         return out
 
-    def stats(self) -> contracts.RepositoryStats:
+    def stats(self, chunks: int | None = None) -> contracts.RepositoryStats:
+        """Size, file and pack counts (a walk of the repository) and the chunk count (from the
+        index; ``chunks``: a count the caller knows is current, so the index is not loaded)."""
         size = 0
         files = 0
         for root, _dirs, names in os.walk(self.path):
@@ -557,26 +604,34 @@ class Repository:
         packs = self.list_pack_files()
         return {"path": str(self.path), "id": self.id, "size_bytes": size, "files": files,
                 "packs": len(packs), "index_files": len(self.list_index_files()),
-                "snapshots": len(self.snapshot_ids()), "chunks": len(self.index),
+                "snapshots": len(self.snapshot_ids()),
+                "chunks": len(self.index) if chunks is None or self._index is not None
+                else chunks,
                 "encrypted": self.keys.encrypted, "key_id": self.keys.fingerprint}
 
     def iter_file_data(self, entry: dict[str, Any], pool: ThreadPoolExecutor | None = None,
-                       ahead: int = 4) -> Iterator[bytes | memoryview]:
+                       ahead: int = 4,
+                       resolved: tuple[list[bytes], list[Loc]] | None = None,
+                       ) -> Iterator[bytes | memoryview]:
         """A file's content chunk by chunk; with ``pool``, the next ``ahead`` blocks are read
-        and decoded on the pool while the caller writes (zstd and AES release the GIL)."""
+        and decoded on the pool while the caller writes (zstd and AES release the GIL).
+        ``resolved``: the file's chunk ids and locations from :meth:`resolve_files`."""
         check = not self.keys.encrypted
-        ids = self.content_list(entry.get("list"))
-        if pool is None or len(ids) < 2:
-            for cid in ids:
-                yield self.read_chunk(cid, check=check)
-            return
-        index = self.index
-        locs = []
-        for cid in ids:
-            loc = index.get(cid)
-            if loc is None:
-                raise IntegrityError(f"chunk {cid.hex()[:16]} is not in any index")
-            locs.append(loc)
+        if resolved is None:
+            ids = self.content_list(entry.get("list"))
+            if pool is None or len(ids) < 2:
+                for cid in ids:
+                    yield self.read_chunk(cid, check=check)
+                return
+            locs = []
+            for loc, cid in zip(self.index.get_many(ids), ids, strict=True):
+                if loc is None:
+                    raise IntegrityError(f"chunk {cid.hex()[:16]} is not in any index")
+                locs.append(loc)
+        else:
+            ids, locs = resolved
+        if pool is None or len(locs) < 2:
+            pool = None
         order: list[tuple[str, int, int]] = []
         pos: dict[tuple[str, int, int], int] = {}
         for loc in locs:
@@ -593,11 +648,15 @@ class Repository:
         try:
             for cid, loc in zip(ids, locs, strict=True):
                 key = (loc.pack, loc.block_off, loc.block_len)
-                limit = min(len(order), pos[key] + 1 + ahead)
-                while submitted < limit:
-                    futures[order[submitted]] = pool.submit(self.read_block, *order[submitted])
-                    submitted += 1
-                raw = futures[key].result()
+                if pool is None:
+                    raw = self.read_block(*key)
+                else:
+                    limit = min(len(order), pos[key] + 1 + ahead)
+                    while submitted < limit:
+                        futures[order[submitted]] = pool.submit(self.read_block,
+                                                                *order[submitted])
+                        submitted += 1
+                    raw = futures[key].result()
                 end = loc.inner_off + loc.length
                 if end > len(raw):
                     raise IntegrityError(f"chunk {cid.hex()[:16]} lies outside its block in "
@@ -625,12 +684,29 @@ LEGACY_MANIFEST_HELP = (
     "'lightkeeper backup key sign-snapshots' once to authenticate the existing snapshots")
 
 
+def _files_json(files: list[dict[str, Any]]) -> bytes:
+    """The file list as compact JSON: orjson (several times faster on a list of 10,000s of
+    entries, which every backup writes), or the standard library for what orjson refuses (a
+    path that is not valid UTF-8 carries lone surrogates)."""
+    try:
+        return orjson.dumps(files)
+    except TypeError:
+        return json.dumps(files, separators=(",", ":")).encode()
+
+
+def _files_from_json(raw: bytes) -> Any:
+    """Parse a file list written by either encoder (see :func:`_files_json`)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)  # lone surrogates (escaped), or a real error: ValueError
+
+
 def encode_manifest(sealer: Sealer, level: int, manifest: dict[str, Any]) -> bytes:
     header = {k: v for k, v in manifest.items() if k not in ("files", "id")}
     head = encode_block(sealer, json.dumps(header, separators=(",", ":"),
                                            sort_keys=True).encode(), level, AAD_SNAPSHOT)
-    body = encode_block(sealer, json.dumps(manifest.get("files", []),
-                                           separators=(",", ":")).encode(),
+    body = encode_block(sealer, _files_json(manifest.get("files", [])),
                         level, AAD_SNAPSHOT_FILES)
     return sealer.tag(struct.pack("<I", len(head)) + head + body, AAD_MANIFEST)
 
@@ -654,7 +730,8 @@ def decode_manifest(sealer: Sealer, data: bytes, sid: str, files: bool = True,
     try:
         doc = json.loads(decode_block(sealer, view[4:4 + hlen], AAD_SNAPSHOT))
         if files:
-            doc_files = json.loads(decode_block(sealer, view[4 + hlen:], AAD_SNAPSHOT_FILES))
+            doc_files = _files_from_json(decode_block(sealer, view[4 + hlen:],
+                                                      AAD_SNAPSHOT_FILES))
     except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
         raise IntegrityError(f"snapshots/{sid[:12]} is malformed: {exc}") from None
     if not isinstance(doc, dict):

@@ -29,6 +29,7 @@ from lightkeeper.backup.fsutil import (
     require_space,
 )
 from lightkeeper.backup.gate import exclusive_gate
+from lightkeeper.backup.index import Loc
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import Repository
@@ -58,7 +59,7 @@ class RestoreOptions:
     gate_timeout: float = 60.0
     low_priority: bool = True
     job_id: str = ""
-    workers: int = 2
+    workers: int = 4
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,7 +97,8 @@ def _select(manifest: dict[str, Any], opts: RestoreOptions) -> list[tuple[dict, 
 
 
 def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list[str],
-                pool: ThreadPoolExecutor | None = None) -> str | None:
+                pool: ThreadPoolExecutor | None = None, dir_fd: int | None = None,
+                resolved: tuple[list[bytes], list[Loc]] | None = None) -> str | None:
     """Restore one file to ``base/parts...``; returns an error text or None.
 
     Other accounts may write the directories involved (a user's directory belongs to the
@@ -104,12 +106,16 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
     ``base`` is opened ``O_NOFOLLOW``, the temp file is created ``O_CREAT|O_EXCL|O_NOFOLLOW``
     under an unpredictable name, its mode and times are set on the descriptor, and the rename
     replaces whatever sits at the destination (a planted symlink is replaced, never written
-    through).
+    through). ``dir_fd``: the directory ``base/parts[:-1]`` already opened that way (by the
+    caller, who closes it); ``resolved``: the file's chunks from ``Repository.resolve_files``.
     """
-    try:
-        dfd = open_dir_below(base, parts[:-1])
-    except UnsafeDirectory as exc:
-        return str(exc)
+    if dir_fd is None:
+        try:
+            dfd = open_dir_below(base, parts[:-1])
+        except UnsafeDirectory as exc:
+            return str(exc)
+    else:
+        dfd = dir_fd
     name = parts[-1]
     tmp: str | None = None
     try:
@@ -117,7 +123,7 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
         h = blake3.blake3()
         size = 0
         try:
-            for data in repo.iter_file_data(entry, pool):
+            for data in repo.iter_file_data(entry, pool, resolved=resolved):
                 view = memoryview(data)
                 while view:
                     n = os.write(fd, view)
@@ -145,8 +151,34 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
                 os.unlink(tmp, dir_fd=dfd)
             except FileNotFoundError:
                 pass
-        os.close(dfd)
+        if dir_fd is None:
+            os.close(dfd)
     return None
+
+
+BATCH_FILES = 64
+BATCH_BYTES = 8 << 20
+
+
+def _batches(items: list[tuple[dict, Path]], parts_of: dict[str, list[str]]) \
+        -> list[list[tuple[dict, Path]]]:
+    """The files grouped by directory, in batches of at most ``BATCH_FILES`` files or about
+    ``BATCH_BYTES`` (so the workers share a large directory)."""
+    by_dir: dict[tuple[str, ...], list[tuple[dict, Path]]] = {}
+    for item in items:
+        by_dir.setdefault(tuple(parts_of[item[0]["path"]][:-1]), []).append(item)
+    out: list[list[tuple[dict, Path]]] = []
+    for group in by_dir.values():
+        batch: list[tuple[dict, Path]] = []
+        size = 0
+        for item in group:
+            if batch and (len(batch) >= BATCH_FILES or size >= BATCH_BYTES):
+                out.append(batch)
+                batch, size = [], 0
+            batch.append(item)
+            size += int(item[0]["size"])
+        out.append(batch)
+    return out
 
 
 def _unlink_below(base: Path, parts: list[str]) -> None:
@@ -204,6 +236,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
         # validate every destination before writing anything
         plan: list[tuple[dict, Path]] = []
         parts_of: dict[str, list[str]] = {}
+        checked_dirs: dict[str, Path] = {}  # each directory is checked once, not per file
         for entry, base, inner in selected:
             prefix = base.split("/", 1)[1] if base.startswith("users/") else base
             try:
@@ -212,7 +245,11 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                     raise UnsafePath("empty, '.', '..' or absolute path component")
                 # the directory is checked here; the file itself may be a symlink that the
                 # write replaces (it never follows one: see _write_file)
-                dest = safe_join(target, "/".join([prefix, *parts[:-1]])) / parts[-1]
+                rel_dir = "/".join([prefix, *parts[:-1]])
+                parent = checked_dirs.get(rel_dir)
+                if parent is None:
+                    parent = checked_dirs[rel_dir] = safe_join(target, rel_dir)
+                dest = parent / parts[-1]
             except (UnsafePath, ValueError) as exc:
                 raise RestoreError(f"refusing manifest path {entry['path']!r}: {exc}") from None
             if excluded(dest.name):
@@ -235,16 +272,35 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
             key = entry["path"].split("/")[1] if entry["path"].startswith("users/") else ""
             by_user.setdefault(key, []).append((entry, dest))
 
-        def work(item: tuple[dict, Path]) -> None:
-            entry, dest = item
+        def work(batch: list[tuple[dict, Path]]) -> None:
+            """Restore files of one directory: it is opened once (without following any
+            symlink) and their chunks are located in one index search."""
             ctx.check_cancelled()
-            err = _write_file(repo, entry, base_dir, parts_of[entry["path"]], decode_pool)
-            if err:
-                failures[entry["path"]] = err
-            done["files"] += 1
-            done["bytes"] += int(entry["size"])
-            ctx.progress(phase="restore", files_done=done["files"], files_total=len(plan),
-                         bytes_done=done["bytes"], bytes_total=total, current=entry["path"])
+            entries = [entry for entry, _ in batch]
+            dir_parts = parts_of[entries[0]["path"]][:-1]
+            try:
+                dfd = open_dir_below(base_dir, dir_parts)
+            except UnsafeDirectory as exc:
+                for entry in entries:
+                    failures[entry["path"]] = str(exc)
+                return
+            try:
+                for entry, resolved in zip(entries, repo.resolve_files(entries), strict=True):
+                    ctx.check_cancelled()
+                    if isinstance(resolved, str):
+                        failures[entry["path"]] = resolved
+                    else:
+                        err = _write_file(repo, entry, base_dir, parts_of[entry["path"]],
+                                          decode_pool, dfd, resolved)
+                        if err:
+                            failures[entry["path"]] = err
+                    done["files"] += 1
+                    done["bytes"] += int(entry["size"])
+                    ctx.progress(phase="restore", files_done=done["files"],
+                                 files_total=len(plan), bytes_done=done["bytes"],
+                                 bytes_total=total, current=entry["path"])
+            finally:
+                os.close(dfd)
 
         try:
             with ThreadPoolExecutor(max(1, opts.workers), thread_name_prefix="restore") as pool, \
@@ -254,14 +310,14 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                         udir = target / key
                         udir.mkdir(parents=True, exist_ok=True)
                         with exclusive_gate(udir, opts.gate_timeout):
-                            list(pool.map(work, items))
+                            list(pool.map(work, _batches(items, parts_of)))
                             keep = {e["path"].split("/", 2)[2] for e, _ in items}
                             present, _ = scan(udir)
                             for f in present:
                                 if f.rel not in keep and f.rel not in GATE_FILES:
                                     _unlink_below(target, [key, *f.rel.split("/")])
                     else:
-                        list(pool.map(work, items))
+                        list(pool.map(work, _batches(items, parts_of)))
         except OSError as exc:
             if is_enospc(exc):
                 raise RestoreError(f"the target file system is full ({target}); the restore "

@@ -408,12 +408,16 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                 b.files_done += 1
                 b.progress(rel)
             else:
-                # Copy-and-recheck: a writer that ignores the gate shows up here.
+                # Copy-and-recheck: a writer that ignores the gate shows up here. When no file
+                # was read, every entry is the parent's (an accepted state) and this scan's
+                # stat of each file matched it: there is no copy a writer could have torn.
                 base = str(udir)
-                last_changed = [f.rel for f in files
-                                if sources.restat(base, f) != f.recheck_signature()]
-                if set(sources.names(base)) != {f.rel for f in files}:
-                    last_changed.append("(directory listing)")
+                if b.c.files_new != before.files_new or \
+                        b.c.files_changed != before.files_changed:
+                    last_changed = [f.rel for f in files
+                                    if sources.restat(base, f) != f.recheck_signature()]
+                    if set(sources.names(base)) != {f.rel for f in files}:
+                        last_changed.append("(directory listing)")
                 check = None
                 if not last_changed and opts.check_stores:
                     check, moved = _check_copy(udir, files, captured,

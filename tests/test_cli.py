@@ -79,3 +79,26 @@ def test_scripts_set_no_lightkeeper_variable_the_config_refuses(
                 assert "unknown key" not in str(exc), f"{script.name}: {exc}"
         checked += len(found)
     assert checked  # screenshots.sh configures its demo zone this way
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["backup", "run"], "backup"),
+    (["--config", "f.toml", "--set", "a.b=1", "restore", "latest"], "restore"),
+    (["--conf", "status", "backup", "run"], "backup"),  # an abbreviated option's value
+    (["--config=f.toml", "offline-llm"], "offline-llm"),
+    (["--help"], None), ([], None), (["nosuch"], None)])
+def test_a_named_command_builds_only_its_own_parser(argv: list[str], command: str | None
+                                                    ) -> None:
+    """``lightkeeper backup run`` imports and builds only the backup command's parser, which
+    is the same as in the full parser (same subcommands and options)."""
+    from lightkeeper.cli.main import COMMANDS, command_of
+
+    assert command_of(argv) == command
+    full = build_parser()
+    full_sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(full_sub.choices) == set(COMMANDS)
+    for name in ([command] if command else []):
+        lazy = build_parser(name)
+        sub = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+        assert list(sub.choices) == [name]
+        assert sub.choices[name].format_help() == full_sub.choices[name].format_help()

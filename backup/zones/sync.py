@@ -32,6 +32,7 @@ from lightkeeper.backup.zones.local_repo import LocalRepo
 from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.session_pool import DEFAULT_KEEP_OPEN_S, POOL
 from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
@@ -53,13 +54,17 @@ class SyncOptions:
     check_space: bool = True
     adaptive: bool = True  # one channel when the link's round trip is below LOW_LATENCY_S
     full_listing: bool = False  # list the zone even when the cached listing looks valid
+    # seconds the session stays open for the zone's next sync (0: closed at the end)
+    keep_open: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Any) -> SyncOptions:
         return cls(channels=int(cfg["replication.connections"]),
                    connections=int(cfg.get("replication.ssh_connections", 1)),
                    retries=int(cfg.get("replication.retries", 3)),
-                   timeout=float(cfg.get("replication.timeout_seconds", 15.0)))
+                   timeout=float(cfg.get("replication.timeout_seconds", 15.0)),
+                   keep_open=float(cfg.get("replication.keep_open_seconds",
+                                           DEFAULT_KEEP_OPEN_S)))
 
 
 def _order_key(rel: str) -> tuple[int, str]:
@@ -224,16 +229,31 @@ class _Pass:
         self.uploaded: dict[str, int] = {}
         self.vanished: list[str] = []
         self.report()
-        with ZoneSession(self.zone, self.opts.channels, self.opts.connections,
-                         self.opts.timeout, lazy=True) as sess:
-            try:
-                return self._run(sess, started, local_snaps, snap_times, files)
-            except OSError as exc:
-                if not all(t.is_active() for t in sess.transports):
-                    raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}") from None
-                raise
-            except (paramiko.SSHException, EOFError) as exc:
+        # The zone's session from the previous sync, if it is still open (session_pool.py)
+        sess = POOL.take(self.zone) if self.opts.keep_open > 0 else None
+        self.reused = sess is not None
+        if sess is None:
+            sess = ZoneSession(self.zone, self.opts.channels, self.opts.connections,
+                               self.opts.timeout, lazy=True)
+        else:
+            sess.channels = max(1, self.opts.channels)
+            sess.connections = min(max(1, self.opts.connections), sess.channels)
+        healthy = False
+        try:
+            out = self._run(sess, started, local_snaps, snap_times, files)
+            healthy = True
+            return out
+        except OSError as exc:
+            if not all(t.is_active() for t in sess.transports):
                 raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}") from None
+            raise
+        except (paramiko.SSHException, EOFError) as exc:
+            raise ZoneUnreachable(self.zone.name, f"connection lost: {exc}") from None
+        finally:
+            if healthy:
+                POOL.give(self.zone, sess, self.opts.keep_open)
+            else:
+                sess.close()
 
     def _run(self, sess: ZoneSession, started: float, local_snaps: dict[str, tuple[int, float]],
              snap_times: dict[str, float], files: dict[str, int]) -> dict[str, Any]:
@@ -470,6 +490,10 @@ def sync_zone(zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any = None,
                 sent_total += p.sent
                 network = isinstance(exc, ZoneUnreachable) or (
                     not isinstance(exc, ZoneError) and is_network_error(exc))
+                if network and getattr(p, "reused", False) and not p.sent:
+                    # the kept session died while idle: a fresh one at once, not a retry
+                    log.info("zones.kept_session_lost", zone=zone.name, error=str(exc))
+                    continue
                 if network and attempt < opts.retries:
                     delay = min(opts.backoff * (2 ** attempt), opts.backoff_max)
                     attempt += 1

@@ -42,6 +42,11 @@ def test_lookups_match_a_dict_across_many_runs() -> None:
     mixed = others[:100] + list(ref)[:300]
     assert idx.contains_many(mixed).tolist() == [False] * 100 + [True] * 300
     assert b"short" not in idx and 42 not in idx
+    # the batch lookup a restore uses answers as one get() per id, misses and short ids too
+    batch = [*list(ref)[:200], *others[:50], b"short", key(list(ref)[5])]
+    rng.shuffle(batch)
+    assert idx.get_many(batch) == [idx.get(c) for c in batch]
+    assert idx.get_many([]) == [] and ChunkIndex().get_many(batch[:3]) == [None] * 3
     assert len(idx._runs) <= 8  # merged as they grow: about log2(batches)
     assert idx.nbytes() <= BYTES_PER_CHUNK * len(ref) + idx._blocks.nbytes
 
@@ -60,6 +65,7 @@ def test_a_chunk_stored_twice_is_served_from_the_first_pack_and_counted_once() -
     assert len(idx) == 50 + 100
     assert all(idx[c].pack == first for c in shared)
     assert idx.contains_many(shared).all()
+    assert all(loc is not None and loc.pack == first for loc in idx.get_many(shared))
 
 
 def test_repository_pack_entries_keep_full_ids(tmp_path: Path) -> None:

@@ -108,6 +108,18 @@ def test_damaged_content_list_and_manifest(two: tuple[str, str], repo: Repositor
         f.write(bytes([b[0] ^ 0x80]))
     _assert_names(verify(repo), s2, s1, DOCS)
     _restores(repo, s1, data_root, tmp_path)
+    # restoring the damaged snapshot names every file whose list it cannot read (the lists
+    # share a block here) and restores any other file intact; none is left out
+    out = tmp_path / "damaged"
+    r = restore(repo, s2, RestoreOptions(target=out))
+    assert r["state"] == "problems" and DOCS in r["failures"]
+    assert r["verified_files"] == r["files"] - len(r["failures"])
+    assert not (out / "user02" / "kv_store_full_docs.json").exists()
+    want = tree_digest(data_root)
+    got = tree_digest(out)
+    assert all(want[k] == v for k, v in got.items())
+    assert {f"users/{k}" for k in got} | set(r["failures"]) == \
+        {f"users/{k}" for k in want if k.startswith("user02/")}
     # a damaged manifest is named as unreadable
     snap = repo.path / "snapshots" / s2
     data = bytearray(snap.read_bytes())

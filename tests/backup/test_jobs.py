@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -150,3 +151,13 @@ def test_repository_summary_is_kept_by_jobs_and_follows_outside_changes(
     kept = summary_mod.SummaryCache(cache_file).get(repo_path)
     assert kept is not None and len(kept["snapshots"]) == 1
     assert calls.call_stats(services, {})["snapshots"] == 1
+    # a backup refreshes it from the summary before it (new snapshots read, the chunk count
+    # kept while the index is unchanged): the same figures as a full recomputation
+    for _ in range(2):  # one that adds chunks (the metrics store changed), one that may not
+        calls.job_backup(LocalContext(), services, {})
+        kept = summary_mod.SummaryCache(cache_file).get(repo_path)
+        repo = Repository.open(repo_path, cfg.path("backup.key_file"))
+        try:
+            assert kept == json.loads(json.dumps(summary_mod.compute(repo)))
+        finally:
+            repo.close()

@@ -176,3 +176,21 @@ def test_large_files_are_streamed_and_progress_is_reported(data_root: Path, repo
     out = tmp_path / "out"
     restore(repo, s["snapshot_id"], RestoreOptions(target=out))
     assert tree_digest(out) == tree_digest(data_root)
+
+
+def test_file_names_that_are_not_utf8_round_trip(data_root: Path, repo: Repository,
+                                                 tmp_path: Path) -> None:
+    """A name with bytes that are not UTF-8 (lone surrogates in Python) is stored in the file
+    list (orjson refuses it; the standard encoder takes it) and restored byte for byte."""
+    odd = os.fsencode(data_root / "user01") + b"/caf\xe9-\xff.json"
+    with open(odd, "wb") as f:
+        f.write(b'{"k": 1}\n')
+    s = run_backup(repo, BackupOptions(data_root))
+    assert os.fsdecode(b"users/user01/caf\xe9-\xff.json") in {
+        f["path"] for f in repo.read_snapshot(s["snapshot_id"])["files"]}
+    out = tmp_path / "out"
+    r = restore(repo, s["snapshot_id"], RestoreOptions(target=out))
+    assert r.get("state") is None
+    with open(os.fsencode(out / "user01") + b"/caf\xe9-\xff.json", "rb") as f:
+        assert f.read() == b'{"k": 1}\n'
+    assert tree_digest(out) == tree_digest(data_root)

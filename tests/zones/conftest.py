@@ -17,6 +17,15 @@ if not (os.path.exists(SSHD) and os.path.exists(SFTP_SERVER) and shutil.which("s
                 allow_module_level=True)
 
 
+@pytest.fixture(autouse=True)
+def _no_kept_zone_sessions() -> Iterator[None]:
+    """Sessions a sync keeps open (replication.keep_open_seconds) end with their test."""
+    yield
+    from lightkeeper.backup.zones.session_pool import POOL
+
+    POOL.close_all()
+
+
 @pytest.fixture(scope="session")
 def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("client-key")

@@ -182,3 +182,51 @@ def test_a_backup_can_run_while_a_sync_is_in_progress(lab):
     r = lab.run_job("replicate")["zones"]["a"]
     assert backups[0] in r["remote_snapshots"]
     assert set(remote_state(lab.remote("a"))) == local_files(lab.repo.path)
+
+
+def test_a_kept_session_serves_the_next_sync_of_the_same_zone_only(lab):
+    """With replication.keep_open_seconds, the next sync of the zone takes the open session
+    (no new SSH connection on the server); a changed known_hosts file, a server that went away
+    or keep_open 0 means a fresh session, and the sync still succeeds at its first attempt."""
+    import psutil
+
+    from lightkeeper.backup.zones.local_repo import LocalRepo
+    from lightkeeper.backup.zones.session_pool import POOL
+    from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
+
+    server = lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 3, 5_000, 31)
+    sid = lab.backup()
+    opts = SyncOptions(keep_open=30)
+
+    def sync() -> dict:
+        return sync_zone(lab.zone("a"), LocalRepo(lab.repo.path), lab.zone_dir("a"), None,
+                         opts)
+
+    def sessions() -> int:  # sshd's per-connection children
+        return len(psutil.Process(server.proc.pid).children())
+
+    assert sync()["snapshots_published"] == [sid]
+    assert len(POOL) == 1 and sessions() == 1
+    for _ in range(2):
+        r = sync()
+        assert r["listing"] == "cached" and r["bytes_sent"] == 0 and r["attempts"] == 1
+        assert sessions() == 1  # the same connection, nothing new on the server
+    # known_hosts rewritten (same content, new mtime): trust is checked again on a new session
+    kh = lab.zone("a").known_hosts
+    kh.write_text(kh.read_text())
+    os.utime(kh, ns=(kh.stat().st_atime_ns, kh.stat().st_mtime_ns + 10**9))
+    assert sync()["attempts"] == 1
+    assert len(POOL) == 1
+    # the server restarted while the session was idle: a fresh session, not a failed attempt
+    server.kill()
+    server.start()
+    write_user_files(lab.data_root, "alice", 1, 3_000, 32)
+    sid2 = lab.backup()
+    r = sync()
+    assert r["attempts"] == 1 and r["snapshots_published"] == [sid2]
+    # keep_open 0: closed at the end, nothing kept
+    POOL.close_all()
+    opts.keep_open = 0
+    sync()
+    assert len(POOL) == 0
