@@ -20,12 +20,16 @@ from lightkeeper.contracts.zones import (
     TrustRequest,
     TrustResponse,
     ZonePruneRequest,
+    ZonePruneSummary,
+    ZoneRebuildSummary,
     ZoneRequest,
     ZoneRestoreRequest,
+    ZoneRestoreSummary,
     ZoneStatus,
     ZoneStatusRequest,
     ZoneStatusSummary,
     ZoneVerifyRequest,
+    ZoneVerifySummary,
 )
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
@@ -139,7 +143,8 @@ def _replicate_zones(ctx: Any, services: Services, zones: list[Zone], local: Loc
         _push_status(services, zone, local, local_times)
 
 
-def job_zone_verify(ctx: Any, services: Services, params: ZoneVerifyRequest) -> dict[str, Any]:
+def job_zone_verify(ctx: Any, services: Services, params: ZoneVerifyRequest
+                    ) -> ZoneVerifySummary:
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     from lightkeeper.backup.zones.verify import verify_zone  # noqa: PLC0415
     zone = _zone(services, params)
@@ -152,7 +157,7 @@ def job_zone_verify(ctx: Any, services: Services, params: ZoneVerifyRequest) -> 
     return r
 
 
-def job_zone_prune(ctx: Any, services: Services, params: ZonePruneRequest) -> dict[str, Any]:
+def job_zone_prune(ctx: Any, services: Services, params: ZonePruneRequest) -> ZonePruneSummary:
     from lightkeeper.backup.zones.prune import prune_zone  # noqa: PLC0415
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
@@ -167,7 +172,8 @@ def job_zone_prune(ctx: Any, services: Services, params: ZonePruneRequest) -> di
     return r
 
 
-def job_zone_restore(ctx: Any, services: Services, params: ZoneRestoreRequest) -> dict[str, Any]:
+def job_zone_restore(ctx: Any, services: Services, params: ZoneRestoreRequest
+                     ) -> ZoneRestoreSummary:
     from lightkeeper.backup.zones.restore import restore_from_zone  # noqa: PLC0415
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
@@ -180,12 +186,12 @@ def job_zone_restore(ctx: Any, services: Services, params: ZoneRestoreRequest) -
                           str(snapshot), Path(target), params.get("user"), _local_path(services),
                           ctx, SyncOptions.from_config(cfg))
     services.audit("zone.restore", component="zones", zone=zone.name, snapshot=r["snapshot"],
-                   user=r["user"], target=r["target"], files=r.get("files"),
+                   user=r["user"], target=r["target"], files=r["files"],
                    problems=len(r.get("failures") or {}))
     return r
 
 
-def job_zone_rebuild(ctx: Any, services: Services, params: ZoneRequest) -> dict[str, Any]:
+def job_zone_rebuild(ctx: Any, services: Services, params: ZoneRequest) -> ZoneRebuildSummary:
     from lightkeeper.backup.zones.restore import rebuild_from_zone  # noqa: PLC0415
     from lightkeeper.backup.zones.sync import SyncOptions  # noqa: PLC0415
     zone = _zone(services, params)
