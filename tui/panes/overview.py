@@ -146,10 +146,10 @@ def _health(status: dict[str, Any], snapshots: StatsResponse | Failed,
                      Text(f"Backup: {stats}", style="dim"))
     else:
         newest = stats["newest_snapshot"]
-        verified = stats["verified"] or {}
+        verified = stats["verified"]
         if newest:
             parts.append(Text(f"Backup: newest {age(newest['time'], now)}"))
-            if verified.get("time"):
+            if verified:
                 parts.append(Text(f"  verified {age(verified['time'], now)}", style="dim"))
         else:
             parts.append(Text("Backup: no snapshot yet", style="yellow"))
