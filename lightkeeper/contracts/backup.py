@@ -63,16 +63,26 @@ class ShowRequest(TypedDict, total=False):
     files: bool  # list the files too
 
 
+class DatabaseEntry(TypedDict):
+    kind: str  # postgres | sqlite | duckdb (the agent's metrics store)
+    size: int
+    format: NotRequired[str]  # postgres: "pg_dump -Fc"
+    source: NotRequired[str]  # sqlite: the file it was copied from
+
+
 class ShowResponse(TypedDict):
     """A snapshot's manifest without its file list (with ``files``: path, size, hash)."""
 
     id: str
     short_id: str
+    version: int  # the manifest format
+    repo_id: str
     file_count: int
     time: float
     host: str
     tags: list[str]
-    users: dict[str, Any]
+    users: dict[str, dict[str, Any]]  # user -> its counts and copy check as the backup wrote
+    databases: dict[str, DatabaseEntry]  # "postgres/NAME", "sqlite/NAME", "metrics"
     parent: str | None
     summary: SnapshotSummary
     files: NotRequired[list[dict[str, Any]]]
