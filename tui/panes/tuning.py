@@ -17,7 +17,7 @@ from lightkeeper.client import default_actor
 from lightkeeper.fmt import clock_time, ms, shorten
 from lightkeeper.tui import agentdata
 from lightkeeper.tui.actions import bindings
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed, problem
 from lightkeeper.tui.dialogs import NoteDialog
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.widgets.fields import FieldInput
@@ -193,10 +193,10 @@ class TuningPane(Pane):
         out: dict[str, Any] = {}
         if req.params.get("need_model"):
             model = agentdata.call(client, "tuning.params")
-            out["model"] = model if problem(model) else model["params"]
+            out["model"] = model if isinstance(model, Failed) else model["params"]
         out["show"] = agentdata.call(client, "tuning.show")
         history = agentdata.call(client, "tuning.history", limit=100)
-        out["history"] = history if problem(history) else history["versions"]
+        out["history"] = history if isinstance(history, Failed) else history["versions"]
         out["servers"] = agentdata.call(client, "tuning.servers")
         return out
 
