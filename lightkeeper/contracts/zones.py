@@ -1,6 +1,6 @@
 """Zone calls and jobs (backup/zones/calls.py)."""
 
-from typing import Any, NotRequired, Required, TypedDict
+from typing import NotRequired, Required, TypedDict
 
 from lightkeeper.contracts.backup import RestoreSummary
 
@@ -82,8 +82,38 @@ class ReplicateRequest(TypedDict, total=False):
     full_listing: bool
 
 
+class UnpublishedSnapshot(TypedDict):
+    id: str
+    missing_files: int  # files it needs that are not on the zone yet
+    error: NotRequired[str]  # its manifest could not be read
+
+
+class ZoneSyncResult(TypedDict):
+    """One zone's sync (backup/zones/sync.py, s3_sync.py)."""
+
+    zone: str
+    listing: str  # "cached" or "full"
+    channels: int
+    rtt_ms: float
+    files_uploaded: int
+    bytes_sent: int
+    snapshots_published: list[str]
+    snapshots_unpublished: list[UnpublishedSnapshot]
+    temps_removed: int
+    remote_snapshots: list[str]
+    remote_files: int
+    remote_bytes: int
+    elapsed_s: float
+    attempts: int
+    kind: NotRequired[str]  # s3 zones: "s3" and their upload figures
+    uploads_aborted: NotRequired[int]
+    uploads_resumed: NotRequired[int]
+    parts_reused: NotRequired[int]
+    files_repaired: NotRequired[int]
+
+
 class ReplicateSummary(TypedDict):
-    zones: dict[str, dict[str, Any]]  # zone -> its sync result
+    zones: dict[str, ZoneSyncResult]
     failed: dict[str, str]  # zone -> error
     state: NotRequired[str]  # "partial"
 
