@@ -41,7 +41,11 @@ from lightkeeper.backup.summary import SummaryCache
 from lightkeeper.contracts.agent import Empty
 from lightkeeper.contracts.backup import (
     BackupRequest,
+    BackupSummary,
+    DrillRecord,
     DrillRequest,
+    DrillState,
+    DrillSummary,
     ForgetRequest,
     ForgetSummary,
     KeyExportResponse,
@@ -49,6 +53,7 @@ from lightkeeper.contracts.backup import (
     PruneSummary,
     RepositoryStats,
     RestoreRequest,
+    RestoreSummary,
     ShowRequest,
     ShowResponse,
     SignSnapshotsSummary,
@@ -56,7 +61,9 @@ from lightkeeper.contracts.backup import (
     SnapshotsRequest,
     SnapshotsResponse,
     StatsResponse,
+    VerifiedState,
     VerifyRequest,
+    VerifySummary,
 )
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.logs import get_logger
@@ -180,7 +187,7 @@ def _delay(ctx: Any, seconds: float) -> None:
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
-def job_backup(ctx: Any, services: Services, params: BackupRequest) -> dict[str, Any]:
+def job_backup(ctx: Any, services: Services, params: BackupRequest) -> BackupSummary:
     from lightkeeper.backup.snapshot import BackupOptions, run_backup  # noqa: PLC0415
     cfg = services.cfg
     jitter = float_param(params, "jitter_s", 0.0, 0.0, 3600.0) or 0.0  # NaN/inf refused
@@ -219,7 +226,7 @@ def job_backup(ctx: Any, services: Services, params: BackupRequest) -> dict[str,
     return summary
 
 
-def job_verify(ctx: Any, services: Services, params: VerifyRequest) -> dict[str, Any]:
+def job_verify(ctx: Any, services: Services, params: VerifyRequest) -> VerifySummary:
     from lightkeeper.backup.repository import SnapshotNotFound, repo_size  # noqa: PLC0415
     from lightkeeper.backup.verify import verify  # noqa: PLC0415
     full = bool(params.get("full"))
@@ -233,16 +240,17 @@ def job_verify(ctx: Any, services: Services, params: VerifyRequest) -> dict[str,
             raise CallError("sample_pct must be in (0, 100]")
     repo = _open(services)
     try:
-        report = verify(repo, params.get("snapshot") or None, full=full, sample_pct=pct,
-                        ctx=ctx, job_id=getattr(ctx, "job_id", ""))
-        report["repository_size"] = repo_size(repo.path)
+        found = verify(repo, params.get("snapshot") or None, full=full, sample_pct=pct,
+                       ctx=ctx, job_id=getattr(ctx, "job_id", ""))
+        report: VerifySummary = {**found, "repository_size": repo_size(repo.path)}
         if report["ok"] and report["snapshots_ok"]:
             newest = max(report["snapshots_ok"],
                          key=lambda s: repo.read_snapshot(s).get("time", 0))
             f = _state_file(services)
             f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_text(json.dumps({"newest_verified": newest, "time": time.time(),
-                                     "mode": report["mode"]}))
+            state: VerifiedState = {"newest_verified": newest, "time": time.time(),
+                                    "mode": report["mode"]}
+            f.write_text(json.dumps(state))
     except SnapshotNotFound as exc:
         raise CallError(str(exc), 404, "not_found") from None
     finally:
@@ -312,7 +320,7 @@ def job_forget(ctx: Any, services: Services, params: ForgetRequest) -> ForgetSum
     return out
 
 
-def job_restore(ctx: Any, services: Services, params: RestoreRequest) -> dict[str, Any]:
+def job_restore(ctx: Any, services: Services, params: RestoreRequest) -> RestoreSummary:
     from lightkeeper.backup.dbsources import restore_postgres  # noqa: PLC0415
     from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     from lightkeeper.backup.restore import RestoreOptions, restore  # noqa: PLC0415
@@ -372,7 +380,7 @@ def _lightrag_check(services: Services, spool: Path) -> Any:
     return check
 
 
-def job_drill(ctx: Any, services: Services, params: DrillRequest) -> dict[str, Any]:
+def job_drill(ctx: Any, services: Services, params: DrillRequest) -> DrillSummary:
     from lightkeeper.backup.drill import drill  # noqa: PLC0415
     from lightkeeper.backup.repository import SnapshotNotFound  # noqa: PLC0415
     cfg = services.cfg
@@ -394,11 +402,10 @@ def job_drill(ctx: Any, services: Services, params: DrillRequest) -> dict[str, A
         f = _state_file(services).with_name("drill.json")
         f.parent.mkdir(parents=True, exist_ok=True)
         prev = json.loads(f.read_text()) if f.exists() else {}
-        rec = {"last": {"time": now, "ok": out["ok"], "snapshot": out["snapshot_id"],
-                        "recovery_time_s": out["recovery_time_s"], "users": out["users"]},
-               "last_success": prev.get("last_success")}
-        if out["ok"]:
-            rec["last_success"] = rec["last"]
+        last: DrillRecord = {"time": now, "ok": out["ok"], "snapshot": out["snapshot_id"],
+                             "recovery_time_s": out["recovery_time_s"], "users": out["users"]}
+        rec: DrillState = {"last": last,
+                           "last_success": last if out["ok"] else prev.get("last_success")}
         f.write_text(json.dumps(rec))
     except (OSError, ValueError) as exc:
         log.warning("drill.state_failed", error=str(exc))

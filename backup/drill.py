@@ -15,10 +15,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.restore import RestoreOptions, restore
+from lightkeeper.contracts.backup import DrillSummary, DrillUser
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
 
@@ -42,7 +42,7 @@ def question_for(user_dir: Path) -> str:
 
 def drill(repo: Repository, scratch_dir: Path, open_check: OpenCheck | None,
           sample: int = 3, snapshot: str = "latest", ctx: JobContext | None = None,
-          seed: int | None = None, job_id: str = "", keep: bool = False) -> dict[str, Any]:
+          seed: int | None = None, job_id: str = "", keep: bool = False) -> DrillSummary:
     ctx = ctx or LocalContext()
     started = time.time()
     info = repo.read_snapshot(snapshot, files=False)
@@ -54,7 +54,7 @@ def drill(repo: Repository, scratch_dir: Path, open_check: OpenCheck | None,
     scratch_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="drill-", dir=scratch_dir))
     problems: list[str] = []
-    per_user: dict[str, Any] = {}
+    per_user: dict[str, DrillUser] = {}
     try:
         ctx.progress(phase="restore", current=", ".join(users))
         r = restore(repo, info["id"], RestoreOptions(target=work / "data", users=users,
@@ -67,28 +67,31 @@ def drill(repo: Repository, scratch_dir: Path, open_check: OpenCheck | None,
             ctx.progress(phase="open", files_done=i, files_total=len(users), current=u)
             q = question_for(work / "data" / u)
             t = time.time()
-            entry: dict[str, Any] = {"question": q}
+            answer_chars: int | None = None
             if open_check is not None:
                 try:
                     answer = open_check(work / "data", u, q)
-                    entry["answer_chars"] = len(answer or "")
+                    answer_chars = len(answer or "")
                     if not (answer or "").strip():
                         problems.append(f"user {u}: LightRAG answered nothing")
                 except Exception as exc:  # noqa: BLE001 - any failure is the drill's finding
                     problems.append(f"user {u}: LightRAG could not open or query the "
                                     f"restored workspace: {exc}")
-            entry["open_s"] = round(time.time() - t, 3)
+            entry: DrillUser = {"question": q, "open_s": round(time.time() - t, 3)}
+            if answer_chars is not None:
+                entry["answer_chars"] = answer_chars
             per_user[u] = entry
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     total = time.time() - started
-    out = {"snapshot_id": info["id"], "short_id": info["id"][:8], "users": users,
-           "files": r["files"], "bytes": r["bytes"], "restore_s": round(restore_s, 3),
-           "recovery_time_s": round(total, 3), "duration_s": round(total, 3),
-           "snapshot_age_s": round(started - float(info.get("time", started)), 1),
-           "per_user": per_user, "ok": not problems, "problems": problems,
-           "opened_with_lightrag": open_check is not None}
+    out: DrillSummary = {
+        "snapshot_id": info["id"], "short_id": info["id"][:8], "users": users,
+        "files": r["files"], "bytes": r["bytes"], "restore_s": round(restore_s, 3),
+        "recovery_time_s": round(total, 3), "duration_s": round(total, 3),
+        "snapshot_age_s": round(started - float(info.get("time", started)), 1),
+        "per_user": per_user, "ok": not problems, "problems": problems,
+        "opened_with_lightrag": open_check is not None}
     if problems:
         out["state"] = "problems"
     log.info("drill.finished", ok=not problems, users=len(users), recovery_time_s=out[

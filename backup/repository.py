@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import blake3
 import numpy as np
@@ -81,7 +81,7 @@ class SnapshotInfo:
     host: str
     tags: list[str]
     users: list[str]
-    summary: dict[str, Any]
+    summary: contracts.SnapshotSummary  # every manifest carries one (backup/snapshot.py)
     parent: str | None
 
     def as_dict(self) -> contracts.SnapshotInfo:
@@ -763,8 +763,9 @@ def info_from_manifest(doc: dict[str, Any]) -> SnapshotInfo:
 def _info(doc: dict[str, Any]) -> SnapshotInfo:
     return SnapshotInfo(id=doc["id"], time=float(doc.get("time", 0)),
                         host=str(doc.get("host", "")), tags=list(doc.get("tags", [])),
-                        users=sorted(doc.get("users", {})), summary=dict(doc.get("summary", {})),
-                        parent=doc.get("parent"))
+                        users=sorted(doc.get("users", {})), parent=doc.get("parent"),
+                        # the manifest's JSON as backup/snapshot.py wrote it
+                        summary=cast("contracts.SnapshotSummary", dict(doc.get("summary", {}))))
 
 
 def repo_size(path: Path) -> int:

@@ -35,6 +35,7 @@ from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.backup.sources import excluded, scan
+from lightkeeper.contracts.backup import RestoreSummary
 from lightkeeper.gate import GATE_FILES
 from lightkeeper.ids import UnsafePath, safe_join, validate_user_id
 from lightkeeper.logs import get_logger
@@ -197,7 +198,7 @@ def _unlink_below(base: Path, parts: list[str]) -> None:
 
 
 def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
-             ctx: JobContext | None = None) -> dict[str, Any]:
+             ctx: JobContext | None = None) -> RestoreSummary:
     ctx = ctx or LocalContext()
     started = time.time()
     if opts.in_place:
@@ -323,7 +324,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                 raise RestoreError(f"the target file system is full ({target}); the restore "
                                    "is incomplete") from None
             raise
-    out: dict[str, Any] = {
+    out: RestoreSummary = {
         "snapshot_id": sid, "short_id": sid[:8], "target": str(target),
         "files": len(plan), "bytes": total, "duration_s": round(time.time() - started, 3),
         "users": sorted({k for k in by_user if k}),
@@ -339,6 +340,6 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
 
 
 def restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
-            ctx: JobContext | None = None) -> dict[str, Any]:
+            ctx: JobContext | None = None) -> RestoreSummary:
     with lowered(opts.low_priority):
         return _restore(repo, snapshot_id, opts, ctx)

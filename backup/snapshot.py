@@ -34,6 +34,7 @@ from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.packs import PackWriter
 from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import Repository, reindex_orphans, repo_size
+from lightkeeper.contracts.backup import BackupSummary, SnapshotFigures, SnapshotSummary
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
@@ -457,7 +458,7 @@ def _check_name(kind: str, name: str) -> str:
 
 
 def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = None
-                ) -> dict[str, Any]:
+                ) -> BackupSummary:
     """Take one snapshot; returns the job summary. Raises BackupError, NoSpace, JobCancelled."""
     ctx = ctx or LocalContext()
     started = time.time()
@@ -592,14 +593,15 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
             }
             duration = time.time() - started
             bytes_added_pre = b.bytes_written + (repo.bytes_added - bytes_before)
-            summary = {
+            figures: SnapshotFigures = {
                 "files": len(files_out), "files_new": b.c.files_new,
                 "files_changed": b.c.files_changed, "files_unmodified": b.c.files_unmodified,
                 "bytes_total": bytes_total, "bytes_read": b.c.bytes_read,
                 "bytes_new_raw": b.c.raw_new, "chunks_new": b.c.chunks_new,
                 "users": len(users_out), "failed_users": sorted(failed),
-                "duration_s": round(duration, 3), "bytes_added_data": bytes_added_pre,
+                "duration_s": round(duration, 3),
             }
+            summary: SnapshotSummary = {**figures, "bytes_added_data": bytes_added_pre}
             manifest["summary"] = summary
             ctx.check_cancelled()
             sid = repo.write_snapshot(manifest)
@@ -626,15 +628,14 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
                 raise BackupError(f"{exc}; nothing was committed") from None
             raise
     bytes_added = b.bytes_written + (repo.bytes_added - bytes_before)
-    out = {
-        "snapshot_id": sid, "short_id": sid[:8], **summary,
+    out: BackupSummary = {
+        "snapshot_id": sid, "short_id": sid[:8], **figures,
         "duration_s": round(time.time() - started, 3),
         "bytes_added": bytes_added,
         "dedup_ratio": round(bytes_total / bytes_added, 2) if bytes_added else None,
         "repository_size": repo_size(repo.path),
         "tags": list(opts.tags),
     }
-    out.pop("bytes_added_data", None)
     if failed:
         out["state"] = "partial"
         out["errors"] = failed
@@ -644,7 +645,7 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
 
 
 def run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = None
-               ) -> dict[str, Any]:
+               ) -> BackupSummary:
     """Take one snapshot; returns the job summary. Raises BackupError, NoSpace, JobCancelled."""
     with lowered(opts.low_priority):
         return _run_backup(repo, opts, ctx)

@@ -23,6 +23,7 @@ from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.packs import AAD_BLOCK, decode_block
 from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import ID_LEN, Repository
+from lightkeeper.contracts.backup import AffectedSnapshot, VerifyReport
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobContext, LocalContext
 
@@ -68,14 +69,14 @@ def _check_pack(repo: Repository, pack: str, entries: list[tuple[bytes, Any]]) -
 def verify(repo: Repository, snapshot_id: str | None = None, full: bool = False,
            sample_pct: float | None = None, ctx: JobContext | None = None,
            job_id: str = "", low_priority: bool = True, seed: int | None = None
-           ) -> dict[str, Any]:
+           ) -> VerifyReport:
     with lowered(low_priority):
         return _verify(repo, snapshot_id, full, sample_pct, ctx, job_id, seed)
 
 
 def _verify(repo: Repository, snapshot_id: str | None, full: bool,
             sample_pct: float | None, ctx: JobContext | None, job_id: str,
-            seed: int | None) -> dict[str, Any]:
+            seed: int | None) -> VerifyReport:
     ctx = ctx or LocalContext()
     started = time.time()
     problems: list[str] = []
@@ -157,7 +158,7 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
                                  bytes_done=bytes_read, current=p[:12])
         # map damage to snapshots and files
         ctx.progress(phase="snapshots")
-        affected: list[dict[str, Any]] = []
+        affected: list[AffectedSnapshot] = []
         ok_snaps: list[str] = []
         memo: dict[bytes, list[bytes]] = {}
         for sid, m in manifests.items():
@@ -172,7 +173,7 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
         problems.append(f"snapshot {a['short_id']}: {len(a['files'])} file(s) damaged, e.g. "
                         f"{a['files'][0]}")
     ok = not problems
-    out = {
+    out: VerifyReport = {
         "ok": ok, "mode": "full" if full else (f"sample {sample_pct:g}%" if sample_pct
                                                else "structure"),
         "snapshots_checked": len(manifests) + len(unreadable),

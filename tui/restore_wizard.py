@@ -16,16 +16,15 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, ContentSwitcher, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from lightkeeper.contracts.backup import SnapshotInfo
 from lightkeeper.fmt import clock_time, human_bytes
 from lightkeeper.ids import InvalidUserId, validate_user_id
 from lightkeeper.tui.widgets.banners import KeyLegend
 
 
-def snapshot_label(s: dict[str, Any]) -> str:
-    summ = s.get("summary") or {}
-    users = s.get("users") or []
-    return (f"{s.get('short_id') or s['id'][:8]}  {clock_time(s.get('time'), True)}  "
-            f"{len(users)} users  {human_bytes(summ.get('bytes_total'))}")
+def snapshot_label(s: SnapshotInfo) -> str:
+    return (f"{s['short_id']}  {clock_time(s['time'], True)}  "
+            f"{len(s['users'])} users  {human_bytes(s['summary'].get('bytes_total'))}")
 
 
 class RestoreWizard(ModalScreen[dict[str, Any] | None]):
@@ -35,12 +34,13 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
                 Binding("backspace", "back", "Back")]
     STEPS = ("snapshot", "scope", "pick", "target", "path", "confirm")
 
-    def __init__(self, snapshots: list[dict[str, Any]], databases: dict[str, list[str]]
+    def __init__(self, snapshots: list[SnapshotInfo], databases: dict[str, list[str]]
                  | None = None) -> None:
+        """``databases``: snapshot id -> the databases its manifest holds (backup.show)."""
         super().__init__()
-        self.snapshots = sorted(snapshots, key=lambda s: -(s.get("time") or 0))
+        self.snapshots = sorted(snapshots, key=lambda s: -s["time"])
         self.databases = databases or {}
-        self.snapshot: dict[str, Any] | None = None
+        self.snapshot: SnapshotInfo | None = None
         self.scope = "all"  # all | user | database
         self.item: str | None = None
         self.in_place = False
@@ -99,7 +99,7 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
     def _summary(self) -> None:
         parts = []
         if self.snapshot:
-            parts.append(f"snapshot {self.snapshot.get('short_id') or self.snapshot['id'][:8]}")
+            parts.append(f"snapshot {self.snapshot['short_id']}")
         step = self.query_one("#wiz-steps", ContentSwitcher).current
         if self.snapshot and step not in ("snapshot", "scope"):
             if self.scope == "all":
@@ -151,9 +151,8 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
         if self.scope == "all":
             self._go("target")
             return
-        items = (self.snapshot.get("users") or []) if self.scope == "user" else (
-            self.databases.get(self.snapshot["id"]) or
-            list(self.snapshot.get("databases") or {}))
+        items = self.snapshot["users"] if self.scope == "user" else \
+            self.databases.get(self.snapshot["id"], [])
         if not items:
             self._error(f"this snapshot has no {'users' if self.scope == 'user' else 'databases'}")
             return
@@ -200,12 +199,12 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
 
     def _confirm_step(self) -> None:
         assert self.snapshot is not None
-        sid = self.snapshot.get("short_id") or self.snapshot["id"][:8]
+        sid = self.snapshot["short_id"]
         what = {"all": "everything", "user": f"user {self.item}",
                 "database": f"database {self.item}"}[self.scope]
         t = Text()
         t.append(f"Restore {what} from snapshot {sid} "
-                 f"({clock_time(self.snapshot.get('time'), True)})\n")
+                 f"({clock_time(self.snapshot['time'], True)})\n")
         if self.in_place:
             t.append("IN PLACE: the current data of the restored users is replaced. A safety "
                      "snapshot of it is taken first, so this can be undone.\n",
@@ -231,7 +230,7 @@ class RestoreWizard(ModalScreen[dict[str, Any] | None]):
 
     def _start(self) -> None:
         assert self.snapshot is not None
-        sid = self.snapshot.get("short_id") or self.snapshot["id"][:8]
+        sid = self.snapshot["short_id"]
         if self.in_place:
             typed = self.query_one("#confirm-input", Input).value.strip()
             if typed not in (sid, self.snapshot["id"]):

@@ -18,6 +18,7 @@ from lightkeeper.backup.zones.remote_path import RemoteRoot
 from lightkeeper.backup.zones.retention import policy_for, select_keep
 from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
 from lightkeeper.backup.zones.sync import SyncOptions, _BytesReader
+from lightkeeper.contracts.zones import ZonePruneSummary
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.prune")
@@ -25,7 +26,7 @@ log = get_logger("zones.prune")
 
 def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None = None,
                ctx: Any = None, dry_run: bool = False,
-               opts: SyncOptions | None = None) -> dict[str, Any]:
+               opts: SyncOptions | None = None) -> ZonePruneSummary:
     opts = opts or SyncOptions()
     if zone.kind == "s3":
         from lightkeeper.backup.zones.s3_jobs import prune_s3  # noqa: PLC0415
@@ -71,11 +72,11 @@ def prune_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | No
                                     f"needs ({exc}); nothing deleted") from None
             unused = sorted(r for r in listing.files if r not in required)
             freed = sum(listing.files[r] for r in unused)
-            summary: dict[str, Any] = {
+            summary: ZonePruneSummary = {
                 "zone": zone.name, "dry_run": dry_run, "kept": sorted(keep),
                 "kept_reasons": {k["id"]: k["reasons"] for k in kept_reasons},
                 "forgotten": forget, "files_deleted": len(unused), "bytes_freed": freed,
-                "rules": zone.keep,
+                "rules": zone.keep, "elapsed_s": 0.0,  # set when it is done
             }
             if dry_run or (not forget and not unused and not listing.temps):
                 mirror.close()

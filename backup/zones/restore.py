@@ -26,6 +26,11 @@ from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_path import RemoteRoot
 from lightkeeper.backup.zones.state import zone_lock
 from lightkeeper.backup.zones.sync import SyncOptions
+from lightkeeper.contracts.zones import (
+    ZoneProblem,
+    ZoneRebuildSummary,
+    ZoneRestoreSummary,
+)
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 
@@ -46,7 +51,8 @@ def _reporter(ctx: Any, zone: Zone, counters: Counters, totals: dict[str, Any]) 
 
 def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
                       target: Path, user: str | None = None, local_repo: Path | None = None,
-                      ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
+                      ctx: Any = None, opts: SyncOptions | None = None
+                      ) -> ZoneRestoreSummary:
     opts = opts or SyncOptions()
     if zone.kind == "s3":
         from lightkeeper.backup.zones.s3_jobs import restore_s3  # noqa: PLC0415
@@ -96,16 +102,17 @@ def restore_from_zone(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str,
     finally:
         repo.close()
         mirror.drop_packs()
-    result.update(zone=zone.name, snapshot=sid, user=user,
-                  fetched_bytes=totals.get("bytes"),
-                  elapsed_s=round(time.monotonic() - started, 3))
+    out: ZoneRestoreSummary = {**result, "zone": zone.name, "snapshot": sid, "user": user,
+                               "fetched_bytes": totals.get("bytes"),
+                               "elapsed_s": round(time.monotonic() - started, 3)}
     log.info("zones.restore_done", zone=zone.name, snapshot=sid, user=user,
-             files=result.get("files"), problems=len(result.get("failures") or {}))
-    return result
+             files=out["files"], problems=len(out.get("failures") or {}))
+    return out
 
 
 def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path,
-                      ctx: Any = None, opts: SyncOptions | None = None) -> dict[str, Any]:
+                      ctx: Any = None, opts: SyncOptions | None = None
+                      ) -> ZoneRebuildSummary:
     """Recreate a lost local repository at ``repo_path`` from the zone (resumable)."""
     opts = opts or SyncOptions()
     if zone.kind == "s3":
@@ -163,7 +170,7 @@ def rebuild_from_zone(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Pat
         marker.unlink(missing_ok=True)
     finally:
         lock.__exit__(None, None, None)
-    result: dict[str, Any] = {
+    result: ZoneRebuildSummary = {
         "zone": zone.name, "repository": str(repo_path), "snapshots": len(published),
         "files_fetched": len(todo), "bytes_fetched": counters.bytes_done,
         "problems": problems, "elapsed_s": round(time.monotonic() - started, 3)}
@@ -236,12 +243,12 @@ def publish_snapshots(snapshots: Iterable[str], repo_path: Path,
 
 
 def rebuild_problems(repo_path: Path, key_file: Path, published: list[str],
-                     unindexed: list[str]) -> list[dict[str, Any]]:
+                     unindexed: list[str]) -> list[ZoneProblem]:
     """What the rebuilt repository lacks: packs no index listed, snapshots missing files."""
     from lightkeeper.backup.repository import Repository  # noqa: PLC0415
 
     repo = Repository.open(repo_path, Path(key_file))
-    problems: list[dict[str, Any]] = [
+    problems: list[ZoneProblem] = [
         {"file": r, "problem": "not fetched: no index lists this pack"} for r in unindexed]
     files_now = set(scan_files(repo_path))
     for sid in published:

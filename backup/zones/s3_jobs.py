@@ -39,6 +39,13 @@ from lightkeeper.backup.zones.verify import (
     read_limit,
     record_problems,
 )
+from lightkeeper.contracts.zones import (
+    ZoneProblem,
+    ZonePruneSummary,
+    ZoneRebuildSummary,
+    ZoneRestoreSummary,
+    ZoneVerifySummary,
+)
 from lightkeeper.ids import validate_user_id
 from lightkeeper.logs import get_logger
 
@@ -87,9 +94,9 @@ class _Sink:
 
 # -- verify ---------------------------------------------------------------------------------
 def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None, ctx: Any,
-              full: bool, opts: Any) -> dict[str, Any]:
+              full: bool, opts: Any) -> ZoneVerifySummary:
     started = time.monotonic()
-    problems: list[dict[str, Any]] = []
+    problems: list[ZoneProblem] = []
     counters = Counters()
     totals = {"files": 0, "bytes": 0}
     phase = ["list"]
@@ -154,7 +161,7 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
         locked = store.object_lock_enabled()
         mirror.close()
     affected = record_problems(zone_dir, problems, refs_of)
-    summary: dict[str, Any] = {
+    summary: ZoneVerifySummary = {
         "zone": zone.name, "kind": "s3", "full": full, "snapshots": len(snaps),
         "files": len(files), "bytes": sum(files.values()), "files_hashed": hashed,
         "problems": problems, "snapshots_affected": affected,
@@ -171,7 +178,7 @@ def verify_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | Non
 
 # -- prune ----------------------------------------------------------------------------------
 def prune_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None, ctx: Any,
-             dry_run: bool, opts: Any) -> dict[str, Any]:
+             dry_run: bool, opts: Any) -> ZonePruneSummary:
     """Forget the snapshots the zone's keep-* rules drop, then delete the objects no remaining
     snapshot references. With S3 Object Lock, an object under retention or legal hold is never
     deleted: a manifest that cannot go keeps its snapshot (and so its files)."""
@@ -223,11 +230,11 @@ def prune_s3(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None
                         retained[rel] = why
                 unused = [r for r in unused if r not in retained]
             freed = sum(listing.files[r] for r in unused)
-            summary: dict[str, Any] = {
+            summary: ZonePruneSummary = {
                 "zone": zone.name, "kind": "s3", "dry_run": dry_run, "kept": sorted(keep),
                 "kept_reasons": {k["id"]: k["reasons"] for k in kept_reasons},
                 "forgotten": forget, "files_deleted": len(unused), "bytes_freed": freed,
-                "rules": zone.keep, "object_lock": locked,
+                "rules": zone.keep, "elapsed_s": 0.0, "object_lock": locked,
                 "retained": [{"file": r, "why": w} for r, w in sorted(retained.items())],
             }
             if retained:
@@ -291,7 +298,7 @@ def _reporter(ctx: Any, zone: Zone, counters: Counters,
 
 def restore_s3(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str, target: Path,
                user: str | None, local_repo: Path | None, ctx: Any,
-               opts: Any) -> dict[str, Any]:
+               opts: Any) -> ZoneRestoreSummary:
     started = time.monotonic()
     if user:
         validate_user_id(user)
@@ -332,16 +339,17 @@ def restore_s3(zone: Zone, zone_dir: Path, key_file: Path, snapshot: str, target
     finally:
         repo.close()
         mirror.drop_packs()
-    result.update(zone=zone.name, snapshot=sid, user=user, fetched_bytes=totals.get("bytes"),
-                  elapsed_s=round(time.monotonic() - started, 3))
+    out: ZoneRestoreSummary = {**result, "zone": zone.name, "snapshot": sid, "user": user,
+                               "fetched_bytes": totals.get("bytes"),
+                               "elapsed_s": round(time.monotonic() - started, 3)}
     log.info("zones.restore_done", zone=zone.name, snapshot=sid, user=user,
-             files=result.get("files"), problems=len(result.get("failures") or {}))
-    return result
+             files=out["files"], problems=len(out.get("failures") or {}))
+    return out
 
 
 # -- rebuild --------------------------------------------------------------------------------
 def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx: Any,
-               opts: Any) -> dict[str, Any]:
+               opts: Any) -> ZoneRebuildSummary:
     """Recreate a lost local repository from the bucket: data and index first (each object
     checked against its name), then config, then the manifests. Resumable."""
     started = time.monotonic()
@@ -388,7 +396,7 @@ def rebuild_s3(zone: Zone, zone_dir: Path, key_file: Path, repo_path: Path, ctx:
         marker.unlink(missing_ok=True)
     finally:
         lock.__exit__(None, None, None)
-    result: dict[str, Any] = {
+    result: ZoneRebuildSummary = {
         "zone": zone.name, "kind": "s3", "repository": str(repo_path),
         "snapshots": len(published), "files_fetched": len(todo),
         "bytes_fetched": counters.bytes_done, "problems": problems,

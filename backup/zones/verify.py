@@ -22,6 +22,7 @@ from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_path import RemoteRoot
 from lightkeeper.backup.zones.state import ListingCache
 from lightkeeper.backup.zones.sync import SyncOptions
+from lightkeeper.contracts.zones import ZoneProblem, ZoneVerifySummary
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.verify")
@@ -41,7 +42,7 @@ class _Sink:
 
 def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | None = None,
                 ctx: Any = None, full: bool = False,
-                opts: SyncOptions | None = None) -> dict[str, Any]:
+                opts: SyncOptions | None = None) -> ZoneVerifySummary:
     opts = opts or SyncOptions()
     if zone.kind == "s3":
         from lightkeeper.backup.zones.s3_jobs import verify_s3  # noqa: PLC0415
@@ -49,7 +50,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
         return verify_s3(zone, zone_dir, key_file, local_repo, ctx, full, opts)
     started = time.monotonic()
     root = RemoteRoot(zone.name, zone.remote_path)
-    problems: list[dict[str, Any]] = []
+    problems: list[ZoneProblem] = []
     counters = Counters()
     totals = {"files": 0, "bytes": 0}
     phase = ["list"]
@@ -109,7 +110,7 @@ def verify_zone(zone: Zone, zone_dir: Path, key_file: Path, local_repo: Path | N
             hashed = counters.files_done
         mirror.close()
     affected = record_problems(zone_dir, problems, refs_of)
-    summary = {
+    summary: ZoneVerifySummary = {
         "zone": zone.name, "full": full, "snapshots": len(snaps), "files": len(files),
         "bytes": sum(files.values()), "files_hashed": hashed, "problems": problems,
         "snapshots_affected": affected, "elapsed_s": round(time.monotonic() - started, 3),
@@ -137,7 +138,7 @@ def read_limit(rel: str, sizes: dict[str, int]) -> int | None:
 
 def check_structure(mirror: Mirror, source: Any, root: RemoteRoot, files: dict[str, int],
                     snaps: dict[str, int], local_repo: Path | None, ctx: Any,
-                    problems: list[dict[str, Any]], phase: list[str]) -> dict[str, set[str]]:
+                    problems: list[ZoneProblem], phase: list[str]) -> dict[str, set[str]]:
     """The checks that read no data file, for zones of every kind (``source`` is an SFTP
     channel or an S3 store): manifests and index files the mirror refused, every snapshot's
     files present, every listed size equal to what the index, the mirror's checked copies or
@@ -184,7 +185,7 @@ def check_structure(mirror: Mirror, source: Any, root: RemoteRoot, files: dict[s
     return refs_of
 
 
-def record_problems(zone_dir: Path, problems: list[dict[str, Any]],
+def record_problems(zone_dir: Path, problems: list[ZoneProblem],
                     refs_of: dict[str, set[str]]) -> list[str]:
     """Log the problems, have the next sync list the zone in full and send the damaged files
     again; returns the snapshots affected."""

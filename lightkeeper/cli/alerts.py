@@ -7,6 +7,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from lightkeeper.cli.common import (
     EXIT_OK,
@@ -17,6 +18,7 @@ from lightkeeper.cli.common import (
     add_json_flag,
     table,
 )
+from lightkeeper.contracts.alerts import Silence
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,7 +82,7 @@ def run_export(args: argparse.Namespace, ctx: CliContext) -> int:
     return EXIT_OK
 
 
-def _agent_call(ctx: CliContext, name: str, **params: object) -> object:
+def _agent_call(ctx: CliContext, name: str, **params: object) -> Any:
     from lightkeeper.client import AgentError
 
     try:
@@ -90,8 +92,7 @@ def _agent_call(ctx: CliContext, name: str, **params: object) -> object:
 
 
 def run_silences(args: argparse.Namespace, ctx: CliContext) -> int:
-    rows = _agent_call(ctx, "alerts.silences", all=bool(args.all))
-    assert isinstance(rows, list)
+    rows: list[Silence] = _agent_call(ctx, "alerts.silences", all=bool(args.all))
     ctx.emit(rows, lambda _: table(rows, [
         ("id", "ID"), ("state", "STATE"), ("matchers_text", "MATCHES"), ("ends", "UNTIL"),
         ("created_by", "BY"), ("comment", "COMMENT")], empty="no silences"))
@@ -101,9 +102,8 @@ def run_silences(args: argparse.Namespace, ctx: CliContext) -> int:
 def run_silence(args: argparse.Namespace, ctx: CliContext) -> int:
     from lightkeeper.client import default_actor
 
-    out = _agent_call(ctx, "alerts.silence", alert=args.alert, label=args.on,
+    out: Silence = _agent_call(ctx, "alerts.silence", alert=args.alert, label=args.on,
                       duration=args.duration, comment=args.comment, actor=default_actor())
-    assert isinstance(out, dict)
     ctx.emit(out, f"silence {out['id']} on {out['matchers_text']} until {out['ends']}")
     return EXIT_OK
 

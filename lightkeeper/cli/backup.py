@@ -27,6 +27,16 @@ from lightkeeper.cli.common import (
     table,
 )
 from lightkeeper.client import AgentError, AgentUnavailable
+from lightkeeper.contracts.backup import (
+    BackupSummary,
+    DrillSummary,
+    ForgetSummary,
+    PruneSummary,
+    ShowResponse,
+    SnapshotsResponse,
+    StatsResponse,
+    VerifySummary,
+)
 from lightkeeper.fmt import plural
 
 KEEPS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
@@ -132,10 +142,9 @@ def start_and_follow(ctx: CliContext, kind: str, params: dict[str, Any],
     return job_exit_code(job)
 
 
-def _render_backup(s: dict[str, Any]) -> str:
-    user_files = sum(int(s.get(k) or 0) for k in ("files_new", "files_changed",
-                                                    "files_unmodified"))
-    dumps = max(0, int(s.get("files") or 0) - user_files)  # database dumps are not compared
+def _render_backup(s: BackupSummary) -> str:
+    user_files = s["files_new"] + s["files_changed"] + s["files_unmodified"]
+    dumps = max(0, s["files"] - user_files)  # database dumps are not compared
     parts = []
     if user_files:
         parts.append(f"{plural(user_files, 'user file')} ({s.get('files_new')} new, "
@@ -166,26 +175,26 @@ def run_list(args: argparse.Namespace, ctx: CliContext) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.user:
         params["user"] = args.user
-    data = ctx.client().call("backup.snapshots", **params)
+    data: SnapshotsResponse = ctx.client().call("backup.snapshots", **params)
     rows = []
     for s in data["snapshots"]:
-        sm = s.get("summary") or {}
+        sm = s["summary"]
         rows.append({"id": s["short_id"],
                      "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["time"])),
                      "users": len(s["users"]), "files": sm.get("files"),
                      "size": human_bytes(sm.get("bytes_total")),
                      "failed": ",".join(sm.get("failed_users") or []) or "",
-                     "tags": ",".join(s.get("tags") or [])})
+                     "tags": ",".join(s["tags"])})
     ctx.emit(data, lambda _: table(rows, [
         ("id", "ID"), ("time", "TIME"), ("users", "USERS"), ("files", "FILES"),
         ("size", "SIZE"), ("tags", "TAGS"), ("failed", "FAILED USERS")], empty="no snapshots"))
     if not ctx.json:
-        for r in data.get("refused") or []:
+        for r in data["refused"]:
             print(f"lightkeeper: refused snapshot {r['short_id']}: {r['error']}", file=sys.stderr)
     return EXIT_OK
 
 
-def _render_show(m: dict[str, Any]) -> str:
+def _render_show(m: ShowResponse) -> str:
     lines = [f"snapshot {m['id']}",
              f"time      {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m['time']))}",
              f"host      {m.get('host')}", f"tags      {', '.join(m.get('tags') or []) or '-'}",
@@ -231,17 +240,17 @@ def check_text(check: dict[str, Any] | None) -> str:
 
 
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
-    m = ctx.client().call("backup.show", snapshot=args.snapshot, files=args.files)
+    m: ShowResponse = ctx.client().call("backup.show", snapshot=args.snapshot, files=args.files)
     ctx.emit(m, _render_show)
     return EXIT_OK
 
 
 def run_stats(args: argparse.Namespace, ctx: CliContext) -> int:
-    s = ctx.client().call("backup.stats")
+    s: StatsResponse = ctx.client().call("backup.stats")
 
-    def human(s: dict[str, Any]) -> str:
-        newest = s.get("newest_snapshot")
-        v = s.get("verified") or {}
+    def human(s: StatsResponse) -> str:
+        newest = s["newest_snapshot"]
+        v = s["verified"]
         return "\n".join([
             f"repository  {s['path']} (id {s['id'][:12]}, "
             f"{'encrypted' if s['encrypted'] else 'NOT encrypted'}, key {s['key_id'][:12]})",
@@ -250,15 +259,14 @@ def run_stats(args: argparse.Namespace, ctx: CliContext) -> int:
             f"snapshots   {s['snapshots']}" + (
                 f", newest {newest['short_id']} ({human_duration(s['newest_age_seconds'])} ago)"
                 if newest else ""),
-            f"verified    {(v.get('newest_verified') or '-')[:8]} "
-            f"{v.get('mode', '')}".rstrip(),
+            f"verified    {v['newest_verified'][:8]} {v['mode']}" if v else "verified    -",
         ])
 
     ctx.emit(s, human)
     return EXIT_OK
 
 
-def _render_verify(r: dict[str, Any]) -> str:
+def _render_verify(r: VerifySummary) -> str:
     if r.get("ok"):
         text = (f"repository OK ({r.get('mode')}): {r.get('snapshots_checked')} snapshots, "
                 f"{r.get('packs_checked')} packs read, {human_bytes(r.get('bytes_read'))}")
@@ -284,7 +292,7 @@ def run_verify(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_prune(args: argparse.Namespace, ctx: CliContext) -> int:
-    def render(s: dict[str, Any]) -> str:
+    def render(s: PruneSummary) -> str:
         head = "would delete" if s.get("dry_run") else "deleted"
         return (f"{head} {s.get('packs_delete')} packs, repacked {s.get('packs_repack')}, kept "
                 f"{s.get('packs_keep')}; freed {human_bytes(s.get('bytes_freed'))}, repository "
@@ -302,7 +310,7 @@ def run_forget(args: argparse.Namespace, ctx: CliContext) -> int:
                 raise CliError(f"--keep-{k} must be >= 0", 2)
             params[f"keep_{k}"] = v
 
-    def render(s: dict[str, Any]) -> str:
+    def render(s: ForgetSummary) -> str:
         verb = "would remove" if s.get("dry_run") else "removed"
         lines = [f"{verb} {s.get('removed_count')} snapshot(s), keeping {s.get('kept_count')}"]
         lines += [f"  keep   {k['short_id']}  {', '.join(k['reasons'])}" for k in s["kept"]]
@@ -319,7 +327,7 @@ def run_drill(args: argparse.Namespace, ctx: CliContext) -> int:
     if args.snapshot:
         params["snapshot"] = args.snapshot
 
-    def render(s: dict[str, Any]) -> str:
+    def render(s: DrillSummary) -> str:
         head = "drill PASSED" if s.get("ok") else "drill FAILED"
         lines = [f"{head}: snapshot {s.get('short_id')} ({human_duration(s.get('snapshot_age_s'))}"
                  f" old), users {', '.join(s.get('users') or [])}: restored "

@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lightkeeper import config as config_mod
@@ -83,7 +83,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
 
 
-def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]],
+def table(rows: Sequence[Mapping[str, Any]], columns: list[tuple[str, str]],
           empty: str = "(none)") -> str:
     """Render rows as a plain aligned table: columns are (key, heading)."""
     if not rows:

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from lightkeeper.cli.common import EXIT_OK, CliContext, add_json_flag, table
+from lightkeeper.contracts.agent import OpsSummaryRow
 from lightkeeper.fmt import human_bytes
 
 
@@ -69,7 +70,8 @@ def _ms(v: float | None) -> str:
 
 
 def run_latency(args: argparse.Namespace, ctx: CliContext) -> int:
-    rows = ctx.client().call("rag.summary", window=args.window, user=args.user)
+    rows: list[OpsSummaryRow] = ctx.client().call("rag.summary", window=args.window,
+                                                  user=args.user)
     view = [{**r, "p50": _ms(r["p50"]), "p95": _ms(r["p95"]), "p99": _ms(r["p99"]),
              "err": f"{r['error_rate']:.1%}", "llm": f"{r['share_llm']:.0%}",
              "emb": f"{r['share_embed']:.0%}", "own": f"{r['share_lightrag']:.0%}"} for r in rows]

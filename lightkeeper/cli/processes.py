@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from lightkeeper.cli.common import EXIT_OK, EXIT_PROBLEMS, CliContext, add_json_flag, table
+from lightkeeper.contracts.agent import ProcessesResponse
 from lightkeeper.fmt import human_bytes, human_duration, pct
 
 
@@ -29,7 +30,7 @@ def _yes(v: Any) -> str:
     return "yes" if v else "no"
 
 
-def render(data: dict[str, Any]) -> str:
+def render(data: ProcessesResponse) -> str:
     rows = []
     for p in data["processes"]:
         rows.append({
@@ -49,8 +50,8 @@ def render(data: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    data = ctx.client().call("processes.list")
+    data: ProcessesResponse = ctx.client().call("processes.list")
     ctx.emit(data, render)
-    if args.check and any(p.get("ungated_writer") for p in data["processes"]):
+    if args.check and any(p["ungated_writer"] for p in data["processes"]):
         return EXIT_PROBLEMS
     return EXIT_OK

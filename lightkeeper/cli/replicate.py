@@ -7,11 +7,12 @@ from typing import Any
 
 from lightkeeper.cli.common import CliContext, add_json_flag, human_bytes, human_duration
 from lightkeeper.cli.zones import add_local_flag, run_job
+from lightkeeper.contracts.zones import ReplicateSummary
 
 
-def _render(s: dict[str, Any]) -> str:
+def _render(s: ReplicateSummary) -> str:
     lines = []
-    for name, r in sorted((s.get("zones") or {}).items()):
+    for name, r in sorted(s["zones"].items()):
         pub = len(r.get("snapshots_published") or [])
         lines.append(f"{name}: ok, {r.get('files_uploaded')} files, "
                      f"{human_bytes(r.get('bytes_sent'))} sent, {pub} snapshot(s) published, "
@@ -19,7 +20,7 @@ def _render(s: dict[str, Any]) -> str:
                      f"{human_duration(r.get('elapsed_s'))}")
         for u in r.get("snapshots_unpublished") or []:
             lines.append(f"  not published: {u['id'][:12]} ({u['missing_files']} files missing)")
-    for name, err in sorted((s.get("failed") or {}).items()):
+    for name, err in sorted(s["failed"].items()):
         lines.append(f"{name}: FAILED: {err}")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from lightkeeper.cli.backup import start_and_follow
 from lightkeeper.cli.common import CliContext, CliError, add_json_flag, human_bytes, human_duration
+from lightkeeper.contracts.backup import RestoreSummary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_restore)
 
 
-def _render(s: dict[str, Any]) -> str:
+def _render(s: RestoreSummary) -> str:
     lines = [f"restored snapshot {s.get('short_id')} to {s.get('target')}: {s.get('files')} "
              f"files, {human_bytes(s.get('bytes'))}, every file checked against its hash, "
              f"took {human_duration(s.get('duration_s'))}"]
-    if s.get("safety_snapshot"):
-        lines.append(f"safety snapshot of the replaced data: {s['safety_snapshot'][:8]}")
-    if s.get("pg_restored_into"):
+    safety = s["safety_snapshot"]
+    if safety:
+        lines.append(f"safety snapshot of the replaced data: {safety[:8]}")
+    if "pg_restored_into" in s:
         lines.append(f"PostgreSQL dump restored into database {s['pg_restored_into']}")
     for path, err in (s.get("failures") or {}).items():
         lines.append(f"FAILED {path}: {err}")

@@ -19,6 +19,8 @@ from lightkeeper.cli.common import (
     human_duration,
     table,
 )
+from lightkeeper.contracts import tuning as t
+from lightkeeper.contracts.agent import CompareResponse
 
 EPILOG = """examples:
   lightkeeper tuning show --user alice
@@ -197,7 +199,7 @@ def _server_lines(servers: list[dict[str, Any]], changed: list[dict[str, Any]] |
 
 # -- handlers -----------------------------------------------------------------------------
 def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
-    doc = _call(ctx, "tuning.show", user=args.user)
+    doc: t.ShowResponse = _call(ctx, "tuning.show", user=args.user)
 
     def human(d: dict[str, Any]) -> str:
         who = f" for user {d['user']}" if d.get("user") else ""
@@ -217,14 +219,14 @@ def run_show(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_set(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.set", changes=_assignments(args.assignments), note=args.note,
+    result: t.CommitResponse = _call(ctx, "tuning.set", changes=_assignments(args.assignments), note=args.note,
                    user=args.user, acknowledge_rebuild=args.acknowledge_rebuild, source="cli")
     ctx.emit(result, _render_change)
     return EXIT_OK
 
 
 def run_validate(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.validate", changes=_assignments(args.assignments),
+    result: t.ValidateResponse = _call(ctx, "tuning.validate", changes=_assignments(args.assignments),
                    user=args.user, acknowledge_rebuild=args.acknowledge_rebuild)
 
     def human(r: dict[str, Any]) -> str:
@@ -240,7 +242,7 @@ def run_validate(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_diff(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.diff", a=args.a, b=args.b)
+    result: t.DiffResponse = _call(ctx, "tuning.diff", a=args.a, b=args.b)
 
     def human(r: dict[str, Any]) -> str:
         a, b = r["a"], r["b"]
@@ -257,14 +259,14 @@ def run_diff(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_revert(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.revert", version=args.version, note=args.note,
+    result: t.CommitResponse = _call(ctx, "tuning.revert", version=args.version, note=args.note,
                    acknowledge_rebuild=args.acknowledge_rebuild)
     ctx.emit(result, _render_change)
     return EXIT_OK
 
 
 def run_history(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.history", limit=args.limit)
+    result: t.HistoryResponse = _call(ctx, "tuning.history", limit=args.limit)
 
     def human(r: dict[str, Any]) -> str:
         rows = []
@@ -286,7 +288,7 @@ def _pct(x: float | None) -> str:
 
 
 def run_compare(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "rag.compare_versions", a=args.a, b=args.b)
+    result: CompareResponse = _call(ctx, "rag.compare_versions", a=args.a, b=args.b)
 
     def human(r: dict[str, Any]) -> str:
         rows = []
@@ -336,11 +338,13 @@ def _write_file(path: Path, text: str) -> None:
 
 
 def run_export_env(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.export_env", version=args.version, user=args.user)
+    result: t.ExportEnvResponse = _call(ctx, "tuning.export_env", version=args.version,
+                                        user=args.user)
     if args.output:
         _write_file(Path(args.output), result["text"])
-        result["output"] = str(Path(args.output).expanduser())
-        ctx.emit(result, f"wrote {result['output']} from tuning version {result['version']}")
+        output = str(Path(args.output).expanduser())
+        ctx.emit({**result, "output": output},
+                 f"wrote {output} from tuning version {result['version']}")
     elif ctx.json:
         ctx.emit(result)
     else:
@@ -356,14 +360,14 @@ def run_import_env(args: argparse.Namespace, ctx: CliContext) -> int:
         raise CliError(f"{path}: no such file", EXIT_USAGE) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {path}: {exc}", EXIT_USAGE) from None
-    result = _call(ctx, "tuning.import_env", text=text, file_name=str(path), note=args.note,
+    result: t.CommitResponse = _call(ctx, "tuning.import_env", text=text, file_name=str(path), note=args.note,
                    user=args.user, acknowledge_rebuild=args.acknowledge_rebuild)
     ctx.emit(result, _render_change)
     return EXIT_OK
 
 
 def run_params(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.params")
+    result: t.ParamsResponse = _call(ctx, "tuning.params")
 
     def human(r: dict[str, Any]) -> str:
         rows = [{"name": p["name"], "type": p["type"], "default": _fmt(p["default"]),
@@ -380,7 +384,7 @@ def run_params(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def run_servers(args: argparse.Namespace, ctx: CliContext) -> int:
-    result = _call(ctx, "tuning.servers")
+    result: t.ServersResponse = _call(ctx, "tuning.servers")
 
     def human(r: dict[str, Any]) -> str:
         if not r["servers"]:

@@ -22,6 +22,15 @@ from lightkeeper.cli.common import (
     job_exit_code,
     table,
 )
+from lightkeeper.contracts.zones import (
+    TrustProbeResponse,
+    TrustResponse,
+    ZonePruneSummary,
+    ZoneRebuildSummary,
+    ZoneRestoreSummary,
+    ZoneStatus,
+    ZoneVerifySummary,
+)
 from lightkeeper.fmt import plural
 
 
@@ -146,17 +155,16 @@ def _ago(ts: float | None) -> str:
     return "never" if ts is None else human_duration(time.time() - float(ts)) + " ago"
 
 
-def _zone_rows(zones: list[dict[str, Any]]) -> str:
+def _zone_rows(zones: list[ZoneStatus]) -> str:
     rows = []
     for z in zones:
-        reach = {True: "yes", False: "NO", None: "?"}[z.get("reachable")]
-        where = z.get("where") or f"{z['user']}@{z['host']}:{z['port']}{z['remote_path']}"
-        rows.append({"name": z["name"], "where": where, "reachable": reach,
-                     "last_success": _ago(z.get("last_success")),
+        reach = {True: "yes", False: "NO", None: "?"}[z["reachable"]]
+        rows.append({"name": z["name"], "where": z["where"], "reachable": reach,
+                     "last_success": _ago(z["last_success"]),
                      "lag": human_duration(z["lag_seconds"]) if z["lag_seconds"] else "0",
-                     "size": human_bytes(z.get("remote_bytes")),
-                     "snapshots": z.get("remote_snapshots"),
-                     "failures": z.get("failures_total")})
+                     "size": human_bytes(z["remote_bytes"]),
+                     "snapshots": z["remote_snapshots"],
+                     "failures": z["failures_total"]})
     return table(rows, [("name", "ZONE"), ("where", "WHERE"), ("reachable", "REACHABLE"),
                         ("last_success", "LAST SUCCESS"), ("lag", "LAG"), ("size", "SIZE"),
                         ("snapshots", "SNAPSHOTS"), ("failures", "FAILURES")],
@@ -164,17 +172,17 @@ def _zone_rows(zones: list[dict[str, Any]]) -> str:
 
 
 def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    zones = call(ctx, "zones.list", probe=bool(args.probe))
+    zones: list[ZoneStatus] = call(ctx, "zones.list", probe=bool(args.probe))
     ctx.emit(zones, _zone_rows)
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
-    z = call(ctx, "zones.status", zone=args.zone, probe=bool(args.probe))
+    z: ZoneStatus = call(ctx, "zones.status", zone=args.zone, probe=bool(args.probe))
 
-    def human(z: dict[str, Any]) -> str:
+    def human(z: ZoneStatus) -> str:
         lines = [_zone_rows([z])]
-        if z.get("last_error"):
+        if z["last_error"]:
             lines.append(f"last error: {z['last_error']}")
         lines.append(f"bytes sent: {human_bytes(z['bytes_sent_total'])}, "
                      f"snapshots behind: {z['snapshots_behind']}")
@@ -186,7 +194,7 @@ def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
 
 # -- trust --------------------------------------------------------------------------------
 def cmd_trust(args: argparse.Namespace, ctx: CliContext) -> int:
-    probe = call(ctx, "zones.trust_probe", zone=args.zone)
+    probe: TrustProbeResponse = call(ctx, "zones.trust_probe", zone=args.zone)
     key = f"{probe['key_type']} {probe['fingerprint']}"
     if probe["state"] == "trusted":
         ctx.emit({**probe}, f"zone {args.zone}: {probe['host']} is already trusted ({key})")
@@ -215,14 +223,14 @@ def cmd_trust(args: argparse.Namespace, ctx: CliContext) -> int:
             raise CliError(f"zone {args.zone!r}: not trusted (answer was not 'yes'); nothing "
                            "recorded", EXIT_FAILED)
         confirmed = probe["fingerprint"]
-    result = call(ctx, "zones.trust", zone=args.zone, fingerprint=confirmed)
+    result: TrustResponse = call(ctx, "zones.trust", zone=args.zone, fingerprint=confirmed)
     ctx.emit(result, f"zone {args.zone}: trusted {result['key_type']} {result['fingerprint']} "
                      f"(recorded in {result['known_hosts']})")
     return EXIT_OK
 
 
 # -- jobs ---------------------------------------------------------------------------------
-def _render_verify(s: dict[str, Any]) -> str:
+def _render_verify(s: ZoneVerifySummary) -> str:
     # "files" are the repository's data files; a full check also hashes each snapshot's
     # manifest, so the hashed count is files + snapshots
     head = (f"zone {s.get('zone')}: {plural(s.get('snapshots') or 0, 'snapshot')}, "
@@ -247,7 +255,7 @@ def cmd_verify(args: argparse.Namespace, ctx: CliContext) -> int:
                    _render_verify)
 
 
-def _render_prune(s: dict[str, Any]) -> str:
+def _render_prune(s: ZonePruneSummary) -> str:
     verb = "would forget" if s.get("dry_run") else "forgot"
     return (f"zone {s.get('zone')}: kept {len(s.get('kept', []))} snapshots, {verb} "
             f"{len(s.get('forgotten', []))}; {s.get('files_deleted')} files, "
@@ -264,7 +272,7 @@ def cmd_restore(args: argparse.Namespace, ctx: CliContext) -> int:
     params = {"zone": args.zone, "snapshot": args.snapshot, "target": args.target,
               "user": args.user}
 
-    def render(s: dict[str, Any]) -> str:
+    def render(s: ZoneRestoreSummary) -> str:
         return (f"restored {s.get('files')} files ({human_bytes(s.get('bytes'))}) of snapshot "
                 f"{str(s.get('snapshot'))[:12]} from zone {s.get('zone')} to {s.get('target')}"
                 + (f"; {len(s['failures'])} FAILED" if s.get("failures") else ""))
@@ -273,7 +281,7 @@ def cmd_restore(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, ctx: CliContext) -> int:
-    def render(s: dict[str, Any]) -> str:
+    def render(s: ZoneRebuildSummary) -> str:
         return (f"rebuilt {s.get('repository')} from zone {s.get('zone')}: "
                 f"{s.get('snapshots')} snapshots, {s.get('files_fetched')} files, "
                 f"{human_bytes(s.get('bytes_fetched'))}"

@@ -5,7 +5,7 @@ CLI or the schedule); cancel."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Group
 from rich.text import Text
@@ -13,13 +13,21 @@ from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Static
 
+from lightkeeper.contracts.backup import (
+    ForgetSummary,
+    RestoreSummary,
+    SnapshotInfo,
+    SnapshotsResponse,
+    SnapshotSummary,
+    StatsResponse,
+)
 from lightkeeper.fmt import age, clock_time, human_bytes, human_duration, plural
 from lightkeeper.tui import agentdata
 from lightkeeper.tui.actions import bindings, window_for_age, window_seconds
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
-from lightkeeper.tui.panes.common import first, series_lines
+from lightkeeper.tui.panes.common import series_lines
 from lightkeeper.tui.restore_wizard import RestoreWizard
 from lightkeeper.tui.widgets.chart import ChartData, Line, TimeChart
 from lightkeeper.tui.widgets.jobprogress import JobProgress, last_finished_line
@@ -30,9 +38,9 @@ BACKUP_JOBS = ("backup", "verify", "prune", "forget", "restore")
 MIB = 1 / 2**20
 
 
-def snapshot_kind(s: dict[str, Any]) -> Text:
+def snapshot_kind(s: SnapshotInfo) -> Text:
     """What took the snapshot: the pre-restore safety snapshot is named as such."""
-    tags = s.get("tags") or []
+    tags = s["tags"]
     if "pre-restore" in tags:
         of = next((t[len("restore-of-"):] for t in tags if t.startswith("restore-of-")), "")
         return Text("safety before restore" + (f" of {of}" if of else ""), style="yellow")
@@ -41,9 +49,9 @@ def snapshot_kind(s: dict[str, Any]) -> Text:
     return Text(", ".join(tags) or "manual", style="dim")
 
 
-def history_span(snapshots: list[dict[str, Any]], now: float, window_s: float) -> float:
+def history_span(snapshots: list[SnapshotInfo], now: float, window_s: float) -> float:
     """The charts span the console's window, or the whole history if that is longer."""
-    oldest = min((s.get("time") or now for s in snapshots), default=now)
+    oldest = min((s["time"] for s in snapshots), default=now)
     return max(window_s, (now - oldest) * 1.05)
 
 
@@ -54,7 +62,7 @@ class BackupsPane(Pane):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.snapshots: list[dict[str, Any]] = []
+        self.snapshots: list[SnapshotInfo] = []
         self.available = True
 
     def compose(self) -> ComposeResult:
@@ -88,42 +96,38 @@ class BackupsPane(Pane):
                 "recent": client.jobs(limit=20)}
 
     def show(self, data: dict[str, Any], req: Request) -> None:
-        snaps = data["snapshots"]
+        answer: SnapshotsResponse | Failed = data["snapshots"]
+        stats: StatsResponse | Failed = data["stats"]
         note = self.query_one("#backups-note", Static)
-        self.available = not problem(snaps)
-        stats = data.get("stats")
-        verified_doc = stats.get("verified") if isinstance(stats, dict) else None
-        verified_id = (verified_doc or {}).get("newest_verified")
-        if agentdata.no_repository(snaps):
-            note.update(Text(" no backup repository yet: press b to take the first backup",
-                             style="yellow"))
-            snaps = []
-        elif problem(snaps):
-            note.update(Text(" " + (problem(snaps) or ""), style="dim"))
-            snaps = []
+        self.available = not isinstance(answer, Failed)
+        verified = None if isinstance(stats, Failed) else stats["verified"]
+        snaps: list[SnapshotInfo] = []
+        if isinstance(answer, Failed):
+            if agentdata.no_repository(answer):
+                note.update(Text(" no backup repository yet: press b to take the first backup",
+                                 style="yellow"))
+            else:
+                note.update(Text(" " + str(answer), style="dim"))
         else:
-            if isinstance(snaps, dict):
-                snaps = first(snaps, "snapshots", default=[])
-            size = stats.get("repository_size") if isinstance(stats, dict) else None
+            snaps = answer["snapshots"]
             t = Text(" ")
             t.append(plural(len(snaps), "snapshot"), style="bold")
-            if size:
-                t.append(f", repository {human_bytes(size)}")
+            if not isinstance(stats, Failed):
+                t.append(f", repository {human_bytes(stats['size_bytes'])}")
             note.update(t)
-        self.snapshots = sorted(snaps, key=lambda s: -(s.get("time") or 0))
+        self.snapshots = sorted(snaps, key=lambda s: -s["time"])
         self._charts(data, req)
         rows = []
         for s in self.snapshots:
-            summ = s.get("summary") or {}
-            if verified_id and s["id"] == verified_id:
-                v_text = Text(f"yes, {age((verified_doc or {}).get('time'), req.now)}",
-                              style="green")
+            summ = s["summary"]
+            if verified and s["id"] == verified["newest_verified"]:
+                v_text = Text(f"yes, {age(verified['time'], req.now)}", style="green")
             else:
                 v_text = Text("-", style="dim")
             rows.append((s["id"], [
-                s.get("short_id") or s["id"][:8], clock_time(s.get("time"), True),
-                str(len(s.get("users") or [])), human_bytes(summ.get("bytes_total")),
-                human_bytes(first(summ, "bytes_added_data", "bytes_added")),
+                s["short_id"], clock_time(s["time"], True),
+                str(len(s["users"])), human_bytes(summ.get("bytes_total")),
+                human_bytes(summ.get("bytes_added_data")),
                 human_duration(summ.get("duration_s")), snapshot_kind(s), v_text]))
         self.query_one("#snap-table", RowsTable).set_rows(rows)
         self.query_one("#backups-progress", JobProgress).show(self.lk.jobs)
@@ -132,13 +136,15 @@ class BackupsPane(Pane):
 
     def _charts(self, data: dict[str, Any], req: Request) -> None:
         span = history_span(self.snapshots, req.now, window_seconds(req.window))
-        oldest_first = sorted(self.snapshots, key=lambda s: s.get("time") or 0)
+        oldest_first = sorted(self.snapshots, key=lambda s: s["time"])
 
-        def points(key: str, *alts: str) -> list[list[float]]:
+        def points(key: Literal["bytes_total", "bytes_added_data", "duration_s"]
+                   ) -> list[list[float]]:
             out = []
             for s in oldest_first:
-                v = first(s.get("summary") or {}, key, *alts)
-                if v is not None and s.get("time"):
+                summ: SnapshotSummary = s["summary"]
+                v = summ.get(key)  # a manifest's JSON: .get, should one lack it
+                if v is not None:
                     out.append([float(s["time"]), float(v)])
             return out
 
@@ -151,7 +157,7 @@ class BackupsPane(Pane):
 
         chart("ch-bk-size", [Line("snapshot", points("bytes_total")),
                              Line("repo", [p for p in repo if p[1] is not None])])
-        chart("ch-bk-added", [Line("", points("bytes_added_data", "bytes_added"))])
+        chart("ch-bk-added", [Line("", points("bytes_added_data"))])
         chart("ch-bk-duration", [Line("", points("duration_s"))])
 
     # -- actions ----------------------------------------------------------------------------
@@ -181,7 +187,7 @@ class BackupsPane(Pane):
             self.lk.notify(f"prune plan {job.get('state')}: {job.get('error')}",
                            severity="error", timeout=8)
             return
-        body = prune_plan_text(job.get("summary") or {})
+        body = prune_plan_text(job["summary"])
 
         def done(ok: bool | None) -> None:
             if ok:
@@ -214,19 +220,17 @@ class BackupsPane(Pane):
                 self.lk.run_agent("restore", lambda c: c.start_job("restore", params),
                                   lambda job_id: self._follow_restore(job_id, params))
 
-        def open_wizard(details: Any) -> None:
-            dbs: dict[str, list[str]] = {}
-            for sid, d in (details or {}).items():
-                dbs[sid] = sorted((d or {}).get("databases") or [])
+        def open_wizard(dbs: dict[str, list[str]]) -> None:
             self.lk.push_screen(RestoreWizard(snaps, dbs), done)
 
-        def load(client: Any) -> dict[str, Any]:
-            out: dict[str, Any] = {}
+        def load(client: Any) -> dict[str, list[str]]:
+            """Snapshot id -> the databases its manifest holds (the wizard's choices)."""
+            out: dict[str, list[str]] = {}
             for s in snaps[:20]:
                 d = agentdata.call(client, "backup.show", snapshot=s["id"])
-                if problem(d):
+                if isinstance(d, Failed):
                     break
-                out[s["id"]] = d
+                out[s["id"]] = sorted(d["databases"])
             return out
 
         self.lk.run_agent("restore", load, open_wizard)
@@ -238,55 +242,55 @@ class BackupsPane(Pane):
                           self._restored)
 
     def _restored(self, job: dict[str, Any]) -> None:
-        s = job.get("summary") or {}
         if job.get("state") not in ("succeeded", "problems"):
             self.lk.notify(f"restore {job.get('state')}: {job.get('error')}",
                            severity="error", timeout=12)
             return
+        s: RestoreSummary = job["summary"]
         self.lk.notify(restored_text(s), title="restore finished",
-                       severity="warning" if s.get("failures") else "information",
+                       severity="warning" if "failures" in s else "information",
                        timeout=30)
 
 
-def restored_text(s: dict[str, Any]) -> str:
+def restored_text(s: RestoreSummary) -> str:
     """Where the files went: the operator's next step starts from there."""
-    what = plural(int(s.get("files") or 0), "file")
-    text = f"{what} ({human_bytes(s.get('bytes'))}) of snapshot {s.get('short_id')} "
-    text += f"restored into {s.get('target')}"
-    if s.get("users"):
+    what = plural(s["files"], "file")
+    text = f"{what} ({human_bytes(s['bytes'])}) of snapshot {s['short_id']} "
+    text += f"restored into {s['target']}"
+    if s["users"]:
         text += f" (users: {', '.join(s['users'])})"
-    if s.get("safety_snapshot"):
+    if s["safety_snapshot"]:
         text += (f"; the data replaced is kept in safety snapshot "
                  f"{str(s['safety_snapshot'])[:8]}")
-    if s.get("failures"):
+    if "failures" in s:
         text += f"; {plural(len(s['failures']), 'file')} FAILED"
     return text
 
 
-def prune_plan_text(summary: dict[str, Any]) -> Group:
-    removed = summary.get("removed") or []
-    p = summary.get("prune") or {}
+def prune_plan_text(summary: ForgetSummary) -> Group:
+    """The plan of forget with ``dry_run`` and ``prune``: what goes, and what that frees."""
+    removed = summary["removed"]
     out: list[Any] = []
     if removed:
         out.append(Text(f"Forgets {plural(len(removed), 'snapshot')} (keeps "
-                        f"{summary.get('kept_count')}):", style="bold"))
+                        f"{summary['kept_count']}):", style="bold"))
         for s in removed[:8]:
-            summ = s.get("summary") or {}
-            out.append(Text(f"  {s.get('short_id') or s['id'][:8]}  "
-                            f"{clock_time(s.get('time'), True)}  "
-                            f"{human_bytes(summ.get('bytes_total'))}"))
+            out.append(Text(f"  {s['short_id']}  {clock_time(s['time'], True)}  "
+                            f"{human_bytes(s['summary'].get('bytes_total'))}"))
         if len(removed) > 8:
             out.append(Text(f"  and {len(removed) - 8} more", style="dim"))
     else:
         out.append(Text(f"The retention policy keeps "
-                        f"{plural(int(summary.get('kept_count') or 0), 'snapshot')}, all "
+                        f"{plural(summary['kept_count'], 'snapshot')}, all "
                         "there are: nothing is forgotten.", style="bold"))
     out.append(Text(""))
-    out.append(Text(f"Frees about {human_bytes(p.get('bytes_free_estimate'))}: deletes "
-                    f"{plural(int(p.get('packs_delete') or 0), 'pack')} "
-                    f"({human_bytes(p.get('bytes_delete'))}), repacks "
-                    f"{plural(int(p.get('packs_repack') or 0), 'pack')} "
-                    f"({human_bytes(p.get('bytes_repack'))}).", style="bold"))
+    p = summary.get("prune")  # the plan was asked with prune: always there
+    if p is not None:
+        out.append(Text(f"Frees about {human_bytes(p['bytes_free_estimate'])}: deletes "
+                        f"{plural(p['packs_delete'], 'pack')} "
+                        f"({human_bytes(p['bytes_delete'])}), repacks "
+                        f"{plural(p['packs_repack'], 'pack')} "
+                        f"({human_bytes(p['bytes_repack'])}).", style="bold"))
     out.append(Text("The newest verified snapshot is always kept. This cannot be undone.",
                     style="dim"))
     return Group(*out)

@@ -1,4 +1,4 @@
-"""Helpers shared by panes: tolerant field access, series arithmetic, small Rich tables."""
+"""Helpers shared by panes: series arithmetic, small Rich tables."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ from rich.table import Table
 from rich.text import Text
 
 from lightkeeper.tui.agentdata import problem
-
-
-def first(d: dict[str, Any] | None, *keys: str, default: Any = None) -> Any:
-    """The first of ``keys`` present in ``d`` (the agent's packages name fields their way)."""
-    if not d:
-        return default
-    for k in keys:
-        if d.get(k) is not None:
-            return d[k]
-    return default
 
 
 def series_lines(doc: Any) -> dict[str, list[list[float]]]:

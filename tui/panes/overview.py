@@ -79,7 +79,8 @@ class OverviewPane(Pane):
         rx, tx = series_lines(data["rx"]), series_lines(data["tx"])
         chart("ch-net", [Line("rx", sum_series(rx, {"lo"})), Line("tx", sum_series(tx, {"lo"}))],
               None, problem(data["rx"]) or "")
-        latest = data["latest"] if isinstance(data["latest"], dict) else {}
+        answer: dict[str, dict[str, float]] | Failed = data["latest"]
+        latest = {} if isinstance(answer, Failed) else answer
         self.query_one("#ov-storage", Static).update(_storage(latest))
         self.query_one("#ov-users", Static).update(
             _users(latest, series_lines(data["userdirs"]), req.window))
@@ -146,10 +147,10 @@ def _health(status: dict[str, Any], snapshots: StatsResponse | Failed,
                      Text(f"Backup: {stats}", style="dim"))
     else:
         newest = stats["newest_snapshot"]
-        verified = stats["verified"] or {}
+        verified = stats["verified"]
         if newest:
             parts.append(Text(f"Backup: newest {age(newest['time'], now)}"))
-            if verified.get("time"):
+            if verified:
                 parts.append(Text(f"  verified {age(verified['time'], now)}", style="dim"))
         else:
             parts.append(Text("Backup: no snapshot yet", style="yellow"))

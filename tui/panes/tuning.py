@@ -14,10 +14,11 @@ from textual.timer import Timer
 from textual.widgets import Input, Static
 
 from lightkeeper.client import default_actor
+from lightkeeper.contracts.tuning import CommitResponse, ServersResponse, ServeServer
 from lightkeeper.fmt import clock_time, ms, shorten
 from lightkeeper.tui import agentdata
 from lightkeeper.tui.actions import bindings
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed, problem
 from lightkeeper.tui.dialogs import NoteDialog
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.widgets.fields import FieldInput
@@ -118,12 +119,10 @@ class ParamField:
             w.set_class(bool(text), "invalid")
 
 
-def server_notices(servers: Any) -> list[str]:
+def server_notices(servers: list[ServeServer]) -> list[str]:
     """The agent's plain sentences for ``lightkeeper serve`` processes that need a restart
-    (or whose state is unknown); nothing when the call failed or all is well."""
-    if problem(servers) or not isinstance(servers, dict):
-        return []
-    return [str(s["notice"]) for s in servers.get("servers") or [] if s.get("notice")]
+    (or whose state is unknown); nothing when all is well."""
+    return [s["notice"] for s in servers if s["notice"]]
 
 
 class TuningPane(Pane):
@@ -193,10 +192,10 @@ class TuningPane(Pane):
         out: dict[str, Any] = {}
         if req.params.get("need_model"):
             model = agentdata.call(client, "tuning.params")
-            out["model"] = model if problem(model) else model["params"]
+            out["model"] = model if isinstance(model, Failed) else model["params"]
         out["show"] = agentdata.call(client, "tuning.show")
         history = agentdata.call(client, "tuning.history", limit=100)
-        out["history"] = history if problem(history) else history["versions"]
+        out["history"] = history if isinstance(history, Failed) else history["versions"]
         out["servers"] = agentdata.call(client, "tuning.servers")
         return out
 
@@ -230,7 +229,9 @@ class TuningPane(Pane):
                 shorten(v.get("note"), 40), shorten(", ".join(v.get("changes") or []), 40)])
             for v in self.history])
         self._head()
-        self._servers(server_notices(data.get("servers")))
+        servers: ServersResponse | Failed | None = data.get("servers")
+        self._servers([] if servers is None or isinstance(servers, Failed)
+                      else server_notices(servers["servers"]))
         if self.panel_mode == "pending":
             self._pending_panel()
 
@@ -348,12 +349,12 @@ class TuningPane(Pane):
             if not note:
                 return
 
-            def applied(r: dict[str, Any]) -> None:
+            def applied(r: CommitResponse) -> None:
                 self.pending.clear()
                 self.errors.clear()
                 self.seq += 1
-                self.lk.notify(f"tuning version {r.get('version')} applied", timeout=4)
-                notices = server_notices({"servers": r.get("servers")})
+                self.lk.notify(f"tuning version {r['version']} applied", timeout=4)
+                notices = server_notices(r.get("servers", []))
                 if notices:
                     self.lk.notify("\n".join(notices), severity="warning", timeout=12)
                     self._servers(notices)

@@ -4,16 +4,18 @@ of replication jobs."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from lightkeeper.contracts.zones import TrustProbeResponse, ZoneStatus
 from lightkeeper.fmt import age, human_bytes, human_duration, shorten
 from lightkeeper.tui import agentdata
 from lightkeeper.tui.actions import bindings, window_seconds
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed, problem
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.panes.base import Pane, Request
 from lightkeeper.tui.panes.common import series_lines
@@ -25,11 +27,11 @@ ZONE_JOBS = ("replicate", "zone_verify", "zone_prune", "zone_restore", "zone_reb
              "zone_status")
 
 
-def where(z: dict[str, Any]) -> str:
+def where(z: ZoneStatus) -> str:
     """An SFTP zone's host:port; an S3 zone's endpoint/bucket/prefix."""
     if z.get("kind") == "s3":
-        return str(z.get("where") or "")
-    return f"{z.get('host', '')}:{z.get('port', '')}"
+        return z["where"]
+    return f"{z['host']}:{z['port']}"
 
 
 def lag_points(behind_since: list[list[float]]) -> list[list[float]]:
@@ -38,7 +40,7 @@ def lag_points(behind_since: list[list[float]]) -> list[list[float]]:
             for ts, since in behind_since if since is not None]
 
 
-def lag_text(z: dict[str, Any]) -> Text:
+def lag_text(z: Mapping[str, Any]) -> Text:
     """A zone holding every snapshot is in sync (not "0 ms" behind)."""
     if z.get("snapshots_behind") == 0 and z.get("last_success"):
         return Text("in sync", style="green")
@@ -61,7 +63,7 @@ class ZonesPane(Pane):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.zones: list[dict[str, Any]] = []
+        self.zones: list[ZoneStatus] = []
 
     def compose(self) -> ComposeResult:
         yield Static(id="zones-note", classes="filterbar")
@@ -88,15 +90,16 @@ class ZonesPane(Pane):
 
     def show(self, data: dict[str, Any], req: Request) -> None:
         note = self.query_one("#zones-note", Static)
-        zones = data["zones"]
+        answer: list[ZoneStatus] | Failed = data["zones"]
         table = self.query_one("#zones-table", RowsTable)
-        if problem(zones):
-            note.update(Text(" " + (problem(zones) or ""), style="dim"))
-            zones = []
-        elif not zones:
+        zones: list[ZoneStatus] = []
+        if isinstance(answer, Failed):
+            note.update(Text(" " + str(answer), style="dim"))
+        elif not answer:
             note.update(Text(" no zones configured: add [zones.NAME] host, user, remote_path "
                              "to the configuration", style="dim"))
         else:
+            zones = answer
             note.update(Text(" s sync  a sync all  v verify  k trust host key  x cancel",
                              style="dim"))
         self.zones = list(zones)
@@ -125,7 +128,7 @@ class ZonesPane(Pane):
             last_finished_line(data.get("recent") or [], ZONE_JOBS, req.now))
 
     # -- actions ----------------------------------------------------------------------------
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> ZoneStatus | None:
         table = self.query_one("#zones-table", RowsTable)
         if not self.zones or table.cursor_row < 0:
             self.lk.notify("no zone selected", severity="warning", timeout=3)
@@ -171,7 +174,7 @@ class ZonesPane(Pane):
         self.lk.run_agent(f"host key of {name}",
                           lambda c: c.call("zones.trust_probe", zone=name), self._confirm_trust)
 
-    def _confirm_trust(self, probe: dict[str, Any]) -> None:
+    def _confirm_trust(self, probe: TrustProbeResponse) -> None:
         name = probe["zone"]
         fp = probe["fingerprint"]
         body = Text()

@@ -13,8 +13,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from lightkeeper.contracts.agent import ProcessesResponse, ProcessRow
 from lightkeeper.fmt import human_bytes, human_duration, pct
-from lightkeeper.tui.agentdata import problem
+from lightkeeper.tui.agentdata import Failed
 
 MAX_ROWS = 8
 
@@ -23,7 +24,7 @@ def _yes(flag: Any) -> Text:
     return Text("yes", style="green") if flag else Text("no", style="dim")
 
 
-def processes_table(rows: list[dict[str, Any]]) -> Table:
+def processes_table(rows: list[ProcessRow]) -> Table:
     t = Table(title="Processes", title_justify="left", title_style="bold", box=None,
               expand=True, padding=(0, 1), show_edge=False, header_style="dim")
     for name, right in (("PROCESS", False), ("RSS", True), ("CPU", True), ("UP", True),
@@ -46,12 +47,11 @@ def processes_table(rows: list[dict[str, Any]]) -> Table:
 class ProcessesPanel(Static):
     """``show_rows(answer)`` with the answer of ``processes.list`` (or the Failed it became)."""
 
-    def show_rows(self, answer: Any) -> None:
-        why = problem(answer)
-        if why is not None:
-            self.update(Text(f"Processes: {why}", style="dim italic"))
+    def show_rows(self, answer: ProcessesResponse | Failed) -> None:
+        if isinstance(answer, Failed):
+            self.update(Text(f"Processes: {answer}", style="dim italic"))
             return
-        rows = answer.get("processes", []) if isinstance(answer, dict) else []
+        rows = answer["processes"]
         parts: list[Any] = [processes_table(rows)]
         ungated = [r["label"] for r in rows if r.get("ungated_writer")]
         if ungated:
