@@ -87,7 +87,7 @@ def doc_id(text: str) -> str:
 _OPEN_IN_PROCESS: weakref.WeakValueDictionary[str, RagRuntime] = weakref.WeakValueDictionary()
 
 
-def _purge_shared_namespaces(workspace: str) -> int:
+def purge_shared_namespaces(workspace: str) -> int:
     """Remove a workspace's data from LightRAG's process-wide shared storage.
 
     ``finalize_storages()`` leaves it there (the dicts are keyed ``<workspace>:<namespace>``), so
@@ -198,13 +198,13 @@ class RagRuntime:
             raise RagError(f"user {user!r} is already open in another RagRuntime of this "
                            "process; use one runtime per process")
         _OPEN_IN_PROCESS[user] = self
-        _purge_shared_namespaces(user)  # load from disk, not from an older in-memory copy
+        purge_shared_namespaces(user)  # load from disk, not from an older in-memory copy
         try:
             rag, version, params = self._build(user)
             await rag.initialize_storages()
             await self._drop_cached_answers(rag, keep_stamp=stamp)
         except Exception as exc:
-            _purge_shared_namespaces(user)
+            purge_shared_namespaces(user)
             _OPEN_IN_PROCESS.pop(user, None)
             raise WorkspaceError(f"cannot open the LightRAG workspace of {user!r} under "
                                  f"{self.data_root}: {type(exc).__name__}: {exc}") from exc
@@ -239,7 +239,7 @@ class RagRuntime:
             await entry.rag.finalize_storages()
         except Exception as exc:  # noqa: BLE001  a failed finalize must not keep the slot
             log.warning("rag.finalize_failed", user=user, error=f"{type(exc).__name__}: {exc}")
-        _purge_shared_namespaces(user)
+        purge_shared_namespaces(user)
         if _OPEN_IN_PROCESS.get(user) is self:
             del _OPEN_IN_PROCESS[user]
 

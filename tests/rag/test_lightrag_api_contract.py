@@ -154,13 +154,17 @@ def plain_rag(tmp_path: Path) -> Any:
     from lightrag.utils import EmbeddingFunc
 
     from lightkeeper.rag.providers.offline import HashEmbedder, Latency, OfflineLLM
+    from lightkeeper.rag.runtime import purge_shared_namespaces
     from lightkeeper.rag.tokenizer import offline_tokenizer
 
     lat = Latency(llm_ms=0, embed_ms=0)
-    return LightRAG(working_dir=str(tmp_path), workspace="contract",
-                    llm_model_func=OfflineLLM(lat), llm_model_name="lightkeeper-offline",
-                    embedding_func=EmbeddingFunc(embedding_dim=16, func=HashEmbedder(16, lat)),
-                    tokenizer=offline_tokenizer())
+    yield LightRAG(working_dir=str(tmp_path), workspace="contract",
+                   llm_model_func=OfflineLLM(lat), llm_model_name="lightkeeper-offline",
+                   embedding_func=EmbeddingFunc(embedding_dim=16, func=HashEmbedder(16, lat)),
+                   tokenizer=offline_tokenizer())
+    # LightRAG's process-wide shared storage keeps the workspace after finalize_storages():
+    # left there, it counts as held in the runtime tests that run next in this process
+    purge_shared_namespaces("contract")
 
 
 def test_the_storages_are_the_attributes_the_adapter_gates(plain_rag: Any) -> None:
