@@ -165,20 +165,7 @@ def reader_waiting(directory: Path) -> bool:
     A writer that keeps the gate across overlapping writes (``lightkeeper serve``'s pipeline)
     asks this before letting a new write join its hold, and lets the hold end instead.
     """
-    ipath = Path(directory) / INTENT_NAME
-    try:
-        fd = os.open(ipath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO would block: not our intent file
-            return False
-        if _try_lock(fd, fcntl.LOCK_SH):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        return True
-    finally:
-        os.close(fd)
+    return _held_exclusively(Path(directory) / INTENT_NAME)
 
 
 def writer_active(directory: Path) -> bool:
@@ -189,13 +176,19 @@ def writer_active(directory: Path) -> bool:
     cover them; the check made under the gate decides. The probe is a non-blocking shared lock
     taken and dropped at once (a writer asking in that instant retries after a few ms).
     """
+    return _held_exclusively(lock_path(directory))
+
+
+def _held_exclusively(path: Path) -> bool:
+    """Whether another process holds ``LOCK_EX`` on ``path``: a non-blocking shared lock taken
+    and dropped at once. A missing file, a symlink (never followed) or anything but a regular
+    file (a FIFO would block) holds nothing of ours."""
     try:
-        fd = os.open(lock_path(directory), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
-                     | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         return False
     except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symlink is no gate of ours
+        if exc.errno == errno.ELOOP:
             return False
         raise
     try:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.rag.test_serve import wait_for
+
 
 def spool_records(lk_env: dict[str, str]) -> list[dict]:
     spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
@@ -81,17 +83,6 @@ def _latency(run_cli, user: str) -> dict[str, dict]:
     return {(f"{r['op']}/{r['mode']}" if r["mode"] else r["op"]): r for r in rows}
 
 
-def _wait(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
 def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> None:
     """Two users served by `lightkeeper serve` against `lightkeeper offline-llm` and driven
     over REST, two through the library runtime; `demo --stop` leaves no process behind."""
@@ -117,7 +108,7 @@ def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> Non
         # their operations (REST inserts, queries in several modes) reach the agent, recorded
         # by their server (the library workload never opens a served workspace)
         for user, e in served.items():
-            got = _wait(lambda user=user: (lambda g: g if g.get("insert/text", {}).get("count", 0)
+            got = wait_for(lambda user=user: (lambda g: g if g.get("insert/text", {}).get("count", 0)
                                            >= 18 and sum(1 for k in g if k.startswith("query/"))
                                            >= 4 else None)(_latency(run_cli, user)),
                         60, f"{user}'s REST operations in metrics latency")
@@ -125,10 +116,10 @@ def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> Non
             assert all(r["errors"] == 0 for r in got.values()), got
             recs = [r for r in spool_records(lk_env) if r["user"] == user]
             assert all(r["pid"] == e["pid"] for r in recs), {r["pid"] for r in recs}
-        _wait(lambda: (lambda g: g if sum(1 for k in g if k.startswith("query/")) >= 4
+        wait_for(lambda: (lambda g: g if sum(1 for k in g if k.startswith("query/")) >= 4
                              else None)(_latency(run_cli, "archivist")), 60, "archivist's ops")
         # the processes panel's data names both servers by their workspace
-        procs = _wait(lambda: (lambda ps: ps if {"serve:harbour_office", "serve:keepers_school"}
+        procs = wait_for(lambda: (lambda ps: ps if {"serve:harbour_office", "serve:keepers_school"}
                                <= {p["label"] for p in ps} else None)(
             json.loads(run_cli("processes", "--json").stdout)["processes"]),
             60, "both servers in lightkeeper processes")

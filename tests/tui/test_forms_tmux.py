@@ -33,6 +33,16 @@ def _stays(tmux: Tmux, present: str, absent: tuple[str, ...]) -> str:
     return screen
 
 
+def _wizard_to_target(tmux: Tmux) -> None:
+    """Open the restore wizard on the selected snapshot, everything, up to 'where to'."""
+    _keys(tmux, "r")
+    tmux.wait_for("1/4 choose a snapshot")
+    _keys(tmux, "Enter")  # the snapshot
+    tmux.wait_for("2/4 what to restore")
+    _keys(tmux, "Enter")  # everything
+    tmux.wait_for("3/4 where to")
+
+
 def _wait_gone(tmux: Tmux, text: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while text in tmux.screen():
@@ -101,12 +111,7 @@ def test_typing_into_every_field_changes_no_screen(agent, lk_env, tmp_path, size
         tmux.wait_for("snapshot  time")
         # behind the wizard the Backups screen stays: any other screen means a key acted
         not_backups = ("CPU used", "filter: all users", "level all", "active version")
-        _keys(tmux, "r")
-        tmux.wait_for("1/4 choose a snapshot")
-        _keys(tmux, "Enter")  # the snapshot
-        tmux.wait_for("2/4 what to restore")
-        _keys(tmux, "Enter")  # everything
-        tmux.wait_for("3/4 where to")
+        _wizard_to_target(tmux)
         _keys(tmux, "Enter")  # to a new directory
         tmux.wait_for("Target directory")
         _keys(tmux, "-l", GLOBAL_KEYS)
@@ -114,12 +119,7 @@ def test_typing_into_every_field_changes_no_screen(agent, lk_env, tmp_path, size
         assert not exit_file.exists(), "q in the wizard's path quit the console"
         _keys(tmux, "Escape")
         _wait_gone(tmux, "Target directory")
-        _keys(tmux, "r")
-        tmux.wait_for("1/4 choose a snapshot")
-        _keys(tmux, "Enter")
-        tmux.wait_for("2/4 what to restore")
-        _keys(tmux, "Enter")
-        tmux.wait_for("3/4 where to")
+        _wizard_to_target(tmux)
         _keys(tmux, "Down", "Enter")  # in place: the snapshot id must be typed
         tmux.wait_for("4/4 confirm")
         _keys(tmux, "-l", GLOBAL_KEYS)
