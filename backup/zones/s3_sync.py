@@ -29,7 +29,7 @@ from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_ops import SYNC_TOKEN, Throttle
 from lightkeeper.backup.zones.s3_store import S3Listing, S3Store, Upload
-from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache
+from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, expected_checks
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 
@@ -91,6 +91,9 @@ class S3Pass:
             raise ZoneError(self.zone.name, f"local repository {self.local.path} has no config "
                             "file; nothing to replicate")
         self.report()
+        self.local.prefetch_references(expected_checks(
+            self.cache, self.zone_dir, local_snaps, bool(getattr(self.opts, "full_listing",
+                                                                 False))))
         store = S3Store(self.zone, self.opts.timeout, self.opts.retries, self.throttle)
         try:
             return self._run(store, started, local_snaps, snap_times, files)

@@ -33,7 +33,13 @@ from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_path import RemoteRoot
 from lightkeeper.backup.zones.session_pool import DEFAULT_KEEP_OPEN_S, POOL
-from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
+from lightkeeper.backup.zones.state import (
+    ForgottenSnapshots,
+    ListingCache,
+    ZoneStatus,
+    expected_checks,
+    zone_lock,
+)
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 
@@ -229,6 +235,8 @@ class _Pass:
         self.uploaded: dict[str, int] = {}
         self.vanished: list[str] = []
         self.report()
+        self.local.prefetch_references(expected_checks(self.cache, self.zone_dir, local_snaps,
+                                                       self.opts.full_listing))
         # The zone's session from the previous sync, if it is still open (session_pool.py)
         sess = POOL.take(self.zone) if self.opts.keep_open > 0 else None
         self.reused = sess is not None
