@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
@@ -40,8 +40,13 @@ from lightkeeper.backup.zones.state import (
     expected_checks,
     zone_lock,
 )
+from lightkeeper.backup.zones.sync_result import finish, new_result
+from lightkeeper.contracts.zones import ZoneSyncResult
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
+
+if TYPE_CHECKING:
+    from lightkeeper.backup.zones.s3_sync import S3Pass
 
 log = get_logger("zones.sync")
 
@@ -223,7 +228,7 @@ class _Pass:
         return ZoneError(self.zone.name, f"remote write of {rel} failed: {exc}")
 
     # -- the pass ------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ZoneSyncResult:
         started = time.monotonic()
         local_snaps = self.local.snapshot_files()  # before the files: written last locally
         snap_times = self.local.snapshot_times()
@@ -264,7 +269,7 @@ class _Pass:
                 sess.close()
 
     def _run(self, sess: ZoneSession, started: float, local_snaps: dict[str, tuple[int, float]],
-             snap_times: dict[str, float], files: dict[str, int]) -> dict[str, Any]:
+             snap_times: dict[str, float], files: dict[str, int]) -> ZoneSyncResult:
         sftp = sess.sftp
         root = self.root
         t0 = time.monotonic()
@@ -350,14 +355,9 @@ class _Pass:
                             remote=remote_files[rel], local=files[rel])
         self.files_total = len(todo) + len(missing)
         self.bytes_total = sum(files[r] for r in todo) + sum(local_snaps[s][0] for s in missing)
-        summary: dict[str, Any] = {
-            "zone": self.zone.name, "listing": mode, "channels": sess.channels,
-            "rtt_ms": round(self.rtt * 1000, 2), "files_uploaded": 0, "bytes_sent": 0,
-            "snapshots_published": [], "snapshots_unpublished": [], "temps_removed": len(temps),
-        }
+        summary = new_result(self.zone.name, mode, sess.channels, self.rtt, len(temps))
         if not todo and not missing and mode == "cached" and not temps:
-            summary.update(self._finish_summary(remote_files, remote_snaps, started))
-            return summary
+            return finish(summary, remote_files, remote_snaps, started)
         self.cache.save(token, remote_files, remote_snaps, dirty=True)
         if todo:
             sess.expand()
@@ -417,14 +417,7 @@ class _Pass:
                               if r in self.uploaded or not (self.local.path / r).exists())
         summary["files_uploaded"] = len([r for r in self.uploaded if not r.startswith("snap")])
         summary["bytes_sent"] = self.sent
-        summary.update(self._finish_summary(present_files, remote_snaps, started))
-        return summary
-
-    def _finish_summary(self, files: dict[str, int], snaps: dict[str, int],
-                        started: float) -> dict[str, Any]:
-        return {"remote_snapshots": sorted(snaps), "remote_files": len(files),
-                "remote_bytes": sum(files.values()) + sum(snaps.values()),
-                "elapsed_s": round(time.monotonic() - started, 3)}
+        return finish(summary, present_files, remote_snaps, started)
 
 
 def _batches(rels: list[str], sizes: dict[str, int]) -> list[str | list[str]]:
@@ -460,7 +453,7 @@ class _BytesReader:
         return chunk
 
 
-def _pass_class(zone: Zone) -> Any:
+def _pass_class(zone: Zone) -> type[_Pass] | type[S3Pass]:
     """The pass of the zone's kind: both report, retry and record status the same way."""
     if zone.kind == "s3":
         from lightkeeper.backup.zones.s3_sync import S3Pass  # noqa: PLC0415
@@ -470,7 +463,7 @@ def _pass_class(zone: Zone) -> Any:
 
 
 def sync_zone(zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any = None,
-              opts: SyncOptions | None = None) -> dict[str, Any]:
+              opts: SyncOptions | None = None) -> ZoneSyncResult:
     """Replicate ``local`` to ``zone``; returns a summary, raises ZoneError on failure."""
     opts = opts or SyncOptions()
     status = ZoneStatus(zone_dir)
