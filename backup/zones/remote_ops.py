@@ -270,6 +270,24 @@ def ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
             raise NotADirectoryError(path) from None
 
 
+def make_dirs(sftp: paramiko.SFTPClient, paths: list[str]) -> list[str]:
+    """``mkdir`` every path (give parents before children) in one round trip; returns those
+    made. A path that could not be made (already there, or a real problem) is left to
+    :func:`ensure_dir`, which tells the two apart."""
+    from paramiko.sftp import CMD_MKDIR  # noqa: PLC0415
+    from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
+
+    if not paths:
+        return []
+    pipe = _Pipe(sftp)
+    attrs = SFTPAttributes()
+    attrs.st_mode = 0o700
+    nums = [pipe.req(CMD_MKDIR, path, attrs) for path in paths]
+    pipe.flush()
+    return [path for path, num in zip(paths, nums, strict=True)
+            if _expect_status(sftp, num) is None]
+
+
 def remove_quiet(sftp: paramiko.SFTPClient, path: str) -> None:
     try:
         sftp.remove(path)

@@ -145,6 +145,20 @@ class _Pass:
             with self._dirs_lock:
                 self._dirs.add(d)
 
+    def _make_parents(self, sftp: paramiko.SFTPClient, rels: list[str]) -> None:
+        """The directories ``rels`` need that the zone lacks, in one round trip instead of one
+        or two per file (a new zone gets a directory per pack prefix)."""
+        wanted: dict[str, None] = {}  # parents before children, each once
+        for parent in dict.fromkeys(rel.rpartition("/")[0] for rel in rels if "/" in rel):
+            chain = parent.split("/")
+            for i in range(1, len(chain) + 1):
+                d = "/".join(chain[:i])
+                if d not in self._dirs:
+                    wanted.setdefault(d)
+        made = set(remote_ops.make_dirs(sftp, [self.root.join(d) for d in wanted]))
+        with self._dirs_lock:
+            self._dirs.update(d for d in wanted if self.root.join(d) in made)
+
     # -- one file ------------------------------------------------------------------------
     def _put(self, sftp: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
         size = self.sizes[rel]
@@ -386,9 +400,10 @@ class _Pass:
                     self.zone.name, f"remote disk full at {root.root}: {space[0]} bytes free, "
                     f"{self.bytes_total} bytes to send. Nothing was sent and no snapshot was "
                     "published; free space (or prune the zone) and run the sync again")
-        # 1. data and index, on every channel
+        # 1. data and index, on every channel (their new directories made first, at once)
         self.phase = "upload"
         data_todo = [r for r in todo if r != "config"]
+        self._make_parents(sftp, data_todo)
         if "config" in todo:
             self._put(sftp, "config", threading.Event())
         run_tasks(sess.clients, _batches(data_todo, files), self._put_task, self.ctx,
