@@ -260,6 +260,43 @@ class ChunkIndex:
             raise KeyError(cid)
         return self._loc(*found)
 
+    def packs_of(self, ids: bytes | bytearray, id_len: int) -> tuple[set[str], int]:
+        """The packs holding the chunks whose ids are concatenated in ``ids`` (``id_len`` bytes
+        each, as a content list stores them), and the position of one chunk no index lists
+        (-1 when every one is found): which packs a snapshot needs, in one vectorised search
+        per run and without a location object per chunk (a sync asks it of every chunk)."""
+        if id_len < KEY_LEN or len(ids) % id_len:
+            raise ValueError(f"{len(ids)} bytes are not a list of {id_len}-byte ids")
+        n = len(ids) // id_len
+        if not n:
+            return set(), -1
+        raw = np.frombuffer(bytes(ids), dtype=np.uint8).reshape(n, id_len)[:, :KEY_LEN]
+        keys = np.ascontiguousarray(raw).view(_BE8).reshape(n, 3).astype(np.uint64)
+        k0, k1, k2 = keys[:, 0], keys[:, 1], keys[:, 2]
+        pno = np.full(n, -1, dtype=np.int64)
+        todo = np.ones(n, dtype=bool)
+        for run in self._runs:  # older runs first: the location added first wins
+            if not todo.any():
+                break
+            lo = np.searchsorted(run.k0, k0, "left")
+            hi = np.searchsorted(run.k0, k0, "right")
+            span = hi - lo
+            one = np.nonzero((span == 1) & todo)[0]
+            if len(one):
+                rows = lo[one]
+                hit = (run.k12[rows, 0] == k1[one]) & (run.k12[rows, 1] == k2[one])
+                idx, rows = one[hit], rows[hit]
+                pno[idx] = self._blocks[run.block[rows], 0]
+                todo[idx] = False
+            for i in np.nonzero((span > 1) & todo)[0].tolist():  # 64-bit prefix shared: rare
+                row = run.find(k0[i], k1[i], k2[i])
+                if row >= 0:
+                    pno[i] = int(self._blocks[run.block[row], 0])
+                    todo[i] = False
+        lacking = np.nonzero(pno < 0)[0]
+        packs = {self._packs[p] for p in np.unique(pno[pno >= 0]).tolist()}
+        return packs, (int(lacking[0]) if len(lacking) else -1)
+
     def __len__(self) -> int:
         """Distinct chunks (a chunk stored in two packs counts once)."""
         if self._len is None:

@@ -570,23 +570,51 @@ class Repository:
         """Relative paths (``data/xx/<pack>``, ``index/<name>``) that ``snapshot_id`` needs.
 
         The snapshot's own manifest (``snapshots/<id>``) is not included: replication uploads
-        it last, after everything listed here.
+        it last, after everything listed here. Two vectorised index searches (the content
+        lists, then every chunk they name, straight from the lists' bytes) instead of one
+        scalar search per chunk: a sync asks this before it sends anything (issue 13).
         """
         manifest = self.read_snapshot(snapshot_id)
-        needed, problems = self.snapshot_chunks(manifest)
-        if problems:
-            raise IntegrityError(f"snapshot {snapshot_id[:12]} is damaged: {problems[0]}")
-        out: set[str] = set()
-        pack_index = self.index_of_pack()
-        for cid in needed:
-            loc = self.index.get(cid)
+        damaged = f"snapshot {snapshot_id[:12]} is damaged"
+        entries: list[tuple[str, bytes]] = []
+        for f in manifest.get("files", []):
+            lid = f.get("list")
+            if not lid:
+                continue
+            try:
+                entries.append((str(f.get("path")), bytes.fromhex(lid)))
+            except (TypeError, ValueError):
+                raise IntegrityError(f"{damaged}: {f.get('path')}: content list id "
+                                     f"{str(lid)[:70]!r} is not an id") from None
+        packs: set[str] = set()
+        chunks = bytearray()  # every content list's ids, concatenated
+        for (path, cid), loc in zip(entries, self.index.get_many([c for _, c in entries]),
+                                    strict=True):
             if loc is None:
-                raise IntegrityError(f"snapshot {snapshot_id[:12]} needs chunk "
-                                     f"{cid.hex()[:16]} which no index lists")
-            out.add(self.pack_relpath(loc.pack))
-            idx = pack_index.get(loc.pack)
-            if idx is not None:
-                out.add(f"index/{idx}")
+                raise IntegrityError(f"{damaged}: {path}: chunk {cid.hex()[:16]} is not in "
+                                     "any index")
+            packs.add(loc.pack)
+            try:
+                raw = self.read_block(loc.pack, loc.block_off, loc.block_len)
+            except (IntegrityError, OSError) as exc:
+                raise IntegrityError(f"{damaged}: {path}: {exc}") from None
+            data = memoryview(raw)[loc.inner_off:loc.inner_off + loc.length]
+            if len(data) != loc.length or self.sealer.chunk_id(data) != cid:
+                raise IntegrityError(f"{damaged}: {path}: chunk {cid.hex()[:16]} in pack "
+                                     f"{loc.pack[:12]} does not match its hash")
+            if len(data) % ID_LEN:
+                raise IntegrityError(f"{damaged}: {path}: content list of {len(data)} bytes "
+                                     "is not a list of ids")
+            chunks += data
+        found, lacking = self.index.packs_of(chunks, ID_LEN)
+        if lacking >= 0:
+            cid = bytes(chunks[lacking * ID_LEN:(lacking + 1) * ID_LEN])
+            raise IntegrityError(f"snapshot {snapshot_id[:12]} needs chunk "
+                                 f"{cid.hex()[:16]} which no index lists")
+        packs |= found
+        pack_index = self.index_of_pack()
+        out = {self.pack_relpath(p) for p in packs}
+        out.update(f"index/{pack_index[p]}" for p in packs if p in pack_index)
         return out
 
     def stats(self, chunks: int | None = None) -> contracts.RepositoryStats:

@@ -282,7 +282,11 @@ def main() -> int:
         cli_zones = {f"cli{i}": {"host": "127.0.0.1", "port": server.port, "user": user,
                                  "key_file": str(key), "remote_path": str(work / f"cli{i}"),
                                  "known_hosts": str(known)} for i in range(runs + 1)}
-        agent = BenchAgent(work / "agent", work / "data", repo, zones=cli_zones).start()
+        # the repository's own key, as an operator's agent has it: the job then sends only what
+        # the snapshots reference (without it the agent cannot open the repository and falls
+        # back to sending every file, skipping that work)
+        agent = BenchAgent(work / "agent", work / "data", repo, zones=cli_zones,
+                           settings={"backup.key_file": work / "repo.key"}).start()
         cli_jobs: dict[str, list[float]] = {}
 
         def lk_cli(zone_name: str, label: str) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from lightkeeper.backup.zones.errors import ZoneError
 from lightkeeper.backup.zones.local_repo import LocalRepo, default_opener
@@ -126,9 +126,7 @@ def _replicate_zones(ctx: Any, services: Services, zones: list[Zone], local: Loc
         ctx.check_cancelled()
         zdir = zone_state_dir(cfg, zone.name)
         try:
-            # sync.py builds its result step by step (untyped there for now);
-            # tests/zones/test_contracts.py checks real results, SFTP and S3, key by key
-            r = cast("ZoneSyncResult", sync_zone(zone, local, zdir, ctx, opts))
+            r = sync_zone(zone, local, zdir, ctx, opts)
             results[zone.name] = r
             services.audit("zone.sync", component="zones", zone=zone.name, outcome="ok",
                            files=r["files_uploaded"], bytes_sent=r["bytes_sent"],

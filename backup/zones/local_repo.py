@@ -5,7 +5,8 @@ files each snapshot references (through ``backup.repository`` when it can open t
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,9 @@ class LocalRepo:
         self._opener = opener
         self._repo: Any = None
         self._meta: dict[str, dict[str, Any]] | None = None
+        # referenced_files worked out ahead by prefetch_references (snapshot id -> result)
+        self._refs: dict[str, set[str] | None | BaseException] = {}
+        self._prefetch: threading.Thread | None = None
 
     def exists(self) -> bool:
         return (self.path / "config").is_file()
@@ -94,6 +98,7 @@ class LocalRepo:
     @property
     def repo(self) -> Any:
         """The ``backup.repository`` object, or None when unavailable."""
+        self._wait_prefetch()
         if self._repo is None and self._opener is not None and self.exists():
             try:
                 self._repo = self._opener(self.path)
@@ -104,6 +109,7 @@ class LocalRepo:
         return self._repo
 
     def close(self) -> None:
+        self._wait_prefetch()
         if self._repo is not None and hasattr(self._repo, "close"):
             self._repo.close()
         self._repo = None
@@ -141,10 +147,44 @@ class LocalRepo:
         return times
 
     def referenced_files(self, snapshot_id: str) -> set[str] | None:
+        self._wait_prefetch()
+        if snapshot_id in self._refs:
+            got = self._refs.pop(snapshot_id)
+            if isinstance(got, BaseException):
+                raise got
+            return got
+        return self._referenced(snapshot_id)
+
+    def _referenced(self, snapshot_id: str) -> set[str] | None:
         repo = self.repo
         if repo is None or not hasattr(repo, "referenced_files"):
             return None
         return {str(p) for p in repo.referenced_files(snapshot_id)}
+
+    def prefetch_references(self, snapshot_ids: Iterable[str]) -> None:
+        """Open the repository and work out which files these snapshots reference on a
+        thread of its own, while the caller connects to the zone and lists it (the two
+        overlap: one waits on the network, the other reads the index). ``referenced_files``
+        then answers from the results, or computes what was not asked for here."""
+        wanted = list(snapshot_ids)
+        if not wanted or self._opener is None or self._prefetch is not None:
+            return
+
+        def work() -> None:
+            for sid in wanted:
+                try:
+                    self._refs[sid] = self._referenced(sid)
+                except Exception as exc:  # noqa: BLE001 - raised again to the asker
+                    self._refs[sid] = exc
+
+        self._prefetch = threading.Thread(target=work, name="lk-zone-refs", daemon=True)
+        self._prefetch.start()
+
+    def _wait_prefetch(self) -> None:
+        t = self._prefetch
+        if t is not None and t is not threading.current_thread():
+            t.join()
+            self._prefetch = None
 
 
 def _snap_id(snap: Any) -> str:

@@ -10,6 +10,7 @@ import stat as stat_mod
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +270,24 @@ def ensure_dir(sftp: paramiko.SFTPClient, path: str) -> None:
             raise NotADirectoryError(path) from None
 
 
+def make_dirs(sftp: paramiko.SFTPClient, paths: list[str]) -> list[str]:
+    """``mkdir`` every path (give parents before children) in one round trip; returns those
+    made. A path that could not be made (already there, or a real problem) is left to
+    :func:`ensure_dir`, which tells the two apart."""
+    from paramiko.sftp import CMD_MKDIR  # noqa: PLC0415
+    from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
+
+    if not paths:
+        return []
+    pipe = _Pipe(sftp)
+    attrs = SFTPAttributes()
+    attrs.st_mode = 0o700
+    nums = [pipe.req(CMD_MKDIR, path, attrs) for path in paths]
+    pipe.flush()
+    return [path for path, num in zip(paths, nums, strict=True)
+            if _expect_status(sftp, num) is None]
+
+
 def remove_quiet(sftp: paramiko.SFTPClient, path: str) -> None:
     try:
         sftp.remove(path)
@@ -394,6 +413,32 @@ class BatchItem:
     error: OSError | None = None
 
 
+# Every SFTP server takes writes of 32 KiB; OpenSSH's (8.5+) says how much more it takes in
+# its limits@openssh.com reply (255 KiB). Fewer, larger writes: fewer requests for the server
+# to handle and fewer status replies to decrypt and parse here (bench/replication_bench.py).
+WRITE_DEFAULT = 32768
+WRITE_MAX = 1 << 20
+_WRITE_SIZES: weakref.WeakKeyDictionary[paramiko.SFTPClient, int] = \
+    weakref.WeakKeyDictionary()
+
+
+def write_size(sftp: paramiko.SFTPClient) -> int:
+    """The largest write request the server takes, asked once per SFTP channel."""
+    size = _WRITE_SIZES.get(sftp)
+    if size is None:
+        size = WRITE_DEFAULT
+        try:
+            t, msg = _layer(sftp)._request(CMD_EXTENDED, "limits@openssh.com")  # noqa: SLF001
+            if t == CMD_EXTENDED_REPLY:
+                _packet, _read, max_write = msg.get_int64(), msg.get_int64(), msg.get_int64()
+                if max_write:  # 0: the server states no limit; keep the safe size
+                    size = min(max_write, WRITE_MAX)
+        except OSError:  # SSH_FX_OP_UNSUPPORTED: not an OpenSSH server (or an old one)
+            pass
+        _WRITE_SIZES[sftp] = size
+    return size
+
+
 class _Pipe:
     """Queue SFTP requests and send many of them in one channel write: the protocol is a byte
     stream, so coalescing saves an SSH packet (and a syscall) per request."""
@@ -490,6 +535,7 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
     )
     from paramiko.sftp_attr import SFTPAttributes  # noqa: PLC0415
 
+    piece = write_size(sftp)
     pipe = _Pipe(sftp)
     req = pipe.req
     flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC
@@ -513,13 +559,13 @@ def upload_batch(sftp: paramiko.SFTPClient, root: RemoteRoot, items: list[BatchI
         if handle is None:
             continue
         data = memoryview(item.data or b"")
-        for off in range(0, len(data), 32768):
-            piece = data[off:off + 32768]
+        for off in range(0, len(data), piece):
+            part = data[off:off + piece]
             if throttle is not None:
-                throttle.take(len(piece))
-            pending.append((item, "write", pipe.write(handle, off, piece)))
+                throttle.take(len(part))
+            pending.append((item, "write", pipe.write(handle, off, part)))
             if on_bytes is not None:
-                on_bytes(len(piece))
+                on_bytes(len(part))
         pending.append((item, "fstat", req(CMD_FSTAT, handle)))
         pending.append((item, "close", req(CMD_CLOSE, handle)))
     pipe.flush()
@@ -563,9 +609,10 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Re
                   size: int, throttle: Throttle | None = None,
                   on_bytes: Callable[[int], None] | None = None,
                   should_stop: Callable[[], bool] | None = None,
-                  in_flight: int = 512) -> int:
-    """Like :func:`upload` with the write requests coalesced into large channel writes and up
-    to ``in_flight`` of them (32 KiB each) unanswered at a time."""
+                  in_flight_bytes: int = 16 << 20) -> int:
+    """Like :func:`upload` with the write requests (as large as the server takes: see
+    :func:`write_size`) coalesced into large channel writes, up to ``in_flight_bytes`` of them
+    unanswered at a time."""
     from collections import deque  # noqa: PLC0415
 
     from paramiko.sftp import (  # noqa: PLC0415
@@ -583,6 +630,9 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Re
 
     final = root.join(rel)
     tmp = root.join(rel + TEMP_SUFFIX)
+    piece = write_size(sftp)
+    chunk_len = max(CHUNK // piece, 4) * piece
+    in_flight = max(in_flight_bytes // piece, 8)
     pipe = _Pipe(sftp)
     num = pipe.req(CMD_OPEN, tmp, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC,
                    SFTPAttributes())
@@ -599,14 +649,14 @@ def upload_stream(sftp: paramiko.SFTPClient, root: RemoteRoot, rel: str, src: Re
         while True:
             if should_stop is not None and should_stop():
                 raise InterruptedError(f"stopped while sending {rel}")
-            chunk = src.read(CHUNK)
+            chunk = src.read(chunk_len)
             if not chunk:
                 break
             if throttle is not None:
                 throttle.take(len(chunk))
             view = memoryview(chunk)
-            for off in range(0, len(chunk), 32768):
-                outstanding.append(pipe.write(handle, sent + off, view[off:off + 32768]))
+            for off in range(0, len(chunk), piece):
+                outstanding.append(pipe.write(handle, sent + off, view[off:off + piece]))
             sent += len(chunk)
             pipe.flush()
             if on_bytes is not None:

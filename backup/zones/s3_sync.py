@@ -29,7 +29,9 @@ from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_ops import SYNC_TOKEN, Throttle
 from lightkeeper.backup.zones.s3_store import S3Listing, S3Store, Upload
-from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache
+from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, expected_checks
+from lightkeeper.backup.zones.sync_result import finish, new_result
+from lightkeeper.contracts.zones import ZoneSyncResult
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
 
@@ -82,7 +84,7 @@ class S3Pass:
         with self.counters.lock:
             self.sent += n
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ZoneSyncResult:
         started = time.monotonic()
         local_snaps = self.local.snapshot_files()  # before the files: written last locally
         snap_times = self.local.snapshot_times()
@@ -91,6 +93,9 @@ class S3Pass:
             raise ZoneError(self.zone.name, f"local repository {self.local.path} has no config "
                             "file; nothing to replicate")
         self.report()
+        self.local.prefetch_references(expected_checks(
+            self.cache, self.zone_dir, local_snaps, bool(getattr(self.opts, "full_listing",
+                                                                 False))))
         store = S3Store(self.zone, self.opts.timeout, self.opts.retries, self.throttle)
         try:
             return self._run(store, started, local_snaps, snap_times, files)
@@ -102,7 +107,7 @@ class S3Pass:
 
     # -- the pass ------------------------------------------------------------------------
     def _run(self, store: S3Store, started: float, local_snaps: dict[str, tuple[int, float]],
-             snap_times: dict[str, float], files: dict[str, int]) -> dict[str, Any]:
+             snap_times: dict[str, float], files: dict[str, int]) -> ZoneSyncResult:
         t0 = time.monotonic()
         store.check_bucket()
         rtt = time.monotonic() - t0
@@ -181,16 +186,12 @@ class S3Pass:
             log.info("zones.s3_uploads_aborted", zone=self.zone.name, count=aborted)
         self.files_total = len(todo) + len(missing)
         self.bytes_total = sum(files[r] for r in todo) + sum(local_snaps[s][0] for s in missing)
-        summary: dict[str, Any] = {
-            "zone": self.zone.name, "kind": "s3", "listing": mode,
-            "channels": store.s3.concurrency, "rtt_ms": round(rtt * 1000, 2),
-            "files_uploaded": 0, "bytes_sent": 0, "snapshots_published": [],
-            "snapshots_unpublished": [], "temps_removed": 0, "uploads_aborted": aborted,
-            "uploads_resumed": 0, "parts_reused": 0, "files_repaired": 0,
-        }
+        summary = new_result(self.zone.name, mode, store.s3.concurrency, rtt)
+        summary["kind"] = "s3"
+        summary["uploads_aborted"] = aborted
+        summary["uploads_resumed"] = summary["parts_reused"] = summary["files_repaired"] = 0
         if not todo and not missing and mode == "cached":
-            summary.update(_finish(remote_files, remote_snaps, started))
-            return summary
+            return finish(summary, remote_files, remote_snaps, started)
         self.cache.save(token, remote_files, remote_snaps, dirty=True)
         # 1. data and index (config first)
         self.phase = "upload"
@@ -244,11 +245,10 @@ class S3Pass:
         damaged.discard(uploaded)
         summary["files_uploaded"] = len(uploaded)
         summary["bytes_sent"] = self.sent
-        summary.update(_finish(present_files, remote_snaps, started))
-        return summary
+        return finish(summary, present_files, remote_snaps, started)
 
     def _put(self, store: S3Store, rel: str, size: int, resume: Upload | None,
-             summary: dict[str, Any], uploaded: dict[str, int]) -> None:
+             summary: ZoneSyncResult, uploaded: dict[str, int]) -> None:
         if self.stop.is_set():
             return
         path = self.local.path / rel
@@ -263,7 +263,7 @@ class S3Pass:
         self.counters.file_done(rel)
 
     def _upload_all(self, store: S3Store, rels: list[str], files: dict[str, int],
-                    resume: dict[str, Upload], summary: dict[str, Any],
+                    resume: dict[str, Upload], summary: ZoneSyncResult,
                     uploaded: dict[str, int]) -> None:
         """Small files many at a time; a large one at a time with its parts in parallel."""
         small = [r for r in rels if files[r] <= store.s3.part_size]
@@ -305,8 +305,3 @@ class S3Pass:
                     wait(pending)
                     raise exc
 
-
-def _finish(files: dict[str, int], snaps: dict[str, int], started: float) -> dict[str, Any]:
-    return {"remote_snapshots": sorted(snaps), "remote_files": len(files),
-            "remote_bytes": sum(files.values()) + sum(snaps.values()),
-            "elapsed_s": round(time.monotonic() - started, 3)}

@@ -126,3 +126,14 @@ class ForgottenSnapshots:
         data = _read_json(self.path) or {}
         old = [i for i in data.get("ids", []) if i not in set(ids)]
         _write_json(self.path, {"ids": (old + list(ids))[-self.LIMIT:]})
+
+
+def expected_checks(cache: ListingCache, zone_dir: Path,
+                    local_snaps: dict[str, tuple[int, float]], full_listing: bool) -> list[str]:
+    """The local snapshots whose referenced files the pass will most likely ask for, known
+    before the zone answers: those the cached listing does not hold (all of them with no
+    cache, or when the zone will be listed in full), minus those the zone forgot."""
+    cached = None if full_listing else cache.load()
+    held = set(cached.get("snapshots") or ()) if cached and not cached.get("dirty") else set()
+    forgotten = ForgottenSnapshots(zone_dir).load()
+    return sorted(sid for sid in local_snaps if sid not in held and sid not in forgotten)

@@ -10,12 +10,13 @@ arrived whole are never sent again and interrupted temp files are discarded.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
@@ -33,9 +34,20 @@ from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.pool import Counters, run_tasks
 from lightkeeper.backup.zones.remote_path import RemoteRoot
 from lightkeeper.backup.zones.session_pool import DEFAULT_KEEP_OPEN_S, POOL
-from lightkeeper.backup.zones.state import ForgottenSnapshots, ListingCache, ZoneStatus, zone_lock
+from lightkeeper.backup.zones.state import (
+    ForgottenSnapshots,
+    ListingCache,
+    ZoneStatus,
+    expected_checks,
+    zone_lock,
+)
+from lightkeeper.backup.zones.sync_result import finish, new_result
+from lightkeeper.contracts.zones import ZoneSyncResult
 from lightkeeper.logs import get_logger
 from lightkeeper.progress import JobCancelled
+
+if TYPE_CHECKING:
+    from lightkeeper.backup.zones.s3_sync import S3Pass
 
 log = get_logger("zones.sync")
 
@@ -102,6 +114,7 @@ class _Pass:
         self.files_total = 0
         self.phase = "list"
         self.sent = 0
+        self.rtt = 0.0  # seconds, measured on the first request of the pass
         self._dirs: set[str] = set()
         self._dirs_lock = threading.Lock()
 
@@ -131,6 +144,20 @@ class _Pass:
             remote_ops.ensure_dir(sftp, self.root.join(d))
             with self._dirs_lock:
                 self._dirs.add(d)
+
+    def _make_parents(self, sftp: paramiko.SFTPClient, rels: list[str]) -> None:
+        """The directories ``rels`` need that the zone lacks, in one round trip instead of one
+        or two per file (a new zone gets a directory per pack prefix)."""
+        wanted: dict[str, None] = {}  # parents before children, each once
+        for parent in dict.fromkeys(rel.rpartition("/")[0] for rel in rels if "/" in rel):
+            chain = parent.split("/")
+            for i in range(1, len(chain) + 1):
+                d = "/".join(chain[:i])
+                if d not in self._dirs:
+                    wanted.setdefault(d)
+        made = set(remote_ops.make_dirs(sftp, [self.root.join(d) for d in wanted]))
+        with self._dirs_lock:
+            self._dirs.update(d for d in wanted if self.root.join(d) in made)
 
     # -- one file ------------------------------------------------------------------------
     def _put(self, sftp: paramiko.SFTPClient, rel: str, stop: threading.Event) -> None:
@@ -216,8 +243,24 @@ class _Pass:
                     "published; free space (or prune the zone) and run the sync again")
         return ZoneError(self.zone.name, f"remote write of {rel} failed: {exc}")
 
+    def _fast_link(self, sess: ZoneSession, sftp: paramiko.SFTPClient) -> bool:
+        """True when extra channels have no latency to hide: the zone is this host (a loopback
+        peer) or a round trip takes under LOW_LATENCY_S. The first sample (the mkdir/stat of
+        remote_path, one or two round trips) can be slow on a busy machine, so a near link
+        gets up to two single round trips more before it is judged to have latency (a
+        second channel costs the server a new sftp-server, and then competes)."""
+        if _loopback(sess):
+            return True
+        for _ in range(2):
+            if self.rtt < LOW_LATENCY_S or self.rtt > 10 * LOW_LATENCY_S:
+                break
+            t0 = time.monotonic()
+            sftp.stat(self.root.root)
+            self.rtt = min(self.rtt, time.monotonic() - t0)
+        return self.rtt < LOW_LATENCY_S
+
     # -- the pass ------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ZoneSyncResult:
         started = time.monotonic()
         local_snaps = self.local.snapshot_files()  # before the files: written last locally
         snap_times = self.local.snapshot_times()
@@ -229,6 +272,8 @@ class _Pass:
         self.uploaded: dict[str, int] = {}
         self.vanished: list[str] = []
         self.report()
+        self.local.prefetch_references(expected_checks(self.cache, self.zone_dir, local_snaps,
+                                                       self.opts.full_listing))
         # The zone's session from the previous sync, if it is still open (session_pool.py)
         sess = POOL.take(self.zone) if self.opts.keep_open > 0 else None
         self.reused = sess is not None
@@ -256,13 +301,13 @@ class _Pass:
                 sess.close()
 
     def _run(self, sess: ZoneSession, started: float, local_snaps: dict[str, tuple[int, float]],
-             snap_times: dict[str, float], files: dict[str, int]) -> dict[str, Any]:
+             snap_times: dict[str, float], files: dict[str, int]) -> ZoneSyncResult:
         sftp = sess.sftp
         root = self.root
         t0 = time.monotonic()
         _ensure_root(sftp, self.zone, root)
         self.rtt = time.monotonic() - t0
-        if self.opts.adaptive and self.rtt < LOW_LATENCY_S:
+        if self.opts.adaptive and self._fast_link(sess, sftp):
             # Extra channels hide latency; on a fast link they only add contention for the
             # one transport thread that encrypts everything (measured: bench/replication_bench)
             sess.channels = 1
@@ -342,14 +387,9 @@ class _Pass:
                             remote=remote_files[rel], local=files[rel])
         self.files_total = len(todo) + len(missing)
         self.bytes_total = sum(files[r] for r in todo) + sum(local_snaps[s][0] for s in missing)
-        summary: dict[str, Any] = {
-            "zone": self.zone.name, "listing": mode, "channels": sess.channels,
-            "rtt_ms": round(self.rtt * 1000, 2), "files_uploaded": 0, "bytes_sent": 0,
-            "snapshots_published": [], "snapshots_unpublished": [], "temps_removed": len(temps),
-        }
+        summary = new_result(self.zone.name, mode, sess.channels, self.rtt, len(temps))
         if not todo and not missing and mode == "cached" and not temps:
-            summary.update(self._finish_summary(remote_files, remote_snaps, started))
-            return summary
+            return finish(summary, remote_files, remote_snaps, started)
         self.cache.save(token, remote_files, remote_snaps, dirty=True)
         if todo:
             sess.expand()
@@ -360,9 +400,10 @@ class _Pass:
                     self.zone.name, f"remote disk full at {root.root}: {space[0]} bytes free, "
                     f"{self.bytes_total} bytes to send. Nothing was sent and no snapshot was "
                     "published; free space (or prune the zone) and run the sync again")
-        # 1. data and index, on every channel
+        # 1. data and index, on every channel (their new directories made first, at once)
         self.phase = "upload"
         data_todo = [r for r in todo if r != "config"]
+        self._make_parents(sftp, data_todo)
         if "config" in todo:
             self._put(sftp, "config", threading.Event())
         run_tasks(sess.clients, _batches(data_todo, files), self._put_task, self.ctx,
@@ -409,14 +450,14 @@ class _Pass:
                               if r in self.uploaded or not (self.local.path / r).exists())
         summary["files_uploaded"] = len([r for r in self.uploaded if not r.startswith("snap")])
         summary["bytes_sent"] = self.sent
-        summary.update(self._finish_summary(present_files, remote_snaps, started))
-        return summary
+        return finish(summary, present_files, remote_snaps, started)
 
-    def _finish_summary(self, files: dict[str, int], snaps: dict[str, int],
-                        started: float) -> dict[str, Any]:
-        return {"remote_snapshots": sorted(snaps), "remote_files": len(files),
-                "remote_bytes": sum(files.values()) + sum(snaps.values()),
-                "elapsed_s": round(time.monotonic() - started, 3)}
+
+def _loopback(sess: ZoneSession) -> bool:
+    try:
+        return ipaddress.ip_address(sess.transports[0].getpeername()[0]).is_loopback
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _batches(rels: list[str], sizes: dict[str, int]) -> list[str | list[str]]:
@@ -452,7 +493,7 @@ class _BytesReader:
         return chunk
 
 
-def _pass_class(zone: Zone) -> Any:
+def _pass_class(zone: Zone) -> type[_Pass] | type[S3Pass]:
     """The pass of the zone's kind: both report, retry and record status the same way."""
     if zone.kind == "s3":
         from lightkeeper.backup.zones.s3_sync import S3Pass  # noqa: PLC0415
@@ -462,7 +503,7 @@ def _pass_class(zone: Zone) -> Any:
 
 
 def sync_zone(zone: Zone, local: LocalRepo, zone_dir: Path, ctx: Any = None,
-              opts: SyncOptions | None = None) -> dict[str, Any]:
+              opts: SyncOptions | None = None) -> ZoneSyncResult:
     """Replicate ``local`` to ``zone``; returns a summary, raises ZoneError on failure."""
     opts = opts or SyncOptions()
     status = ZoneStatus(zone_dir)

@@ -47,6 +47,14 @@ def test_lookups_match_a_dict_across_many_runs() -> None:
     rng.shuffle(batch)
     assert idx.get_many(batch) == [idx.get(c) for c in batch]
     assert idx.get_many([]) == [] and ChunkIndex().get_many(batch[:3]) == [None] * 3
+    # the packs a sync needs, from concatenated ids as a content list stores them
+    found = list(ref)[:300]
+    packs, lacking = idx.packs_of(b"".join(found), 32)
+    assert packs == {ref[c].pack for c in found} and lacking == -1
+    packs, lacking = idx.packs_of(b"".join([*found[:10], others[0], *found[10:20]]), 32)
+    assert packs == {ref[c].pack for c in found[:20]} and lacking == 10
+    assert idx.packs_of(b"", 32) == (set(), -1)
+    assert ChunkIndex().packs_of(b"".join(found[:3]), 32) == (set(), 0)
     assert len(idx._runs) <= 8  # merged as they grow: about log2(batches)
     assert idx.nbytes() <= BYTES_PER_CHUNK * len(ref) + idx._blocks.nbytes
 
@@ -66,6 +74,7 @@ def test_a_chunk_stored_twice_is_served_from_the_first_pack_and_counted_once() -
     assert all(idx[c].pack == first for c in shared)
     assert idx.contains_many(shared).all()
     assert all(loc is not None and loc.pack == first for loc in idx.get_many(shared))
+    assert idx.packs_of(b"".join(shared), 32) == ({first}, -1)
 
 
 def test_repository_pack_entries_keep_full_ids(tmp_path: Path) -> None:

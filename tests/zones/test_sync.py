@@ -230,3 +230,69 @@ def test_a_kept_session_serves_the_next_sync_of_the_same_zone_only(lab):
     opts.keep_open = 0
     sync()
     assert len(POOL) == 0
+
+
+def test_a_loopback_zone_is_synced_on_one_channel(lab):
+    """Extra channels only hide latency: to a zone on this host the sync uses one, whatever
+    replication.connections says (a second would cost the server another sftp-server)."""
+    from lightkeeper.backup.zones.local_repo import LocalRepo
+    from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
+
+    lab.add_zone("a")
+    lab.repo.config["pack_size"] = 1 << 19
+    write_user_files(lab.data_root, "alice", 4, 600_000, 41)
+    sid = lab.backup()
+    r = sync_zone(lab.zone("a"), LocalRepo(lab.repo.path), lab.zone_dir("a"), None,
+                  SyncOptions(channels=4))
+    assert r["channels"] == 1 and r["snapshots_published"] == [sid]
+    assert set(remote_state(lab.remote("a"))) == local_files(lab.repo.path)
+
+
+def test_uploads_write_as_much_as_openssh_takes(lab, tmp_path):
+    """OpenSSH states its write limit (limits@openssh.com); a file many such writes long
+    arrives whole under its final name, with no temp file left."""
+    from lightkeeper.backup.zones import remote_ops
+    from lightkeeper.backup.zones.connection import session
+    from lightkeeper.backup.zones.remote_path import RemoteRoot
+
+    lab.add_zone("a")
+    lab.trust("a")
+    zone = lab.zone("a")
+    body = os.urandom(3 * 1024 * 1024 + 12345)
+    with session(zone) as sess:
+        size = remote_ops.write_size(sess.sftp)
+        assert size > remote_ops.WRITE_DEFAULT  # OpenSSH 8.5+: 255 KiB
+        root = RemoteRoot(zone.name, zone.remote_path)
+        remote_ops.ensure_dir(sess.sftp, root.root)
+        src = tmp_path / "big"
+        src.write_bytes(body)
+        with open(src, "rb") as fh:
+            sent = remote_ops.upload_stream(sess.sftp, root, "config", fh, len(body))
+    assert sent == len(body)
+    assert (lab.remote("a") / "config").read_bytes() == body
+    assert [p.name for p in lab.remote("a").iterdir()] == ["config"]
+
+
+def test_references_worked_out_ahead_are_those_asked_for(lab):
+    """prefetch_references answers referenced_files as the repository does, and raises what
+    the repository raises for a snapshot it cannot read."""
+    import pytest
+
+    from lightkeeper.backup.zones.local_repo import LocalRepo, default_opener
+
+    write_user_files(lab.data_root, "alice", 3, 100_000, 51)
+    s1 = lab.backup()
+    write_user_files(lab.data_root, "bob", 2, 100_000, 52)
+    s2 = lab.backup()
+    local = LocalRepo(lab.repo.path, default_opener(lab.cfg()))
+    local.prefetch_references([s1, s2, "0" * 64])
+    try:
+        assert local.referenced_files(s2) == set(lab.repo.referenced_files(s2))
+        assert local.referenced_files(s1) == set(lab.repo.referenced_files(s1))
+        with pytest.raises(Exception) as ahead:
+            local.referenced_files("0" * 64)
+        with pytest.raises(Exception) as direct:
+            lab.repo.referenced_files("0" * 64)
+        assert type(ahead.value) is type(direct.value)
+    finally:
+        local.close()
