@@ -26,6 +26,20 @@ REPO = Path(__file__).resolve().parent.parent
 SESSION = uuid.uuid4().hex
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's Python processes keep their bytecode caches, even under
+    ``PYTHONDONTWRITEBYTECODE`` (set in some shells and CI images to keep trees free of
+    ``__pycache__``, which .gitignore already ignores here).
+
+    Without them every xdist worker re-ran pytest's assertion rewriting over the whole suite at
+    collection (about 5 s of CPU each), and every agent, CLI run and ``lightkeeper serve`` the
+    tests start (several hundred) compiled the package's modules again at start. Runs in the
+    controller before it starts the workers, so they and every subprocess inherit it.
+    """
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        sys.dont_write_bytecode = False
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """Two xdist workers per usable core for ``-n auto`` (the default addopts).
 
