@@ -6,3 +6,8 @@ per-user write gate), ``instrument`` and ``spool`` (one JSON line per operation 
 cl100k), ``inventory`` (what each user's directory holds), ``workload`` and ``corpus`` (demo and
 bench), ``calls`` (what the agent serves). See docs/lightrag.md.
 """
+
+from lightkeeper.rag import deferred_imports
+
+# Before any module of this package imports LightRAG: its rarely used heavy imports load on use.
+deferred_imports.defer()

@@ -26,6 +26,20 @@ REPO = Path(__file__).resolve().parent.parent
 SESSION = uuid.uuid4().hex
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite's Python processes keep their bytecode caches, even under
+    ``PYTHONDONTWRITEBYTECODE`` (set in some shells and CI images to keep trees free of
+    ``__pycache__``, which .gitignore already ignores here).
+
+    Without them every xdist worker re-ran pytest's assertion rewriting over the whole suite at
+    collection (about 5 s of CPU each), and every agent, CLI run and ``lightkeeper serve`` the
+    tests start (several hundred) compiled the package's modules again at start. Runs in the
+    controller before it starts the workers, so they and every subprocess inherit it.
+    """
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        sys.dont_write_bytecode = False
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """Two xdist workers per usable core for ``-n auto`` (the default addopts).
 
@@ -42,22 +56,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """Environment variables for an isolated lightkeeper (also applied to os.environ)."""
-    for name in list(os.environ):
-        if name.startswith("LIGHTKEEPER_"):
-            monkeypatch.delenv(name)
-    short = Path(tempfile.mkdtemp(prefix="lk", dir="/tmp"))  # Unix socket paths are short
-    home = tmp_path / "home"
+def isolated_env(tmp: Path, short: Path) -> dict[str, str]:
+    """Environment variables for an isolated lightkeeper under ``tmp`` (its socket in the short
+    directory ``short``)."""
+    home = tmp / "home"
     home.mkdir()
-    data = tmp_path / "data"
+    data = tmp / "data"
     data.mkdir()
     env = {
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_STATE_HOME": str(home / ".local" / "state"),
-        "LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
+        "LIGHTKEEPER_PATHS__STATE_DIR": str(tmp / "state"),
         "LIGHTKEEPER_PATHS__DATA_ROOT": str(data),
         "LIGHTKEEPER_AGENT__SOCKET": str(short / "agent.sock"),
         "LIGHTKEEPER_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
@@ -72,6 +82,17 @@ def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
         "LIGHTKEEPER_AGENT__NOTIFY_INTERVAL": "0.2",
         "LIGHTKEEPER_AGENT__RAG_HEALTH_INTERVAL": "1",
     }
+    return env
+
+
+@pytest.fixture
+def lk_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Environment variables for an isolated lightkeeper (also applied to os.environ)."""
+    for name in list(os.environ):
+        if name.startswith("LIGHTKEEPER_"):
+            monkeypatch.delenv(name)
+    short = Path(tempfile.mkdtemp(prefix="lk", dir="/tmp"))  # Unix socket paths are short
+    env = isolated_env(tmp_path, short)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     yield env
@@ -148,6 +169,24 @@ def start_agent(lk_env: dict[str, str]) -> Iterator[Any]:
 @pytest.fixture
 def agent(start_agent: Any) -> AgentProcess:
     return start_agent()
+
+
+@pytest.fixture(scope="module")
+def module_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    """One real agent for a module's tests that only ask it questions (each test starting its
+    own cost about a second of CPU). Its environment is ``module_agent.env``; tests that change
+    the agent's state (tuning, jobs, silences, files under its data root) use ``agent``."""
+    with pytest.MonkeyPatch.context() as mp:  # the agent's environment: ours, not the shell's
+        for name in list(os.environ):
+            if name.startswith("LIGHTKEEPER_"):
+                mp.delenv(name)
+        short = Path(tempfile.mkdtemp(prefix="lk", dir="/tmp"))
+        a = AgentProcess(isolated_env(tmp_path_factory.mktemp("agent"), short))
+    try:
+        yield a.start()
+    finally:
+        a.stop()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture

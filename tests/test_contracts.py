@@ -95,9 +95,11 @@ def run_job(client: Any, kind: str, params: dict[str, Any], state: str = "succee
     ("tuning.export_env", {}),
     ("zones.list", {}),
 ])
-def test_answers_carry_exactly_the_declared_keys(agent: Any, lk_env: dict[str, str],
-                                                 name: str, params: dict[str, Any]) -> None:
-    (Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"]) / "alice").mkdir(exist_ok=True)
+def test_answers_carry_exactly_the_declared_keys(module_agent: Any, name: str,
+                                                 params: dict[str, Any]) -> None:
+    # read-only calls (tuning.validate commits nothing): one agent answers them all
+    agent = module_agent
+    (Path(agent.env["LIGHTKEEPER_PATHS__DATA_ROOT"]) / "alice").mkdir(exist_ok=True)
     answer = agent.client.call(name, **params)
     deadline = time.monotonic() + 30
     while name == "processes.list" and not answer["processes"] and time.monotonic() < deadline:
@@ -126,11 +128,11 @@ def test_backup_answers_and_job_summaries_carry_the_declared_keys(
     """A real repository of real files: the backup package's calls and the summaries of its
     jobs (the repository's first answers, and once verify and a drill have run) against the
     declared types."""
-    from bench.datagen import generate
+    from tests.datacopy import generated
 
     client = agent.client
     data_root = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
-    generate(data_root, users=2, seed=10, total_mb=1)
+    generated(data_root, users=2, seed=10, total_mb=1)
 
     def call(name: str, **params: Any) -> dict[str, Any]:
         answer = client.call(name, **params)

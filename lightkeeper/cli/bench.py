@@ -107,10 +107,10 @@ def _record(ctx: CliContext, run: dict[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace, ctx: CliContext) -> int:
+    modes = _check(args)  # before LightRAG loads: a usage error costs no second of imports
     from lightkeeper.rag.runtime import RagRuntime
     from lightkeeper.rag.workload import BenchResult, run_bench
 
-    modes = _check(args)
     cfg = ctx.cfg
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     scratch = cfg.path("paths.state_dir") / "bench" / run_id

@@ -50,7 +50,8 @@ def test_status_json_and_collecting(agent: AgentProcess, run_cli) -> None:
     assert "COLLECTOR" in human and "ready" in human
 
 
-def test_http_endpoints_and_promtool(agent: AgentProcess) -> None:
+def test_http_endpoints_and_promtool(module_agent: AgentProcess) -> None:
+    agent = module_agent  # reads only
     host = agent.cfg["http.listen"].rpartition(":")[0]
     assert host == "127.0.0.1"
     time.sleep(1.5)
@@ -80,8 +81,10 @@ def test_http_endpoints_and_promtool(agent: AgentProcess) -> None:
     assert code == 200, body
 
 
-def test_api_rejects_bad_requests(agent: AgentProcess) -> None:
+def test_api_rejects_bad_requests(module_agent: AgentProcess) -> None:
     from lightkeeper.client import AgentError
+
+    agent = module_agent  # every request is refused: nothing changes
 
     with pytest.raises(AgentError, match="unknown call"):
         agent.client.call("no.such.call")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.datagen import generate
 from lightkeeper.backup.repository import Repository
+from tests.datacopy import generated
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    generate(root, users=3, seed=3, total_mb=3)
+    generated(root, users=3, seed=3, total_mb=3)
     return root
 
 

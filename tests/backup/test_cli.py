@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.datagen import generate
 from tests.backup.conftest import tree_digest
+from tests.datacopy import generated
 
 
 def _lines(out: str) -> list[dict[str, Any]]:
@@ -25,7 +25,7 @@ def _summary(out: str) -> dict[str, Any]:
 def test_cli_backup_list_show_verify_forget_restore(lk_env: dict[str, str], agent: Any,
                                                     run_cli: Any, tmp_path: Path) -> None:
     data = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
-    generate(data, users=2, seed=5, total_mb=1.5)
+    generated(data, users=2, seed=5, total_mb=1.5)
     r = run_cli("backup", "run", "--tag", "first", "--json")
     job = _summary(r.stdout)
     assert job["state"] == "succeeded", job
@@ -69,7 +69,7 @@ def test_cli_backup_list_show_verify_forget_restore(lk_env: dict[str, str], agen
 def test_cli_verify_exit_code_names_damage(lk_env: dict[str, str], agent: Any, run_cli: Any,
                                            tmp_path: Path) -> None:
     data = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
-    generate(data, users=2, seed=6, total_mb=1)
+    generated(data, users=2, seed=6, total_mb=1)
     run_cli("backup", "run", "--json")
     repo = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "repo"
     packs = sorted((repo / "data").glob("*/*"), key=lambda p: p.stat().st_size)

@@ -75,7 +75,7 @@ class _Services:
 
 def test_schedules_and_job_summaries_through_calls(lk_env: dict[str, str], tmp_path: Path
                                                    ) -> None:
-    from bench.datagen import generate
+    from tests.datacopy import generated
 
     cfg = config_mod.load(overrides=[("backup.schedule", "hourly"),
                                      ("backup.prune_schedule", "daily"),
@@ -85,7 +85,7 @@ def test_schedules_and_job_summaries_through_calls(lk_env: dict[str, str], tmp_p
     assert kinds["backup"] == ("hourly", {"tags": ["scheduled"], "jitter_s": 120.0})
     assert kinds["forget"] == ("daily", {"prune": True})
     assert "drill" in kinds and "verify" not in kinds
-    generate(cfg.path("paths.data_root"), users=2, seed=8, total_mb=1)
+    generated(cfg.path("paths.data_root"), users=2, seed=8, total_mb=1)
     s = calls.job_backup(LocalContext(), services, {"tags": ["t"]})
     for key in ("duration_s", "bytes_read", "bytes_added", "dedup_ratio", "repository_size",
                 "files"):
@@ -123,12 +123,12 @@ def test_repository_summary_is_kept_by_jobs_and_follows_outside_changes(
         lk_env: dict[str, str], tmp_path: Path) -> None:
     """backup.stats and backup.snapshots answer from a summary the jobs keep; a change made
     outside the agent's jobs (another process writing the repository) is still seen."""
-    from bench.datagen import generate
     from lightkeeper.backup import summary as summary_mod
+    from tests.datacopy import generated
 
     cfg = config_mod.load(read_system=False)
     services = _Services(cfg)
-    generate(cfg.path("paths.data_root"), users=2, seed=3, total_mb=1)
+    generated(cfg.path("paths.data_root"), users=2, seed=3, total_mb=1)
     first = calls.job_backup(LocalContext(), services, {})
     repo_path = cfg.path("backup.repository")
     cache_file = cfg.path("paths.state_dir") / "backup" / "summary.json"

@@ -24,6 +24,7 @@ class Server:
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.info: dict[str, Any] = {}
+        self.ready_file: Path | None = None  # where --ready-file wrote ``info``, if asked
 
     def start(self, timeout: float = 120.0) -> Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

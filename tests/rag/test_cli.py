@@ -123,10 +123,13 @@ def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> Non
                                <= {p["label"] for p in ps} else None)(
             json.loads(run_cli("processes", "--json").stdout)["processes"]),
             60, "both servers in lightkeeper processes")
-        for p in procs:
-            if p["label"].startswith("serve:"):
-                assert p["pid"] == served[p["label"].split(":", 1)[1]]["pid"]
-                assert p["gated"] and p["instrumented"]
+        # (the machine may run other tests' servers at the same time: look at ours)
+        ours = {p["label"]: p for p in procs if p["label"] in
+                {f"serve:{u}" for u in served}}
+        assert set(ours) == {f"serve:{u}" for u in served}
+        for label, p in ours.items():
+            assert p["pid"] == served[label.split(":", 1)[1]]["pid"]
+            assert p["gated"] and p["instrumented"]
         pid = out["workload"]["pid"]
         seen = 0
         deadline = time.monotonic() + 60

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,11 +25,21 @@ EXTRACT_PROMPT = ("---Task---\nExtract entities and relationships from the input
                   "Saltmere Lighthouse Guild.\n```\n\n---Output---\n")
 
 
-@pytest.fixture
-def offline_llm(tmp_path: Path, child_env: dict[str, str]) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def offline_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One endpoint for the module: it keeps no state between requests (each answer depends
+    only on the request), so the tests share it instead of starting one each (a second of CPU
+    per start). A test that breaks it fails the tests after it, which then say so."""
+    tmp = tmp_path_factory.mktemp("offline-llm")
+    state = tmp / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTKEEPER_")}
+    env.update({"LIGHTKEEPER_PATHS__STATE_DIR": str(state),
+                "LIGHTKEEPER_PATHS__DATA_ROOT": str(state / "data"),
+                "LIGHTKEEPER_PATHS__SPOOL_DIR": str(state / "spool"),
+                "XDG_CONFIG_HOME": str(tmp / "xdg-config")})
     srv = Server(["offline-llm", "--port", "0", "--embed-dim", "64", "--llm-ms", "0",
-                  "--ready-file", str(tmp_path / "llm.json")],
-                 child_env, tmp_path / "offline-llm.log").start()
+                  "--ready-file", str(tmp / "llm.json")], env, tmp / "offline-llm.log").start()
+    srv.ready_file = tmp / "llm.json"
     yield srv
     srv.stop()
 
@@ -41,12 +52,14 @@ async def _post(url: str, body: Any, raw: bool = False) -> tuple[int, Any]:
             return r.status, (json.loads(text) if text.startswith("{") else text)
 
 
-def test_ready_line_and_file_name_a_loopback_port(offline_llm: Server, tmp_path: Path) -> None:
+def test_ready_line_and_file_name_a_loopback_port(offline_llm: Server) -> None:
     info = offline_llm.info
     assert info["host"] == "127.0.0.1" and info["port"] > 0
     assert info["url"] == f"http://127.0.0.1:{info['port']}/v1"
-    assert json.loads((tmp_path / "llm.json").read_text()) == info
-    assert (tmp_path / "llm.json").stat().st_mode & 0o077 == 0
+    ready_file = offline_llm.ready_file
+    assert ready_file is not None
+    assert json.loads(ready_file.read_text()) == info
+    assert ready_file.stat().st_mode & 0o077 == 0
 
 
 def test_chat_models_and_embeddings(offline_llm: Server) -> None:

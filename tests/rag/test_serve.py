@@ -69,10 +69,18 @@ def llm_env(lk_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {**os.environ, **lk_env, "TIKTOKEN_CACHE_DIR": str(tmp_path / "tiktoken")}
 
 
-@pytest.fixture
-def offline_llm(llm_env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def offline_llm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One model endpoint for the module's servers: it keeps nothing between requests (each
+    answer depends only on the request) and writes nothing under lightkeeper's paths, so the
+    tests share it instead of starting one each (a second of CPU per start)."""
+    tmp = tmp_path_factory.mktemp("offline-llm")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTKEEPER_")}
+    env.update({"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp / "state"),
+                "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
+                "TIKTOKEN_CACHE_DIR": str(tmp / "tiktoken")})
     srv = Server(["offline-llm", "--port", "0", "--embed-dim", "128", "--llm-ms", "20"],
-                 llm_env, tmp_path / "offline-llm.log").start()
+                 env, tmp / "offline-llm.log").start()
     yield srv
     srv.stop()
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.datagen import generate
 from lightkeeper.backup.repository import Repository
+from tests.datacopy import generated
 
 
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"
-    generate(root, users=2, seed=11, total_mb=1)
+    generated(root, users=2, seed=11, total_mb=1)
     return root
 
 

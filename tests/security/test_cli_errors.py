@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.datagen import generate
+from tests.datacopy import generated
 
 
 def test_low_backup_list_with_world_readable_key_file_is_a_clean_error(
@@ -16,7 +16,7 @@ def test_low_backup_list_with_world_readable_key_file_is_a_clean_error(
     lk_env.update(env)
     start_agent(env)
     data = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
-    generate(data, users=1, seed=5, total_mb=0.3)
+    generated(data, users=1, seed=5, total_mb=0.3)
     run_cli("backup", "run", "--json")
     key_file = Path(json.loads(run_cli("backup", "key", "show", "--json").stdout)["key_file"])
     key_file.chmod(0o644)
@@ -39,7 +39,7 @@ def test_medium3_cli_lists_refused_forgery_and_signs_legacy_snapshots(
     lk_env.update(env)
     start_agent(env)
     data = Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"])
-    generate(data, users=1, seed=6, total_mb=0.3)
+    generated(data, users=1, seed=6, total_mb=0.3)
     run_cli("backup", "run", "--json")
     snaps = json.loads(run_cli("backup", "list", "--json").stdout)["snapshots"]
     assert len(snaps) == 1
