@@ -648,23 +648,29 @@ class Agent:
                     log.warning("probe.failed", probe=name, error=f"{type(exc).__name__}: {exc}")
 
     async def _ingest_loop(self) -> None:
+        """An ingest pass on every change in the spool, or after 2 s at the latest. One watcher
+        serves the agent's life: a new one every round cost an inotify instance, a thread and
+        their setup every 2 s (issue 13, a small resident)."""
         spool = self.cfg.path("paths.spool_dir")
-        while True:
+        await self._ingest_pass()
+        while not self._stop.is_set():
             try:
-                await asyncio.to_thread(self.ingester.ingest_once)
-            except Exception as exc:  # noqa: BLE001  ingestion retries on the next change; the error is logged
-                log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
-            try:
-                # wake on the next change, or after 2 s at the latest
-                async for _ in watchfiles.awatch(spool, stop_event=self._stop, rust_timeout=2000,
-                                                 yield_on_timeout=True, debounce=200,
-                                                 recursive=False):
-                    break
-            except FileNotFoundError:
+                async for changes in watchfiles.awatch(spool, stop_event=self._stop,
+                                                       rust_timeout=2000, yield_on_timeout=True,
+                                                       debounce=200, recursive=False):
+                    await self._ingest_pass()
+                    if any(path == str(spool) for _, path in changes):
+                        break  # the spool itself went away: watch the one made in its place
+            except FileNotFoundError:  # the spool went away: made again, watched again
                 spool.mkdir(parents=True, exist_ok=True)
                 await asyncio.sleep(2)
-            if self._stop.is_set():
-                return
+                await self._ingest_pass()
+
+    async def _ingest_pass(self) -> None:
+        try:
+            await asyncio.to_thread(self.ingester.ingest_once)
+        except Exception as exc:  # noqa: BLE001  ingestion retries on the next change; the error is logged
+            log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _tuning_watch_loop(self) -> None:
         path = self.cfg.path("paths.tuning_file")

@@ -130,3 +130,25 @@ def test_metrics_carry_aggregate_latency_histograms(start_agent, lk_env: dict[st
     assert check.returncode == 0, check.stdout + check.stderr
     summary = a.client.call("rag.summary", window="1h")
     assert summary[0]["count"] == 500 and summary[0]["p99"] is not None
+
+
+def test_ingest_goes_on_after_the_spool_is_deleted_and_made_again(
+        start_agent, lk_env: dict[str, str]) -> None:
+    """The agent keeps one watcher on the spool for its life; when the spool itself is removed
+    (an operator's cleanup) it watches the directory made in its place and keeps ingesting."""
+    import shutil
+
+    spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
+    spool.mkdir(parents=True)
+    write_records(spool / spool_name(dead_pid(), 4000, 0), [record(i) for i in range(20)])
+    a = start_agent()
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 20)
+    shutil.rmtree(spool)
+    spool.mkdir()
+    write_records(spool / spool_name(dead_pid(), 4000, 1), [record(i) for i in range(20, 50)])
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 50)
+    shutil.rmtree(spool)  # and gone for good: the agent makes it again (as at start)
+    wait_for(lambda: spool.is_dir())
+    write_records(spool / spool_name(dead_pid(), 4000, 2), [record(i) for i in range(50, 60)])
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 60)
+    assert a.proc.poll() is None
