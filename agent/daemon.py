@@ -244,7 +244,8 @@ class Agent:
             asyncio.create_task(self._periodic(self._setting("agent.alert_interval"),
                                                self._evaluate_alerts, first_delay=2)),
             asyncio.create_task(self._periodic(self._setting("agent.notify_interval"),
-                                               self.notifier.tick, first_delay=3)),
+                                               self.notifier.tick, first_delay=3,
+                                               due=self._alertmanager_configured)),
             asyncio.create_task(self._periodic(self._setting("agent.schedule_interval"),
                                                self._run_schedules, first_delay=10)),
             asyncio.create_task(self._periodic(self._setting("agent.probe_interval"),
@@ -393,14 +394,21 @@ class Agent:
         """A loop interval read on every round (a reload may change it)."""
         return lambda: float(self.cfg[key])
 
+    def _alertmanager_configured(self) -> bool:
+        return bool(self.cfg["alerting.alertmanager_url"])
+
     async def _periodic(self, interval: float | Callable[[], float], fn: Callable[[], Any],
-                        first_delay: float = 0) -> None:
+                        first_delay: float = 0, due: Callable[[], bool] | None = None) -> None:
+        """Run ``fn`` in a worker thread every ``interval`` seconds; ``due``, a cheap check on
+        the event loop, skips a round without waking a thread (the Alertmanager push every
+        second when none is configured, which a reload may change)."""
         every = interval() if callable(interval) else interval
         await asyncio.sleep(min(first_delay, every))
         while True:
             t0 = time.monotonic()
             try:
-                await asyncio.to_thread(fn)
+                if due is None or due():
+                    await asyncio.to_thread(fn)
                 self._beats[getattr(fn, "__name__", "")] = time.monotonic()
             except Exception as exc:  # noqa: BLE001  one failed periodic task must not stop the agent
                 log.error("agent.task_failed", task=fn.__name__,
