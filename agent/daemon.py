@@ -238,7 +238,7 @@ class Agent:
                                  for c in self.collectors]
         tasks = [
             asyncio.create_task(self._periodic(lambda: self.cfg["store.flush_interval"],
-                                               self._flush)),
+                                               self._flush, due=self._flush_due)),
             asyncio.create_task(self._periodic(self._setting("store.maintenance_interval"),
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(self._setting("agent.alert_interval"),
@@ -401,7 +401,8 @@ class Agent:
                         first_delay: float = 0, due: Callable[[], bool] | None = None) -> None:
         """Run ``fn`` in a worker thread every ``interval`` seconds; ``due``, a cheap check on
         the event loop, skips a round without waking a thread (the Alertmanager push every
-        second when none is configured, which a reload may change)."""
+        second when none is configured, which a reload may change; a flush with nothing
+        buffered). A skipped round still counts as the task's heartbeat."""
         every = interval() if callable(interval) else interval
         await asyncio.sleep(min(first_delay, every))
         while True:
@@ -478,6 +479,11 @@ class Agent:
                           errors=health.errors)
             health.last_duration = time.monotonic() - t0
             await asyncio.sleep(max(0.05, collector.interval - health.last_duration))
+
+    def _flush_due(self) -> bool:
+        """Something to write (or a write to retry): rounds between two collections have none."""
+        assert self.store is not None
+        return self.store.pending() > 0
 
     def _flush(self) -> None:
         assert self.store is not None
@@ -670,8 +676,13 @@ class Agent:
                     if any(path == str(spool) for _, path in changes):
                         break  # the spool itself went away: watch the one made in its place
             except FileNotFoundError:  # the spool went away: made again, watched again
-                spool.mkdir(parents=True, exist_ok=True)
-                await asyncio.sleep(2)
+                await asyncio.sleep(2)  # first: a state dir removed whole stops the agent
+                if self._stop.is_set():
+                    return
+                try:
+                    spool.mkdir(exist_ok=True)  # not its parents: no state dir made anew
+                except OSError as exc:
+                    log.error("ingest.spool_unusable", error=f"{type(exc).__name__}: {exc}")
                 await self._ingest_pass()
 
     async def _ingest_pass(self) -> None:
