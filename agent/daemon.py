@@ -22,7 +22,6 @@ from lightkeeper.agent import (
     alertmanager,
     api,
     configcheck,
-    http_endpoints,
     memory,
     permissions,
     rag_health,
@@ -226,6 +225,8 @@ class Agent:
         runners = [await api.serve_unix(api.build_app(self), self.cfg.path("agent.socket"))]
         self._footing = self._footing_ids()
         if self.cfg["http.enabled"]:
+            # prometheus_client comes with the TCP endpoint: an agent without it never loads it
+            from lightkeeper.agent import http_endpoints  # noqa: PLC0415
             try:
                 runners.append(await http_endpoints.serve_tcp(http_endpoints.build_app(self),
                                                               self.cfg["http.listen"]))

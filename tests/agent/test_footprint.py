@@ -97,3 +97,15 @@ def test_idle_agent_imports_no_lightrag_pandas_pyarrow_or_repository_code(agent:
     assert str(direct.value) == str(err.value)
     loaded = set(agent.client.call("agent.modules")["packages"]) & JOB_ONLY
     assert loaded == set(), f"the idle agent imported {sorted(loaded)}"
+
+
+def test_agent_without_the_tcp_endpoint_does_not_load_prometheus_client(start_agent) -> None:
+    agent = start_agent({"LIGHTKEEPER_HTTP__ENABLED": "false"})
+    assert "prometheus_client" not in agent.client.call("agent.modules")["packages"]
+    assert agent.client.status()["http"] is None
+
+
+def test_agent_with_the_tcp_endpoint_loads_prometheus_client(agent: Any) -> None:
+    """The check above can fail: the same call sees the package once the endpoint is served."""
+    assert agent.client.status()["http"]
+    assert "prometheus_client" in agent.client.call("agent.modules")["packages"]
