@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from lightkeeper.contracts.agent import (
     LatestRequest,
     LatestResponse,
     LimitRequest,
+    ModulesResponse,
     OpsSummaryRow,
     ProcessesResponse,
     QuarantinedLine,
@@ -171,6 +173,13 @@ def spool_quarantine(services: Services, params: LimitRequest) -> list[Quarantin
     return _rows(ingest.quarantine(services.store, int_param(params, "limit", 100, 1, 5000)))
 
 
+def agent_modules(services: Services, params: Empty) -> ModulesResponse:
+    """The packages the agent holds in memory: it imports what a job needs only when a job asks
+    (tests/agent/test_footprint.py checks the idle agent holds no LightRAG, pandas or pyarrow)."""
+    names = list(sys.modules)
+    return {"packages": sorted({n.split(".", 1)[0] for n in names}), "modules": len(names)}
+
+
 def store_stats(services: Services, params: Empty) -> StoreStatsResponse:
     s = services.store
     counts = {t: s.execute(f"SELECT count(*) FROM {t}")[0][0]
@@ -196,4 +205,5 @@ CALLS: dict[str, CallFn] = {
     "processes.list": processes_list,
     "spool.quarantine": spool_quarantine,
     "store.stats": store_stats,
+    "agent.modules": agent_modules,
 }

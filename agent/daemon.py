@@ -22,7 +22,6 @@ from lightkeeper.agent import (
     alertmanager,
     api,
     configcheck,
-    http_endpoints,
     memory,
     permissions,
     rag_health,
@@ -226,6 +225,8 @@ class Agent:
         runners = [await api.serve_unix(api.build_app(self), self.cfg.path("agent.socket"))]
         self._footing = self._footing_ids()
         if self.cfg["http.enabled"]:
+            # prometheus_client comes with the TCP endpoint: an agent without it never loads it
+            from lightkeeper.agent import http_endpoints  # noqa: PLC0415
             try:
                 runners.append(await http_endpoints.serve_tcp(http_endpoints.build_app(self),
                                                               self.cfg["http.listen"]))
@@ -238,13 +239,14 @@ class Agent:
                                  for c in self.collectors]
         tasks = [
             asyncio.create_task(self._periodic(lambda: self.cfg["store.flush_interval"],
-                                               self._flush)),
+                                               self._flush, due=self._flush_due)),
             asyncio.create_task(self._periodic(self._setting("store.maintenance_interval"),
                                                self._maintain, first_delay=5)),
             asyncio.create_task(self._periodic(self._setting("agent.alert_interval"),
                                                self._evaluate_alerts, first_delay=2)),
             asyncio.create_task(self._periodic(self._setting("agent.notify_interval"),
-                                               self.notifier.tick, first_delay=3)),
+                                               self.notifier.tick, first_delay=3,
+                                               due=self._alertmanager_configured)),
             asyncio.create_task(self._periodic(self._setting("agent.schedule_interval"),
                                                self._run_schedules, first_delay=10)),
             asyncio.create_task(self._periodic(self._setting("agent.probe_interval"),
@@ -393,14 +395,22 @@ class Agent:
         """A loop interval read on every round (a reload may change it)."""
         return lambda: float(self.cfg[key])
 
+    def _alertmanager_configured(self) -> bool:
+        return bool(self.cfg["alerting.alertmanager_url"])
+
     async def _periodic(self, interval: float | Callable[[], float], fn: Callable[[], Any],
-                        first_delay: float = 0) -> None:
+                        first_delay: float = 0, due: Callable[[], bool] | None = None) -> None:
+        """Run ``fn`` in a worker thread every ``interval`` seconds; ``due``, a cheap check on
+        the event loop, skips a round without waking a thread (the Alertmanager push every
+        second when none is configured, which a reload may change; a flush with nothing
+        buffered). A skipped round still counts as the task's heartbeat."""
         every = interval() if callable(interval) else interval
         await asyncio.sleep(min(first_delay, every))
         while True:
             t0 = time.monotonic()
             try:
-                await asyncio.to_thread(fn)
+                if due is None or due():
+                    await asyncio.to_thread(fn)
                 self._beats[getattr(fn, "__name__", "")] = time.monotonic()
             except Exception as exc:  # noqa: BLE001  one failed periodic task must not stop the agent
                 log.error("agent.task_failed", task=fn.__name__,
@@ -470,6 +480,11 @@ class Agent:
                           errors=health.errors)
             health.last_duration = time.monotonic() - t0
             await asyncio.sleep(max(0.05, collector.interval - health.last_duration))
+
+    def _flush_due(self) -> bool:
+        """Something to write (or a write to retry): rounds between two collections have none."""
+        assert self.store is not None
+        return self.store.pending() > 0
 
     def _flush(self) -> None:
         assert self.store is not None
@@ -648,23 +663,34 @@ class Agent:
                     log.warning("probe.failed", probe=name, error=f"{type(exc).__name__}: {exc}")
 
     async def _ingest_loop(self) -> None:
+        """An ingest pass on every change in the spool, or after 2 s at the latest. One watcher
+        serves the agent's life: a new one every round cost an inotify instance, a thread and
+        their setup every 2 s (issue 13, a small resident)."""
         spool = self.cfg.path("paths.spool_dir")
-        while True:
+        await self._ingest_pass()
+        while not self._stop.is_set():
             try:
-                await asyncio.to_thread(self.ingester.ingest_once)
-            except Exception as exc:  # noqa: BLE001  ingestion retries on the next change; the error is logged
-                log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
-            try:
-                # wake on the next change, or after 2 s at the latest
-                async for _ in watchfiles.awatch(spool, stop_event=self._stop, rust_timeout=2000,
-                                                 yield_on_timeout=True, debounce=200,
-                                                 recursive=False):
-                    break
-            except FileNotFoundError:
-                spool.mkdir(parents=True, exist_ok=True)
-                await asyncio.sleep(2)
-            if self._stop.is_set():
-                return
+                async for changes in watchfiles.awatch(spool, stop_event=self._stop,
+                                                       rust_timeout=2000, yield_on_timeout=True,
+                                                       debounce=200, recursive=False):
+                    await self._ingest_pass()
+                    if any(path == str(spool) for _, path in changes):
+                        break  # the spool itself went away: watch the one made in its place
+            except FileNotFoundError:  # the spool went away: made again, watched again
+                await asyncio.sleep(2)  # first: a state dir removed whole stops the agent
+                if self._stop.is_set():
+                    return
+                try:
+                    spool.mkdir(exist_ok=True)  # not its parents: no state dir made anew
+                except OSError as exc:
+                    log.error("ingest.spool_unusable", error=f"{type(exc).__name__}: {exc}")
+                await self._ingest_pass()
+
+    async def _ingest_pass(self) -> None:
+        try:
+            await asyncio.to_thread(self.ingester.ingest_once)
+        except Exception as exc:  # noqa: BLE001  ingestion retries on the next change; the error is logged
+            log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
 
     async def _tuning_watch_loop(self) -> None:
         path = self.cfg.path("paths.tuning_file")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
-
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from typing import TYPE_CHECKING, Any
 
 from lightkeeper.catalog import LATENCY_BUCKETS, METRICS
+
+if TYPE_CHECKING:  # prometheus_client is loaded with the TCP endpoint that renders these
+    from prometheus_client.core import Metric
 
 
 class RagHistograms:
@@ -45,6 +46,10 @@ class RagHistograms:
                 self.embed_calls += int(a["embed_calls"] or 0)
 
     def families(self) -> Iterator[Metric]:
+        from prometheus_client.core import (  # noqa: PLC0415
+            CounterMetricFamily,
+            HistogramMetricFamily,
+        )
         with self._lock:
             hist = METRICS["lightkeeper_rag_operation_duration_seconds"]
             h = HistogramMetricFamily(hist.family, hist.help, labels=["op", "mode"])

@@ -280,6 +280,9 @@ class SpoolIngester:
         for stale in self.stage_dir.glob(".ingest-block.*.tmp"):  # left by a killed agent
             stale.unlink(missing_ok=True)
         self._warned: dict[str, str] = {}
+        # True once a pass has seen an empty spool and left spool_offsets empty (this ingester
+        # is its only writer): the next passes over an empty spool skip the query
+        self._no_offsets = False
 
     # -- health -----------------------------------------------------------------------------
     def lag(self, now: float | None = None) -> float:
@@ -379,6 +382,11 @@ class SpoolIngester:
 
     def _pass(self, now: float) -> int:
         files = self._list()
+        if not files and self._no_offsets:  # the idle agent's pass: nothing to read or forget
+            self.stats.pending_since.clear()
+            self.stats.file_errors.clear()
+            self.stats.pending_bytes = 0
+            return 0
         names = set(files)
         offsets = self._offsets()
         for name, st in files.items():  # count waiting bytes first: a stuck pass shows as lag
@@ -429,6 +437,7 @@ class SpoolIngester:
             self.store.execute("DELETE FROM spool_offsets WHERE file IN (" +
                                ",".join("?" * len(stale)) + ")", sorted(stale))
         self.stats.pending_bytes = pending_bytes
+        self._no_offsets = not names
         return total
 
     def _ingest_file(self, path: Path, st: os.stat_result, offset: int, finished: bool,

@@ -112,10 +112,13 @@ def _summaries(services: Services) -> SummaryCache:
 def _summary(services: Services) -> dict[str, Any]:
     """Repository figures and snapshot list: cached, recomputed only if the repository changed
     outside the agent's own jobs (which refresh it themselves)."""
-    from lightkeeper.backup.crypto import KeyFileError, read_key_file  # noqa: PLC0415
     repo_path = services.cfg.path("backup.repository")
     if not (repo_path / "config").exists():
-        _open(services)  # raises "no backup repository" (404), which the console explains
+        # the 404 the console explains, as Repository.open words it, without importing the
+        # repository code: the agent asks this of a data root with no repository yet
+        raise CallError(f"no backup repository at {repo_path} (run a backup to create one)",
+                        404, "repository")
+    from lightkeeper.backup.crypto import KeyFileError, read_key_file  # noqa: PLC0415
     try:  # a cached answer must not hide a key file others can read
         read_key_file(services.cfg.path("backup.key_file"))
     except KeyFileError as exc:

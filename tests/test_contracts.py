@@ -83,6 +83,7 @@ def run_job(client: Any, kind: str, params: dict[str, Any], state: str = "succee
 
 @pytest.mark.parametrize("name, params", [
     ("store.stats", {}),
+    ("agent.modules", {}),
     ("processes.list", {}),
     ("rag.users", {}),
     ("rag.latency", {"window": "1h"}),

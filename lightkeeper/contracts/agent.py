@@ -221,6 +221,13 @@ class QuarantinedLine(TypedDict):
     error: str
 
 
+class ModulesResponse(TypedDict):
+    """What the agent's process has imported: the top-level packages (``lightkeeper``,
+    ``duckdb``...), sorted, and how many modules in all."""
+    packages: list[str]
+    modules: int
+
+
 class StoreStatsResponse(TypedDict):
     path: str
     size_bytes: int

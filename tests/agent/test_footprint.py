@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from lightkeeper.client import AgentError
+
 # Package directories whose shared objects appear in /proc/PID/maps once the package is imported.
 HEAVY = ("nacl", "bcrypt", "cryptography", "numpy", "zstandard", "pyfastcdc", "blake3",
          "paramiko", "boto3", "botocore", "pandas", "pyarrow", "lightrag")
@@ -55,3 +57,55 @@ def test_the_check_sees_a_loaded_library() -> None:
     import numpy  # noqa: F401  loaded here on purpose
 
     assert "numpy" in loaded_heavy(os.getpid())
+
+
+
+# Packages only a job (or nothing at all) may bring into the agent's process; the pure-Python
+# ones (lightrag, paramiko) leave no shared object in /proc/PID/maps, so this asks the agent.
+JOB_ONLY = {"lightrag", "pandas", "pyarrow", "numpy", "cryptography", "blake3", "zstandard",
+            "paramiko", "boto3", "pyfastcdc"}
+
+
+def test_the_agent_reports_the_packages_it_holds(agent: Any) -> None:
+    answer = agent.client.call("agent.modules")
+    assert {"duckdb", "aiohttp", "lightkeeper"} <= set(answer["packages"])
+    assert answer["modules"] > len(answer["packages"])
+
+
+def test_idle_agent_imports_no_lightrag_pandas_pyarrow_or_repository_code(agent: Any) -> None:
+    """Every loop has run a few times (the test intervals are at most 1 s): the collectors, the
+    timestamp refresh that asks backup.stats of a data root with no repository yet, the
+    schedules, the probes, the alerts. The console's Backups pane asks the same."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = agent.client.status()
+        cols = st.get("collectors", [])
+        if cols and all(c.get("last_ok") for c in cols) and st["uptime_s"] > 4:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("collectors did not all run within 60 s: " + agent.output())
+    with pytest.raises(AgentError) as err:
+        agent.client.call("backup.stats")
+    assert err.value.status == 404 and "no backup repository at" in str(err.value)
+    # worded as the repository code words it (the agent no longer imports that code to say it)
+    from lightkeeper.backup.repository import Repository, RepositoryError
+
+    path = Path(str(err.value).removeprefix("no backup repository at ").split(" (run ")[0])
+    with pytest.raises(RepositoryError) as direct:
+        Repository.open(path, path / "no-key")
+    assert str(direct.value) == str(err.value)
+    loaded = set(agent.client.call("agent.modules")["packages"]) & JOB_ONLY
+    assert loaded == set(), f"the idle agent imported {sorted(loaded)}"
+
+
+def test_agent_without_the_tcp_endpoint_does_not_load_prometheus_client(start_agent) -> None:
+    agent = start_agent({"LIGHTKEEPER_HTTP__ENABLED": "false"})
+    assert "prometheus_client" not in agent.client.call("agent.modules")["packages"]
+    assert agent.client.status()["http"] is None
+
+
+def test_agent_with_the_tcp_endpoint_loads_prometheus_client(agent: Any) -> None:
+    """The check above can fail: the same call sees the package once the endpoint is served."""
+    assert agent.client.status()["http"]
+    assert "prometheus_client" in agent.client.call("agent.modules")["packages"]

@@ -130,3 +130,44 @@ def test_metrics_carry_aggregate_latency_histograms(start_agent, lk_env: dict[st
     assert check.returncode == 0, check.stdout + check.stderr
     summary = a.client.call("rag.summary", window="1h")
     assert summary[0]["count"] == 500 and summary[0]["p99"] is not None
+
+
+def test_ingest_goes_on_after_the_spool_is_deleted_and_made_again(
+        start_agent, lk_env: dict[str, str]) -> None:
+    """The agent keeps one watcher on the spool for its life; when the spool itself is removed
+    (an operator's cleanup) it watches the directory made in its place and keeps ingesting."""
+    import shutil
+
+    spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
+    spool.mkdir(parents=True)
+    write_records(spool / spool_name(dead_pid(), 4000, 0), [record(i) for i in range(20)])
+    a = start_agent()
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 20)
+    shutil.rmtree(spool)
+    spool.mkdir()
+    write_records(spool / spool_name(dead_pid(), 4000, 1), [record(i) for i in range(20, 50)])
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 50)
+    shutil.rmtree(spool)  # and gone for good: the agent makes it again (as at start)
+    wait_for(lambda: spool.is_dir())
+    write_records(spool / spool_name(dead_pid(), 4000, 2), [record(i) for i in range(50, 60)])
+    wait_for(lambda: a.client.status()["ingest"]["rows"] == 60)
+    assert a.proc.poll() is None
+
+
+def test_idle_passes_see_the_next_file(tmp_path: Path) -> None:
+    """Passes over an empty spool skip the offsets query once nothing is left to forget; the
+    next file is still read whole and exactly once."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = Store(tmp_path / "m.duckdb")
+    ing = SpoolIngester(store, spool)
+    assert ing.ingest_once() == 0 and ing.ingest_once() == 0
+    pid = dead_pid()
+    for seq, count in enumerate((5, 7)):
+        write_records(spool / spool_name(pid, 5000, seq), [record(seq * 100 + i)
+                                                           for i in range(count)])
+        assert ing.ingest_once() == count
+        assert ing.ingest_once() == 0 and ing.stats.pending_bytes == 0
+        assert not list(spool.iterdir())
+    assert store.execute("SELECT count(*), count(DISTINCT op_id) FROM rag_ops")[0] == (12, 12)
+    assert store.execute("SELECT count(*) FROM spool_offsets")[0][0] == 0
