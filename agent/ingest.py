@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import psutil
 
+from lightkeeper.agent.store import ophist
 from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
@@ -510,6 +511,7 @@ class SpoolIngester:
                 n = con.execute("SELECT count(*) FROM _batch").fetchall()[0][0]
                 if n:
                     con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
+                    con.execute(ophist.INSERT_BATCH)  # the idle calls' histograms
                     aggregates = batch_aggregates(con)
                 if bad:
                     con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)", bad)

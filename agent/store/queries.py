@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any, Literal
 
+from lightkeeper.agent.store import ophist
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
 from lightkeeper.contracts.agent import (
@@ -178,7 +179,39 @@ def _ops_filter(window: float, now: float, user: str | None, op: str | None,
 def latency(store: Store, window: float = 3600, step: float | str | None = None,
             user: str | None = None, op: str | None = None, now: float | None = None
             ) -> LatencyResponse:
-    """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode."""
+    """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode.
+
+    Across all users the answer comes from the per-minute histograms (agent.store.ophist: its
+    cost depends on the window and the series, not on the operations; quantiles within bucket
+    precision) and the step is a whole number of minutes. For one user it comes from the raw
+    rows (:func:`latency_raw`)."""
+    now = time.time() if now is None else now
+    step = check_step(step, window) or default_step(window, 60)
+    if user:
+        return latency_raw(store, window, step, user, op, now)
+    step = max(ophist.STEP, math.ceil(step / ophist.STEP) * ophist.STEP)
+    where = "ts >= ?"
+    params: list[Any] = [ophist.window_start(now, window)]
+    if op:
+        where += " AND op = ?"
+        params.append(op)
+    out: dict[str, list[LatencyPoint]] = {}
+    for o, m, b, *sums in store.execute(
+            ophist.sums_sql(f"op, mode, floor(ts / {step}) * {step}", where), params):
+        h = ophist.as_row(sums)
+        n = int(h["n"])
+        q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]
+        out.setdefault(f"{o}/{m}" if m else o, []).append(
+            {"ts": float(b), "p50": q[0], "p95": q[1], "p99": q[2], "count": n,
+             "errors": int(h["errors"])})
+    return {"step": step, "window": window, "series": out}
+
+
+def latency_raw(store: Store, window: float = 3600, step: float | str | None = None,
+                user: str | None = None, op: str | None = None, now: float | None = None
+                ) -> LatencyResponse:
+    """:func:`latency` computed from the raw operation rows (exact quantiles; the cost grows
+    with the operations in the window)."""
     now = time.time() if now is None else now
     step = check_step(step, window) or default_step(window, 60)
     where, params = _ops_filter(window, now, user, op)
@@ -197,7 +230,62 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
 def ops_summary(store: Store, window: float = 3600, user: str | None = None,
                 tuning_version: int | None = None, run_id: str | None = None,
                 now: float | None = None) -> list[OpsSummaryRow]:
-    """Per operation and mode: count, throughput, error rate, quantiles and time split."""
+    """Per operation and mode: count, throughput, error rate, quantiles and time split.
+
+    Across all users from the per-minute histograms (whole minutes, quantiles within bucket
+    precision, everything else exact); for one user from the raw rows."""
+    now = time.time() if now is None else now
+    if user:
+        return ops_summary_raw(store, window, user, tuning_version, run_id, now)
+    where = "ts >= ?"
+    params: list[Any] = [ophist.window_start(now, window)]
+    if tuning_version is not None:
+        where += " AND tuning_version = ?"
+        params.append(tuning_version)
+    if run_id:
+        where += " AND run_id = ?"
+        params.append(run_id)
+    result: list[OpsSummaryRow] = []
+    for op, mode, *sums in store.execute(ophist.sums_sql("op, mode", where), params):
+        h = ophist.as_row(sums)
+        n, total, queued = int(h["n"]), float(h["sum_s"] or 0.0), int(h["queued"])
+        q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]
+        qw = [ophist.quantile(x, h["w"], queued, h["qw_min"], h["qw_max"]) for x in (0.5, 0.95)]
+        result.append(_summary_row(op, mode, n, q, total / n if n else None, total,
+                                   float(h["llm_s"] or 0.0), float(h["embed_s"] or 0.0),
+                                   int(h["errors"]), h["first"], h["last"], queued, qw,
+                                   h["qw_sum"] / queued if queued else None))
+    return result
+
+
+def _summary_row(op: str, mode: str, n: int, q: list[float | None], mean: float | None,
+                 total: float, llm: float, emb: float, errors: int, first: float,
+                 last: float, queued: int, qw: list[float | None],
+                 qw_mean: float | None) -> OpsSummaryRow:
+    own = max(total - llm - emb, 0.0)
+    span = max(last - first, 1e-9) if n > 1 else None
+    return {
+        "op": op, "mode": mode, "count": n, "p50": q[0], "p95": q[1], "p99": q[2],
+        "mean": mean, "errors": errors, "error_rate": errors / n if n else 0.0,
+        "throughput_per_s": (n / span) if span else None,
+        "time_total_s": total,
+        "share_llm": llm / total if total else 0.0,
+        "share_embed": emb / total if total else 0.0,
+        "share_lightrag": own / total if total else 0.0,
+        # queued operations (pipeline inserts): the wait before they ran, which their
+        # duration (run time) excludes; None when no operation of the group queued
+        "queued": queued,
+        "queue_wait_p50": qw[0] if queued else None,
+        "queue_wait_p95": qw[1] if queued else None,
+        "queue_wait_mean": qw_mean if queued else None,
+    }
+
+
+def ops_summary_raw(store: Store, window: float = 3600, user: str | None = None,
+                    tuning_version: int | None = None, run_id: str | None = None,
+                    now: float | None = None) -> list[OpsSummaryRow]:
+    """:func:`ops_summary` from the raw operation rows (exact quantiles; the cost grows with the
+    operations in the window)."""
     now = time.time() if now is None else now
     where, params = _ops_filter(window, now, user, None, tuning_version, run_id)
     sql = ("SELECT op, coalesce(mode, '') AS mode, count(*) AS n, "
@@ -210,23 +298,9 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     result: list[OpsSummaryRow] = []
     for (op, mode, n, q, mean, total, llm, emb, errors, first, last, queued, qw,
          qw_mean) in store.execute(sql, params):
-        own = max(total - llm - emb, 0.0)
-        span = max(last - first, 1e-9) if n > 1 else None
-        result.append({
-            "op": op, "mode": mode, "count": n, "p50": q[0], "p95": q[1], "p99": q[2],
-            "mean": mean, "errors": errors, "error_rate": errors / n if n else 0.0,
-            "throughput_per_s": (n / span) if span else None,
-            "time_total_s": total,
-            "share_llm": llm / total if total else 0.0,
-            "share_embed": emb / total if total else 0.0,
-            "share_lightrag": own / total if total else 0.0,
-            # queued operations (pipeline inserts): the wait before they ran, which their
-            # duration (run time) excludes; None when no operation of the group queued
-            "queued": queued,
-            "queue_wait_p50": qw[0] if queued else None,
-            "queue_wait_p95": qw[1] if queued else None,
-            "queue_wait_mean": qw_mean if queued else None,
-        })
+        result.append(_summary_row(op, mode, n, list(q), mean, total, llm, emb, errors, first,
+                                   last, queued, list(qw) if queued else [None, None],
+                                   qw_mean))
     return result
 
 
