@@ -37,7 +37,7 @@ from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.jobs import JobManager
 from lightkeeper.agent.pidlock import PidLock
 from lightkeeper.agent.services import AgentServices
-from lightkeeper.agent.store import ophist
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.agent.store.db import Store, StoreError
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper.collectors.registry import build_collectors
@@ -499,6 +499,7 @@ class Agent:
         t0 = time.monotonic()
         written = rollup(self.store)
         written["rag_ops_1m merged"] = ophist.compact(self.store)
+        written["rag_ops_slow trimmed"] = slowops.trim(self.store)
         deleted = apply_retention(self.store, self.retention)
         size = self.store.size_bytes()
         budget = self.cfg["store.size_budget_mb"] * 1024 * 1024

@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 import psutil
 
-from lightkeeper.agent.store import ophist
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
@@ -512,6 +512,7 @@ class SpoolIngester:
                 if n:
                     con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
                     con.execute(ophist.INSERT_BATCH)  # the idle calls' histograms
+                    con.execute(slowops.INSERT_BATCH)  # and slowest operations
                     aggregates = batch_aggregates(con)
                 if bad:
                     con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)", bad)

@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any, Literal
 
-from lightkeeper.agent.store import ophist
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
 from lightkeeper.contracts.agent import (
@@ -195,15 +195,22 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
     if op:
         where += " AND op = ?"
         params.append(op)
+    points: dict[tuple[str, str, float], list[Any]] = {}
+    for o, m, b, n, errors, lo, hi, *d in store.execute(ophist.latency_sql(step, where), params):
+        acc = points.get((o, m, b))
+        if acc is None:
+            points[(o, m, b)] = [n, errors, lo, hi, d]
+        else:  # several rows of a recent minute, not compacted yet
+            acc[0] += n
+            acc[1] += errors
+            acc[2], acc[3] = min(acc[2], lo), max(acc[3], hi)
+            acc[4] = [x + y for x, y in zip(acc[4], d, strict=True)]
     out: dict[str, list[LatencyPoint]] = {}
-    for o, m, b, *sums in store.execute(
-            ophist.sums_sql(f"op, mode, floor(ts / {step}) * {step}", where), params):
-        h = ophist.as_row(sums)
-        n = int(h["n"])
-        q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]
+    for (o, m, b), (n, errors, lo, hi, d) in sorted(points.items()):
+        q = [ophist.quantile(x, d, n, lo, hi) for x in (0.5, 0.95, 0.99)]
         out.setdefault(f"{o}/{m}" if m else o, []).append(
-            {"ts": float(b), "p50": q[0], "p95": q[1], "p99": q[2], "count": n,
-             "errors": int(h["errors"])})
+            {"ts": float(b), "p50": q[0], "p95": q[1], "p99": q[2], "count": int(n),
+             "errors": int(errors)})
     return {"step": step, "window": window, "series": out}
 
 
@@ -316,11 +323,16 @@ def top_users(store: Store, window: float = 3600, limit: int = 10,
 
 def slowest_ops(store: Store, window: float = 3600, limit: int = 20, user: str | None = None,
                 now: float | None = None) -> list[dict[str, Any]]:
+    """The ``limit`` slowest operations of the window (whole minutes). Across all users and
+    for ``limit`` <= slowops.KEEP from the slowest of each minute (exact, and the cost does not
+    grow with the operations in the window), else from the raw rows."""
     now = time.time() if now is None else now
+    table = "rag_ops" if user or limit > slowops.KEEP else slowops.TABLE
     where, params = _ops_filter(window, now, user, None)
+    params[0] = ophist.window_start(now, window)
     return store.query_dicts(
         "SELECT ts, user_id AS user, op, mode, duration_s, llm_s, embed_s, outcome, error_class,"
-        f" tuning_version FROM rag_ops WHERE {where} ORDER BY duration_s DESC LIMIT ?",
+        f" tuning_version FROM {table} WHERE {where} ORDER BY duration_s DESC, ts LIMIT ?",
         params + [limit])
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from lightkeeper.agent.alerts import AlertEvaluator, Rule, list_alerts
 from lightkeeper.agent.ingest import SpoolIngester
-from lightkeeper.agent.store import ophist, queries
+from lightkeeper.agent.store import ophist, queries, slowops
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, apply_retention
 from lightkeeper.catalog import LATENCY_BUCKETS
@@ -201,3 +201,34 @@ def test_status_alerts_from_memory_match_the_store(tmp_path: Path) -> None:
     ev.evaluate({("temp", "a"): (now + 2, 0.0), ("temp", "b"): (now + 2, 3.5)}, now + 2)
     same()
     assert [a["label"] for a in ev.active()] == ["b"]
+
+
+def raw_slowest(store: Store, window: float, limit: int, now: float) -> list[dict]:
+    return store.query_dicts(
+        "SELECT ts, user_id AS user, op, mode, duration_s, llm_s, embed_s, outcome, error_class,"
+        " tuning_version FROM rag_ops WHERE ts >= ? ORDER BY duration_s DESC, ts LIMIT ?",
+        [ophist.window_start(now, window), limit])
+
+
+def test_slowest_of_each_minute_answer_like_the_raw_rows(tmp_path: Path) -> None:
+    now = time.time()
+    records = mixed_records(4000, now, seed=5)  # about 80 per minute, in four files
+    store, _ = ingest(tmp_path, records)
+    kept = store.execute("SELECT count(*) FROM rag_ops_slow")[0][0]
+    assert kept < 4000
+    for window, limit in ((3600, 8), (900, 20), (300, 1)):
+        assert queries.slowest_ops(store, window, limit, now=now) == \
+            raw_slowest(store, window, limit, now)
+    removed = slowops.trim(store, now=now)
+    assert removed > 0  # four batches per minute left up to 4 x KEEP rows
+    per_minute = store.execute(
+        "SELECT max(c) FROM (SELECT count(*) AS c FROM rag_ops_slow WHERE ts < ? "
+        "GROUP BY floor(ts / 60))", [now - slowops.SETTLE_S - 60])[0][0]
+    assert per_minute == slowops.KEEP
+    for window, limit in ((3600, 8), (900, 20)):
+        assert queries.slowest_ops(store, window, limit, now=now) == \
+            raw_slowest(store, window, limit, now)
+    # a larger limit and one user's slowest come from the raw rows
+    assert len(queries.slowest_ops(store, 3600, 500, now=now)) == 500
+    mine = queries.slowest_ops(store, 3600, 5, user="u4", now=now)
+    assert mine and all(r["user"] == "u4" for r in mine)
