@@ -512,6 +512,9 @@ class SpoolIngester:
                 if n:
                     con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
                     con.execute(ophist.INSERT_BATCH)  # the idle calls' histograms
+                    hour_mark = ophist.hour_mark(con)
+                    if hour_mark is not None:  # a backlog for hours already rolled up
+                        con.execute(ophist.INSERT_BATCH_LATE, [hour_mark])
                     con.execute(slowops.INSERT_BATCH)  # and slowest operations
                     aggregates = batch_aggregates(con)
                 if bad:

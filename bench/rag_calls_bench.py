@@ -47,6 +47,7 @@ def fill(store: Store, days: float, rate: float, now: float) -> int:
         "CASE WHEN i % 10 = 8 THEN random() * 2 END FROM range(?) t(i)", [now, rate, n])
     store.execute(ophist.BACKFILL)
     store.execute(slowops.BACKFILL)
+    ophist.compact(store, now=now)  # what maintenance does: merged minutes, rolled-up hours
     return n
 
 
@@ -84,7 +85,8 @@ def main() -> int:
         t0 = time.perf_counter()
         rows = fill(store, args.days, args.rate, now)
         store.checkpoint()
-        hist_rows = store.execute("SELECT count(*) FROM rag_ops_1m")[0][0]
+        hist_rows = store.execute("SELECT (SELECT count(*) FROM rag_ops_1m) + "
+                                  "(SELECT count(*) FROM rag_ops_1h)")[0][0]
         slow_rows = store.execute("SELECT count(*) FROM rag_ops_slow")[0][0]
         print(f"{rows:,} operation rows ({args.days:g} d at {args.rate:g}/s), "
               f"{hist_rows:,} histogram rows, {slow_rows:,} slowest-of-minute rows, filled in {time.perf_counter() - t0:.1f} s; "

@@ -474,7 +474,7 @@ def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
         "p95_no_job_ms": {n: min(v) for n, v in sorted(idle_burst.items())},
         "busy_share": busy / max(1, total),
         "burst_days": round(clock.day() - sim_day, 2),
-        "rows": stats["rows"], "snapshots": snaps,
+        "rows": stats["rows"], "table_bytes": stats["table_bytes"], "snapshots": snaps,
         "jobs_in_memory": (status.get("jobs") or {}).get("in_memory"),
         "alerts_active": len(status.get("alerts") or []),
         "load": os.getloadavg(),
@@ -533,6 +533,9 @@ def report(points: list[dict[str, Any]], out: Any = sys.stdout) -> bool:
     for table in sorted(points[-1]["rows"]):
         print(f"rows {table}".ljust(w) + "".join(f"{p['rows'][table]:>12}" for p in points),
               file=out)
+    for table in sorted(points[-1]["table_bytes"]):
+        print(f"MiB {table} (checkpointed blocks)".ljust(w) + "".join(
+            f"{p['table_bytes'][table] / mib:>12.2f}" for p in points), file=out)
     for key in ("snapshots", "jobs_in_memory", "alerts_active", "busy_share", "burst_days"):
         print(key.ljust(w) + "".join(f"{round(p[key], 2)!s:>12}" for p in points), file=out)
     print("load average (1/5/15 min)".ljust(w) + "  " + "  ".join(

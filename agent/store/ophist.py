@@ -34,7 +34,9 @@ from typing import Any
 from lightkeeper.catalog import LATENCY_BUCKETS
 
 STEP = 60.0
+HOUR = 3600.0
 TABLE = "rag_ops_1m"
+TABLE_1H = "rag_ops_1h"  # the same rows per hour, rolled up from past minutes
 _N = len(LATENCY_BUCKETS)
 D_COLS = [f"d{i}" for i in range(_N)]
 W_COLS = [f"w{i}" for i in range(_N)]
@@ -48,11 +50,14 @@ DDL = ("CREATE TABLE IF NOT EXISTS rag_ops_1m (ts DOUBLE NOT NULL, op VARCHAR NO
        + ", ".join(f"{c} BIGINT NOT NULL" for c in D_COLS + W_COLS) + ")")
 
 
-def _from_raw(source: str, where: str = "TRUE") -> str:
-    """One row per (minute, series) of raw operation rows in ``source``."""
+DDL_1H = DDL.replace(TABLE, TABLE_1H)
+
+
+def _from_raw(source: str, where: str = "TRUE", step: float = STEP) -> str:
+    """One row per (``step`` bucket, series) of raw operation rows in ``source``."""
     d = ", ".join(f"count(*) FILTER (WHERE duration_s <= {b})" for b in LATENCY_BUCKETS)
     w = ", ".join(f"count(*) FILTER (WHERE queue_wait_s <= {b})" for b in LATENCY_BUCKETS)
-    return (f"SELECT floor(ts / {STEP}) * {STEP}, op, coalesce(mode, ''), tuning_version, run_id,"
+    return (f"SELECT floor(ts / {step}) * {step}, op, coalesce(mode, ''), tuning_version, run_id,"
             " count(*), count(*) FILTER (WHERE coalesce(outcome, 'ok') <> 'ok'), sum(duration_s),"
             " min(duration_s), max(duration_s), sum(coalesce(llm_s, 0)),"
             " sum(coalesce(embed_s, 0)), min(ts), max(ts), count(queue_wait_s),"
@@ -62,15 +67,31 @@ def _from_raw(source: str, where: str = "TRUE") -> str:
 
 INSERT_BATCH = f"INSERT INTO {TABLE} " + _from_raw("_batch")
 """Run in an ingest batch's transaction, after its rows went into rag_ops."""
+INSERT_BATCH_LATE = f"INSERT INTO {TABLE_1H} " + _from_raw("_batch", "ts < ?", HOUR)
+"""Run in the same transaction with the hours already rolled up (``hour_mark``): operations
+that arrive for them (a spool backlog) go into their hour too."""
 BACKFILL = f"INSERT INTO {TABLE} " + _from_raw("rag_ops")
-"""The migration's: histograms of the operations stored before the table existed."""
+"""The migration's: histograms of the operations stored before the table existed (their hours
+are rolled up by the first :func:`compact`)."""
 
-_MERGE = ("SELECT ts, op, mode, tuning_version, run_id, sum(n), sum(errors), sum(sum_s),"
-          " min(min_s), max(max_s), sum(llm_s), sum(embed_s), min(first_ts), max(last_ts),"
-          " sum(queued), sum(qw_sum), min(qw_min), max(qw_max), "
-          + ", ".join(f"sum({c})" for c in D_COLS + W_COLS)
-          + f" FROM {TABLE} WHERE ts >= ? AND ts < ? GROUP BY ts, op, mode, tuning_version,"
-          " run_id")
+
+def _merge(step: float) -> str:
+    return (f"SELECT floor(ts / {step}) * {step} AS b, op, mode, tuning_version, run_id, sum(n),"
+            " sum(errors), sum(sum_s), min(min_s), max(max_s), sum(llm_s), sum(embed_s),"
+            " min(first_ts), max(last_ts), sum(queued), sum(qw_sum), min(qw_min), max(qw_max), "
+            + ", ".join(f"sum({c})" for c in D_COLS + W_COLS)
+            + f" FROM {TABLE} WHERE ts >= ? AND ts < ? GROUP BY b, op, mode, tuning_version,"
+            " run_id")
+
+
+_MERGE = _merge(STEP)
+
+
+def hour_mark(store_or_con: Any) -> float | None:
+    """Where the hourly rows end: hours before it are in rag_ops_1h, complete."""
+    rows = store_or_con.execute("SELECT value FROM meta WHERE key = 'rollup:rag_ops_1h'")
+    rows = rows if isinstance(rows, list) else rows.fetchall()
+    return float(rows[0][0]) if rows else None
 
 # Rows of minutes this recent are left alone: batches of them may still come.
 SETTLE_S = 180.0
@@ -100,6 +121,15 @@ def compact(store: Any, now: float | None = None) -> int:
             con.execute(f"INSERT INTO {TABLE} SELECT * FROM _merged")
         con.execute("DROP TABLE _merged")
         con.execute("INSERT OR REPLACE INTO meta VALUES ('compact:rag_ops_1m', ?)", [str(end)])
+        # the hours the compacted minutes complete, rolled up once (later arrivals for them
+        # are added by ingestion, INSERT_BATCH_LATE)
+        hmark = hour_mark(con)
+        hstart = math.floor(start / HOUR) * HOUR if hmark is None else hmark
+        hend = math.floor(end / HOUR) * HOUR
+        if hend > hstart:
+            con.execute(f"INSERT INTO {TABLE_1H} " + _merge(HOUR), [hstart, hend])
+            con.execute("INSERT OR REPLACE INTO meta VALUES ('rollup:rag_ops_1h', ?)",
+                        [str(hend)])
     return int(before - after)
 
 
@@ -126,7 +156,7 @@ def quantile(q: float, cumulative: Sequence[int | float], n: int | float,
     return a + (b - a) * (rank - below) / (float(cumulative[i]) - below)
 
 
-def sums_sql(group: str, where: str, wait: bool = True) -> str:
+def sums_sql(group: str, where: str, wait: bool = True, src: str = TABLE) -> str:
     """Summed histogram columns per ``group`` over the rows matching ``where``: n, errors,
     sum_s, min_s, max_s, llm_s, embed_s, first, last, queued, qw_sum, qw_min, qw_max,
     [d...], [w...] (``wait`` False: an empty list for w, which the latency chart needs not)."""
@@ -137,24 +167,36 @@ def sums_sql(group: str, where: str, wait: bool = True) -> str:
             " max(max_s), sum(llm_s), sum(embed_s), min(first_ts), max(last_ts),"
             " sum(queued)::BIGINT, sum(qw_sum), min(qw_min), max(qw_max), "
             "[" + ", ".join(f"sum({c})::BIGINT" for c in D_COLS) + f"], {w}"
-            f" FROM {TABLE} WHERE {where} GROUP BY {group} ORDER BY {group}")
+            f" FROM {src} WHERE {where} GROUP BY {group} ORDER BY {group}")
 
 
-def latency_sql(step: float, where: str) -> str:
+def latency_sql(step: float, where: str, src: str = TABLE) -> str:
     """Per (op, mode, bucket of ``step`` s): n, errors, min_s, max_s, d0...d22. At the
     table's own step the rows are read as they are (one per minute once compacted; the caller
     merges the few of recent minutes): grouping costs about 1 us per group and aggregate, 8 ms
     for an hour's chart, reading them 2 ms."""
     if step == STEP:
         return (f"SELECT op, mode, ts, n, errors, min_s, max_s, {', '.join(D_COLS)} "
-                f"FROM {TABLE} WHERE {where}")
+                f"FROM {src} WHERE {where}")
     return (f"SELECT op, mode, floor(ts / {step}) * {step}, sum(n)::BIGINT, sum(errors)::BIGINT,"
             " min(min_s), max(max_s), " + ", ".join(f"sum({c})::BIGINT" for c in D_COLS)
-            + f" FROM {TABLE} WHERE {where} GROUP BY 1, 2, 3")
+            + f" FROM {src} WHERE {where} GROUP BY 1, 2, 3")
 
 
 def window_start(now: float, window: float) -> float:
     return math.floor((now - window) / STEP) * STEP
+
+
+def source(store: Any, start: float, hours: bool) -> tuple[str, list[Any]]:
+    """The histogram rows from ``start`` on, as a subquery: with ``hours``, whole hours that
+    are rolled up come from rag_ops_1h (60 times fewer rows), the rest from the minutes."""
+    mark = hour_mark(store) if hours else None
+    h0 = math.ceil(start / HOUR) * HOUR
+    if mark is None or h0 >= mark:
+        return f"(SELECT * FROM {TABLE} WHERE ts >= ?)", [start]
+    return (f"(SELECT * FROM {TABLE} WHERE ts >= ? AND ts < ? UNION ALL "
+            f"SELECT * FROM {TABLE_1H} WHERE ts >= ? AND ts < ? UNION ALL "
+            f"SELECT * FROM {TABLE} WHERE ts >= ?)", [start, h0, h0, mark, mark])
 
 
 def as_row(values: Sequence[Any]) -> dict[str, Any]:

@@ -189,14 +189,17 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
     step = check_step(step, window) or default_step(window, 60)
     if user:
         return latency_raw(store, window, step, user, op, now)
-    step = max(ophist.STEP, math.ceil(step / ophist.STEP) * ophist.STEP)
-    where = "ts >= ?"
-    params: list[Any] = [ophist.window_start(now, window)]
+    # whole minutes; past a quarter of an hour whole hours, read from the hourly rows
+    unit = ophist.HOUR if step > 900 else ophist.STEP
+    step = max(unit, math.ceil(step / unit) * unit)
+    src, params = ophist.source(store, ophist.window_start(now, window), step >= ophist.HOUR)
+    where = "TRUE"
     if op:
         where += " AND op = ?"
         params.append(op)
     points: dict[tuple[str, str, float], list[Any]] = {}
-    for o, m, b, n, errors, lo, hi, *d in store.execute(ophist.latency_sql(step, where), params):
+    for o, m, b, n, errors, lo, hi, *d in store.execute(ophist.latency_sql(step, where, src),
+                                                        params):
         acc = points.get((o, m, b))
         if acc is None:
             points[(o, m, b)] = [n, errors, lo, hi, d]
@@ -244,8 +247,8 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     now = time.time() if now is None else now
     if user:
         return ops_summary_raw(store, window, user, tuning_version, run_id, now)
-    where = "ts >= ?"
-    params: list[Any] = [ophist.window_start(now, window)]
+    src, params = ophist.source(store, ophist.window_start(now, window), True)
+    where = "TRUE"
     if tuning_version is not None:
         where += " AND tuning_version = ?"
         params.append(tuning_version)
@@ -253,7 +256,7 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
         where += " AND run_id = ?"
         params.append(run_id)
     result: list[OpsSummaryRow] = []
-    for op, mode, *sums in store.execute(ophist.sums_sql("op, mode", where), params):
+    for op, mode, *sums in store.execute(ophist.sums_sql("op, mode", where, src=src), params):
         h = ophist.as_row(sums)
         n, total, queued = int(h["n"]), float(h["sum_s"] or 0.0), int(h["queued"])
         q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]

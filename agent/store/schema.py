@@ -58,6 +58,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (5, "per-minute latency histograms and slowest operations of LightRAG operations "
         "(agent.store.ophist, agent.store.slowops)", [
         ophist.DDL,
+        ophist.DDL_1H,
         ophist.BACKFILL,
         slowops.DDL,
         slowops.BACKFILL,

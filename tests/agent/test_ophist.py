@@ -36,27 +36,28 @@ def bucket_bounds(values: np.ndarray, q: float) -> tuple[float, float]:
     return max(lower, float(v[0])) - 1e-9, min(upper, float(v[-1])) + 1e-9
 
 
-def ingest(tmp_path: Path, records: list[dict]) -> tuple[Store, SpoolIngester]:
+def ingest(tmp_path: Path, records: list[dict], store: Store | None = None,
+           first_file: int = 0) -> tuple[Store, SpoolIngester]:
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    store = Store(tmp_path / "m.duckdb")
+    store = store or Store(tmp_path / "m.duckdb")
     pid = dead_pid()
     # several files, so several batches land in the same minutes
     for k in range(4):
-        write_records(spool / spool_name(pid, 1000, k), records[k::4])
+        write_records(spool / spool_name(pid, 1000, first_file + k), records[k::4])
     ing = SpoolIngester(store, spool, stage_dir=tmp_path)
     assert ing.ingest_once() == len(records)
     return store, ing
 
 
-def mixed_records(n: int, now: float, seed: int = 7) -> list[dict]:
+def mixed_records(n: int, now: float, seed: int = 7, span: float = 2990.0) -> list[dict]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
         op, mode = rng.choice([("query", "mix"), ("query", "local"), ("insert", "pipeline")])
         r = record(i, user=f"u{rng.randrange(20)}", op=op, mode=mode,
                    version=rng.choice([1, 2]))
-        r["ts"] = now - 3000 + rng.random() * 2990
+        r["ts"] = now - 10 - rng.random() * span
         r["duration_s"] = rng.lognormvariate(-1.5, 1.0) * (5 if op == "insert" else 1)
         r["llm_s"] = r["duration_s"] * 0.5
         if op == "insert":
@@ -232,3 +233,39 @@ def test_slowest_of_each_minute_answer_like_the_raw_rows(tmp_path: Path) -> None
     assert len(queries.slowest_ops(store, 3600, 500, now=now)) == 500
     mine = queries.slowest_ops(store, 3600, 5, user="u4", now=now)
     assert mine and all(r["user"] == "u4" for r in mine)
+
+
+def test_hours_rolled_up_answer_like_the_minutes_and_take_late_operations(
+        tmp_path: Path) -> None:
+    now = time.time()
+    store, _ = ingest(tmp_path, mixed_records(3000, now, seed=9, span=5 * 3600))
+    before = queries.ops_summary(store, 6 * 3600, now=now)
+    lat = queries.latency(store, 6 * 3600, step=3600, now=now)
+    assert lat["step"] == 3600
+    assert ophist.hour_mark(store) is None
+    ophist.compact(store, now=now)
+    mark = ophist.hour_mark(store)
+    assert mark is not None and mark <= now - ophist.SETTLE_S
+    assert store.execute("SELECT count(*) FROM rag_ops_1h")[0][0] > 0
+    after = queries.ops_summary(store, 6 * 3600, now=now)
+    assert len(after) == len(before)
+    for row, old in zip(after, before, strict=True):
+        assert row == pytest.approx(old, rel=1e-9)
+    lat2 = queries.latency(store, 6 * 3600, step=3600, now=now)
+    for key, points in lat2["series"].items():
+        assert points == pytest.approx(lat["series"][key], rel=1e-9)
+    # a backlog arrives for hours already rolled up: counted once, in its hour
+    late = mixed_records(400, now, seed=10, span=5 * 3600)
+    for r in late:
+        r["ts"] = min(r["ts"], mark - 1)
+    ingest(tmp_path, late, store, first_file=10)
+    raw = {(r["op"], r["mode"]): r["count"]
+           for r in queries.ops_summary_raw(store, 6 * 3600, now=now)}
+    hist = {(r["op"], r["mode"]): r["count"]
+            for r in queries.ops_summary(store, 6 * 3600, now=now)}
+    assert hist == raw and sum(raw.values()) == 3400
+    by_hour = queries.latency(store, 6 * 3600, step=3600, now=now)
+    raw_hour = queries.latency_raw(store, 6 * 3600, step=3600, now=now)
+    assert sum(p["count"] for s in by_hour["series"].values() for p in s) == \
+        sum(p["count"] for s in raw_hour["series"].values() for p in s) == 3400
+    assert queries.latency(store, 86400, now=now)["step"] == 3600  # 24 h: hourly points

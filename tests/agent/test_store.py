@@ -81,7 +81,7 @@ def test_retention_per_resolution_keeps_unrolled_raw(tmp_path: Path) -> None:
     s.flush()
     # before any rollup, nothing raw may go: it would be lost
     assert apply_retention(s, Retention(raw_hours=1), now=NOW) == {
-        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0, "rag_ops_1m": 0, "rag_ops_slow": 0,
+        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0, "rag_ops_1m": 0, "rag_ops_1h": 0, "rag_ops_slow": 0,
         "events": 0, "jobs": 0, "alerts": 0, "spool_quarantine": 0, "bench_runs": 0}
     assert s.execute("SELECT count(*) FROM samples")[0][0] == 40
     rollup(s, now=NOW)
