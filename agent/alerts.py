@@ -193,6 +193,19 @@ class AlertEvaluator:
                     del self.resolved[key]
             return firing, list(self.resolved.values())
 
+    def active(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The open alerts as :func:`list_alerts` reads them from the store (``active=True``),
+        from memory: every open alert is this evaluator's (restore_open closes the ones a
+        previous run left) and it writes each change to the store as it keeps it here, so the
+        status call answers without a store query."""
+        with self._lock:
+            rows = [{"id": st.alert_id, "rule": name, "label": label, "severity": st.severity,
+                     "started": st.started, "ended": None, "value": st.value,
+                     "message": st.message}
+                    for (name, label), st in self.state.items() if st.alert_id is not None]
+        rows.sort(key=lambda r: (r["started"] or 0.0, r["id"] or 0), reverse=True)
+        return rows[:limit]
+
     def _note_resolved(self, name: str, label: str, st: _State, now: float,
                        severity: str | None = None) -> None:
         sev = severity or st.severity or "warning"
@@ -276,8 +289,8 @@ class AlertEvaluator:
             self._note_resolved(rule.name, label, st, now)
             st.severity = sev
             st.message = rule.summary.format(label=label or "-", value=value)
-            self.store.execute("UPDATE alerts SET severity = ?, value = ? WHERE id = ?",
-                               [sev, value, st.alert_id])
+            self.store.execute("UPDATE alerts SET severity = ?, value = ?, message = ? "
+                               "WHERE id = ?", [sev, value, st.message, st.alert_id])
             self.audit("alert.changed", level="warning" if sev == "warning" else "error",
                        component="alerts", rule=rule.name, label=label, severity=sev, value=value)
             return [{"rule": rule.name, "label": label, "change": "severity", "severity": sev}]

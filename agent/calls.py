@@ -182,10 +182,17 @@ def agent_modules(services: Services, params: Empty) -> ModulesResponse:
 
 def store_stats(services: Services, params: Empty) -> StoreStatsResponse:
     s = services.store
-    counts = {t: s.execute(f"SELECT count(*) FROM {t}")[0][0]
-              for t in ("samples", "samples_1m", "samples_1h", "rag_ops", "events", "alerts",
-                        "jobs")}
+    tables = ("samples", "samples_1m", "samples_1h", "rag_ops", "rag_ops_1m", "rag_ops_1h",
+              "rag_ops_slow", "events", "alerts", "jobs", "spool_quarantine", "bench_runs",
+              "tuning_versions")
+    counts = {t: s.execute(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    # checkpointed blocks each table's columns occupy (a block shared by two tables counts for
+    # both; rows still in the WAL count nowhere): where the file's growth goes
+    block = s.execute("SELECT block_size FROM pragma_database_size()")[0][0]
+    blocks = {t: s.execute("SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) "
+                           "WHERE persistent AND block_id >= 0", [t])[0][0] for t in tables}
     return {"path": str(s.path), "size_bytes": s.size_bytes(), "rows": counts,
+            "table_bytes": {t: int(n) * int(block) for t, n in blocks.items()},
             "schema_version": s.schema_version(), "rows_written": s.rows_written,
             "pending": s.pending(), "last_write_error": s.last_write_error}
 

@@ -30,13 +30,14 @@ from lightkeeper.agent import (
     sdnotify,
 )
 from lightkeeper.agent import reload as config_reload
-from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
+from lightkeeper.agent.alerts import AlertEvaluator, configured_rules
 from lightkeeper.agent.derived import DERIVED
 from lightkeeper.agent.histograms import RagHistograms
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.jobs import JobManager
 from lightkeeper.agent.pidlock import PidLock
 from lightkeeper.agent.services import AgentServices
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.agent.store.db import Store, StoreError
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper.collectors.registry import build_collectors
@@ -497,6 +498,8 @@ class Agent:
         assert self.store is not None
         t0 = time.monotonic()
         written = rollup(self.store)
+        written["rag_ops_1m merged"] = ophist.compact(self.store)
+        written["rag_ops_slow trimmed"] = slowops.trim(self.store)
         deleted = apply_retention(self.store, self.retention)
         size = self.store.size_bytes()
         budget = self.cfg["store.size_budget_mb"] * 1024 * 1024
@@ -764,7 +767,7 @@ class Agent:
                      "in_memory": self.jobs.held()},
             "alerts": [{**a, "silenced_by": self.notifier.silenced_by(a["rule"], a["label"],
                                                                       a["severity"])}
-                       for a in list_alerts(self.store, active=True)],
+                       for a in self.alerts.active()],
             "alerting": self.notifier.status(),
             "config": {"files": list(self.cfg.files_read), "explicit_file": self.cfg.explicit_file,
                        "command_line_keys": [k for k, _ in self.cfg.overrides],

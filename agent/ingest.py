@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import psutil
 
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
@@ -510,6 +511,11 @@ class SpoolIngester:
                 n = con.execute("SELECT count(*) FROM _batch").fetchall()[0][0]
                 if n:
                     con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
+                    con.execute(ophist.INSERT_BATCH)  # the idle calls' histograms
+                    hour_mark = ophist.hour_mark(con)
+                    if hour_mark is not None:  # a backlog for hours already rolled up
+                        con.execute(ophist.INSERT_BATCH_LATE, [hour_mark])
+                    con.execute(slowops.INSERT_BATCH)  # and slowest operations
                     aggregates = batch_aggregates(con)
                 if bad:
                     con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)", bad)

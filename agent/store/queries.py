@@ -11,6 +11,7 @@ import math
 import time
 from typing import Any, Literal
 
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
 from lightkeeper.contracts.agent import (
@@ -178,7 +179,49 @@ def _ops_filter(window: float, now: float, user: str | None, op: str | None,
 def latency(store: Store, window: float = 3600, step: float | str | None = None,
             user: str | None = None, op: str | None = None, now: float | None = None
             ) -> LatencyResponse:
-    """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode."""
+    """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode.
+
+    Across all users the answer comes from the per-minute histograms (agent.store.ophist: its
+    cost depends on the window and the series, not on the operations; quantiles within bucket
+    precision) and the step is a whole number of minutes. For one user it comes from the raw
+    rows (:func:`latency_raw`)."""
+    now = time.time() if now is None else now
+    step = check_step(step, window) or default_step(window, 60)
+    if user:
+        return latency_raw(store, window, step, user, op, now)
+    # whole minutes; past a quarter of an hour whole hours, read from the hourly rows
+    unit = ophist.HOUR if step > 900 else ophist.STEP
+    step = max(unit, math.ceil(step / unit) * unit)
+    src, params = ophist.source(store, ophist.window_start(now, window), step >= ophist.HOUR)
+    where = "TRUE"
+    if op:
+        where += " AND op = ?"
+        params.append(op)
+    points: dict[tuple[str, str, float], list[Any]] = {}
+    for o, m, b, n, errors, lo, hi, *d in store.execute(ophist.latency_sql(step, where, src),
+                                                        params):
+        acc = points.get((o, m, b))
+        if acc is None:
+            points[(o, m, b)] = [n, errors, lo, hi, d]
+        else:  # several rows of a recent minute, not compacted yet
+            acc[0] += n
+            acc[1] += errors
+            acc[2], acc[3] = min(acc[2], lo), max(acc[3], hi)
+            acc[4] = [x + y for x, y in zip(acc[4], d, strict=True)]
+    out: dict[str, list[LatencyPoint]] = {}
+    for (o, m, b), (n, errors, lo, hi, d) in sorted(points.items()):
+        q = [ophist.quantile(x, d, n, lo, hi) for x in (0.5, 0.95, 0.99)]
+        out.setdefault(f"{o}/{m}" if m else o, []).append(
+            {"ts": float(b), "p50": q[0], "p95": q[1], "p99": q[2], "count": int(n),
+             "errors": int(errors)})
+    return {"step": step, "window": window, "series": out}
+
+
+def latency_raw(store: Store, window: float = 3600, step: float | str | None = None,
+                user: str | None = None, op: str | None = None, now: float | None = None
+                ) -> LatencyResponse:
+    """:func:`latency` computed from the raw operation rows (exact quantiles; the cost grows
+    with the operations in the window)."""
     now = time.time() if now is None else now
     step = check_step(step, window) or default_step(window, 60)
     where, params = _ops_filter(window, now, user, op)
@@ -197,7 +240,62 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
 def ops_summary(store: Store, window: float = 3600, user: str | None = None,
                 tuning_version: int | None = None, run_id: str | None = None,
                 now: float | None = None) -> list[OpsSummaryRow]:
-    """Per operation and mode: count, throughput, error rate, quantiles and time split."""
+    """Per operation and mode: count, throughput, error rate, quantiles and time split.
+
+    Across all users from the per-minute histograms (whole minutes, quantiles within bucket
+    precision, everything else exact); for one user from the raw rows."""
+    now = time.time() if now is None else now
+    if user:
+        return ops_summary_raw(store, window, user, tuning_version, run_id, now)
+    src, params = ophist.source(store, ophist.window_start(now, window), True)
+    where = "TRUE"
+    if tuning_version is not None:
+        where += " AND tuning_version = ?"
+        params.append(tuning_version)
+    if run_id:
+        where += " AND run_id = ?"
+        params.append(run_id)
+    result: list[OpsSummaryRow] = []
+    for op, mode, *sums in store.execute(ophist.sums_sql("op, mode", where, src=src), params):
+        h = ophist.as_row(sums)
+        n, total, queued = int(h["n"]), float(h["sum_s"] or 0.0), int(h["queued"])
+        q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]
+        qw = [ophist.quantile(x, h["w"], queued, h["qw_min"], h["qw_max"]) for x in (0.5, 0.95)]
+        result.append(_summary_row(op, mode, n, q, total / n if n else None, total,
+                                   float(h["llm_s"] or 0.0), float(h["embed_s"] or 0.0),
+                                   int(h["errors"]), h["first"], h["last"], queued, qw,
+                                   h["qw_sum"] / queued if queued else None))
+    return result
+
+
+def _summary_row(op: str, mode: str, n: int, q: list[float | None], mean: float | None,
+                 total: float, llm: float, emb: float, errors: int, first: float,
+                 last: float, queued: int, qw: list[float | None],
+                 qw_mean: float | None) -> OpsSummaryRow:
+    own = max(total - llm - emb, 0.0)
+    span = max(last - first, 1e-9) if n > 1 else None
+    return {
+        "op": op, "mode": mode, "count": n, "p50": q[0], "p95": q[1], "p99": q[2],
+        "mean": mean, "errors": errors, "error_rate": errors / n if n else 0.0,
+        "throughput_per_s": (n / span) if span else None,
+        "time_total_s": total,
+        "share_llm": llm / total if total else 0.0,
+        "share_embed": emb / total if total else 0.0,
+        "share_lightrag": own / total if total else 0.0,
+        # queued operations (pipeline inserts): the wait before they ran, which their
+        # duration (run time) excludes; None when no operation of the group queued
+        "queued": queued,
+        "queue_wait_p50": qw[0] if queued else None,
+        "queue_wait_p95": qw[1] if queued else None,
+        "queue_wait_mean": qw_mean if queued else None,
+    }
+
+
+def ops_summary_raw(store: Store, window: float = 3600, user: str | None = None,
+                    tuning_version: int | None = None, run_id: str | None = None,
+                    now: float | None = None) -> list[OpsSummaryRow]:
+    """:func:`ops_summary` from the raw operation rows (exact quantiles; the cost grows with the
+    operations in the window)."""
     now = time.time() if now is None else now
     where, params = _ops_filter(window, now, user, None, tuning_version, run_id)
     sql = ("SELECT op, coalesce(mode, '') AS mode, count(*) AS n, "
@@ -210,23 +308,9 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     result: list[OpsSummaryRow] = []
     for (op, mode, n, q, mean, total, llm, emb, errors, first, last, queued, qw,
          qw_mean) in store.execute(sql, params):
-        own = max(total - llm - emb, 0.0)
-        span = max(last - first, 1e-9) if n > 1 else None
-        result.append({
-            "op": op, "mode": mode, "count": n, "p50": q[0], "p95": q[1], "p99": q[2],
-            "mean": mean, "errors": errors, "error_rate": errors / n if n else 0.0,
-            "throughput_per_s": (n / span) if span else None,
-            "time_total_s": total,
-            "share_llm": llm / total if total else 0.0,
-            "share_embed": emb / total if total else 0.0,
-            "share_lightrag": own / total if total else 0.0,
-            # queued operations (pipeline inserts): the wait before they ran, which their
-            # duration (run time) excludes; None when no operation of the group queued
-            "queued": queued,
-            "queue_wait_p50": qw[0] if queued else None,
-            "queue_wait_p95": qw[1] if queued else None,
-            "queue_wait_mean": qw_mean if queued else None,
-        })
+        result.append(_summary_row(op, mode, n, list(q), mean, total, llm, emb, errors, first,
+                                   last, queued, list(qw) if queued else [None, None],
+                                   qw_mean))
     return result
 
 
@@ -242,11 +326,16 @@ def top_users(store: Store, window: float = 3600, limit: int = 10,
 
 def slowest_ops(store: Store, window: float = 3600, limit: int = 20, user: str | None = None,
                 now: float | None = None) -> list[dict[str, Any]]:
+    """The ``limit`` slowest operations of the window (whole minutes). Across all users and
+    for ``limit`` <= slowops.KEEP from the slowest of each minute (exact, and the cost does not
+    grow with the operations in the window), else from the raw rows."""
     now = time.time() if now is None else now
+    table = "rag_ops" if user or limit > slowops.KEEP else slowops.TABLE
     where, params = _ops_filter(window, now, user, None)
+    params[0] = ophist.window_start(now, window)
     return store.query_dicts(
         "SELECT ts, user_id AS user, op, mode, duration_s, llm_s, embed_s, outcome, error_class,"
-        f" tuning_version FROM rag_ops WHERE {where} ORDER BY duration_s DESC LIMIT ?",
+        f" tuning_version FROM {table} WHERE {where} ORDER BY duration_s DESC, ts LIMIT ?",
         params + [limit])
 
 

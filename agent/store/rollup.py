@@ -103,6 +103,9 @@ def apply_retention(store: Store, retention: Retention, now: float | None = None
         "samples_1m": now - retention.minute_days * 86400,
         "samples_1h": now - retention.hour_days * 86400,
         "rag_ops": now - retention.ops_days * 86400,
+        "rag_ops_1m": now - retention.ops_days * 86400,  # their histograms, as long
+        "rag_ops_1h": now - retention.ops_days * 86400,
+        "rag_ops_slow": now - retention.ops_days * 86400,  # and slowest per minute
     }
     # Never delete raw samples that have not been rolled up yet (slow series go to hours).
     minute, hour = _watermark(store, "samples_1m"), _watermark(store, "samples_1h")

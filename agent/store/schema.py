@@ -10,6 +10,7 @@ and the same number the collectors and the spool carry.
 
 from __future__ import annotations
 
+from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.tuning import versions as tuning_versions
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -53,6 +54,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
     (4, "queue wait of queued LightRAG operations (pipeline inserts)", [
         "ALTER TABLE rag_ops ADD COLUMN IF NOT EXISTS queue_wait_s DOUBLE",
+    ]),
+    (5, "per-minute latency histograms and slowest operations of LightRAG operations "
+        "(agent.store.ophist, agent.store.slowops)", [
+        ophist.DDL,
+        ophist.DDL_1H,
+        ophist.BACKFILL,
+        slowops.DDL,
+        slowops.BACKFILL,
     ]),
 ]
 

@@ -232,6 +232,7 @@ class StoreStatsResponse(TypedDict):
     path: str
     size_bytes: int
     rows: dict[str, int]  # table -> rows
+    table_bytes: dict[str, int]  # table -> bytes of the checkpointed blocks it occupies
     schema_version: int
     rows_written: int
     pending: int

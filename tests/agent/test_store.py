@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lightkeeper.agent.store import queries
+from lightkeeper.agent.store import ophist, queries
 from lightkeeper.agent.store.db import Store, StoreError
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper.agent.store.schema import LATEST
+from lightkeeper.catalog import LATENCY_BUCKETS
 
 NOW = 1_800_000_000.0  # a fixed clock, aligned to the hour
 
@@ -79,8 +81,8 @@ def test_retention_per_resolution_keeps_unrolled_raw(tmp_path: Path) -> None:
     s.flush()
     # before any rollup, nothing raw may go: it would be lost
     assert apply_retention(s, Retention(raw_hours=1), now=NOW) == {
-        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0, "events": 0, "jobs": 0, "alerts": 0,
-        "spool_quarantine": 0, "bench_runs": 0}
+        "samples_1m": 0, "samples_1h": 0, "rag_ops": 0, "rag_ops_1m": 0, "rag_ops_1h": 0, "rag_ops_slow": 0,
+        "events": 0, "jobs": 0, "alerts": 0, "spool_quarantine": 0, "bench_runs": 0}
     assert s.execute("SELECT count(*) FROM samples")[0][0] == 40
     rollup(s, now=NOW)
     deleted = apply_retention(s, Retention(raw_hours=1, minute_days=2, hour_days=400), now=NOW)
@@ -144,20 +146,31 @@ def test_latency_quantiles_and_version_compare(tmp_path: Path) -> None:
                       " embed_s, embed_calls, embed_items, tokens_in, tokens_out, result_bytes,"
                       " outcome, error_class, tuning_version, pid, run_id, op_id) VALUES ("
                       + ",".join("?" * 19) + ")", rows)
+    s.execute(ophist.BACKFILL)  # rows written straight into rag_ops: their histograms as the
+    # migration builds them (ingest builds them per batch: tests/agent/test_ophist.py)
     summary = {(r["tuning_version"] if "tuning_version" in r else None, r["op"]): r
-               for r in queries.ops_summary(s, 3600, tuning_version=1, now=NOW)}
+               for r in queries.ops_summary_raw(s, 3600, tuning_version=1, now=NOW)}
     r = summary[(None, "query")]
     assert r["count"] == 400
     assert r["p50"] == pytest.approx(np.quantile(durations_a, 0.5))
     assert r["p95"] == pytest.approx(np.quantile(durations_a, 0.95))
     assert r["p99"] == pytest.approx(np.quantile(durations_a, 0.99))
     assert r["share_llm"] == pytest.approx(0.7)
+    hist = queries.ops_summary(s, 3600, tuning_version=1, now=NOW)[0]
+    assert hist["count"] == 400 and hist["share_llm"] == pytest.approx(0.7)
+    for q in ("p50", "p95", "p99"):  # within the bucket of the exact quantile
+        edges = (0.0, *LATENCY_BUCKETS)
+        i = bisect.bisect_left(LATENCY_BUCKETS, r[q])
+        assert edges[i] - 1e-9 <= hist[q] <= LATENCY_BUCKETS[i] + 1e-9
     cmp = queries.compare_versions(s, 1, 2, now=NOW)
     row = cmp["rows"][0]
     assert row["a_count"] == 400 and row["b_count"] == 400 and not row["thin_evidence"]
-    assert row["change_p50"] == pytest.approx(
-        (np.quantile(durations_b, 0.5) - np.quantile(durations_a, 0.5))
-        / np.quantile(durations_a, 0.5))
+    # from histograms: the change of the interpolated medians
+    a50 = queries.ops_summary(s, 3600, tuning_version=1, now=NOW)[0]["p50"]
+    b50 = queries.ops_summary(s, 3600, tuning_version=2, now=NOW)[0]["p50"]
+    assert row["change_p50"] == pytest.approx((b50 - a50) / a50)
+    assert abs(row["change_p50"] - (np.quantile(durations_b, 0.5) - np.quantile(durations_a, 0.5))
+               / np.quantile(durations_a, 0.5)) < 0.5
     lat = queries.latency(s, 3600, step=600, now=NOW)
     assert sum(b["count"] for b in lat["series"]["query/mix"]) == 800
     assert sum(b["errors"] for b in lat["series"]["query/mix"]) == 40
