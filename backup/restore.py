@@ -165,6 +165,7 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
                 tmp = link_unnamed_temp(fd, dfd, name)
         finally:
             os.close(fd)
+        assert tmp is not None  # named above: a temp file, or the unnamed one linked to one
         if is_symlink_at(dfd, name):
             log.warning("restore.symlink_replaced", path="/".join(parts))
         os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
