@@ -135,6 +135,61 @@ def create_temp_in(dir_fd: int, name: str, mark: str = RESTORE_TMP_MARK) -> tupl
     raise FileExistsError(errno.EEXIST, f"could not create a temp file for {name}")
 
 
+def open_unnamed_in(dir_fd: int, mode: int) -> int | None:
+    """A new file in the directory ``dir_fd`` that has no name yet (``O_TMPFILE``): nobody
+    can open it, and it vanishes if the process dies before :func:`link_unnamed` names it.
+    ``mode`` is subject to the umask. None where the file system or kernel lacks O_TMPFILE
+    (the caller falls back to :func:`create_temp_in`)."""
+    if not _UNNAMED_OK or not hasattr(os, "O_TMPFILE"):
+        return None
+    try:
+        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as exc:
+        # EOPNOTSUPP: the file system has no O_TMPFILE; EISDIR/EINVAL: an old kernel
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
+def link_unnamed(fd: int, dir_fd: int, name: str) -> None:
+    """Give the unnamed file ``fd`` (from :func:`open_unnamed_in`) the name ``name`` in
+    ``dir_fd``. Like ``O_CREAT|O_EXCL|O_NOFOLLOW``, this never follows or replaces what sits
+    there: anything at ``name``, a symlink included, raises FileExistsError."""
+    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+
+
+def link_unnamed_temp(fd: int, dir_fd: int, name: str,
+                      mark: str = RESTORE_TMP_MARK) -> str:
+    """Name the unnamed file ``fd`` with a temp name next to ``name`` (unpredictable, and
+    exclusive as :func:`create_temp_in` is), for a rename over an existing file."""
+    for _ in range(8):
+        tmp = f".{name[:180]}{mark}{secrets.token_hex(8)}"
+        try:
+            link_unnamed(fd, dir_fd, tmp)
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"could not name a temp file for {name}")
+
+
+def current_umask() -> int | None:
+    """The process's umask, read without changing it (``os.umask`` sets it for every thread
+    at once); None if the kernel does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# linking an O_TMPFILE file goes through /proc/self/fd (linkat with AT_EMPTY_PATH needs
+# CAP_DAC_READ_SEARCH)
+_UNNAMED_OK = os.path.isdir("/proc/self/fd")
+
+
 def is_symlink_at(dir_fd: int, name: str) -> bool:
 
     try:

@@ -22,9 +22,13 @@ from lightkeeper.backup.crypto import IntegrityError
 from lightkeeper.backup.fsutil import (
     UnsafeDirectory,
     create_temp_in,
+    current_umask,
     is_enospc,
     is_symlink_at,
+    link_unnamed,
+    link_unnamed_temp,
     open_dir_below,
+    open_unnamed_in,
     remove_restore_leftovers,
     require_space,
 )
@@ -99,16 +103,26 @@ def _select(manifest: dict[str, Any], opts: RestoreOptions) -> list[tuple[dict, 
 
 def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list[str],
                 pool: ThreadPoolExecutor | None = None, dir_fd: int | None = None,
-                resolved: tuple[list[bytes], list[Loc]] | None = None) -> str | None:
+                resolved: tuple[list[bytes], list[Loc]] | None = None,
+                fresh: bool = False, umask: int | None = None) -> str | None:
     """Restore one file to ``base/parts...``; returns an error text or None.
 
     Other accounts may write the directories involved (a user's directory belongs to the
     LightRAG service account), so nothing here follows a symlink: every directory below
-    ``base`` is opened ``O_NOFOLLOW``, the temp file is created ``O_CREAT|O_EXCL|O_NOFOLLOW``
-    under an unpredictable name, its mode and times are set on the descriptor, and the rename
-    replaces whatever sits at the destination (a planted symlink is replaced, never written
-    through). ``dir_fd``: the directory ``base/parts[:-1]`` already opened that way (by the
-    caller, who closes it); ``resolved``: the file's chunks from ``Repository.resolve_files``.
+    ``base`` is opened ``O_NOFOLLOW``, and the file is written where nobody can reach it
+    before it is complete and hash-checked: an unnamed ``O_TMPFILE`` file (named at the end
+    by ``linkat``, which, like ``O_CREAT|O_EXCL|O_NOFOLLOW``, never follows or replaces
+    what sits at the name), or where the file system lacks O_TMPFILE a temp file created
+    ``O_CREAT|O_EXCL|O_NOFOLLOW`` under an unpredictable name. Its mode and times are set
+    on the descriptor. Where the destination exists, a temp name and a rename replace it
+    atomically (a planted symlink is replaced, never written through).
+
+    ``dir_fd``: the directory ``base/parts[:-1]`` already opened that way (by the caller, who
+    closes it); ``resolved``: the file's chunks from ``Repository.resolve_files``;
+    ``fresh``: the destination most likely does not exist yet (a new target directory), so
+    the file is linked under its name directly, falling back to the rename when it does;
+    ``umask``: the process's umask if known (the mode is then set at creation where the umask
+    keeps it whole, without an fchmod).
     """
     if dir_fd is None:
         try:
@@ -118,9 +132,13 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
     else:
         dfd = dir_fd
     name = parts[-1]
+    mode = int(entry.get("mode", 0o600)) & 0o777
     tmp: str | None = None
     try:
-        fd, tmp = create_temp_in(dfd, name)
+        fd = open_unnamed_in(dfd, mode)
+        unnamed = fd is not None
+        if fd is None:
+            fd, tmp = create_temp_in(dfd, name)
         h = blake3.blake3()
         size = 0
         try:
@@ -133,11 +151,21 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
                 size += len(data)
             if size != int(entry["size"]) or h.hexdigest() != entry["hash"]:
                 return "restored content does not match the recorded hash"
-            os.fchmod(fd, int(entry.get("mode", 0o600)) & 0o777)
+            if not unnamed or umask is None or mode & umask:
+                os.fchmod(fd, mode)
             if "mtime_ns" in entry:
                 os.utime(fd, ns=(int(entry["mtime_ns"]), int(entry["mtime_ns"])))
+            if unnamed:
+                if fresh:
+                    try:
+                        link_unnamed(fd, dfd, name)
+                        return None
+                    except FileExistsError:
+                        pass
+                tmp = link_unnamed_temp(fd, dfd, name)
         finally:
             os.close(fd)
+        assert tmp is not None  # named above: a temp file, or the unnamed one linked to one
         if is_symlink_at(dfd, name):
             log.warning("restore.symlink_replaced", path="/".join(parts))
         os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
@@ -208,13 +236,17 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
             raise RestoreError("databases cannot be restored in place; restore them to a "
                                "--target directory (PostgreSQL: use --pg-target-db)")
         target = Path(opts.data_root)
+        fresh = False
     else:
         if opts.target is None:
             raise RestoreError("a --target directory is required (or --in-place)")
         target = Path(opts.target)
-        if target.exists() and any(target.iterdir()) and not opts.overwrite:
+        non_empty = target.exists() and any(target.iterdir())
+        if non_empty and not opts.overwrite:
             raise RestoreError(f"target {target} exists and is not empty; choose a new "
                                "directory (restore never overwrites unless asked)")
+        # files are then named directly when complete (no temp name and rename each)
+        fresh = not non_empty
     manifest = repo.read_snapshot(snapshot_id)
     sid = manifest["id"]
     selected = _select(manifest, opts)
@@ -267,6 +299,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                     log.info("restore.leftover_removed", path=f"{top}/{rel}")
         failures: dict[str, str] = {}
         base_dir = target.resolve()
+        umask = current_umask()
         done = {"files": 0, "bytes": 0}
         by_user: dict[str, list[tuple[dict, Path]]] = {}
         for entry, dest in plan:
@@ -292,7 +325,7 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                         failures[entry["path"]] = resolved
                     else:
                         err = _write_file(repo, entry, base_dir, parts_of[entry["path"]],
-                                          decode_pool, dfd, resolved)
+                                          decode_pool, dfd, resolved, fresh, umask)
                         if err:
                             failures[entry["path"]] = err
                     done["files"] += 1
