@@ -50,6 +50,18 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return 2 * len(os.sched_getaffinity(0))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files marked ``slow`` run first; the order within each file stays as written.
+
+    xdist hands out whole files (``--dist loadfile``) in collection order. In alphabetical order
+    the longest files (the live console, tmux and S3 tests) came last and one worker ran them
+    alone at the end; started first, they overlap with the many short files. The same order on
+    every worker, as xdist requires (a stable sort of a deterministic collection).
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

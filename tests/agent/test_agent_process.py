@@ -19,6 +19,8 @@ from lightkeeper.agent.store.db import Store
 from lightkeeper.catalog import METRICS
 from tests.conftest import REPO, AgentProcess
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 
 def http_get(url: str) -> tuple[int, bytes]:
     try:

@@ -20,9 +20,12 @@ import pytest
 from tests.conftest import free_port
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-pytestmark = pytest.mark.skipif(
-    ALERTMANAGER is None,
-    reason="alertmanager missing: scripts/test.sh installs prometheus-alertmanager")
+pytestmark = [
+    pytest.mark.slow,  # started first: see tests/conftest.py
+    pytest.mark.skipif(
+        ALERTMANAGER is None,
+        reason="alertmanager missing: scripts/test.sh installs prometheus-alertmanager"),
+]
 
 
 class Receiver:

@@ -9,11 +9,14 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 from lightkeeper import config
 from lightkeeper.agent.alerts import AlertEvaluator, Rule, configured_rules, list_alerts
 from lightkeeper.agent.store.db import Store
 from tests.agent.spoolgen import record, spool_name
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def test_evaluator_pending_firing_escalating_resolving(tmp_path: Path) -> None:

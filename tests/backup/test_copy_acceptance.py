@@ -135,6 +135,8 @@ def test_a_gated_write_in_flight_is_waited_for_not_refused(data_root: Path,
 TOUCHER = """
 import os, sys, time
 from pathlib import Path
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 p, stop = Path(sys.argv[1]), Path(sys.argv[2])
 print("READY", flush=True)
 while not stop.exists():

@@ -25,6 +25,8 @@ from lightkeeper.backup.storecheck import check_directory
 from tests.conftest import free_port
 from tests.rag.servers import Server, stock_env, wait_http
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 CORPUS = Path(__file__).resolve().parents[2] / "rag" / "corpus" / "docs.json"
 
 

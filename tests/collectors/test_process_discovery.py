@@ -98,6 +98,8 @@ HOLD_GATE = """
 import sys, time
 from pathlib import Path
 from lightkeeper.gate import write_gate
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 with write_gate(Path(sys.argv[1])):
     print("READY", flush=True)
     time.sleep(120)

@@ -12,6 +12,8 @@ import pytest
 
 from tests.rag.test_serve import wait_for
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 
 def spool_records(lk_env: dict[str, str]) -> list[dict]:
     spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"

@@ -18,6 +18,8 @@ import pytest
 
 from tests.rag.servers import Server
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 MODES = ("naive", "local", "global", "hybrid", "mix", "bypass")
 DOCS = [
     "Keeper Mara Voss tends Gull Point Light for the Saltmere Lighthouse Guild.",

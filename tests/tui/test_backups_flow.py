@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable
 
 from lightkeeper.backup.gate import exclusive_gate
@@ -13,6 +14,8 @@ from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.restore_wizard import RestoreWizard
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 from tests.zones.repo_helper import write_user_files
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def _tree(root: Path) -> dict[str, str]:

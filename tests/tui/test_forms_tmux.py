@@ -16,7 +16,10 @@ import pytest
 from tests.tui.test_smoke_tmux import REPO, Tmux
 from tests.zones.repo_helper import write_user_files
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [
+    pytest.mark.slow,  # started first: see tests/conftest.py
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
 
 GLOBAL_KEYS = "123456qw?audmrcelpvsxkb"
 

@@ -3,11 +3,14 @@ selector, events filter and search, the alert banner and the lost-connection ban
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable, RichLog
 
 from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, TopBar
 from lightkeeper.tui.widgets.chart import TimeChart
 from tests.tui.conftest import async_test, make_app, text_of, wait_until
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 @async_test

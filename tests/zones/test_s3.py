@@ -15,6 +15,8 @@ import pytest
 from lightkeeper.backup.zones.errors import ZoneError
 from tests.zones.repo_helper import tree_digest, write_user_files
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 REPO = Path(__file__).resolve().parents[2]
 
 
