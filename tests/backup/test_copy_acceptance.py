@@ -12,12 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.backup.storecheck import check_directory
 from lightkeeper.gate import write_gate
 from tests.backup.conftest import REPO_ROOT, run_child, tree_digest
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def _drop_first_vdb_chunk(udir: Path) -> str:
@@ -135,8 +139,6 @@ def test_a_gated_write_in_flight_is_waited_for_not_refused(data_root: Path,
 TOUCHER = """
 import os, sys, time
 from pathlib import Path
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 p, stop = Path(sys.argv[1]), Path(sys.argv[2])
 print("READY", flush=True)
 while not stop.exists():

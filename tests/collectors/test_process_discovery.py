@@ -23,6 +23,8 @@ from lightkeeper.collectors.processes import ProcessCollector
 from tests.conftest import REPO, free_port
 from tests.rag.servers import Server, stock_env, wait_http
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 
 def test_classify_and_data_dir() -> None:
     assert classify(["/usr/bin/python3", "/venv/bin/lightrag-server", "--port", "9621"]) \
@@ -98,8 +100,6 @@ HOLD_GATE = """
 import sys, time
 from pathlib import Path
 from lightkeeper.gate import write_gate
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 with write_gate(Path(sys.argv[1])):
     print("READY", flush=True)
     time.sleep(120)
