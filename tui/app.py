@@ -3,7 +3,10 @@
 Data flow (dolphie's pattern): a poll worker thread reads from the agent and posts a typed
 message (``Polled``); its handler renders on the main thread and schedules the next run, so
 polls never overlap. Actions run in worker threads too and post ``ActionDone`` or
-``ActionFailed``. ``window`` and ``active`` are reactives the top bar watches; every key is
+``ActionFailed``. The agent pushes changes (``tui.push``): a watcher thread long-polls
+``changes.wait`` and the app refreshes the shown pane only when a topic it shows (or the status
+line's: jobs, alerts, config) moved; a slow safety poll stays, and while the watcher is not
+connected the app polls as it always did. ``window`` and ``active`` are reactives the top bar watches; every key is
 bound on the widget that acts (see ``actions``). The app never imports DuckDB or the agent: it
 only holds an ``AgentClient``.
 """
@@ -37,9 +40,14 @@ from lightkeeper.tui.panes.overview import OverviewPane
 from lightkeeper.tui.panes.tuning import TuningPane
 from lightkeeper.tui.panes.zones import ZonesPane
 from lightkeeper.tui.prefs import Prefs
+from lightkeeper.tui.push import ChangeWatcher, PushState, TopicsMoved
 from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLegend, TopBar
 
 THEMES = ("textual-dark", "textual-light")
+# what every fetch shows besides the pane: running jobs, the alert banner, a reload notice
+STATUS_TOPICS = frozenset({"jobs", "alerts", "config"})
+# a refresh the agent asked for waits at least this long after the last one began
+PUSH_GAP_S = 0.2
 
 
 @dataclass
@@ -95,11 +103,13 @@ class LightkeeperApp(App[int]):
     def __init__(self, client: Any, *, refresh_s: float = 2.0, chart_s: float = 5.0,
                  window: str | None = None, theme: str = "textual-dark",
                  clock: Callable[[], float] = time.time, live: bool = True,
-                 prefs: Prefs | None = None) -> None:
+                 prefs: Prefs | None = None, safety_s: float = 45.0) -> None:
         super().__init__()
         self.client = client
         self.refresh_s = max(0.5, float(refresh_s))
         self.chart_s = max(self.refresh_s, float(chart_s))
+        # with changes pushed, a pane is still re-read this often (what no topic reports)
+        self.safety_s = max(self.refresh_s, float(safety_s))
         self.prefs = prefs
         saved = prefs.window() if prefs is not None else None
         # the window given, else the operator's last one, else chosen from the data's age
@@ -119,6 +129,10 @@ class LightkeeperApp(App[int]):
         self._last_pane_error: str | None = None
         self._timer: Timer | None = None
         self._frozen: set[str] = set()  # panes drawn once, their objects frozen for the gc
+        self.watcher: ChangeWatcher | None = None
+        self.push_live = False  # the watcher follows the agent: no short poll timer
+        self._last_refresh = 0.0  # monotonic time the last poll began
+        self._push_timer: Timer | None = None
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -140,6 +154,13 @@ class LightkeeperApp(App[int]):
         self.query_one(AlertBanner).display = False
         self.pane().focus_default()
         self.refresh_now()
+        if self.live and callable(getattr(self.client, "wait_changes", None)):
+            self.watcher = ChangeWatcher(self.client, self.post_message)
+            self.watcher.start()
+
+    def on_unmount(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
 
     def pane(self, pane_id: str | None = None) -> Pane:
         return self.query_one(f"#{pane_id or self.active}", Pane)
@@ -150,6 +171,10 @@ class LightkeeperApp(App[int]):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if self._push_timer is not None:
+            self._push_timer.stop()
+            self._push_timer = None
+        self._last_refresh = time.monotonic()
         pane = self.pane()
         self._gen += 1
         req = Request(window=self.window, now=self.clock(), params=pane.params(),
@@ -233,12 +258,52 @@ class LightkeeperApp(App[int]):
                 self.call_after_refresh(_freeze_heap)
         self.last_polled = pane.pane_id
         self.poll_count += 1
-        if pane.pane_id == self.active:
+        if pane.pane_id == self.active and self.push_live:
+            interval = self.safety_s  # the agent says when to refresh sooner
+        elif pane.pane_id == self.active:
             interval = self._chart_interval() if pane.chart_pane and not self.jobs \
                 else self.refresh_s
         else:
             interval = 0.0
         self._schedule(interval)
+
+    # -- changes pushed by the agent ------------------------------------------------------------
+    def on_topics_moved(self, message: TopicsMoved) -> None:
+        """Refresh the shown pane if it (or the status line) shows a topic that moved; other
+        panes are re-read when shown (every switch fetches)."""
+        if self._torn_down() or self.conn_error is not None:
+            return  # the reconnect loop re-reads everything once the agent answers
+        pane = self.pane()
+        wanted = message.moved & (pane.topics | STATUS_TOPICS)
+        if message.restarted:
+            self.refresh_now()
+            return
+        if not wanted:
+            return
+        gap = PUSH_GAP_S
+        if wanted <= {"samples", "progress"}:
+            # new samples every collection round and progress every 0.2 s: charts keep their
+            # pace (no faster than the agent collects), progress the list's
+            gap = self._chart_interval() if pane.chart_pane and "progress" not in wanted \
+                else self.refresh_s
+        self._refresh_after(gap)
+
+    def _refresh_after(self, gap: float) -> None:
+        """Refresh once ``gap`` seconds have passed since the last poll began (at once if so)."""
+        due = self._last_refresh + gap - time.monotonic()
+        if due <= 0:
+            self.refresh_now()
+        elif self._push_timer is None:
+            self._push_timer = self.set_timer(due, self._push_due)
+
+    def _push_due(self) -> None:
+        self._push_timer = None
+        self.refresh_now()
+
+    def on_push_state(self, message: PushState) -> None:
+        self.push_live = message.live
+        if not message.live and not self._torn_down() and self.conn_error is None:
+            self._schedule(self.refresh_s)  # poll as before until the watcher is back
 
     def _choose_window(self) -> None:
         """The first time the agent answers: the smallest window its data fills."""
