@@ -76,7 +76,7 @@ class TopicFeed(ChangeFeed):
         self.epoch = uuid.uuid4().hex[:12]
         self.topics: dict[str, int] = dict.fromkeys(TOPICS, 0)
 
-    def notify(self, *topics: str) -> int:  # type: ignore[override]
+    def notify(self, *topics: str) -> int:
         unknown = set(topics) - set(self.topics)
         if unknown:
             raise ValueError(f"unknown change topics {sorted(unknown)}; known: {TOPICS}")
