@@ -13,6 +13,7 @@ only holds an ``AgentClient``.
 
 from __future__ import annotations
 
+import collections
 import gc
 import time
 from collections.abc import Callable, Iterable
@@ -103,13 +104,15 @@ class LightkeeperApp(App[int]):
     def __init__(self, client: Any, *, refresh_s: float = 2.0, chart_s: float = 5.0,
                  window: str | None = None, theme: str = "textual-dark",
                  clock: Callable[[], float] = time.time, live: bool = True,
-                 prefs: Prefs | None = None, safety_s: float = 45.0) -> None:
+                 prefs: Prefs | None = None, safety_s: float = 45.0,
+                 push: bool = True) -> None:
         super().__init__()
         self.client = client
         self.refresh_s = max(0.5, float(refresh_s))
         self.chart_s = max(self.refresh_s, float(chart_s))
         # with changes pushed, a pane is still re-read this often (what no topic reports)
         self.safety_s = max(self.refresh_s, float(safety_s))
+        self.push = push  # follow the agent's changes (False: poll only, as before)
         self.prefs = prefs
         saved = prefs.window() if prefs is not None else None
         # the window given, else the operator's last one, else chosen from the data's age
@@ -133,6 +136,7 @@ class LightkeeperApp(App[int]):
         self.push_live = False  # the watcher follows the agent: no short poll timer
         self._last_refresh = 0.0  # monotonic time the last poll began
         self._push_timer: Timer | None = None
+        self.topics_seen: collections.Counter[str] = collections.Counter()  # what moved (bench)
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -154,8 +158,9 @@ class LightkeeperApp(App[int]):
         self.query_one(AlertBanner).display = False
         self.pane().focus_default()
         self.refresh_now()
-        if self.live and callable(getattr(self.client, "wait_changes", None)):
+        if self.live and self.push and callable(getattr(self.client, "wait_changes", None)):
             self.watcher = ChangeWatcher(self.client, self.post_message)
+            self.watcher.follow(self.pane().topics | STATUS_TOPICS)
             self.watcher.start()
 
     def on_unmount(self) -> None:
@@ -271,6 +276,7 @@ class LightkeeperApp(App[int]):
     def on_topics_moved(self, message: TopicsMoved) -> None:
         """Refresh the shown pane if it (or the status line) shows a topic that moved; other
         panes are re-read when shown (every switch fetches)."""
+        self.topics_seen.update(message.moved)
         if self._torn_down() or self.conn_error is not None:
             return  # the reconnect loop re-reads everything once the agent answers
         pane = self.pane()
@@ -389,6 +395,8 @@ class LightkeeperApp(App[int]):
         pane = self.pane()
         pane.on_activated()
         pane.focus_default()
+        if self.watcher is not None:  # what moves now matters to this pane
+            self.watcher.follow(pane.topics | STATUS_TOPICS)
         # poll once the switch is painted: the pane shows its last data at once, and the poll
         # worker's socket reads and JSON decoding do not compete with that repaint for the GIL
         self._gen += 1  # a poll under way is for the pane left
