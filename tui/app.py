@@ -31,6 +31,7 @@ from textual.widgets import ContentSwitcher
 from textual.worker import Worker, WorkerState
 
 from lightkeeper.client import AgentError, AgentUnavailable
+from lightkeeper.contracts.changes import TOPICS
 from lightkeeper.tui.actions import ACTIONS, WINDOWS, bindings, key_label, window_for_age
 from lightkeeper.tui.dialogs import HelpScreen
 from lightkeeper.tui.panes.backups import BackupsPane
@@ -47,6 +48,7 @@ from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLe
 THEMES = ("textual-dark", "textual-light")
 # what every fetch shows besides the pane: running jobs, the alert banner, a reload notice
 STATUS_TOPICS = frozenset({"jobs", "alerts", "config"})
+FREQUENT_TOPICS = frozenset({"samples", "progress"})  # followed only by the panes that show them
 # a refresh the agent asked for waits at least this long after the last one began
 PUSH_GAP_S = 0.2
 
@@ -135,6 +137,8 @@ class LightkeeperApp(App[int]):
         self.watcher: ChangeWatcher | None = None
         self.push_live = False  # the watcher follows the agent: no short poll timer
         self._last_refresh = 0.0  # monotonic time the last poll began
+        self._in_flight = False  # a poll is under way (a pushed change waits for it)
+        self._push_gap: float | None = None  # a pushed change to re-read after that poll
         self._push_timer: Timer | None = None
         self.topics_seen: collections.Counter[str] = collections.Counter()  # what moved (bench)
 
@@ -160,7 +164,7 @@ class LightkeeperApp(App[int]):
         self.refresh_now()
         if self.live and self.push and callable(getattr(self.client, "wait_changes", None)):
             self.watcher = ChangeWatcher(self.client, self.post_message)
-            self.watcher.follow(self.pane().topics | STATUS_TOPICS)
+            self.watcher.follow(_followed(self.pane()))
             self.watcher.start()
 
     def on_unmount(self) -> None:
@@ -180,6 +184,7 @@ class LightkeeperApp(App[int]):
             self._push_timer.stop()
             self._push_timer = None
         self._last_refresh = time.monotonic()
+        self._in_flight = True
         pane = self.pane()
         self._gen += 1
         req = Request(window=self.window, now=self.clock(), params=pane.params(),
@@ -225,6 +230,7 @@ class LightkeeperApp(App[int]):
         result = message.result
         if result.gen != self._gen or self._torn_down():
             return  # a newer poll is under way, or nothing to show it in
+        self._in_flight = False
         banner = self.query_one(ConnectionBanner)
         if result.error:
             self.conn_attempts += 1
@@ -271,6 +277,12 @@ class LightkeeperApp(App[int]):
         else:
             interval = 0.0
         self._schedule(interval)
+        self._pushed_while_polling()
+
+    def _pushed_while_polling(self) -> None:
+        if self._push_gap is not None:  # a change was pushed while the poll ran
+            gap, self._push_gap = self._push_gap, None
+            self._refresh_after(gap)
 
     # -- changes pushed by the agent ------------------------------------------------------------
     def on_topics_moved(self, message: TopicsMoved) -> None:
@@ -295,7 +307,12 @@ class LightkeeperApp(App[int]):
         self._refresh_after(gap)
 
     def _refresh_after(self, gap: float) -> None:
-        """Refresh once ``gap`` seconds have passed since the last poll began (at once if so)."""
+        """Refresh once ``gap`` seconds have passed since the last poll began (at once if so).
+        A poll under way is never replaced (its answer would be dropped, and a pane just
+        switched to would wait for a second one): the refresh follows it."""
+        if self._in_flight:
+            self._push_gap = gap if self._push_gap is None else min(gap, self._push_gap)
+            return
         due = self._last_refresh + gap - time.monotonic()
         if due <= 0:
             self.refresh_now()
@@ -380,7 +397,9 @@ class LightkeeperApp(App[int]):
             self.notify(f"{event.worker.name}: {type(err).__name__}: {err}", severity="error",
                         timeout=8)
             if event.worker.group == "poll":
+                self._in_flight = False
                 self._schedule(self.refresh_s)
+                self._pushed_while_polling()
 
     # -- reactives ----------------------------------------------------------------------------
     def _app_mounted(self) -> bool:
@@ -396,7 +415,7 @@ class LightkeeperApp(App[int]):
         pane.on_activated()
         pane.focus_default()
         if self.watcher is not None:  # what moves now matters to this pane
-            self.watcher.follow(pane.topics | STATUS_TOPICS)
+            self.watcher.follow(_followed(pane))
         # poll once the switch is painted: the pane shows its last data at once, and the poll
         # worker's socket reads and JSON decoding do not compete with that repaint for the GIL
         self._gen += 1  # a poll under way is for the pane left
@@ -456,6 +475,13 @@ class LightkeeperApp(App[int]):
         for w in WINDOWS:
             yield SystemCommand(f"Window: {w}", "time window of every chart",
                                 lambda w=w: self.set_window(w))
+
+
+def _followed(pane: Pane) -> frozenset[str]:
+    """The topics the watcher follows while ``pane`` is shown: all but the frequent ones
+    (samples, progress) unless the pane shows them, so most switches keep the poll under way
+    (a topic no pane shows wakes the watcher, not a fetch)."""
+    return (frozenset(TOPICS) - FREQUENT_TOPICS) | pane.topics
 
 
 def _freeze_heap() -> None:
