@@ -269,6 +269,10 @@ class LightkeeperApp(App[int]):
                 self.call_after_refresh(_freeze_heap)
         self.last_polled = pane.pane_id
         self.poll_count += 1
+        if self.watcher is not None and pane.pane_id == self.active:
+            # what moves now matters to this pane: followed once its first fetch is shown,
+            # so a new long poll never competes with a switch's repaint
+            self.watcher.follow(_followed(pane))
         if pane.pane_id == self.active and self.push_live:
             interval = self.safety_s  # the agent says when to refresh sooner
         elif pane.pane_id == self.active:
@@ -414,8 +418,6 @@ class LightkeeperApp(App[int]):
         pane = self.pane()
         pane.on_activated()
         pane.focus_default()
-        if self.watcher is not None:  # what moves now matters to this pane
-            self.watcher.follow(_followed(pane))
         # poll once the switch is painted: the pane shows its last data at once, and the poll
         # worker's socket reads and JSON decoding do not compete with that repaint for the GIL
         self._gen += 1  # a poll under way is for the pane left

@@ -46,8 +46,8 @@ class ChangeWatcher:
     It follows only the topics :meth:`follow` names (the shown pane's and the status line's),
     so an idle Tuning screen is not woken by every collection round. Following more topics
     than the poll under way asks about starts a fresh poll (a new thread; the old one's answer
-    is dropped when it comes) from the versions of now: the pane just shown re-reads
-    everything anyway, so what moved before it was shown must not refresh it again."""
+    is dropped when it comes) from the versions of the last answer, so nothing that moved
+    meanwhile is missed."""
 
     def __init__(self, client: Any, post: Callable[[Message], Any],
                  wait_s: float = WAIT_S) -> None:
@@ -77,23 +77,21 @@ class ChangeWatcher:
                 return  # the poll under way already covers them (or has not answered yet)
             self._gen += 1
             gen = self._gen
-        self._spawn(gen, fresh=True)
+        self._spawn(gen)
 
-    def _spawn(self, gen: int, fresh: bool = False) -> None:
-        threading.Thread(target=self._run, args=(gen, fresh), name=f"lightkeeper-push-{gen}",
+    def _spawn(self, gen: int) -> None:
+        threading.Thread(target=self._run, args=(gen,), name=f"lightkeeper-push-{gen}",
                          daemon=True).start()
 
     def _current(self, gen: int) -> bool:
         return gen == self._gen and not self.stop_event.is_set()
 
-    def _run(self, gen: int, fresh: bool = False) -> None:
+    def _run(self, gen: int) -> None:
         failures = 0
         while self._current(gen):
             with self._lock:
-                since = {} if fresh else {t: self.versions[t] for t in self.topics
-                                          if t in self.versions}
+                since = {t: self.versions[t] for t in self.topics if t in self.versions}
                 epoch = self.epoch
-            fresh = False
             try:
                 answer = self.client.wait_changes(since, epoch,
                                                   timeout=self.wait_s if since else 0.0)
