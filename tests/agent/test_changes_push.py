@@ -16,7 +16,8 @@ from lightkeeper.client import AgentError
 from lightkeeper.contracts.changes import TOPICS
 from tests.test_contracts import check_answer, response_type
 
-QUIET = ("backups", "tuning", "config", "zones")  # topics an idle test agent never moves
+QUIET = ("backups", "config", "zones")  # topics an idle test agent never moves (tuning does
+# once at start, when the agent initializes the active file)
 
 
 def test_topic_feed_wakes_on_a_followed_topic_only() -> None:
