@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -104,7 +105,10 @@ def build_app(agent: AgentView) -> web.Application:
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise CallError("params must be a JSON object")
-        result = await run(fn, agent.services, params)
+        if inspect.iscoroutinefunction(fn):  # a long poll (changes.wait) waits on the loop
+            result = await fn(agent.services, params)
+        else:
+            result = await run(fn, agent.services, params)
         return _json({"result": result})
 
     async def start_job(request: web.Request) -> web.Response:

@@ -492,7 +492,8 @@ class Agent:
         dropped = self.store.drop_oldest(MAX_BUFFERED_SAMPLES)  # a long outage: bound memory
         if dropped:
             log.error("store.samples_dropped", dropped=dropped)
-        self.store.flush()
+        if self.store.flush():  # a collection round landed: the console's charts follow
+            self.services.changes.notify("samples")
 
     def _maintain(self) -> None:
         assert self.store is not None
@@ -664,6 +665,7 @@ class Agent:
                     fn(self.services)
                 except Exception as exc:  # noqa: BLE001  a failing probe is logged; the next runs on time
                     log.warning("probe.failed", probe=name, error=f"{type(exc).__name__}: {exc}")
+                self.services.changes.notify("zones")
 
     async def _ingest_loop(self) -> None:
         """An ingest pass on every change in the spool, or after 2 s at the latest. One watcher
@@ -691,7 +693,8 @@ class Agent:
 
     async def _ingest_pass(self) -> None:
         try:
-            await asyncio.to_thread(self.ingester.ingest_once)
+            if await asyncio.to_thread(self.ingester.ingest_once):
+                self.services.changes.notify("samples")  # LightRAG operations landed
         except Exception as exc:  # noqa: BLE001  ingestion retries on the next change; the error is logged
             log.error("ingest.failed", error=f"{type(exc).__name__}: {exc}")
 

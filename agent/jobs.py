@@ -50,7 +50,7 @@ class Job:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     version: int = 0  # the ChangeFeed version of this job's last change
-    notify: Callable[[Job], None] | None = None
+    notify: Callable[[Job, bool], None] | None = None
     _last_progress_notify: float = 0.0
 
     def changed(self, progress: bool = False) -> None:
@@ -61,7 +61,7 @@ class Job:
             if now - self._last_progress_notify < PROGRESS_NOTIFY_S:
                 return
             self._last_progress_notify = now
-        self.notify(self)
+        self.notify(self, progress)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,8 +118,11 @@ class JobManager:
         self._lock = threading.Lock()
         self.feed = ChangeFeed()
 
-    def _notify(self, job: Job) -> None:
+    def _notify(self, job: Job, progress: bool = False) -> None:
         job.version = self.feed.notify()
+        changes = getattr(self.services, "changes", None)  # the agent's TopicFeed
+        if changes is not None:
+            changes.notify(*job_topics(job, progress))
 
     def recover(self) -> None:
         """Jobs that were running when the agent died are marked interrupted."""
@@ -271,6 +274,21 @@ class JobManager:
             thread = job.thread
             if thread is not None and thread.is_alive():
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def job_topics(job: Job, progress: bool = False) -> tuple[str, ...]:
+    """The change topics a job's change moves: progress alone, or the job list; an ended job
+    also moves what it changed (the repository's snapshots, the zones)."""
+    if progress:
+        return ("progress",)
+    if job.state in ACTIVE:
+        return ("jobs",)
+    topics = ["jobs"]
+    if job.resource == "repository":
+        topics.append("backups")
+    if job.kind == "replicate" or job.kind.startswith("zone"):
+        topics.append("zones")
+    return tuple(topics)
 
 
 def _row_to_job(row: dict[str, Any]) -> dict[str, Any]:

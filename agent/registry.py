@@ -13,6 +13,7 @@ log = get_logger("agent")
 
 MODULES = [
     "lightkeeper.agent.calls",
+    "lightkeeper.agent.watch",
     "lightkeeper.agent.alertmanager",
     "lightkeeper.rag.calls",
     "lightkeeper.tuning.calls",

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightkeeper.agent.changes import TopicFeed
 from lightkeeper.agent.derived import with_derived
 from lightkeeper.agent.store.db import Store
 from lightkeeper.config import Config
@@ -28,6 +29,8 @@ class AgentServices:
         self.current: dict[tuple[str, str], tuple[float, float]] = {}
         # the process collector's newest table (``processes.list``); set by the daemon
         self.process_table: Callable[[], list[dict[str, Any]]] | None = None
+        # what the console follows instead of re-fetching (the ``changes.wait`` call)
+        self.changes = TopicFeed()
 
     @property
     def store(self) -> Store:
@@ -43,6 +46,7 @@ class AgentServices:
                                   context=context)
         except Exception as exc:  # noqa: BLE001  the log line above still records it
             log.error("audit.store_failed", audit_event=event, error=str(exc))
+        self.changes.notify(*event_topics(event))
 
     def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
         batch = list(samples)
@@ -91,3 +95,13 @@ class AgentServices:
             if job.resource == "repository":
                 return job.id
         return None
+
+
+# An audit event also moves the topic of what it reports (``agent.changes.TOPICS``).
+_EVENT_TOPICS = {"alert": "alerts", "tuning": "tuning", "config": "config", "backup": "backups",
+                 "zone": "zones", "zones": "zones"}
+
+
+def event_topics(event: str) -> tuple[str, ...]:
+    topic = _EVENT_TOPICS.get(event.split(".", 1)[0])
+    return ("events", topic) if topic else ("events",)

@@ -1,7 +1,8 @@
 """Console benchmark in a real terminal (tmux): startup to first full frame, idle CPU, key-press
 to repaint delay, against a live agent.
 
-    .venv/bin/python bench/console_bench.py [--runs N] [--idle SECONDS] [--json]
+    .venv/bin/python bench/console_bench.py [--runs N] [--idle SECONDS] [--calls SECONDS]
+                                            [--json]
 
 Goals (issue 7): first full frame <= 1 s after launching ``lightkeeper``; an idle console uses
 <= 5 % of one core at its default refresh rate; a key press is repainted within 100 ms.
@@ -16,11 +17,19 @@ interval. A key press switches screens; "repaint" is the new screen's content on
 "Full frame" means the overview with data from the agent: chart titles, the footer
 legend and the mounts table filled from the agent's latest metrics. CPU is the console process's
 user+system time over the idle period (psutil), as a share of one core.
+
+Calls while idle (``--calls SECONDS``, issue 13): the console runs headless in this process
+(Textual's ``run_test``) on each screen in turn with a client that counts every request it
+makes, for SECONDS per screen, twice: following the agent's pushed changes (``changes.wait``)
+and polling only (the console before push), at the configured refresh rates. A long poll counts
+as one call.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import json
 import os
 import shlex
@@ -28,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -172,6 +182,66 @@ def measure_reference(env: dict[str, str], runs: int, idle_s: float, tmp: Path
     return {"startup_s": startup, "keypress_s": keys, "idle_cpu_pct": cpu}
 
 
+class CountingClient:
+    """Passes every request to ``client`` and counts it by method (calls by name)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            key = f"call {args[0]}" if name == "call" and args else name
+            with self._lock:
+                self.counts[key] += 1
+            return attr(*args, **kwargs)
+        return counted
+
+    def take(self) -> collections.Counter[str]:
+        with self._lock:
+            counts, self.counts = self.counts, collections.Counter()
+        return counts
+
+
+async def _idle_calls(env: dict[str, str], push: bool, seconds: float) -> dict[str, Any]:
+    from lightkeeper import config as config_mod
+    from lightkeeper.client import AgentClient
+    from lightkeeper.tui.app import LightkeeperApp
+
+    cfg = config_mod.load(env={**os.environ, **env}, read_system=False)
+    client = CountingClient(AgentClient(cfg.path("agent.socket"), timeout=10.0))
+    app = LightkeeperApp(client, refresh_s=cfg["console.refresh_seconds"],
+                         chart_s=cfg["console.chart_refresh_seconds"], window="5m", push=push)
+    out: dict[str, Any] = {}
+    async with app.run_test(size=(100, 30)) as pilot:
+        for key, _content, _legend in SCREENS:
+            await pilot.press(key)
+            await pilot.pause(2.0)  # the switch's own fetch is not idle traffic
+            client.take()
+            app.topics_seen.clear()
+            t0 = time.monotonic()
+            await asyncio.sleep(seconds)
+            counts = client.take()
+            minutes = (time.monotonic() - t0) / 60
+            out[app.active] = {"per_min": sum(counts.values()) / minutes,
+                               "by_request": {k: round(v / minutes, 1)
+                                              for k, v in counts.most_common()},
+                               "topics_moved_per_min": {k: round(v / minutes, 1) for k, v
+                                                        in app.topics_seen.most_common()}}
+    return out
+
+
+def measure_idle_calls(env: dict[str, str], seconds: float) -> dict[str, Any]:
+    """Requests per minute of an idle console on each screen: pushed changes vs polling."""
+    return {"push": asyncio.run(_idle_calls(env, True, seconds)),
+            "poll": asyncio.run(_idle_calls(env, False, seconds))}
+
+
 def summary(values: list[float]) -> dict[str, float]:
     s = sorted(values)
     return {"median": statistics.median(s), "p95": s[min(len(s) - 1, int(0.95 * len(s)))],
@@ -183,6 +253,9 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="console launches (default 5)")
     ap.add_argument("--idle", type=float, default=30.0, help="idle CPU period in seconds")
+    ap.add_argument("--calls", type=float, default=0.0, metavar="SECONDS",
+                    help="also count an idle console's requests per screen for SECONDS each, "
+                         "with pushed changes and polling only (default: skip)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     load_start = os.getloadavg()[0]
@@ -203,6 +276,7 @@ def main() -> int:
         time.sleep(6)  # one collection round, so the overview has data to show
         console = measure_console(env, args.runs, args.idle)
         reference = measure_reference(env, args.runs, args.idle, tmp)
+        calls = measure_idle_calls(env, args.calls) if args.calls > 0 else None
     finally:
         subprocess.run([PY, "-m", "lightkeeper.cli.main", "agent", "--stop"], env=full_env,
                        capture_output=True, cwd=REPO)
@@ -216,6 +290,7 @@ def main() -> int:
             "keypress_s": summary(reference["keypress_s"]),
             "idle_cpu_pct_one_core": reference["idle_cpu_pct"]},
         "goals": {"startup_s": 1.0, "idle_cpu_pct_one_core": 5.0, "keypress_s": 0.1},
+        "idle_calls_per_min": calls,
         "idle_seconds": args.idle, "runs": args.runs,
         "load_1min": {"start": load_start, "end": os.getloadavg()[0]},
     }
@@ -240,6 +315,17 @@ def main() -> int:
     print(f"{f'idle CPU over {args.idle:g} s (% of a core)':34}"
           f"{c['idle_cpu_pct_one_core']:>11.2f}%{r['idle_cpu_pct_one_core']:>11.2f}%"
           f"{'<= 5 %':>10}")
+    if calls:
+        print(f"idle console requests per minute, {args.calls:g} s per screen "
+              "(pushed changes / polling only)")
+        total = {"push": 0.0, "poll": 0.0}
+        for pane in calls["push"]:
+            push, poll = calls["push"][pane]["per_min"], calls["poll"][pane]["per_min"]
+            total["push"] += push
+            total["poll"] += poll
+            print(f"  {pane:32}{push:>10.1f}{poll:>10.1f}   {poll / push if push else 0:5.1f}x")
+        print(f"  {'all screens':32}{total['push']:>10.1f}{total['poll']:>10.1f}   "
+              f"{total['poll'] / total['push'] if total['push'] else 0:5.1f}x")
     return 0
 
 

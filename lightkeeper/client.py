@@ -147,6 +147,18 @@ class AgentClient:
         return self._request("GET", f"/v1/jobs/{job_id}/wait?since={int(since)}"
                              f"&timeout={timeout:g}", timeout=timeout + 5.0)
 
+    def wait_changes(self, since: dict[str, int], epoch: str | None = None,
+                     timeout: float = 25.0) -> dict[str, Any]:
+        """``changes.wait``: ``{epoch, versions, moved}`` as soon as a topic of ``since`` moves
+        (or at once when ``epoch`` names another agent run), else after ``timeout`` s. The
+        socket waits ``timeout`` + 5 s, whatever the client's own (short) timeout."""
+        timeout = max(0.0, min(timeout, 60.0))
+        params: dict[str, Any] = {"since": since, "timeout": timeout}
+        if epoch:
+            params["epoch"] = epoch
+        return self._request("POST", "/v1/call/changes.wait", {"params": params},
+                             timeout=timeout + 5.0)["result"]
+
     def follow_job(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Yield ``{"type": "status"|"log"|"summary", ...}`` until the job ends; each change
         arrives as the agent makes it (long poll), the end within milliseconds."""

@@ -3,13 +3,17 @@
 Data flow (dolphie's pattern): a poll worker thread reads from the agent and posts a typed
 message (``Polled``); its handler renders on the main thread and schedules the next run, so
 polls never overlap. Actions run in worker threads too and post ``ActionDone`` or
-``ActionFailed``. ``window`` and ``active`` are reactives the top bar watches; every key is
+``ActionFailed``. The agent pushes changes (``tui.push``): a watcher thread long-polls
+``changes.wait`` and the app refreshes the shown pane only when a topic it shows (or the status
+line's: jobs, alerts, config) moved; a slow safety poll stays, and while the watcher is not
+connected the app polls as it always did. ``window`` and ``active`` are reactives the top bar watches; every key is
 bound on the widget that acts (see ``actions``). The app never imports DuckDB or the agent: it
 only holds an ``AgentClient``.
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +31,7 @@ from textual.widgets import ContentSwitcher
 from textual.worker import Worker, WorkerState
 
 from lightkeeper.client import AgentError, AgentUnavailable
+from lightkeeper.contracts.changes import TOPICS
 from lightkeeper.tui.actions import ACTIONS, WINDOWS, bindings, key_label, window_for_age
 from lightkeeper.tui.dialogs import HelpScreen
 from lightkeeper.tui.panes.backups import BackupsPane
@@ -37,9 +42,15 @@ from lightkeeper.tui.panes.overview import OverviewPane
 from lightkeeper.tui.panes.tuning import TuningPane
 from lightkeeper.tui.panes.zones import ZonesPane
 from lightkeeper.tui.prefs import Prefs
+from lightkeeper.tui.push import ChangeWatcher, PushState, TopicsMoved
 from lightkeeper.tui.widgets.banners import AlertBanner, ConnectionBanner, KeyLegend, TopBar
 
 THEMES = ("textual-dark", "textual-light")
+# what every fetch shows besides the pane: running jobs, the alert banner, a reload notice
+STATUS_TOPICS = frozenset({"jobs", "alerts", "config"})
+FREQUENT_TOPICS = frozenset({"samples", "progress"})  # followed only by the panes that show them
+# a refresh the agent asked for waits at least this long after the last one began
+PUSH_GAP_S = 0.2
 
 
 @dataclass
@@ -95,11 +106,15 @@ class LightkeeperApp(App[int]):
     def __init__(self, client: Any, *, refresh_s: float = 2.0, chart_s: float = 5.0,
                  window: str | None = None, theme: str = "textual-dark",
                  clock: Callable[[], float] = time.time, live: bool = True,
-                 prefs: Prefs | None = None) -> None:
+                 prefs: Prefs | None = None, safety_s: float = 45.0,
+                 push: bool = True) -> None:
         super().__init__()
         self.client = client
         self.refresh_s = max(0.5, float(refresh_s))
         self.chart_s = max(self.refresh_s, float(chart_s))
+        # with changes pushed, a pane is still re-read this often (what no topic reports)
+        self.safety_s = max(self.refresh_s, float(safety_s))
+        self.push = push  # follow the agent's changes (False: poll only, as before)
         self.prefs = prefs
         saved = prefs.window() if prefs is not None else None
         # the window given, else the operator's last one, else chosen from the data's age
@@ -119,6 +134,13 @@ class LightkeeperApp(App[int]):
         self._last_pane_error: str | None = None
         self._timer: Timer | None = None
         self._frozen: set[str] = set()  # panes drawn once, their objects frozen for the gc
+        self.watcher: ChangeWatcher | None = None
+        self.push_live = False  # the watcher follows the agent: no short poll timer
+        self._last_refresh = 0.0  # monotonic time the last poll began
+        self._in_flight = False  # a poll is under way (a pushed change waits for it)
+        self._push_gap: float | None = None  # a pushed change to re-read after that poll
+        self._push_timer: Timer | None = None
+        self.topics_seen: collections.Counter[str] = collections.Counter()  # what moved (bench)
 
     # -- layout -----------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -140,6 +162,14 @@ class LightkeeperApp(App[int]):
         self.query_one(AlertBanner).display = False
         self.pane().focus_default()
         self.refresh_now()
+        if self.live and self.push and callable(getattr(self.client, "wait_changes", None)):
+            self.watcher = ChangeWatcher(self.client, self.post_message)
+            self.watcher.follow(_followed(self.pane()))
+            self.watcher.start()
+
+    def on_unmount(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
 
     def pane(self, pane_id: str | None = None) -> Pane:
         return self.query_one(f"#{pane_id or self.active}", Pane)
@@ -150,6 +180,11 @@ class LightkeeperApp(App[int]):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if self._push_timer is not None:
+            self._push_timer.stop()
+            self._push_timer = None
+        self._last_refresh = time.monotonic()
+        self._in_flight = True
         pane = self.pane()
         self._gen += 1
         req = Request(window=self.window, now=self.clock(), params=pane.params(),
@@ -195,6 +230,7 @@ class LightkeeperApp(App[int]):
         result = message.result
         if result.gen != self._gen or self._torn_down():
             return  # a newer poll is under way, or nothing to show it in
+        self._in_flight = False
         banner = self.query_one(ConnectionBanner)
         if result.error:
             self.conn_attempts += 1
@@ -233,12 +269,68 @@ class LightkeeperApp(App[int]):
                 self.call_after_refresh(_freeze_heap)
         self.last_polled = pane.pane_id
         self.poll_count += 1
-        if pane.pane_id == self.active:
+        if self.watcher is not None and pane.pane_id == self.active:
+            # what moves now matters to this pane: followed once its first fetch is shown,
+            # so a new long poll never competes with a switch's repaint
+            self.watcher.follow(_followed(pane))
+        if pane.pane_id == self.active and self.push_live:
+            interval = self.safety_s  # the agent says when to refresh sooner
+        elif pane.pane_id == self.active:
             interval = self._chart_interval() if pane.chart_pane and not self.jobs \
                 else self.refresh_s
         else:
             interval = 0.0
         self._schedule(interval)
+        self._pushed_while_polling()
+
+    def _pushed_while_polling(self) -> None:
+        if self._push_gap is not None:  # a change was pushed while the poll ran
+            gap, self._push_gap = self._push_gap, None
+            self._refresh_after(gap)
+
+    # -- changes pushed by the agent ------------------------------------------------------------
+    def on_topics_moved(self, message: TopicsMoved) -> None:
+        """Refresh the shown pane if it (or the status line) shows a topic that moved; other
+        panes are re-read when shown (every switch fetches)."""
+        self.topics_seen.update(message.moved)
+        if self._torn_down() or self.conn_error is not None:
+            return  # the reconnect loop re-reads everything once the agent answers
+        pane = self.pane()
+        wanted = message.moved & (pane.topics | STATUS_TOPICS)
+        if message.restarted:
+            self.refresh_now()
+            return
+        if not wanted:
+            return
+        gap = PUSH_GAP_S
+        if wanted <= {"samples", "progress"}:
+            # new samples every collection round and progress every 0.2 s: charts keep their
+            # pace (no faster than the agent collects), progress the list's
+            gap = self._chart_interval() if pane.chart_pane and "progress" not in wanted \
+                else self.refresh_s
+        self._refresh_after(gap)
+
+    def _refresh_after(self, gap: float) -> None:
+        """Refresh once ``gap`` seconds have passed since the last poll began (at once if so).
+        A poll under way is never replaced (its answer would be dropped, and a pane just
+        switched to would wait for a second one): the refresh follows it."""
+        if self._in_flight:
+            self._push_gap = gap if self._push_gap is None else min(gap, self._push_gap)
+            return
+        due = self._last_refresh + gap - time.monotonic()
+        if due <= 0:
+            self.refresh_now()
+        elif self._push_timer is None:
+            self._push_timer = self.set_timer(due, self._push_due)
+
+    def _push_due(self) -> None:
+        self._push_timer = None
+        self.refresh_now()
+
+    def on_push_state(self, message: PushState) -> None:
+        self.push_live = message.live
+        if not message.live and not self._torn_down() and self.conn_error is None:
+            self._schedule(self.refresh_s)  # poll as before until the watcher is back
 
     def _choose_window(self) -> None:
         """The first time the agent answers: the smallest window its data fills."""
@@ -309,7 +401,9 @@ class LightkeeperApp(App[int]):
             self.notify(f"{event.worker.name}: {type(err).__name__}: {err}", severity="error",
                         timeout=8)
             if event.worker.group == "poll":
+                self._in_flight = False
                 self._schedule(self.refresh_s)
+                self._pushed_while_polling()
 
     # -- reactives ----------------------------------------------------------------------------
     def _app_mounted(self) -> bool:
@@ -383,6 +477,13 @@ class LightkeeperApp(App[int]):
         for w in WINDOWS:
             yield SystemCommand(f"Window: {w}", "time window of every chart",
                                 lambda w=w: self.set_window(w))
+
+
+def _followed(pane: Pane) -> frozenset[str]:
+    """The topics the watcher follows while ``pane`` is shown: all but the frequent ones
+    (samples, progress) unless the pane shows them, so most switches keep the poll under way
+    (a topic no pane shows wakes the watcher, not a fetch)."""
+    return (frozenset(TOPICS) - FREQUENT_TOPICS) | pane.topics
 
 
 def _freeze_heap() -> None:

@@ -57,6 +57,7 @@ def history_span(snapshots: list[SnapshotInfo], now: float, window_s: float) -> 
 
 class BackupsPane(Pane):
     pane_id = "backups"
+    topics = frozenset({"backups", "progress"})
     BINDINGS = bindings("backups")
     title = "Backups"
 

@@ -28,6 +28,9 @@ class Pane(Vertical):
     title: ClassVar[str] = ""
     # charts refresh no faster than the collection interval; lists and progress faster
     chart_pane: ClassVar[bool] = False
+    # the agent's change topics (lightkeeper.contracts.changes.TOPICS) this pane shows: when
+    # one moves the pane refreshes (if shown); besides these every fetch reads the status
+    topics: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def lk(self) -> LightkeeperApp:

@@ -50,6 +50,7 @@ def _short(v: Any) -> str:
 
 class EventsPane(Pane):
     pane_id = "events"
+    topics = frozenset({"events"})
     BINDINGS = bindings("events")
     title = "Events"
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class LightRagPane(Pane):
     pane_id = "lightrag"
+    topics = frozenset({"samples", "tuning"})
     BINDINGS = bindings("lightrag")
     title = "LightRAG"
     chart_pane = True

@@ -31,6 +31,7 @@ LATEST = ["disk_free_ratio", "disk_free_bytes", "disk_total_bytes",
 
 class OverviewPane(Pane):
     pane_id = "overview"
+    topics = frozenset({"samples", "backups", "zones"})
     title = "Overview"
     chart_pane = True
 

@@ -127,6 +127,7 @@ def server_notices(servers: list[ServeServer]) -> list[str]:
 
 class TuningPane(Pane):
     pane_id = "tuning"
+    topics = frozenset({"tuning"})
     BINDINGS = bindings("tuning")
     title = "Tuning"
     DEFAULT_CSS = """

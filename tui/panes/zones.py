@@ -58,6 +58,7 @@ def lag_unit(top_s: float) -> tuple[str, float]:
 
 class ZonesPane(Pane):
     pane_id = "zones"
+    topics = frozenset({"zones", "progress"})
     BINDINGS = bindings("zones")
     title = "Zones"
 
