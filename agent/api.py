@@ -141,7 +141,7 @@ def build_app(agent: AgentView) -> web.Application:
             if job is None or job.version > since or job.state not in ("queued", "running"):
                 return _json(job.as_dict() if job else await run(agent.jobs.get, job_id))
             remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
+            if remaining <= 0 or feed.closed:  # closed: the agent is stopping
                 return _json(job.as_dict())
             await feed.wait(seen, remaining)
 

@@ -27,8 +27,19 @@ def _wake(fut: asyncio.Future[None]) -> None:
 class ChangeFeed:
     def __init__(self) -> None:
         self.version = 0
+        self.closed = False
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+
+    def close(self) -> None:
+        """The agent is stopping: every waiter answers now and later waits do not block (a
+        console's 25 s long poll would otherwise hold the agent's shutdown that long)."""
+        with self._lock:
+            self.closed = True
+            waiters, self._waiters = self._waiters, set()
+        for loop, fut in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_wake, fut)
 
     def notify(self) -> int:
         return self._bump(())
@@ -54,7 +65,7 @@ class ChangeFeed:
         fut: asyncio.Future[None] = loop.create_future()
         entry = (loop, fut)
         with self._lock:
-            if self.version > since:
+            if self.version > since or self.closed:
                 return True
             self._waiters.add(entry)
         try:
@@ -99,7 +110,8 @@ class TopicFeed(ChangeFeed):
             with self._lock:
                 seen = self.version
                 moved = [t for t, v in since.items() if self.topics[t] != v]
+                closed = self.closed
             remaining = deadline - loop.time()
-            if moved or remaining <= 0:
+            if moved or closed or remaining <= 0:
                 return moved
             await self.wait(seen, remaining)

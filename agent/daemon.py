@@ -278,6 +278,10 @@ class Agent:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Long polls (a console's changes.wait, a CLI following a job) answer now, so that the
+        # server's cleanup does not wait them out.
+        self.services.changes.close()
+        self.jobs.feed.close()
         for r in runners:
             await r.cleanup()
         await asyncio.to_thread(self.jobs.shutdown, self.cfg["agent.shutdown_timeout"])

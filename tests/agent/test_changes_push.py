@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -88,3 +89,17 @@ def test_changes_wait_refuses_bad_requests(agent: Any, params: dict[str, Any],
     with pytest.raises(AgentError, match=message) as info:
         agent.client.call("changes.wait", **params)
     assert info.value.status == 400
+
+
+def test_a_stopping_agent_answers_waiting_long_polls(agent: Any) -> None:
+    """A console's long poll (up to 60 s) must not hold the agent's shutdown: the agent answers
+    it and exits cleanly, instead of waiting it out and being killed by the service manager."""
+    client = agent.client
+    versions = _wait(client, {}, timeout=30)["versions"]
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(_wait, client, {t: versions[t] for t in QUIET}, timeout=60)
+        time.sleep(2.0)  # the poll reaches the agent (nothing moves the quiet topics)
+        assert not waiting.done()
+        # agent.stop() waits 30 s for the exit, then kills (exit -9): the poll asks for 60 s
+        assert agent.stop() == 0
+        assert waiting.result(timeout=30)["moved"] == []
