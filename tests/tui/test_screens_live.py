@@ -33,12 +33,15 @@ async def test_every_screen_opens_by_key_and_the_window_cycles(agent):
         await wait_until(pilot, lambda: app.poll_count > 0, "the first poll")
         for key, pane in (("2", "lightrag"), ("3", "backups"), ("4", "zones"),
                           ("5", "tuning"), ("6", "events"), ("1", "overview")):
+            count = app.poll_count
             await pilot.press(key)
             assert app.active == pane
             await wait_until(pilot, lambda p=pane: app.query_one("#panes").current == p,
                              f"pane {pane}")
-            count = app.poll_count
-            await wait_until(pilot, lambda c=count: app.poll_count > c, f"a poll on {pane}")
+            # the switch fetches the pane (later refreshes come when the agent pushes a change
+            # or from the safety re-fetch: tests/tui/test_push_refresh.py)
+            await wait_until(pilot, lambda c=count, p=pane: app.poll_count > c
+                             and app.last_polled == p, f"{pane}'s fetch after the switch")
         legend = app.query_one("#legend")
         assert "w Window" in text_of(legend) and "b Backup" not in text_of(legend)
         await pilot.press("3")
