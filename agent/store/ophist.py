@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lightkeeper.agent.store import settled
 from lightkeeper.catalog import LATENCY_BUCKETS
 
 STEP = 60.0
@@ -93,34 +94,18 @@ def hour_mark(store_or_con: Any) -> float | None:
     rows = rows if isinstance(rows, list) else rows.fetchall()
     return float(rows[0][0]) if rows else None
 
-# Rows of minutes this recent are left alone: batches of them may still come.
-SETTLE_S = 180.0
+SETTLE_S = settled.SETTLE_S
 
 
 def compact(store: Any, now: float | None = None) -> int:
     """Merge the rows of each past minute and series into one. Returns the rows merged away."""
-    now = time.time() if now is None else now
-    rows = store.execute("SELECT value FROM meta WHERE key = 'compact:rag_ops_1m'")
-    if rows:
-        start = float(rows[0][0])
-    else:
-        first = store.execute(f"SELECT min(ts) FROM {TABLE}")[0][0]
-        if first is None:
-            return 0
-        start = float(first)
-    end = math.floor((now - SETTLE_S) / STEP) * STEP
-    if end <= start:
+    due = settled.span(store, TABLE, "compact:rag_ops_1m", time.time() if now is None else now)
+    if due is None:
         return 0
+    start, end = due
     with store.transaction() as con:
-        before = con.execute(f"SELECT count(*) FROM {TABLE} WHERE ts >= ? AND ts < ?",
-                             [start, end]).fetchall()[0][0]
-        con.execute("CREATE OR REPLACE TEMP TABLE _merged AS " + _MERGE, [start, end])
-        after = con.execute("SELECT count(*) FROM _merged").fetchall()[0][0]
-        if after < before:
-            con.execute(f"DELETE FROM {TABLE} WHERE ts >= ? AND ts < ?", [start, end])
-            con.execute(f"INSERT INTO {TABLE} SELECT * FROM _merged")
-        con.execute("DROP TABLE _merged")
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('compact:rag_ops_1m', ?)", [str(end)])
+        removed = settled.rewrite(con, TABLE, "compact:rag_ops_1m", start, end, _MERGE,
+                                  [start, end])
         # the hours the compacted minutes complete, rolled up once (later arrivals for them
         # are added by ingestion, INSERT_BATCH_LATE)
         hmark = hour_mark(con)
@@ -130,7 +115,7 @@ def compact(store: Any, now: float | None = None) -> int:
             con.execute(f"INSERT INTO {TABLE_1H} " + _merge(HOUR), [hstart, hend])
             con.execute("INSERT OR REPLACE INTO meta VALUES ('rollup:rag_ops_1h', ?)",
                         [str(hend)])
-    return int(before - after)
+    return removed
 
 
 def quantile(q: float, cumulative: Sequence[int | float], n: int | float,

@@ -13,9 +13,10 @@ transaction; several batches in one minute can leave more than ``KEEP`` rows, wh
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
+
+from lightkeeper.agent.store import settled
 
 STEP = 60.0
 KEEP = 20
@@ -36,32 +37,16 @@ def _slowest_of(source: str) -> str:
 
 INSERT_BATCH = f"INSERT INTO {TABLE} " + _slowest_of("_batch")
 BACKFILL = f"INSERT INTO {TABLE} " + _slowest_of("rag_ops")
-SETTLE_S = 180.0
+SETTLE_S = settled.SETTLE_S
 
 
 def trim(store: Any, now: float | None = None) -> int:
     """Keep the ``KEEP`` slowest rows of each past minute. Returns the rows removed."""
-    now = time.time() if now is None else now
-    rows = store.execute("SELECT value FROM meta WHERE key = 'trim:rag_ops_slow'")
-    if rows:
-        start = float(rows[0][0])
-    else:
-        first = store.execute(f"SELECT min(ts) FROM {TABLE}")[0][0]
-        if first is None:
-            return 0
-        start = math.floor(float(first) / STEP) * STEP
-    end = math.floor((now - SETTLE_S) / STEP) * STEP
-    if end <= start:
+    due = settled.span(store, TABLE, "trim:rag_ops_slow", time.time() if now is None else now,
+                       align=True)
+    if due is None:
         return 0
+    start, end = due
     with store.transaction() as con:
-        before = con.execute(f"SELECT count(*) FROM {TABLE} WHERE ts >= ? AND ts < ?",
-                             [start, end]).fetchall()[0][0]
-        con.execute("CREATE OR REPLACE TEMP TABLE _kept AS " + _slowest_of(
+        return settled.rewrite(con, TABLE, "trim:rag_ops_slow", start, end, _slowest_of(
             f"(SELECT * FROM {TABLE} WHERE ts >= {start!r} AND ts < {end!r})"))
-        after = con.execute("SELECT count(*) FROM _kept").fetchall()[0][0]
-        if after < before:
-            con.execute(f"DELETE FROM {TABLE} WHERE ts >= ? AND ts < ?", [start, end])
-            con.execute(f"INSERT INTO {TABLE} SELECT * FROM _kept")
-        con.execute("DROP TABLE _kept")
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('trim:rag_ops_slow', ?)", [str(end)])
-    return int(before - after)
