@@ -16,11 +16,13 @@ pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def spool_records(lk_env: dict[str, str]) -> list[dict]:
+    """Every spooled operation record, in the order the operations ran (each CLI process
+    writes its own file, named by pid: file names do not give that order)."""
     spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
     out = []
-    for f in sorted(spool.glob("ops-*.jsonl")):
+    for f in spool.glob("ops-*.jsonl"):
         out += [json.loads(line) for line in f.read_text().splitlines()]
-    return out
+    return sorted(out, key=lambda r: r["ts"])
 
 
 def test_rag_insert_query_users(run_cli, lk_env, tmp_path: Path) -> None:

@@ -58,7 +58,9 @@ def test_typing_into_every_field_changes_no_screen(agent, lk_env, tmp_path, size
     fields = [p["name"] for p in agent.client.call("tuning.params")["params"]]
     # a snapshot, so that the restore wizard opens
     write_user_files(Path(lk_env["LIGHTKEEPER_PATHS__DATA_ROOT"]), "alice", 2, 4_000, 1)
-    assert agent.client.wait_job(agent.client.start_job("backup", {}))["state"] == "succeeded"
+    backup = agent.client.wait_job(agent.client.start_job("backup", {}))
+    assert backup["state"] == "succeeded"
+    snapshot_row = agent.client.call("backup.snapshots")["snapshots"][0]["id"][:8]
     exit_file = tmp_path / "exit-status"
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in lk_env.items())
     command = (f"cd {shlex.quote(str(REPO))} && env {env} TERM=xterm-256color "
@@ -111,7 +113,7 @@ def test_typing_into_every_field_changes_no_screen(agent, lk_env, tmp_path, size
         time.sleep(0.5)  # a terminal sends a lone esc after a pause (escape-sequence timeout)
         # the restore wizard: the target path, then the typed confirmation of in place
         _keys(tmux, "3")
-        tmux.wait_for("snapshot  time")
+        tmux.wait_for(snapshot_row)  # the row, not the header: r needs a snapshot loaded
         # behind the wizard the Backups screen stays: any other screen means a key acted
         not_backups = ("CPU used", "filter: all users", "level all", "active version")
         _wizard_to_target(tmux)
