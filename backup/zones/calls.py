@@ -50,7 +50,8 @@ STATUS_SCHEDULE = "every 5m"
 
 def _local(services: Services) -> LocalRepo:
     cfg = services.cfg
-    return LocalRepo(cfg.path("backup.repository"), default_opener(cfg))
+    return LocalRepo(cfg.path("backup.repository"), default_opener(cfg),
+                     refs_cache=cfg.path("paths.state_dir") / "snapshot-references.json")
 
 
 def _zone(services: Services, params: Mapping[str, Any]) -> Zone:

@@ -4,12 +4,14 @@ files each snapshot references (through ``backup.repository`` when it can open t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from lightkeeper.backup.zones.refs_cache import ReferenceCache
 from lightkeeper.logs import get_logger
 
 log = get_logger("zones.local_repo")
@@ -83,9 +85,15 @@ def default_opener(cfg: Any) -> RepoOpener | None:
 class LocalRepo:
     """A repository directory seen as immutable files plus snapshots written last."""
 
-    def __init__(self, path: Path, opener: RepoOpener | None = None) -> None:
+    def __init__(self, path: Path, opener: RepoOpener | None = None,
+                 refs_cache: Path | None = None) -> None:
+        """``refs_cache``: a file of the agent's state where which files each snapshot
+        references is kept between syncs (refs_cache.py); None works it out every time."""
         self.path = Path(path)
         self._opener = opener
+        self._refs_cache_path = refs_cache
+        self._refs_cache: ReferenceCache | None = None
+        self._files: dict[str, int] | None = None  # the last scan of files()
         self._repo: Any = None
         self._meta: dict[str, dict[str, Any]] | None = None
         # referenced_files worked out ahead by prefetch_references (snapshot id -> result)
@@ -110,12 +118,14 @@ class LocalRepo:
 
     def close(self) -> None:
         self._wait_prefetch()
+        self._save_refs()
         if self._repo is not None and hasattr(self._repo, "close"):
             self._repo.close()
         self._repo = None
 
     def files(self) -> dict[str, int]:
-        return scan_files(self.path)
+        self._files = scan_files(self.path)
+        return self._files
 
     def snapshot_files(self) -> dict[str, tuple[int, float]]:
         return scan_snapshot_files(self.path)
@@ -156,10 +166,41 @@ class LocalRepo:
         return self._referenced(snapshot_id)
 
     def _referenced(self, snapshot_id: str) -> set[str] | None:
+        cache = self._cache()
+        if cache is not None:
+            present = self._files if self._files is not None else scan_files(self.path)
+            hit = cache.get(snapshot_id, present)
+            if hit is not None:
+                return hit
         repo = self.repo
         if repo is None or not hasattr(repo, "referenced_files"):
             return None
-        return {str(p) for p in repo.referenced_files(snapshot_id)}
+        # listed before the index is read: a prune in between removes one of these names,
+        # which invalidates the answer (refs_cache.py)
+        index_names = repo.list_index_files() if hasattr(repo, "list_index_files") else None
+        out = {str(p) for p in repo.referenced_files(snapshot_id)}
+        if cache is not None and index_names is not None:
+            cache.put(snapshot_id, index_names, out)
+        return out
+
+    def _cache(self) -> ReferenceCache | None:
+        if self._refs_cache is None and self._refs_cache_path is not None:
+            try:
+                config = (self.path / "config").read_bytes()
+            except OSError:
+                return None
+            self._refs_cache = ReferenceCache(self._refs_cache_path,
+                                              hashlib.blake2b(config, digest_size=16).hexdigest())
+        return self._refs_cache
+
+    def _save_refs(self) -> None:
+        if self._refs_cache is None:
+            return
+        try:
+            self._refs_cache.save(set(self.snapshot_files()))
+        except OSError as exc:  # a cache: the next sync works the answers out again
+            log.warning("zones.refs_cache_unwritable", path=str(self._refs_cache.path),
+                        error=str(exc))
 
     def prefetch_references(self, snapshot_ids: Iterable[str]) -> None:
         """Open the repository and work out which files these snapshots reference on a
@@ -176,6 +217,7 @@ class LocalRepo:
                     self._refs[sid] = self._referenced(sid)
                 except Exception as exc:  # noqa: BLE001 - raised again to the asker
                     self._refs[sid] = exc
+            self._save_refs()
 
         self._prefetch = threading.Thread(target=work, name="lk-zone-refs", daemon=True)
         self._prefetch.start()
