@@ -6,7 +6,6 @@ It never imports DuckDB or opens data files.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import pwd
@@ -35,20 +34,80 @@ class AgentError(RuntimeError):
         self.code = code
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+MAX_HEAD = 64 << 10  # status line and headers of one answer
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
+
+def _exchange(path: str, method: str, target: str, payload: bytes | None,
+              timeout: float) -> tuple[int, bytes]:
+    """One HTTP/1.1 request over the Unix socket at ``path``; returns (status, body).
+
+    A small client of its own instead of ``http.client``: that module imports ``ssl`` and the
+    ``email`` parser (25 ms of every CLI command's start, measured with ``-X importtime``), and
+    the agent's answers need none of it: one request per connection (``Connection: close``),
+    a body sized by Content-Length, chunked, or ended by the close."""
+    head = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close"]
+    if payload is not None:
+        head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    elif method != "GET":
+        head.append("Content-Length: 0")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (payload or b""))
+        buf = bytearray()
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            if len(buf) > MAX_HEAD:
+                raise AgentError("invalid answer from agent: headers too long", 502)
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("the agent closed the connection without an answer")
+            buf += data
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            raise AgentError(f"invalid answer from agent: {lines[0][:200]!r}", 502)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = bytearray(buf[end + 4:])
+        length = headers.get("content-length")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        want = int(length) if length and length.isdigit() and not chunked else -1
+        while want < 0 or len(body) < want:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            body += data
+        if want >= 0:
+            if len(body) < want:
+                raise ConnectionResetError("the agent closed the connection mid-answer")
+            del body[want:]
+        elif chunked:
+            body = _dechunk(body)
+        return int(parts[1]), bytes(body)
+    finally:
+        sock.close()
+
+
+def _dechunk(raw: bytearray) -> bytearray:
+    out = bytearray()
+    pos = 0
+    while True:
+        eol = raw.find(b"\r\n", pos)
+        size_text = bytes(raw[pos:eol]).split(b";", 1)[0].strip() if eol >= 0 else b""
         try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+            size = int(size_text, 16)
+        except ValueError:
+            raise AgentError("invalid answer from agent: bad chunked body", 502) from None
+        if size == 0:
+            return out
+        start = eol + 2
+        if start + size > len(raw):
+            raise ConnectionResetError("the agent closed the connection mid-answer")
+        out += raw[start:start + size]
+        pos = start + size + 2
 
 
 class AgentClient:
@@ -59,34 +118,28 @@ class AgentClient:
     # -- transport -------------------------------------------------------------------------
     def _request(self, method: str, path: str, body: Any = None,
                  timeout: float | None = None) -> Any:
-        conn = _UnixConnection(self.socket_path, timeout or self.timeout)
+        payload = None if body is None else json.dumps(body).encode()
         try:
-            payload = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if payload is not None else {}
-            try:
-                conn.request(method, path, body=payload, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise AgentUnavailable(
-                    f"no agent answers on {self.socket_path} ({exc.strerror}); "
-                    "start one with 'lightkeeper agent --detach'") from None
-            except PermissionError:
-                raise AgentUnavailable(
-                    f"permission denied on {self.socket_path}: the agent's socket is owner-only; "
-                    "run as the user who runs the agent") from None
-            except TimeoutError:
-                raise AgentUnavailable(f"the agent on {self.socket_path} did not answer in time") \
-                    from None
-        finally:
-            conn.close()
+            status, data = _exchange(self.socket_path, method, path, payload,
+                                     timeout or self.timeout)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise AgentUnavailable(
+                f"no agent answers on {self.socket_path} ({exc.strerror}); "
+                "start one with 'lightkeeper agent --detach'") from None
+        except PermissionError:
+            raise AgentUnavailable(
+                f"permission denied on {self.socket_path}: the agent's socket is owner-only; "
+                "run as the user who runs the agent") from None
+        except TimeoutError:
+            raise AgentUnavailable(f"the agent on {self.socket_path} did not answer in time") \
+                from None
         try:
             doc = json.loads(data) if data else None
         except ValueError:
-            raise AgentError(f"invalid answer from agent: {data[:200]!r}", resp.status) from None
-        if resp.status >= 400:
+            raise AgentError(f"invalid answer from agent: {data[:200]!r}", status) from None
+        if status >= 400:
             err = (doc or {}).get("error", {}) if isinstance(doc, dict) else {}
-            raise AgentError(err.get("message", f"HTTP {resp.status}"), resp.status,
+            raise AgentError(err.get("message", f"HTTP {status}"), status,
                              err.get("code", "error"))
         return doc
 
