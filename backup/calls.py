@@ -226,6 +226,8 @@ def job_backup(ctx: Any, services: Services, params: BackupRequest) -> BackupSum
         "backup_added_bytes": summary["bytes_added"],
         "backup_repository_size_bytes": summary["repository_size"],
     })
+    from lightkeeper.backup.zones.calls import prepare_references  # noqa: PLC0415
+    prepare_references(services, summary["snapshot_id"])
     return summary
 
 

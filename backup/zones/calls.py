@@ -3,6 +3,7 @@ probe), calls (list, status, host-key trust) and the replication schedules."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,6 +53,33 @@ def _local(services: Services) -> LocalRepo:
     cfg = services.cfg
     return LocalRepo(cfg.path("backup.repository"), default_opener(cfg),
                      refs_cache=cfg.path("paths.state_dir") / "snapshot-references.json")
+
+
+def prepare_references(services: Services, snapshot_id: str) -> threading.Thread | None:
+    """After a backup, when zones are configured: work out which files the new snapshot
+    references, on a low-priority thread of its own, so that the sync that follows finds the
+    answer kept (refs_cache.py) instead of reading every content list and the whole index
+    before it can send anything. Not a job: the backup's result is not held up, and a failure
+    only means the sync works the answer out itself."""
+    if not services.cfg.table("zones"):
+        return None
+
+    def work() -> None:
+        from lightkeeper.backup.priority import lowered  # noqa: PLC0415
+        local = _local(services)
+        try:
+            with lowered(True):
+                local.files()
+                local.referenced_files(snapshot_id)
+        except Exception as exc:  # noqa: BLE001 - the sync works it out again
+            log.warning("zones.references_ahead_failed", snapshot=snapshot_id[:12],
+                        error=f"{type(exc).__name__}: {exc}")
+        finally:
+            local.close()
+
+    t = threading.Thread(target=work, name="lk-refs-ahead", daemon=True)
+    t.start()
+    return t
 
 
 def _zone(services: Services, params: Mapping[str, Any]) -> Zone:

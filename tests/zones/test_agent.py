@@ -97,3 +97,27 @@ def test_zone_lag_gauge_grows_without_probe_or_sync(lab, start_agent, run_cli):
     time.sleep(1.5)
     assert scraped() > first  # computed when read, not a value stored at the last event
     assert agent.client.call("zones.list")[0]["lag_seconds"] > 0
+
+
+def test_a_backup_works_out_its_references_for_the_sync_to_come(lab, start_agent):
+    """With zones configured, the agent's backup leaves which files the new snapshot
+    references in the state directory (the sync then reads no content list and no index),
+    equal to the repository's own answer; the sync that follows publishes the snapshot."""
+    import time
+
+    lab.add_zone("r")
+    write_user_files(lab.data_root, "alice", 3, 200_000, 71)
+    agent = start_agent()
+    job = agent.client.wait_job(agent.client.start_job("backup", {}))
+    assert job["state"] == "succeeded", job
+    sid = job["summary"]["snapshot_id"]
+    cache = lab.cfg().path("paths.state_dir") / "snapshot-references.json"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not cache.exists():
+        time.sleep(0.05)
+    kept = json.loads(cache.read_text())["snapshots"]
+    assert set(kept) == {sid}
+    assert set(kept[sid]["files"]) == set(lab.repo.referenced_files(sid))
+    sync = agent.client.wait_job(agent.client.start_job("replicate", {"zones": ["r"]}))
+    assert sync["state"] == "succeeded", sync
+    assert sync["summary"]["zones"]["r"]["snapshots_published"] == [sid]
