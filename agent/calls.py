@@ -180,6 +180,14 @@ def agent_modules(services: Services, params: Empty) -> ModulesResponse:
     return {"packages": sorted({n.split(".", 1)[0] for n in names}), "modules": len(names)}
 
 
+def _bytes(text: Any) -> int:
+    """DuckDB's wal_size (``'1.2 MiB'``, ``'0 bytes'``) in bytes."""
+    value, _, unit = str(text).partition(" ")
+    scale = {"bytes": 1, "KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3, "KB": 1000,
+             "MB": 1000 ** 2, "GB": 1000 ** 3}.get(unit.strip(), 1)
+    return int(float(value or 0) * scale)
+
+
 def store_stats(services: Services, params: Empty) -> StoreStatsResponse:
     s = services.store
     tables = ("samples", "samples_1m", "samples_1h", "rag_ops", "rag_ops_1m", "rag_ops_1h",
@@ -188,11 +196,17 @@ def store_stats(services: Services, params: Empty) -> StoreStatsResponse:
     counts = {t: s.execute(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
     # checkpointed blocks each table's columns occupy (a block shared by two tables counts for
     # both; rows still in the WAL count nowhere): where the file's growth goes
-    block = s.execute("SELECT block_size FROM pragma_database_size()")[0][0]
+    block, total, used, free, wal = s.execute(
+        "SELECT block_size, total_blocks, used_blocks, free_blocks, wal_size "
+        "FROM pragma_database_size()")[0]
     blocks = {t: s.execute("SELECT count(DISTINCT block_id) FROM pragma_storage_info(?) "
                            "WHERE persistent AND block_id >= 0", [t])[0][0] for t in tables}
     return {"path": str(s.path), "size_bytes": s.size_bytes(), "rows": counts,
             "table_bytes": {t: int(n) * int(block) for t, n in blocks.items()},
+            # the file's blocks: used ones hold data, free ones are space DuckDB keeps for reuse
+            "blocks": {"block_size": int(block), "total_blocks": int(total),
+                       "used_blocks": int(used), "free_blocks": int(free),
+                       "wal_bytes": _bytes(wal)},
             "schema_version": s.schema_version(), "rows_written": s.rows_written,
             "pending": s.pending(), "last_write_error": s.last_write_error}
 

@@ -233,6 +233,8 @@ class StoreStatsResponse(TypedDict):
     size_bytes: int
     rows: dict[str, int]  # table -> rows
     table_bytes: dict[str, int]  # table -> bytes of the checkpointed blocks it occupies
+    # PRAGMA database_size: block_size, total_blocks, used_blocks, free_blocks, wal_bytes
+    blocks: dict[str, int]
     schema_version: int
     rows_written: int
     pending: int
