@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class ZoneError(Exception):
     """A replication problem the operator must see (bad config, refused key, remote failure)."""
@@ -13,6 +15,13 @@ class ZoneError(Exception):
 
 class UnknownZone(ZoneError):
     pass
+
+
+def unknown_zone(name: str, known: Iterable[str]) -> UnknownZone:
+    """The error for a zone name the configuration does not declare, listing those it does."""
+    names = ", ".join(sorted(known)) or "none configured (add zones.NAME.host, .user, " \
+        ".remote_path)"
+    return UnknownZone(name, f"no such zone; zones: {names}")
 
 
 class UnknownHostKey(ZoneError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightkeeper.backup.zones.errors import UnknownZone, ZoneError
+from lightkeeper.backup.zones.errors import ZoneError, unknown_zone
 from lightkeeper.config import Config
 
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
@@ -165,9 +165,7 @@ def load_zones(cfg: Config) -> dict[str, Zone]:
 def get_zone(cfg: Config, name: str) -> Zone:
     zones = load_zones(cfg)
     if name not in zones:
-        known = ", ".join(sorted(zones)) or "none configured (add zones.NAME.host, .user, " \
-            ".remote_path)"
-        raise UnknownZone(name, f"no such zone; zones: {known}")
+        raise unknown_zone(name, zones)
     return zones[name]
 
 

@@ -75,13 +75,12 @@ def check_zones(ctx: CliContext, names: list[str]) -> None:
     """Unknown zone names are a usage error before anything starts."""
     if not names:
         return
-    from lightkeeper.backup.zones.errors import ZoneError
-    from lightkeeper.backup.zones.model import select_zones
+    from lightkeeper.backup.zones.errors import unknown_zone
 
-    try:
-        select_zones(ctx.cfg, names)
-    except ZoneError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+    known = ctx.cfg.table("zones")  # entries are checked with the configuration
+    for name in names:
+        if name not in known:
+            raise CliError(str(unknown_zone(name, known)), EXIT_USAGE)
 
 
 def run_job(ctx: CliContext, kind: str, params: dict[str, Any],

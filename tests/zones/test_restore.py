@@ -142,7 +142,12 @@ def test_remote_path_accepted_forms():
 
 def test_unknown_zone_is_a_usage_error(lab, run_cli):
     r = run_cli("zones", "verify", "nope", "--local", check=False)
-    assert r.returncode == 2 and "no such zone" in r.stderr
+    assert r.returncode == 2 and "no such zone; zones: none configured" in r.stderr
+    lab.add_zone("a")
+    # before any agent is asked (none runs here: the CLI would start one)
+    r = run_cli("replicate", "a", "nope", check=False)
+    assert r.returncode == 2 and "zone 'nope': no such zone; zones: a" in r.stderr
+    assert not (lab.cfg().path("agent.socket")).exists()
 
 
 def test_lightrag_user_restored_from_a_zone_answers_queries(lab, run_cli):
