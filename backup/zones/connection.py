@@ -215,7 +215,13 @@ def network_guard(zone: Zone, sess: ZoneSession | None = None) -> Iterator[None]
     except ZoneError:
         raise
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        dead = sess is not None and not all(t.is_active() for t in sess.transports)
+        # a transport that ended, or an SFTP channel the zone closed (its sftp-server went
+        # away: paramiko then raises OSError("Socket is closed") with no errno, possibly
+        # before the transport itself notices the connection is gone)
+        dead = sess is not None and (
+            not all(t.is_active() for t in sess.transports)
+            or any(c.get_channel() is None or c.get_channel().closed  # type: ignore[union-attr]
+                   for c in sess.clients))
         if dead or is_network_error(exc):
             raise ZoneUnreachable(zone.name, f"connection lost: {exc}") from None
         raise
