@@ -36,7 +36,7 @@ from lightkeeper.backup.gate import exclusive_gate
 from lightkeeper.backup.index import Loc
 from lightkeeper.backup.lock import RepoLock
 from lightkeeper.backup.priority import lowered
-from lightkeeper.backup.repository import Repository
+from lightkeeper.backup.repository import BlockFetcher, Repository
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.backup.sources import excluded, scan
 from lightkeeper.contracts.backup import RestoreSummary
@@ -104,7 +104,8 @@ def _select(manifest: dict[str, Any], opts: RestoreOptions) -> list[tuple[dict, 
 def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list[str],
                 pool: ThreadPoolExecutor | None = None, dir_fd: int | None = None,
                 resolved: tuple[list[bytes], list[Loc]] | None = None,
-                fresh: bool = False, umask: int | None = None) -> str | None:
+                fresh: bool = False, umask: int | None = None,
+                blocks: BlockFetcher | None = None) -> str | None:
     """Restore one file to ``base/parts...``; returns an error text or None.
 
     Other accounts may write the directories involved (a user's directory belongs to the
@@ -122,7 +123,7 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
     ``fresh``: the destination most likely does not exist yet (a new target directory), so
     the file is linked under its name directly, falling back to the rename when it does;
     ``umask``: the process's umask if known (the mode is then set at creation where the umask
-    keeps it whole, without an fchmod).
+    keeps it whole, without an fchmod); ``blocks``: the block fetcher of the file's batch.
     """
     if dir_fd is None:
         try:
@@ -142,7 +143,7 @@ def _write_file(repo: Repository, entry: dict[str, Any], base: Path, parts: list
         h = blake3.blake3()
         size = 0
         try:
-            for data in repo.iter_file_data(entry, pool, resolved=resolved):
+            for data in repo.iter_file_data(entry, pool, resolved=resolved, blocks=blocks):
                 view = memoryview(data)
                 while view:
                     n = os.write(fd, view)
@@ -318,14 +319,18 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                 for entry in entries:
                     failures[entry["path"]] = str(exc)
                 return
+            blocks = None
             try:
-                for entry, resolved in zip(entries, repo.resolve_files(entries), strict=True):
+                all_resolved = repo.resolve_files(entries)
+                blocks = BlockFetcher(repo, (r[1] for r in all_resolved if not isinstance(r, str)),
+                                      decode_pool)
+                for entry, resolved in zip(entries, all_resolved, strict=True):
                     ctx.check_cancelled()
                     if isinstance(resolved, str):
                         failures[entry["path"]] = resolved
                     else:
                         err = _write_file(repo, entry, base_dir, parts_of[entry["path"]],
-                                          decode_pool, dfd, resolved, fresh, umask)
+                                          decode_pool, dfd, resolved, fresh, umask, blocks)
                         if err:
                             failures[entry["path"]] = err
                     done["files"] += 1
@@ -334,6 +339,8 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                                  files_total=len(plan), bytes_done=done["bytes"],
                                  bytes_total=total, current=entry["path"])
             finally:
+                if blocks is not None:
+                    blocks.close()
                 os.close(dfd)
 
         try:
