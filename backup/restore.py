@@ -548,7 +548,10 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                         local(k)
                     worker()
 
-                jobs = [pool.submit(worker) for _ in range(max(1, opts.workers))]
+                # with a helper, one writer thread here: more only contend for the GIL
+                # (mixed bench set: 1.59 s with one, 1.80 s with four, median of 4 runs)
+                threads = 1 if helper is not None else max(1, opts.workers)
+                jobs = [pool.submit(worker) for _ in range(threads)]
                 if helper is not None:
                     jobs.append(pool.submit(feed))
                 for job in jobs:
