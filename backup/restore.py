@@ -471,12 +471,11 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                     parent = checked_dirs.get(rel_dir)
                     if parent is None:
                         parent = checked_dirs[rel_dir] = safe_join(target, rel_dir)
-                    dest = parent / parts[-1]
                 except (UnsafePath, ValueError) as exc:
                     raise RestoreError(f"refusing manifest path {entry['path']!r}: {exc}") from None
-                if excluded(dest.name):
+                if excluded(parts[-1]):
                     raise RestoreError(f"refusing manifest path {entry['path']!r}: reserved name")
-                plan.append((entry, dest))
+                plan.append((entry, parent))  # the file's directory (checked)
                 parts_of[entry["path"]] = [prefix, *parts]
             if opts.in_place or opts.overwrite:
                 # temp files of a restore that was killed: never part of any user's data
@@ -491,9 +490,9 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
             umask = current_umask()
             done = {"files": 0, "bytes": 0}
             by_user: dict[str, list[tuple[dict, Path]]] = {}
-            for entry, dest in plan:
+            for entry, parent in plan:
                 key = entry["path"].split("/")[1] if entry["path"].startswith("users/") else ""
-                by_user.setdefault(key, []).append((entry, dest))
+                by_user.setdefault(key, []).append((entry, parent))
 
             lock = threading.Lock()
 
