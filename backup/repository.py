@@ -392,6 +392,11 @@ class Repository:
                 self._block_cache.popitem(last=False)
         return raw
 
+    def cached_block(self, key: tuple[str, int, int]) -> bytes | None:
+        """A decoded block if the cache holds it (``key``: pack id, offset, length)."""
+        with self._cache_lock:
+            return self._block_cache.get(key[:2])
+
     def read_chunk(self, cid: bytes, check: bool = True) -> bytes | memoryview:
         """A chunk's bytes. ``check=False`` skips re-hashing it (blocks of an encrypted
         repository are authenticated anyway; restore checks each whole file's hash)."""
@@ -640,11 +645,17 @@ class Repository:
     def iter_file_data(self, entry: dict[str, Any], pool: ThreadPoolExecutor | None = None,
                        ahead: int = 4,
                        resolved: tuple[list[bytes], list[Loc]] | None = None,
+                       blocks: BlockFetcher | None = None,
                        ) -> Iterator[bytes | memoryview]:
         """A file's content chunk by chunk; with ``pool``, the next ``ahead`` blocks are read
         and decoded on the pool while the caller writes (zstd and AES release the GIL).
-        ``resolved``: the file's chunk ids and locations from :meth:`resolve_files`."""
+        ``resolved``: the file's chunk ids and locations from :meth:`resolve_files`;
+        ``blocks``: the fetcher of a batch of files this one belongs to (it replaces ``pool``:
+        the batch's blocks are read ahead across its files, each once)."""
         check = not self.keys.encrypted
+        if blocks is not None and resolved is not None:
+            yield from self._iter_fetched(resolved, blocks, check)
+            return
         if resolved is None:
             ids = self.content_list(entry.get("list"))
             if pool is None or len(ids) < 2:
@@ -703,6 +714,88 @@ class Repository:
         finally:
             for f in futures.values():
                 f.cancel()
+
+
+    def _iter_fetched(self, resolved: tuple[list[bytes], list[Loc]], blocks: BlockFetcher,
+                      check: bool) -> Iterator[memoryview]:
+        ids, locs = resolved
+        # Chunks stored one after another in the same block leave as one piece.
+        run_raw: bytes | None = None
+        run_key = None
+        run_start = run_end = 0
+        for cid, loc in zip(ids, locs, strict=True):
+            key = (loc.pack, loc.block_off, loc.block_len)
+            if key == run_key and loc.inner_off == run_end:
+                raw = run_raw
+            else:
+                raw = blocks.get(key)
+            assert raw is not None
+            end = loc.inner_off + loc.length
+            if end > len(raw):
+                raise IntegrityError(f"chunk {cid.hex()[:16]} lies outside its block in "
+                                     f"pack {loc.pack[:12]}")
+            if check and self.sealer.chunk_id(memoryview(raw)[loc.inner_off:end]) != cid:
+                raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does "
+                                     "not match its hash")
+            if key == run_key and loc.inner_off == run_end:
+                run_end = end
+                continue
+            if run_raw is not None:
+                yield memoryview(run_raw)[run_start:run_end]
+            run_raw, run_key, run_start, run_end = raw, key, loc.inner_off, end
+        if run_raw is not None:
+            yield memoryview(run_raw)[run_start:run_end]
+
+
+class BlockFetcher:
+    """The decoded blocks a batch of files needs, in their order of first use: the next
+    ``ahead`` of them are read and decoded on ``pool`` (zstd and AES release the GIL) while
+    the caller writes, each block once for the whole batch (neighbouring small files share
+    blocks); blocks in the repository's cache are taken from it. Without ``pool`` the blocks
+    are read when asked for. A block asked for again after the fetcher moved on is read
+    again (through the cache). Not thread-safe: one batch, one thread."""
+
+    def __init__(self, repo: Repository, locs_of_files: Iterable[list[Loc]],
+                 pool: ThreadPoolExecutor | None, ahead: int = 8) -> None:
+        pos: dict[tuple[str, int, int], int] = {}
+        for locs in locs_of_files:
+            for loc in locs:
+                pos.setdefault((loc.pack, loc.block_off, loc.block_len), len(pos))
+        self._repo = repo
+        self._pool = pool
+        self._ahead = ahead
+        self._pos = pos
+        self._keys = list(pos)
+        self._next = 0   # first block not yet asked for
+        self._low = 0    # first block still held
+        self._held: dict[tuple[str, int, int], Any] = {}  # bytes or a Future of them
+
+    def get(self, key: tuple[str, int, int]) -> bytes:
+        i = self._pos.get(key)
+        if i is None or self._pool is None:
+            return self._repo.read_block(*key)
+        keys, held = self._keys, self._held
+        limit = min(len(keys), i + 1 + self._ahead)
+        while self._next < limit:
+            k = keys[self._next]
+            self._next += 1
+            hit = self._repo.cached_block(k)
+            held[k] = hit if hit is not None else self._pool.submit(self._repo.read_block, *k)
+        while self._low < i - 1:  # keep the previous block: a file may end in it
+            held.pop(keys[self._low], None)
+            self._low += 1
+        got = held.get(key)
+        if got is None:
+            return self._repo.read_block(*key)
+        if not isinstance(got, bytes):
+            got = held[key] = got.result()
+        return cast(bytes, got)
+
+    def close(self) -> None:
+        for got in self._held.values():
+            if not isinstance(got, bytes):
+                got.cancel()
+        self._held.clear()
 
 
 LEGACY_MANIFEST_HELP = (
