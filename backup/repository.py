@@ -696,13 +696,7 @@ class Repository:
                                                                 *order[submitted])
                         submitted += 1
                     raw = futures[key].result()
-                end = loc.inner_off + loc.length
-                if end > len(raw):
-                    raise IntegrityError(f"chunk {cid.hex()[:16]} lies outside its block in "
-                                         f"pack {loc.pack[:12]}")
-                if check and self.sealer.chunk_id(memoryview(raw)[loc.inner_off:end]) != cid:
-                    raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does "
-                                         "not match its hash")
+                end = self._chunk_end(cid, loc, raw, check)
                 if run_key == key and loc.inner_off == run_end:
                     run_end = end
                     continue
@@ -715,6 +709,18 @@ class Repository:
             for f in futures.values():
                 f.cancel()
 
+
+    def _chunk_end(self, cid: bytes, loc: Loc, raw: bytes, check: bool) -> int:
+        """Where chunk ``cid`` ends in its decoded block ``raw``, once it is known to lie
+        inside it and (``check``) to match its id."""
+        end = loc.inner_off + loc.length
+        if end > len(raw):
+            raise IntegrityError(f"chunk {cid.hex()[:16]} lies outside its block in "
+                                 f"pack {loc.pack[:12]}")
+        if check and self.sealer.chunk_id(memoryview(raw)[loc.inner_off:end]) != cid:
+            raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does "
+                                 "not match its hash")
+        return end
 
     def _iter_fetched(self, resolved: tuple[list[bytes], list[Loc]], blocks: BlockFetcher,
                       check: bool) -> Iterator[memoryview]:
@@ -730,13 +736,7 @@ class Repository:
             else:
                 raw = blocks.get(key)
             assert raw is not None
-            end = loc.inner_off + loc.length
-            if end > len(raw):
-                raise IntegrityError(f"chunk {cid.hex()[:16]} lies outside its block in "
-                                     f"pack {loc.pack[:12]}")
-            if check and self.sealer.chunk_id(memoryview(raw)[loc.inner_off:end]) != cid:
-                raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} does "
-                                     "not match its hash")
+            end = self._chunk_end(cid, loc, raw, check)
             if key == run_key and loc.inner_off == run_end:
                 run_end = end
                 continue
