@@ -223,8 +223,11 @@ class LightkeeperApp(App[int]):
                         timeout=15)
 
     def _torn_down(self) -> bool:
-        """The app is shutting down: a worker's late result has nothing left to render into."""
-        return not self.query("#panes")
+        """The app is shutting down: a worker's late result has nothing left to render into
+        (the screen's widgets go one by one: the panes may still be there when the banners a
+        poll result updates are already gone)."""
+        return not (self.query("#panes") and self.query(ConnectionBanner)
+                    and self.query(AlertBanner))
 
     def on_polled(self, message: Polled) -> None:
         result = message.result
