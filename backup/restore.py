@@ -563,8 +563,11 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                     if not opts.in_place:
                         run_all([b for _, items in sorted(by_user.items())
                                  for b in _batches(items, parts_of)], helper)
-                    for key, items in sorted(by_user.items()) if opts.in_place else ():
-                        if key:
+                    else:  # user by user, each under its write gate
+                        for key, items in sorted(by_user.items()):
+                            if not key:
+                                run_all(_batches(items, parts_of), None)
+                                continue
                             udir = target / key
                             udir.mkdir(parents=True, exist_ok=True)
                             with exclusive_gate(udir, opts.gate_timeout):
@@ -574,8 +577,6 @@ def _restore(repo: Repository, snapshot_id: str, opts: RestoreOptions,
                                 for f in present:
                                     if f.rel not in keep and f.rel not in GATE_FILES:
                                         _unlink_below(target, [key, *f.rel.split("/")])
-                        else:
-                            run_all(_batches(items, parts_of), None)
             except OSError as exc:
                 if is_enospc(exc):
                     raise RestoreError(f"the target file system is full ({target}); the restore "
