@@ -22,6 +22,7 @@ from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
@@ -183,9 +184,12 @@ class LightkeeperApp(App[int]):
         if self._push_timer is not None:
             self._push_timer.stop()
             self._push_timer = None
+        try:
+            pane = self.pane()
+        except NoMatches:  # a timer fired while the screen's widgets are being removed
+            return
         self._last_refresh = time.monotonic()
         self._in_flight = True
-        pane = self.pane()
         self._gen += 1
         req = Request(window=self.window, now=self.clock(), params=pane.params(),
                       status=self.status)
