@@ -3,6 +3,7 @@ and the folders of the layout (tui/, collectors/, backup/, ...) install under it
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -33,7 +34,8 @@ def test_built_distribution_holds_only_lightkeeper(tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     "--no-deps", "--no-compile", "--target", str(target), str(REPO)],
-                   check=True, capture_output=True, text=True)
+                   check=True, capture_output=True, text=True,  # the system's CAs (conftest.py)
+                   env={k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"})
     (dist,) = target.glob("lightkeeper-*.dist-info")
     assert (dist / "top_level.txt").read_text().split() == ["lightkeeper"]
     tops = {p.name for p in target.iterdir() if p.name not in {"bin"}} - {dist.name}
