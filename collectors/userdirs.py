@@ -272,7 +272,10 @@ class UserDirCollector:
         self._growth.pop(user, None)
 
     def close(self) -> None:
+        """Stop the watcher without waiting out its step: the thread (a daemon, holding nothing
+        but its own set of dirty users) notices the stop within ``WATCH_STEP_MS`` and ends.
+        Joining it made every agent stop, and every reload, about half a second longer."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=0.05)
             self._thread = None
