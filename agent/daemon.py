@@ -226,7 +226,7 @@ class Agent:
         runners = [await api.serve_unix(api.build_app(self), self.cfg.path("agent.socket"))]
         self._footing = self._footing_ids()
         if self.cfg["http.enabled"]:
-            # prometheus_client comes with the TCP endpoint: an agent without it never loads it
+            # the TCP endpoint (prometheus_client loads with its first scrape: http_endpoints.Renderer)
             from lightkeeper.agent import http_endpoints  # noqa: PLC0415
             try:
                 runners.append(await http_endpoints.serve_tcp(http_endpoints.build_app(self),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,14 @@ def test_agent_without_the_tcp_endpoint_does_not_load_prometheus_client(start_ag
     assert agent.client.status()["http"] is None
 
 
-def test_agent_with_the_tcp_endpoint_loads_prometheus_client(agent: Any) -> None:
-    """The check above can fail: the same call sees the package once the endpoint is served."""
+def test_prometheus_client_loads_with_the_first_scrape(agent: Any) -> None:
+    """An agent whose /metrics nobody has scraped has not loaded prometheus_client; the first
+    scrape loads it and gets the exposition (so the check above can fail)."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
     assert agent.client.status()["http"]
+    assert "prometheus_client" not in agent.client.call("agent.modules")["packages"]
+    with urllib.request.urlopen(agent.http + "/metrics", timeout=10) as r:
+        body = r.read().decode()
+        assert r.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert "# TYPE lightkeeper_agent_start_time_seconds gauge" in body
     assert "prometheus_client" in agent.client.call("agent.modules")["packages"]
