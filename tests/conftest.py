@@ -62,10 +62,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Test files marked ``slow`` run first; the order within each file stays as written.
 
-    xdist hands out whole files (``--dist loadfile``) in collection order. In alphabetical order
-    the longest files (the live console, tmux and S3 tests) came last and one worker ran them
-    alone at the end; started first, they overlap with the many short files. The same order on
-    every worker, as xdist requires (a stable sort of a deterministic collection).
+    xdist hands out whole files (``--dist loadfile``) in collection order, as long as it is told
+    not to reorder them (``--no-loadscope-reorder`` in the addopts: by default it sorts files by
+    their number of tests, which put the two-test files that run longest, the twenty-backup
+    acceptance tests and the tmux forms test, last, with one worker running them alone for the
+    last 40 s of the suite). Started first, they overlap with the many short files. The same
+    order on every worker, as xdist requires (a stable sort of a deterministic collection).
     """
     slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
     items.sort(key=lambda item: item.path not in slow)

@@ -9,7 +9,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from lightkeeper.tuning.activefile import read_active
+
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 DEADLINE = 30.0
 
