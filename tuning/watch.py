@@ -35,6 +35,9 @@ ErrorFn = Callable[[str], None]
 
 
 EMPTY = "empty"
+# How often the watcher's thread looks at its stop event (watchfiles' default, 50 ms, woke it
+# twenty times a second in every served process). stop() waits at most this long.
+STEP_MS = 500
 
 
 def _digest(path: Path) -> str | None:
@@ -157,7 +160,7 @@ class ActiveFileWatcher:
             try:
                 for _changes in watchfiles.watch(
                         self.path.parent, watch_filter=only_ours, debounce=self.debounce_ms,
-                        step=50, stop_event=self._stop, yield_on_timeout=True,
+                        step=STEP_MS, stop_event=self._stop, yield_on_timeout=True,
                         rust_timeout=1000, recursive=False, raise_interrupt=False):
                     if self._stop.is_set():
                         return
