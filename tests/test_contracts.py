@@ -12,8 +12,6 @@ import pytest
 
 from lightkeeper.agent import registry
 
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
-
 
 def _declared(tp: Any) -> bool:
     """A TypedDict, or a list/dict of declared types (or of plain scalars)."""

@@ -17,8 +17,6 @@ from lightkeeper.client import AgentError
 from lightkeeper.contracts.changes import TOPICS
 from tests.test_contracts import check_answer, response_type
 
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
-
 QUIET = ("backups", "config", "zones")  # topics an idle test agent never moves (tuning does
 # once at start, when the agent initializes the active file)
 

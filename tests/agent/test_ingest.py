@@ -14,8 +14,6 @@ from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.store.db import Store
 from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
 
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
-
 
 def wait_for(pred, timeout: float = 60.0, interval: float = 0.2):
     deadline = time.monotonic() + timeout

@@ -7,12 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.backup.conftest import tree_digest
 from tests.datacopy import generated
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def _lines(out: str) -> list[dict[str, Any]]:

@@ -8,12 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from lightkeeper.tuning import serve_restart
 from tests.rag import test_serve as served
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 # the real servers: `lightkeeper offline-llm` and `lightkeeper serve` processes
 llm_env = served.llm_env

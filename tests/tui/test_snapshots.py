@@ -20,8 +20,6 @@ from lightkeeper.tui.app import LightkeeperApp
 from lightkeeper.tui.replay import RecordedReplayClient
 from lightkeeper.tui.shots import SCREENS, show_pane
 
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
-
 RECORDING = Path(__file__).parent / "recorded" / "demo.json"
 
 

@@ -4,13 +4,10 @@ compare, revert with confirmation."""
 
 from __future__ import annotations
 
-import pytest
 from textual.widgets import DataTable, Input
 
 from lightkeeper.tui.dialogs import NoteDialog
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 async def _type_into_first_field(pilot, app, text: str) -> Input:

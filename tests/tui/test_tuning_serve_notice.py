@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from textual.widgets import Input, Static
 
 from tests.rag import test_serve as served
 from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 llm_env = served.llm_env
 offline_llm = served.offline_llm

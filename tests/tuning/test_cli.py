@@ -9,11 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from lightkeeper.tuning.activefile import read_active
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 DEADLINE = 30.0
 

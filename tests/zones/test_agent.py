@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.zones.repo_helper import write_user_files
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def test_replicate_and_verify_as_agent_jobs(lab, start_agent, run_cli):

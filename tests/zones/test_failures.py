@@ -17,8 +17,6 @@ from lightkeeper.progress import LocalContext
 from tests.zones.repo_helper import write_user_files
 from tests.zones.test_sync import local_files, remote_state
 
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
-
 
 def _killer(server, total_fraction: float, restart_after: float | None = None):
     """A progress callback that SIGKILLs the zone's sshd once a fraction of the bytes went."""

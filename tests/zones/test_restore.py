@@ -15,8 +15,6 @@ from lightkeeper.backup.zones.remote_path import RemoteRoot
 from tests.zones.repo_helper import tree_digest, write_user_files
 from tests.zones.test_sync import remote_state
 
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
-
 
 def test_prune_keeps_what_remaining_snapshots_reference(lab, run_cli):
     lab.add_zone("a", keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0,

@@ -6,12 +6,8 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 from lightkeeper.backup.zones.local_repo import scan_files, scan_snapshot_files
 from tests.zones.repo_helper import write_user_files
-
-pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
 
 
 def remote_state(root) -> dict[str, tuple[int, int]]:
