@@ -147,7 +147,9 @@ class Agent:
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()}\n")
         try:
-            self.store = Store(self.cfg.path("store.path"))
+            self.store = Store(self.cfg.path("store.path"),
+                               memory_limit_mb=self.cfg["store.memory_limit_mb"],
+                               threads=self.cfg["store.threads"])
         except StoreError as exc:
             self.lock.release()
             raise AgentStartError(str(exc)) from None

@@ -140,6 +140,10 @@ SETTINGS: tuple[Setting, ...] = (
       min=1),
     S("store.maintenance_interval", "float", 60.0,
       "Seconds between rollup and retention passes.", min=1, max=3600),
+    S("store.memory_limit_mb", "int", 128,
+      "Memory DuckDB may hold for the store (its cache and queries; larger work spills to "
+      "disk). DuckDB's own default is 80 % of the machine's RAM.", min=32, max=65536),
+    S("store.threads", "int", 1, "DuckDB threads for the store's queries.", min=1, max=256),
     # collectors
     S("collect.system_interval", "float", 5.0, "Seconds between system samples.", min=0.5, max=3600),
     S("collect.userdir_interval", "float", 60.0, "Seconds between per-user usage passes.",

@@ -38,6 +38,23 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Store(tmp_path / "m.duckdb")
 
 
+def test_store_runs_within_its_memory_limit_and_threads(tmp_path: Path) -> None:
+    """DuckDB's limits come from the settings; a query that needs more than the limit spills
+    to the temp directory beside the store (in the agent's own state directory) and answers."""
+    store = Store(tmp_path / "m.duckdb", memory_limit_mb=48, threads=1)
+    (limit, threads, temp), = store.execute(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), "
+        "current_setting('temp_directory')")
+    assert limit == "45.7 MiB" and threads == 1, (limit, threads)  # 48 MB, as DuckDB shows it
+    assert Path(temp).parent == tmp_path
+    # a sort of about 200 MB of rows: more than the limit, so it spills, then answers
+    (n, first, last), = store.execute(
+        "SELECT count(*), min(s), max(s) FROM (SELECT md5(i::VARCHAR) || repeat('x', 60) AS s "
+        "FROM range(2000000) t(i) ORDER BY s)")
+    assert n == 2_000_000 and first < last
+    store.close()
+
+
 def test_corrupt_store_is_reported_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "m.duckdb"
     path.write_bytes(b"this is not a duckdb file" * 1000)
