@@ -41,7 +41,10 @@ def _describe_open_error(path: Path, exc: Exception) -> str:
     return f"cannot open metrics store {path}: {text.splitlines()[0] if text else exc!r}"
 
 
-def _engine_config(memory_limit_mb: int | None, threads: int | None) -> dict[str, str | int]:
+EngineConfig = dict[str, str | bool | int | float | list[str]]  # duckdb.connect(config=...)
+
+
+def _engine_config(memory_limit_mb: int | None, threads: int | None) -> EngineConfig:
     """DuckDB's limits for the agent's store (``store.memory_limit_mb``, ``store.threads``).
 
     Left to its defaults, DuckDB keeps a buffer cache of up to 80 % of the machine's RAM and
@@ -49,7 +52,7 @@ def _engine_config(memory_limit_mb: int | None, threads: int | None) -> dict[str
     uptime (the soak bench: 182 MB at day 1, 252 MB at day 30), and its small queries paid for
     scheduling work across threads. Work larger than the limit spills to a temp directory beside
     the store, in the agent's own state directory."""
-    config: dict[str, str | int] = {}
+    config: EngineConfig = {}
     if memory_limit_mb is not None:
         config["memory_limit"] = f"{memory_limit_mb}MB"
     if threads is not None:
