@@ -47,6 +47,28 @@ def run_child(code: str, *args: str) -> subprocess.Popen[str]:
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def stalled_restore(stall_at: int, options: str = "workers=1") -> str:
+    """Child code (argv: repository, key, target) that restores the latest snapshot and stalls
+    in its ``stall_at``-th file write after printing READY: ``kill_when_ready`` kills it there."""
+    return f"""
+import sys, time
+from pathlib import Path
+import lightkeeper.backup.restore as r
+from lightkeeper.backup.repository import Repository
+orig = r._write_file
+calls = [0]
+def write_file(*a):
+    calls[0] += 1
+    if calls[0] == {stall_at}:
+        print("READY", flush=True)
+        time.sleep(600)
+    return orig(*a)
+r._write_file = write_file
+repo = Repository.open(Path(sys.argv[1]), Path(sys.argv[2]))
+r.restore(repo, "latest", r.RestoreOptions(target=Path(sys.argv[3]), {options}))
+"""
+
+
 def kill_when_ready(proc: subprocess.Popen[str], timeout: float = 60) -> None:
     """Wait for the child to print READY (it is in the middle of its work), then SIGKILL it."""
     import selectors

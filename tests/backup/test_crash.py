@@ -15,7 +15,7 @@ from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.retention import Policy
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.backup.verify import verify
-from tests.backup.conftest import kill_when_ready, run_child, tree_digest
+from tests.backup.conftest import kill_when_ready, run_child, stalled_restore, tree_digest
 
 CHILD_BACKUP = """
 import sys, time
@@ -53,23 +53,7 @@ repo = Repository.open(Path(sys.argv[1]), Path(sys.argv[2]))
 prune(repo, LocalContext(on_progress=on))
 """
 
-CHILD_RESTORE = """
-import sys, time
-from pathlib import Path
-import lightkeeper.backup.restore as r
-from lightkeeper.backup.repository import Repository
-orig = r._write_file
-calls = [0]
-def write_file(*a):
-    calls[0] += 1
-    if calls[0] == 10:
-        print("READY", flush=True)
-        time.sleep(600)
-    return orig(*a)
-r._write_file = write_file
-repo = Repository.open(Path(sys.argv[1]), Path(sys.argv[2]))
-r.restore(repo, "latest", r.RestoreOptions(target=Path(sys.argv[3]), workers=1))
-"""
+CHILD_RESTORE = stalled_restore(10)
 
 
 def _check_all_restore(repo: Repository, expected: dict[str, dict[str, str]],

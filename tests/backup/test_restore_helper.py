@@ -17,7 +17,7 @@ from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupOptions, run_backup
 from lightkeeper.progress import JobCancelled, LocalContext
-from tests.backup.conftest import kill_when_ready, run_child, tree_digest
+from tests.backup.conftest import kill_when_ready, run_child, stalled_restore, tree_digest
 
 
 def _meta(root: Path) -> dict[str, tuple[int, int]]:
@@ -129,24 +129,7 @@ def test_a_cancel_stops_the_helper_and_leaves_no_temp_file(
     assert len(done) < len(want) and all(want[k] == v for k, v in done.items())
 
 
-CHILD_KILLED = """
-import sys, time
-from pathlib import Path
-import lightkeeper.backup.restore as r
-import lightkeeper.backup.restore as restore_mod
-from lightkeeper.backup.repository import Repository
-orig = r._write_file
-calls = [0]
-def write_file(*a):
-    calls[0] += 1
-    if calls[0] == 3:
-        print("READY", flush=True)
-        time.sleep(600)
-    return orig(*a)
-r._write_file = write_file
-repo = Repository.open(Path(sys.argv[1]), Path(sys.argv[2]))
-r.restore(repo, "latest", r.RestoreOptions(target=Path(sys.argv[3]), workers=1, processes=2))
-"""
+CHILD_KILLED = stalled_restore(3, "workers=1, processes=2")
 
 
 def test_a_killed_restore_takes_its_helper_with_it(data_root: Path, repo: Repository,
