@@ -680,11 +680,9 @@ class Repository:
                 order.append(key)
         futures: dict[tuple[str, int, int], Any] = {}
         submitted = 0
-        # Chunks stored one after another in the same block leave as one piece.
-        run_raw: bytes | None = None
-        run_key = None
-        run_start = run_end = 0
-        try:
+
+        def pieces() -> Iterator[Piece]:
+            nonlocal submitted
             for cid, loc in zip(ids, locs, strict=True):
                 key = (loc.pack, loc.block_off, loc.block_len)
                 if pool is None:
@@ -696,15 +694,10 @@ class Repository:
                                                                 *order[submitted])
                         submitted += 1
                     raw = futures[key].result()
-                end = self._chunk_end(cid, loc, raw, check)
-                if run_key == key and loc.inner_off == run_end:
-                    run_end = end
-                    continue
-                if run_raw is not None:
-                    yield memoryview(run_raw)[run_start:run_end]
-                run_raw, run_key, run_start, run_end = raw, key, loc.inner_off, end
-            if run_raw is not None:
-                yield memoryview(run_raw)[run_start:run_end]
+                yield key, raw, loc.inner_off, self._chunk_end(cid, loc, raw, check)
+
+        try:
+            yield from _runs(pieces())
         finally:
             for f in futures.values():
                 f.cancel()
@@ -725,26 +718,39 @@ class Repository:
     def _iter_fetched(self, resolved: tuple[list[bytes], list[Loc]], blocks: BlockFetcher,
                       check: bool) -> Iterator[memoryview]:
         ids, locs = resolved
-        # Chunks stored one after another in the same block leave as one piece.
-        run_raw: bytes | None = None
-        run_key = None
-        run_start = run_end = 0
-        for cid, loc in zip(ids, locs, strict=True):
-            key = (loc.pack, loc.block_off, loc.block_len)
-            if key == run_key and loc.inner_off == run_end:
-                raw = run_raw
-            else:
-                raw = blocks.get(key)
-            assert raw is not None
-            end = self._chunk_end(cid, loc, raw, check)
-            if key == run_key and loc.inner_off == run_end:
-                run_end = end
-                continue
-            if run_raw is not None:
-                yield memoryview(run_raw)[run_start:run_end]
-            run_raw, run_key, run_start, run_end = raw, key, loc.inner_off, end
+
+        def pieces() -> Iterator[Piece]:
+            prev_key, prev_raw, prev_end = None, b"", -1
+            for cid, loc in zip(ids, locs, strict=True):
+                key = (loc.pack, loc.block_off, loc.block_len)
+                # the next chunk of the same run: its block is in hand, not asked for again
+                raw = prev_raw if key == prev_key and loc.inner_off == prev_end \
+                    else blocks.get(key)
+                end = self._chunk_end(cid, loc, raw, check)
+                prev_key, prev_raw, prev_end = key, raw, end
+                yield key, raw, loc.inner_off, end
+
+        yield from _runs(pieces())
+
+
+# A chunk's place in its decoded block: the block's key, its bytes, the chunk's start and end.
+Piece = tuple[tuple[str, int, int], bytes, int, int]
+
+
+def _runs(pieces: Iterable[Piece]) -> Iterator[memoryview]:
+    """Chunks stored one after another in the same block leave as one piece."""
+    run_raw: bytes | None = None
+    run_key = None
+    run_start = run_end = 0
+    for key, raw, start, end in pieces:
+        if key == run_key and start == run_end:
+            run_end = end
+            continue
         if run_raw is not None:
             yield memoryview(run_raw)[run_start:run_end]
+        run_raw, run_key, run_start, run_end = raw, key, start, end
+    if run_raw is not None:
+        yield memoryview(run_raw)[run_start:run_end]
 
 
 class BlockFetcher:
