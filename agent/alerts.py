@@ -328,4 +328,4 @@ def list_alerts(store: Any, active: bool = True, limit: int = 100) -> list[dict[
     if active:
         sql += " WHERE ended IS NULL"
     sql += " ORDER BY started DESC LIMIT ?"
-    return store.query_dicts(sql, [limit])
+    return store.read_dicts(sql, [limit])

@@ -100,7 +100,7 @@ def rag_compare(services: Services, params: CompareRequest) -> CompareResponse:
     a = int_param(params, "a", 0, 0, 2**31 - 1)
     b = int_param(params, "b", 0, 0, 2**31 - 1)
     result = queries.compare_versions(services.store, a, b)
-    runs = services.store.query_dicts(
+    runs = services.store.read_dicts(
         "SELECT id, ts, tuning_version, summary FROM bench_runs WHERE tuning_version IN (?, ?) "
         "ORDER BY ts", [a, b])
     for r in runs:
@@ -128,7 +128,7 @@ def bench_record(services: Services, params: BenchRecordRequest) -> BenchRecordR
 
 
 def bench_runs(services: Services, params: LimitRequest) -> list[BenchRunFull]:
-    rows = services.store.query_dicts(
+    rows = services.store.read_dicts(
         "SELECT id, ts, tuning_version, params, summary FROM bench_runs ORDER BY ts DESC LIMIT ?",
         [int_param(params, "limit", 50, 1, 5000)])
     for r in rows:
@@ -165,7 +165,7 @@ def processes_list(services: Services, params: Empty) -> ProcessesResponse:
 
 
 def metrics_names(services: Services, params: Empty) -> list[str]:
-    rows = services.store.execute("SELECT DISTINCT metric FROM samples ORDER BY metric")
+    rows = services.store.read("SELECT DISTINCT metric FROM samples ORDER BY metric")
     return [r[0] for r in rows]
 
 

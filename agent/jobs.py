@@ -237,7 +237,7 @@ class JobManager:
         job = self.find(job_id)
         if job is not None:
             return job.as_dict()
-        rows = self.services.store.query_dicts("SELECT * FROM jobs WHERE id = ?", [job_id])
+        rows = self.services.store.read_dicts("SELECT * FROM jobs WHERE id = ?", [job_id])
         if not rows:
             raise CallError(f"no job {job_id!r}", 404, "not_found")
         return _row_to_job(rows[0])
@@ -251,7 +251,7 @@ class JobManager:
             sql += " WHERE state IN ('queued', 'running')"
         sql += " ORDER BY created DESC LIMIT ?"
         out = []
-        for row in self.services.store.query_dicts(sql, [limit]):
+        for row in self.services.store.read_dicts(sql, [limit]):
             doc = live.get(row["id"]) or _row_to_job(row)
             doc = {k: v for k, v in doc.items() if k != "logs"}
             out.append(doc)

@@ -37,7 +37,7 @@ def health_samples(store: Any, now: float | None = None) -> list[Triple]:
     """The gauges above, as (metric, label, value) triples."""
     now = time.time() if now is None else now
     out: list[Triple] = []
-    rows = store.execute(
+    rows = store.read(
         "SELECT op, coalesce(mode, ''), count(*), quantile_cont(duration_s, 0.95), "
         "count(*) FILTER (WHERE coalesce(outcome, 'ok') <> 'ok') "
         "FROM rag_ops WHERE ts > ? GROUP BY ALL", [now - WINDOW])
@@ -50,7 +50,7 @@ def health_samples(store: Any, now: float | None = None) -> list[Triple]:
             out.append(("rag_write_latency_p95_seconds", op, float(p95)))
         out.append(("rag_error_ratio", _label(op, mode), errors / n))
     # silence: per user, and for the whole server ('')
-    rows = store.execute(
+    rows = store.read(
         "WITH last AS (SELECT user_id, max(ts) AS t FROM rag_ops WHERE ts > ? GROUP BY user_id) "
         "SELECT last.user_id, last.t, count(*) FROM last JOIN rag_ops o "
         "ON o.user_id = last.user_id AND o.ts > last.t - ? GROUP BY ALL",

@@ -76,7 +76,7 @@ class AgentServices:
         if dest.is_dir():
             dest = dest / self._store.path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with self._store.lock:
+        with self._store.lock, self._store.readers.exclusive():
             self._store.flush()
             self._store.con.execute("CHECKPOINT")
             tmp = dest.with_name(dest.name + ".tmp")

@@ -62,13 +62,13 @@ _COLS = "version, ts, actor, note, source, params, reverted_from"
 
 
 def latest(store: Any) -> Version | None:
-    rows = store.query_dicts(f"SELECT {_COLS} FROM tuning_versions ORDER BY version DESC LIMIT 1")
+    rows = store.read_dicts(f"SELECT {_COLS} FROM tuning_versions ORDER BY version DESC LIMIT 1")
     return _row_to_version(rows[0]) if rows else None
 
 
 def get(store: Any, version: int) -> Version:
-    rows = store.query_dicts(f"SELECT {_COLS} FROM tuning_versions WHERE version = ?",
-                             [int(version)])
+    rows = store.read_dicts(f"SELECT {_COLS} FROM tuning_versions WHERE version = ?",
+                            [int(version)])
     if not rows:
         last = latest(store)
         known = f"versions are 1..{last.version}" if last else "no versions recorded yet"
@@ -84,12 +84,12 @@ def history(store: Any, limit: int = 100, before: int | None = None) -> list[Ver
         params.append(int(before))
     sql += " ORDER BY version DESC LIMIT ?"
     params.append(int(limit))
-    return [_row_to_version(r) for r in store.query_dicts(sql, params)]
+    return [_row_to_version(r) for r in store.read_dicts(sql, params)]
 
 
 def marks(store: Any, since: float) -> list[dict[str, Any]]:
     """When the version changed since ``since`` (markers on latency charts)."""
-    return store.query_dicts(
+    return store.read_dicts(
         "SELECT version, ts, actor, note FROM tuning_versions WHERE ts >= ? ORDER BY ts", [since])
 
 

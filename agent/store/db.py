@@ -1,4 +1,11 @@
-"""The DuckDB metrics store. Only the agent opens it; every call is serialised by a lock.
+"""The DuckDB metrics store. Only the agent opens it.
+
+Writes are serialised by the store's lock on one connection. Reads (:meth:`Store.read`) run on
+cursors of their own, each a connection to the same database: DuckDB gives each query a snapshot
+of what was committed, so a console's question never waits behind a long write that holds the
+lock (a spool backlog's ingest pass, a retention delete, a rollup). Only a checkpoint and the
+close keep readers out (:class:`ReadGate`): DuckDB refuses a checkpoint while another
+transaction runs.
 
 Writes are batched: collectors append samples to an in-memory buffer and :meth:`flush`
 inserts them as one Arrow table (DuckDB ingests Arrow at millions of rows per second where
@@ -8,9 +15,11 @@ inserts them as one Arrow table (DuckDB ingests Arrow at millions of rows per se
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +69,56 @@ def _engine_config(memory_limit_mb: int | None, threads: int | None) -> EngineCo
     return config
 
 
+class ReadGate:
+    """Many readers at once, or one exclusive holder (a checkpoint, the close) and no reader.
+
+    The exclusive side waits for the readers inside to finish and keeps new ones out until it is
+    done; readers never wait for the store's write lock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 class Store:
     def __init__(self, path: Path, read_only: bool = False, memory_limit_mb: int | None = None,
                  threads: int | None = None) -> None:
         self.path = Path(path)
-        self.lock = threading.RLock()  # the connection's; held by readers, writers, snapshots
+        self.lock = threading.RLock()  # the writing connection's; writers, snapshots
+        self.readers = ReadGate()  # the reading cursors'; held shut by checkpoints and the close
+        self._cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
+        self._all_cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursor_lock = threading.Lock()
         self._buffer: list[Sample] = []
         self._buffer_lock = threading.Lock()
         self.rows_written = 0
@@ -84,6 +138,7 @@ class Store:
             raise StoreError(_describe_open_error(self.path, exc)) from None
         if not read_only:
             self.migrate()
+        self._cursor_source = self.con.cursor()  # makes the reading cursors; never queries
 
     # -- schema ---------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -129,6 +184,35 @@ class Store:
             cur = self.con.execute(sql, params or [])
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def read(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        """A query that only reads, on a cursor of its own: it sees what was committed when it
+        started and never waits for a writer holding :attr:`lock`. Not for a read whose answer
+        decides a write (a next number, a check then an insert): those use :meth:`execute`."""
+        with self.readers.shared(), self._cursor() as cur:
+            return cur.execute(sql, params or []).fetchall()
+
+    def read_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """:meth:`read`, each row as a dict by column name."""
+        with self.readers.shared(), self._cursor() as cur:
+            cur.execute(sql, params or [])
+            cols = [d[0] for d in cur.description or []]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    @contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """An idle reading cursor, or a new one (as many as readers ever ran at once)."""
+        try:
+            cur = self._cursors.get_nowait()
+        except queue.Empty:
+            # made from a connection that never queries (the writer's may be in a transaction)
+            with self._cursor_lock:
+                cur = self._cursor_source.cursor()
+                self._all_cursors.append(cur)
+        try:
+            yield cur
+        finally:
+            self._cursors.put(cur)
 
     def transaction(self) -> _Transaction:
         return _Transaction(self)
@@ -212,14 +296,14 @@ class Store:
             params += [f"%{search}%", f"%{search}%"]
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
-        rows = self.query_dicts(sql, params)
+        rows = self.read_dicts(sql, params)
         for r in rows:
             r["context"] = json.loads(r["context"]) if r["context"] else {}
         return list(reversed(rows))
 
     # -- maintenance -----------------------------------------------------------------------
     def checkpoint(self) -> None:
-        with self.lock:
+        with self.lock, self.readers.exclusive():  # DuckDB refuses it while a reader runs
             self.con.execute("CHECKPOINT")
 
     def size_bytes(self) -> int:
@@ -232,8 +316,10 @@ class Store:
         return total
 
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self.readers.exclusive():
             try:
+                for cur in [*self._all_cursors, self._cursor_source]:
+                    cur.close()
                 self.con.execute("CHECKPOINT")
             finally:
                 self.con.close()

@@ -90,8 +90,11 @@ _MERGE = _merge(STEP)
 
 def hour_mark(store_or_con: Any) -> float | None:
     """Where the hourly rows end: hours before it are in rag_ops_1h, complete."""
-    rows = store_or_con.execute("SELECT value FROM meta WHERE key = 'rollup:rag_ops_1h'")
-    rows = rows if isinstance(rows, list) else rows.fetchall()
+    sql = "SELECT value FROM meta WHERE key = 'rollup:rag_ops_1h'"
+    if hasattr(store_or_con, "read"):  # the store: a reader's cursor
+        rows = store_or_con.read(sql)
+    else:  # a connection inside a transaction: what it wrote so far counts
+        rows = store_or_con.execute(sql).fetchall()
     return float(rows[0][0]) if rows else None
 
 SETTLE_S = settled.SETTLE_S

@@ -130,7 +130,7 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
                  "last": "arg_max(v, ts)"}[agg]
     sql = (f"SELECT floor(ts / {step}) * {step} AS b, label, {outer_agg} FROM ({inner}) "
            "GROUP BY b, label ORDER BY label, b")
-    rows = store.execute(sql, all_params)
+    rows = store.read(sql, all_params)
     out: dict[str, list[list[float | None]]] = {}
     for b, lab, v in rows:
         out.setdefault(lab, []).append([float(b), None if v is None else float(v)])
@@ -149,7 +149,7 @@ def latest(store: Store, metrics: list[str] | None = None, max_age: float = 600,
         params += metrics
     sql += " GROUP BY metric, label"
     out: dict[str, dict[str, float]] = {}
-    for metric, label, value, _ts in store.execute(sql, params):
+    for metric, label, value, _ts in store.read(sql, params):
         out.setdefault(metric, {})[label] = value
     return out
 
@@ -198,7 +198,7 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
         where += " AND op = ?"
         params.append(op)
     points: dict[tuple[str, str, float], list[Any]] = {}
-    for o, m, b, n, errors, lo, hi, *d in store.execute(ophist.latency_sql(step, where, src),
+    for o, m, b, n, errors, lo, hi, *d in store.read(ophist.latency_sql(step, where, src),
                                                         params):
         acc = points.get((o, m, b))
         if acc is None:
@@ -230,7 +230,7 @@ def latency_raw(store: Store, window: float = 3600, step: float | str | None = N
            "count(*) FILTER (WHERE outcome <> 'ok') AS errors "
            f"FROM rag_ops WHERE {where} GROUP BY b, op, mode ORDER BY op, mode, b")
     out: dict[str, list[LatencyPoint]] = {}
-    for b, o, m, q, n, errors in store.execute(sql, params):
+    for b, o, m, q, n, errors in store.read(sql, params):
         key = f"{o}/{m}" if m else o
         out.setdefault(key, []).append({"ts": b, "p50": q[0], "p95": q[1], "p99": q[2],
                                         "count": n, "errors": errors})
@@ -256,7 +256,7 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
         where += " AND run_id = ?"
         params.append(run_id)
     result: list[OpsSummaryRow] = []
-    for op, mode, *sums in store.execute(ophist.sums_sql("op, mode", where, src=src), params):
+    for op, mode, *sums in store.read(ophist.sums_sql("op, mode", where, src=src), params):
         h = ophist.as_row(sums)
         n, total, queued = int(h["n"]), float(h["sum_s"] or 0.0), int(h["queued"])
         q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]
@@ -307,7 +307,7 @@ def ops_summary_raw(store: Store, window: float = 3600, user: str | None = None,
            f"FROM rag_ops WHERE {where} GROUP BY op, mode ORDER BY op, mode")
     result: list[OpsSummaryRow] = []
     for (op, mode, n, q, mean, total, llm, emb, errors, first, last, queued, qw,
-         qw_mean) in store.execute(sql, params):
+         qw_mean) in store.read(sql, params):
         result.append(_summary_row(op, mode, n, list(q), mean, total, llm, emb, errors, first,
                                    last, queued, list(qw) if queued else [None, None],
                                    qw_mean))
@@ -317,7 +317,7 @@ def ops_summary_raw(store: Store, window: float = 3600, user: str | None = None,
 def top_users(store: Store, window: float = 3600, limit: int = 10,
               now: float | None = None) -> list[TopUser]:
     now = time.time() if now is None else now
-    rows = store.execute(
+    rows = store.read(
         "SELECT user_id, count(*), sum(duration_s), count(*) FILTER (WHERE outcome <> 'ok') "
         "FROM rag_ops WHERE ts >= ? GROUP BY user_id ORDER BY 3 DESC LIMIT ?",
         [now - window, limit])
@@ -333,7 +333,7 @@ def slowest_ops(store: Store, window: float = 3600, limit: int = 20, user: str |
     table = "rag_ops" if user or limit > slowops.KEEP else slowops.TABLE
     where, params = _ops_filter(window, now, user, None)
     params[0] = ophist.window_start(now, window)
-    return store.query_dicts(
+    return store.read_dicts(
         "SELECT ts, user_id AS user, op, mode, duration_s, llm_s, embed_s, outcome, error_class,"
         f" tuning_version FROM {table} WHERE {where} ORDER BY duration_s DESC, ts LIMIT ?",
         params + [limit])

@@ -55,6 +55,52 @@ def test_store_runs_within_its_memory_limit_and_threads(tmp_path: Path) -> None:
     store.close()
 
 
+def test_reads_answer_while_a_writer_holds_the_store(tmp_path: Path) -> None:
+    """A console's query runs on a reading cursor: a writer holding the store's lock in an open
+    transaction (an ingest pass, a rollup) neither delays it nor shows it uncommitted rows; a
+    checkpoint waits for the readers inside and keeps new ones out until it is done."""
+    import threading
+
+    s = Store(tmp_path / "m.duckdb")
+    s.add_samples([(NOW, "m", "", 1.0)])
+    s.flush()
+    inside, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with s.transaction() as con:
+            con.execute("INSERT INTO samples VALUES (?, 'm', '', 2.0)", [NOW + 1])
+            inside.set()
+            release.wait(30)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert inside.wait(30)
+        answer: list[list[tuple]] = []
+        reader = threading.Thread(target=lambda: answer.append(
+            s.read("SELECT value FROM samples ORDER BY ts")))
+        reader.start()
+        reader.join(20)
+        assert not reader.is_alive(), "a read waited for the writer's lock"
+        assert answer == [[(1.0,)]]  # the committed row only
+        assert s.read_dicts("SELECT count(*) AS n FROM samples") == [{"n": 1}]
+    finally:
+        release.set()
+        t.join(30)
+    assert s.read("SELECT value FROM samples ORDER BY ts") == [(1.0,), (2.0,)]
+
+    # the checkpoint's side: readers inside hold it off; a reader arriving meanwhile waits
+    order: list[str] = []
+    with s.readers.shared():
+        cp = threading.Thread(target=lambda: (s.checkpoint(), order.append("checkpoint")))
+        cp.start()
+        cp.join(0.5)
+        assert cp.is_alive() and order == []  # waiting for the reader inside
+    cp.join(30)
+    assert order == ["checkpoint"]
+    s.close()
+
+
 def test_corrupt_store_is_reported_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "m.duckdb"
     path.write_bytes(b"this is not a duckdb file" * 1000)
