@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from lightkeeper.agent import alerts as alerts_mod
+from lightkeeper.agent.httpserver import HTTPError, Request, Response, Router, Server, json_error
 from lightkeeper.agent.store import queries
 from lightkeeper.logs import get_logger
 from lightkeeper.services import CallError, float_param, int_param
@@ -22,55 +20,60 @@ if TYPE_CHECKING:
 
 log = get_logger("api")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[Request], Awaitable[Response]]
+
+MAX_BODY = 8 * 1024 * 1024  # a request body (a tuning set, a job's parameters) is far smaller
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(data, default=str), status=status,
-                        content_type="application/json")
+def _json(data: Any, status: int = 200) -> Response:
+    return Response.json(data, status)
 
 
-def _error(message: str, status: int = 400, code: str = "bad_request") -> web.Response:
-    return _json({"error": {"message": message, "code": code}}, status)
+def _error(message: str, status: int = 400, code: str = "bad_request") -> Response:
+    return json_error(status, message, code)
 
 
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except CallError as exc:
-        return _error(str(exc), exc.status, exc.code)
-    except (ValueError, KeyError, TypeError) as exc:
-        return _error(f"bad request: {exc}", 400)
-    except Exception as exc:
-        log.exception("api.error", path=request.path)
-        return _error(f"internal error: {type(exc).__name__}: {exc}", 500, "internal")
+def errors(handler: Handler) -> Handler:
+    """A handler whose refusals and failures become the API's error document."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HTTPError:
+            raise
+        except CallError as exc:
+            return _error(str(exc), exc.status, exc.code)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(f"bad request: {exc}", 400)
+        except Exception as exc:
+            log.exception("api.error", path=request.path)
+            return _error(f"internal error: {type(exc).__name__}: {exc}", 500, "internal")
+
+    return guarded
 
 
-def _int(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 2**62) -> int:
+def _int(request: Request, name: str, default: int, lo: int = 0, hi: int = 2**62) -> int:
     """A numeric query parameter, checked: 400 with what is allowed, never a store error."""
     return int_param(dict(request.query), name, default, lo, hi)
 
 
-def _float(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
+def _float(request: Request, name: str, default: float, lo: float, hi: float) -> float:
     """A finite number within [lo, hi] (NaN and infinities refused), else 400."""
     value = float_param(dict(request.query), name, default, lo, hi)
     return default if value is None else value
 
 
-def build_app(agent: AgentView) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=8 * 1024 * 1024)
+def build_app(agent: AgentView) -> Router:
+    app = Router()
     run = agent.run_blocking
 
-    async def health(request: web.Request) -> web.Response:
+    async def health(request: Request) -> Response:
         return _json({"ok": True, "pid": os.getpid()})
 
-    async def status(request: web.Request) -> web.Response:
+    async def status(request: Request) -> Response:
         return _json(await run(agent.status))
 
-    async def series(request: web.Request) -> web.Response:
+    async def series(request: Request) -> Response:
         q = request.query
         if "metric" not in q:
             raise CallError("series needs ?metric=")
@@ -79,7 +82,7 @@ def build_app(agent: AgentView) -> web.Application:
         return _json(await run(queries.series, agent.store, q["metric"], q.get("label"), window,
                                step, agent.retention, None, q.get("agg", "avg")))
 
-    async def events(request: web.Request) -> web.Response:
+    async def events(request: Request) -> Response:
         q = request.query
         level = q.get("level")
         if level and level not in ("debug", "info", "warning", "error", "critical"):
@@ -91,12 +94,12 @@ def build_app(agent: AgentView) -> web.Application:
                                _int(request, "limit", 200, 1, 5000), level, q.get("kind"),
                                q.get("q")))
 
-    async def alerts(request: web.Request) -> web.Response:
+    async def alerts(request: Request) -> Response:
         active = request.query.get("active", "1") not in ("0", "false")
         return _json(await run(alerts_mod.list_alerts, agent.store, active,
                                _int(request, "limit", 100, 1, 5000)))
 
-    async def call(request: web.Request) -> web.Response:
+    async def call(request: Request) -> Response:
         name = request.match_info["name"]
         fn = agent.calls.get(name)
         if fn is None:
@@ -111,7 +114,7 @@ def build_app(agent: AgentView) -> web.Application:
             result = await run(fn, agent.services, params)
         return _json({"result": result})
 
-    async def start_job(request: web.Request) -> web.Response:
+    async def start_job(request: Request) -> Response:
         body = await _body(request)
         kind = body.get("kind")
         if not isinstance(kind, str):
@@ -119,15 +122,15 @@ def build_app(agent: AgentView) -> web.Application:
         job = await run(agent.jobs.start, kind, body.get("params") or {}, body.get("actor"))
         return _json({"id": job.id, "state": job.state}, 201)
 
-    async def list_jobs(request: web.Request) -> web.Response:
+    async def list_jobs(request: Request) -> Response:
         active = request.query.get("active", "0") not in ("0", "false")
         return _json(await run(agent.jobs.list_jobs, _int(request, "limit", 50, 1, 5000),
                                active))
 
-    async def get_job(request: web.Request) -> web.Response:
+    async def get_job(request: Request) -> Response:
         return _json(await run(agent.jobs.get, request.match_info["id"]))
 
-    async def wait_job(request: web.Request) -> web.Response:
+    async def wait_job(request: Request) -> Response:
         """Long poll: answers as soon as the job changed after version ``since`` (progress at
         most every 0.2 s, state and logs at once), or after ``timeout`` seconds (max 60)."""
         job_id = request.match_info["id"]
@@ -145,35 +148,35 @@ def build_app(agent: AgentView) -> web.Application:
                 return _json(job.as_dict())
             await feed.wait(seen, remaining)
 
-    async def cancel_job(request: web.Request) -> web.Response:
+    async def cancel_job(request: Request) -> Response:
         job = agent.jobs.cancel(request.match_info["id"])
         return _json({"id": job.id, "state": job.state, "cancel_requested": True})
 
-    async def reload(request: web.Request) -> web.Response:
+    async def reload(request: Request) -> Response:
         body = await _body(request)
         result = await run(agent.reload, body.get("actor"))
         return _json(result)  # a refusal is an answer too: {"ok": false, "error": ...}
 
-    app.router.add_get("/v1/health", health)
-    app.router.add_post("/v1/reload", reload)
-    app.router.add_get("/v1/status", status)
-    app.router.add_get("/v1/series", series)
-    app.router.add_get("/v1/events", events)
-    app.router.add_get("/v1/alerts", alerts)
-    app.router.add_post("/v1/call/{name}", call)
-    app.router.add_post("/v1/jobs", start_job)
-    app.router.add_get("/v1/jobs", list_jobs)
-    app.router.add_get("/v1/jobs/{id}", get_job)
-    app.router.add_get("/v1/jobs/{id}/wait", wait_job)
-    app.router.add_post("/v1/jobs/{id}/cancel", cancel_job)
+    app.add_get("/v1/health", errors(health))
+    app.add_post("/v1/reload", errors(reload))
+    app.add_get("/v1/status", errors(status))
+    app.add_get("/v1/series", errors(series))
+    app.add_get("/v1/events", errors(events))
+    app.add_get("/v1/alerts", errors(alerts))
+    app.add_post("/v1/call/{name}", errors(call))
+    app.add_post("/v1/jobs", errors(start_job))
+    app.add_get("/v1/jobs", errors(list_jobs))
+    app.add_get("/v1/jobs/{id}", errors(get_job))
+    app.add_get("/v1/jobs/{id}/wait", errors(wait_job))
+    app.add_post("/v1/jobs/{id}/cancel", errors(cancel_job))
     return app
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def _body(request: Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        body = await request.json()
+        body = request.json()
     except ValueError:
         raise CallError("request body is not valid JSON") from None
     if not isinstance(body, dict):
@@ -181,18 +184,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-async def serve_unix(app: web.Application, path: Path) -> web.AppRunner:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if path.exists() or path.is_socket():
-        path.unlink()  # stale: we hold the agent lock, so no live agent owns it
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    old = os.umask(0o177)  # the socket is created owner-only, never world-accessible
-    try:
-        site = web.UnixSite(runner, str(path))
-        await site.start()
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    return runner
+async def serve_unix(app: Router, path: Path) -> Server:
+    """The API on a Unix socket that only the agent's owner can open."""
+    server = Server(app, max_body=MAX_BODY)
+    await server.listen_unix(Path(path))
+    return server

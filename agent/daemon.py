@@ -288,7 +288,7 @@ class Agent:
         self.services.changes.close()
         self.jobs.feed.close()
         for r in runners:
-            await r.cleanup()
+            await r.close()
         await asyncio.to_thread(self.jobs.shutdown, self.cfg["agent.shutdown_timeout"])
 
     def close(self) -> None:

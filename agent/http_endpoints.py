@@ -11,8 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
+from lightkeeper.agent.httpserver import Request, Response, Router, Server
 from lightkeeper.catalog import METRICS
 from lightkeeper.logs import get_logger
 
@@ -90,46 +89,48 @@ class Renderer:
         return generate_latest(self._registry)
 
 
-def build_app(agent: AgentView) -> web.Application:
+def build_app(agent: AgentView) -> Router:
     renderer = Renderer(agent)
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(request: Request) -> Response:
         # rendering is CPU work proportional to the series: never on the event loop, which
         # also serves the socket API (a slow scrape stalled it)
         body = await asyncio.to_thread(renderer.render)
-        return web.Response(body=body, headers={"Content-Type": renderer.content_type})
+        return Response(body, content_type=renderer.content_type)
 
-    async def resources(request: web.Request) -> web.Response:
+    async def resources(request: Request) -> Response:
         out: dict[str, dict[str, float]] = {}
         for (metric, label), (_ts, value) in sorted(agent.services.current_values().items()):
             decl = METRICS.get(metric)
             if decl is None or decl.per_user:
                 continue
             out.setdefault(metric, {})[label or "value"] = value
-        return web.json_response({"ts": time.time(), "host": agent.host, "metrics": out})
+        return Response.json({"ts": time.time(), "host": agent.host, "metrics": out})
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+    async def healthz(request: Request) -> Response:
+        return Response.json({"status": "alive"})
 
-    async def readyz(request: web.Request) -> web.Response:
+    async def readyz(request: Request) -> Response:
         problems = agent.readiness_problems()
         if problems:
-            return web.json_response({"status": "not ready", "problems": problems}, status=503)
-        return web.json_response({"status": "ready"})
+            return Response.json({"status": "not ready", "problems": problems}, status=503)
+        return Response.json({"status": "ready"})
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/resources", resources)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app = Router()
+    app.add_get("/metrics", metrics)
+    app.add_get("/api/v1/resources", resources)
+    app.add_get("/healthz", healthz)
+    app.add_get("/readyz", readyz)
     return app
 
 
-async def serve_tcp(app: web.Application, listen: str) -> web.AppRunner:
+def _text_error(status: int, message: str, code: str) -> Response:
+    return Response(f"{status}: {message}\n".encode(), status, "text/plain; charset=utf-8")
+
+
+async def serve_tcp(app: Router, listen: str) -> Server:
+    """The endpoints on ``host:port``; they take no request body (GET only)."""
     host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, int(port), reuse_address=True)
-    await site.start()
-    return runner
+    server = Server(app, max_body=64 * 1024, error_body=_text_error)
+    await server.listen_tcp(host.strip("[]"), int(port))
+    return server

@@ -49,7 +49,7 @@ def test_medium1_metrics_rendered_off_the_event_loop(lk_cfg) -> None:
         try:
             await stop[0].wait()
         finally:
-            await runner.cleanup()
+            await runner.close()
 
     server = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     server.start()
