@@ -19,8 +19,6 @@ import json
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 from lightkeeper.agent.alerts import AlertEvaluator, Rule, configured_rules
@@ -71,6 +69,11 @@ def _request(cfg: Config, method: str, path: str, body: Any = None) -> Any:
     if not base:
         raise CallError("no Alertmanager configured: set alerting.alertmanager_url", 409,
                         "not_configured")
+    # urllib (with http.client and ssl) loads with the first delivery: an agent with no
+    # Alertmanager configured never pays for it
+    import urllib.error  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"} if data else {})
