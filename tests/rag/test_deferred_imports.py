@@ -11,6 +11,10 @@ import lightkeeper.rag.runtime  # imports LightRAG (lightrag.utils imports pypin
 from lightrag.utils import get_pinyin_sort_key
 loaded = [m for m in sys.modules if m.startswith("pypinyin.")]
 assert not loaded, loaded
+# what tools walking sys.modules read (Hypothesis' constants collection reads __file__)
+stand_in = sys.modules["pypinyin"]
+assert stand_in.__file__.endswith("__init__.py") and stand_in.__spec__.name == "pypinyin"
+assert not [m for m in sys.modules if m.startswith("pypinyin.")]
 print(",".join(sorted(["上海", "北京", "b", "广州", "A"], key=get_pinyin_sort_key)))
 assert "pypinyin.pinyin_dict" in sys.modules
 """
