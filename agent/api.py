@@ -157,18 +157,17 @@ def build_app(agent: AgentView) -> Router:
         result = await run(agent.reload, body.get("actor"))
         return _json(result)  # a refusal is an answer too: {"ok": false, "error": ...}
 
-    app.add_get("/v1/health", errors(health))
-    app.add_post("/v1/reload", errors(reload))
-    app.add_get("/v1/status", errors(status))
-    app.add_get("/v1/series", errors(series))
-    app.add_get("/v1/events", errors(events))
-    app.add_get("/v1/alerts", errors(alerts))
-    app.add_post("/v1/call/{name}", errors(call))
-    app.add_post("/v1/jobs", errors(start_job))
-    app.add_get("/v1/jobs", errors(list_jobs))
-    app.add_get("/v1/jobs/{id}", errors(get_job))
-    app.add_get("/v1/jobs/{id}/wait", errors(wait_job))
-    app.add_post("/v1/jobs/{id}/cancel", errors(cancel_job))
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/v1/health", health), ("POST", "/v1/reload", reload),
+        ("GET", "/v1/status", status), ("GET", "/v1/series", series),
+        ("GET", "/v1/events", events), ("GET", "/v1/alerts", alerts),
+        ("POST", "/v1/call/{name}", call),
+        ("POST", "/v1/jobs", start_job), ("GET", "/v1/jobs", list_jobs),
+        ("GET", "/v1/jobs/{id}", get_job), ("GET", "/v1/jobs/{id}/wait", wait_job),
+        ("POST", "/v1/jobs/{id}/cancel", cancel_job),
+    ]
+    for method, path, handler in routes:
+        app.add(method, path, errors(handler))
     return app
 
 
