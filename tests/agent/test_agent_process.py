@@ -52,6 +52,21 @@ def test_status_json_and_collecting(agent: AgentProcess, run_cli) -> None:
     assert "COLLECTOR" in human and "ready" in human
 
 
+def test_status_says_where_the_agent_cpu_went(module_agent: AgentProcess) -> None:
+    """Per task, the CPU its worker threads used; together never more than the process used."""
+    deadline = time.monotonic() + 60
+    while True:
+        cpu = module_agent.client.status()["cpu"]
+        tasks = cpu["tasks"]
+        if {"collector:cpu", "collector:processes", "flush", "api"} <= set(tasks) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {"collector:cpu", "collector:processes", "flush", "api"} <= set(tasks), tasks
+    assert all(t["runs"] >= 1 and t["cpu_s"] >= 0 for t in tasks.values())
+    assert 0 < sum(t["cpu_s"] for t in tasks.values()) <= cpu["process_s"]
+
+
 def test_http_endpoints_and_promtool(module_agent: AgentProcess) -> None:
     agent = module_agent  # reads only
     host = agent.cfg["http.listen"].rpartition(":")[0]
