@@ -818,7 +818,7 @@ class Agent:
 
 def _task_name(fn: Callable[..., Any]) -> str:
     """``flush`` for Agent._flush, ``Notifier.tick`` for another object's method."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "task")
+    name = str(getattr(fn, "__qualname__", "") or getattr(fn, "__name__", "task"))
     return name.removeprefix("Agent.").lstrip("_")
 
 
