@@ -116,8 +116,8 @@ class Store:
         self.path = Path(path)
         self.lock = threading.RLock()  # the writing connection's; writers, snapshots
         self.readers = ReadGate()  # the reading cursors'; held shut by checkpoints and the close
+        # idle reading cursors (all of them whenever no reader runs: the close drains it)
         self._cursors: queue.SimpleQueue[duckdb.DuckDBPyConnection] = queue.SimpleQueue()
-        self._all_cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursor_lock = threading.Lock()
         self._buffer: list[Sample] = []
         self._buffer_lock = threading.Lock()
@@ -181,9 +181,7 @@ class Store:
 
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            cur = self.con.execute(sql, params or [])
-            cols = [d[0] for d in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            return _dicts(self.con.execute(sql, params or []))
 
     def read(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         """A query that only reads, on a cursor of its own: it sees what was committed when it
@@ -195,9 +193,7 @@ class Store:
     def read_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """:meth:`read`, each row as a dict by column name."""
         with self.readers.shared(), self._cursor() as cur:
-            cur.execute(sql, params or [])
-            cols = [d[0] for d in cur.description or []]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            return _dicts(cur.execute(sql, params or []))
 
     @contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -208,7 +204,6 @@ class Store:
             # made from a connection that never queries (the writer's may be in a transaction)
             with self._cursor_lock:
                 cur = self._cursor_source.cursor()
-                self._all_cursors.append(cur)
         try:
             yield cur
         finally:
@@ -318,11 +313,18 @@ class Store:
     def close(self) -> None:
         with self.lock, self.readers.exclusive():
             try:
-                for cur in [*self._all_cursors, self._cursor_source]:
-                    cur.close()
+                while not self._cursors.empty():  # no reader inside: every cursor is idle
+                    self._cursors.get_nowait().close()
+                self._cursor_source.close()
                 self.con.execute("CHECKPOINT")
             finally:
                 self.con.close()
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """The rows of an executed query, each as a dict by column name."""
+    cols = [d[0] for d in cur.description or []]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
 class _Locked:
