@@ -17,7 +17,7 @@ from typing import Any
 
 import watchfiles
 
-from lightkeeper import __version__
+from lightkeeper import __version__, fswatch
 from lightkeeper.agent import (
     alertmanager,
     api,
@@ -48,9 +48,6 @@ from lightkeeper.tuning.calls import on_active_file_changed
 log = get_logger("agent")
 
 MAX_BUFFERED_SAMPLES = 2_000_000
-# How often a file watcher's thread looks at the stop event (watchfiles' default: 50 ms, twenty
-# wake-ups a second per watcher, most of an idle agent's CPU). A stop waits at most this long.
-STEP_MS = 500
 
 
 class AgentStartError(RuntimeError):
@@ -703,7 +700,7 @@ class Agent:
             try:
                 async for changes in watchfiles.awatch(spool, stop_event=self._stop,
                                                        rust_timeout=2000, yield_on_timeout=True,
-                                                       debounce=200, step=STEP_MS,
+                                                       debounce=200, step=fswatch.STEP_MS,
                                                        recursive=False):
                     await self._ingest_pass()
                     if any(path == str(spool) for _, path in changes):
@@ -734,7 +731,7 @@ class Agent:
             except Exception as exc:  # noqa: BLE001  the watch loop keeps running; the error is logged
                 log.error("tuning.watch_failed", error=f"{type(exc).__name__}: {exc}")
             async for changes in watchfiles.awatch(path.parent, stop_event=self._stop,
-                                                   debounce=300, step=STEP_MS, recursive=False):
+                                                   debounce=300, step=fswatch.STEP_MS, recursive=False):
                 if any(Path(p).name == path.name for _, p in changes):
                     break
 

@@ -26,13 +26,13 @@ import time
 from collections import deque
 from pathlib import Path
 
+from lightkeeper import fswatch
 from lightkeeper.collectors.base import Triple
 from lightkeeper.ids import USER_ID_RE
 from lightkeeper.logs import get_logger
 
 log = get_logger("collectors.userdirs")
 
-WATCH_STEP_MS = 500  # how often the watcher checks its stop event (lower = more wake-ups)
 WATCH_DEBOUNCE_MS = 2000
 WATCH_TIMEOUT_MS = 10_000  # the watcher wakes at least this often to notice a vanished root
 
@@ -164,7 +164,7 @@ class UserDirCollector:
             try:
                 root_ino = os.stat(root).st_ino
                 for changes in watchfiles.watch(
-                        root, watch_filter=None, debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
+                        root, watch_filter=None, debounce=WATCH_DEBOUNCE_MS, step=fswatch.STEP_MS,
                         stop_event=self._stop, rust_timeout=WATCH_TIMEOUT_MS,
                         yield_on_timeout=True, raise_interrupt=False, recursive=True,
                         ignore_permission_denied=True):
@@ -273,7 +273,7 @@ class UserDirCollector:
 
     def close(self) -> None:
         """Stop the watcher without waiting out its step: the thread (a daemon, holding nothing
-        but its own set of dirty users) notices the stop within ``WATCH_STEP_MS`` and ends.
+        but its own set of dirty users) notices the stop within ``fswatch.STEP_MS`` and ends.
         Joining it made every agent stop, and every reload, about half a second longer."""
         self._stop.set()
         if self._thread is not None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import watchfiles
 
+from lightkeeper import fswatch
 from lightkeeper.logs import get_logger
 from lightkeeper.tuning.activefile import read_active_set, read_last_good
 from lightkeeper.tuning.tuningset import TuningSet
@@ -35,9 +36,6 @@ ErrorFn = Callable[[str], None]
 
 
 EMPTY = "empty"
-# How often the watcher's thread looks at its stop event (watchfiles' default, 50 ms, woke it
-# twenty times a second in every served process). stop() waits at most this long.
-STEP_MS = 500
 
 
 def _digest(path: Path) -> str | None:
@@ -160,7 +158,7 @@ class ActiveFileWatcher:
             try:
                 for _changes in watchfiles.watch(
                         self.path.parent, watch_filter=only_ours, debounce=self.debounce_ms,
-                        step=STEP_MS, stop_event=self._stop, yield_on_timeout=True,
+                        step=fswatch.STEP_MS, stop_event=self._stop, yield_on_timeout=True,
                         rust_timeout=1000, recursive=False, raise_interrupt=False):
                     if self._stop.is_set():
                         return
