@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,8 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-import watchfiles
 
 from lightkeeper import __version__, fswatch
 from lightkeeper.agent import (
@@ -698,13 +697,12 @@ class Agent:
         await self._ingest_pass()
         while not self._stop.is_set():
             try:
-                async for changes in watchfiles.awatch(spool, stop_event=self._stop,
-                                                       rust_timeout=2000, yield_on_timeout=True,
-                                                       debounce=200, step=fswatch.STEP_MS,
-                                                       recursive=False):
-                    await self._ingest_pass()
-                    if any(path == str(spool) for _, path in changes):
-                        break  # the spool itself went away: watch the one made in its place
+                async with contextlib.aclosing(fswatch.watch_from_loop(
+                        spool, debounce_ms=200, timeout_ms=2000)) as batches:
+                    async for changes in batches:
+                        await self._ingest_pass()
+                        if any(path == str(spool) for _, path in changes):
+                            break  # the spool itself went away: watch the one made in its place
             except FileNotFoundError:  # the spool went away: made again, watched again
                 await asyncio.sleep(2)  # first: a state dir removed whole stops the agent
                 if self._stop.is_set():
@@ -730,10 +728,11 @@ class Agent:
                 await asyncio.to_thread(on_active_file_changed, self.services)
             except Exception as exc:  # noqa: BLE001  the watch loop keeps running; the error is logged
                 log.error("tuning.watch_failed", error=f"{type(exc).__name__}: {exc}")
-            async for changes in watchfiles.awatch(path.parent, stop_event=self._stop,
-                                                   debounce=300, step=fswatch.STEP_MS, recursive=False):
-                if any(Path(p).name == path.name for _, p in changes):
-                    break
+            async with contextlib.aclosing(fswatch.watch_from_loop(
+                    path.parent, debounce_ms=300)) as batches:
+                async for changes in batches:
+                    if any(Path(p).name == path.name for _, p in changes):
+                        break
 
     # -- status -----------------------------------------------------------------------------
     def readiness_problems(self) -> list[str]:
