@@ -6,6 +6,7 @@ import bisect
 import random
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -28,6 +29,41 @@ def test_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
     assert s2.schema_version() == LATEST
     assert s2.execute("SELECT count(*) FROM samples")[0][0] == 1
     s2.close()
+
+
+def test_a_failing_migration_lands_none_of_the_pending_ones(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pending migrations run in one transaction: a store from before the last two versions
+    whose next migration breaks keeps its old schema and data, and opens once fixed."""
+    from lightkeeper.agent.store import db, schema
+
+    path = tmp_path / "m.duckdb"
+    s = Store(path)
+    s.add_samples([(NOW, "m", "", 1.0)])
+    s.flush()
+    s.execute("DROP TABLE rag_ops_1m")
+    s.execute("DROP TABLE rag_ops_slow")
+    s.execute("DROP TABLE rag_ops_1h")
+    s.execute("ALTER TABLE rag_ops DROP COLUMN queue_wait_s")
+    s.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', '3')")
+    s.close()
+    broken = [(v, n, [*st, "SELECT * FROM no_such_table"] if v == LATEST else st)
+              for v, n, st in schema.MIGRATIONS]
+    monkeypatch.setattr(db, "MIGRATIONS", broken)
+    with pytest.raises(Exception, match="no_such_table"):
+        Store(path)
+    monkeypatch.setattr(db, "MIGRATIONS", schema.MIGRATIONS)
+    con = duckdb.connect(str(path), read_only=True)
+    try:  # version 4's column did not land either
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() \
+            == [("3",)]
+        assert "queue_wait_s" not in {r[0] for r in con.execute("DESCRIBE rag_ops").fetchall()}
+    finally:
+        con.close()
+    s = Store(path)
+    assert s.schema_version() == LATEST
+    assert s.execute("SELECT count(*) FROM samples")[0][0] == 1
+    s.close()
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
