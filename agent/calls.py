@@ -70,7 +70,8 @@ def _retention(services: Services) -> Retention:
 def rag_latency(services: Services, params: LatencyRequest) -> LatencyResponse:
     try:
         return queries.latency(services.store, _window(params), params.get("step"),
-                               _text(params, "user"), _text(params, "op"))
+                               _text(params, "user"), _text(params, "op"),
+                               windows=services.store.ops_windows)
     except ValueError as exc:
         raise CallError(str(exc)) from None
 
@@ -80,7 +81,7 @@ def rag_summary(services: Services, params: SummaryRequest) -> list[OpsSummaryRo
     return queries.ops_summary(services.store, _window(params), _text(params, "user"),
                                None if version is None else
                                int_param(params, "tuning_version", 0, 0, 2**31 - 1),
-                               _text(params, "run_id"))
+                               _text(params, "run_id"), windows=services.store.ops_windows)
 
 
 def rag_top_users(services: Services, params: TopUsersRequest) -> list[TopUser]:

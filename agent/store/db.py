@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from lightkeeper.agent.store.opswindows import OpsWindows
 from lightkeeper.agent.store.schema import LATEST, MIGRATIONS
 from lightkeeper.logs import get_logger, redact
 
@@ -125,6 +126,8 @@ class Store:
         self.flushes = 0
         self.last_flush: float | None = None
         self.last_write_error: str | None = None
+        # the LightRAG latency windows the agent's calls hold (their writers: ingest, retention)
+        self.ops_windows = OpsWindows()
         if not read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,6 +68,8 @@ def _from_raw(source: str, where: str = "TRUE", step: float = STEP) -> str:
 
 INSERT_BATCH = f"INSERT INTO {TABLE} " + _from_raw("_batch")
 """Run in an ingest batch's transaction, after its rows went into rag_ops."""
+BATCH_ROWS = _from_raw("_batch")
+"""The rows INSERT_BATCH adds, for the windows held in memory (agent.store.opswindows)."""
 INSERT_BATCH_LATE = f"INSERT INTO {TABLE_1H} " + _from_raw("_batch", "ts < ?", HOUR)
 """Run in the same transaction with the hours already rolled up (``hour_mark``): operations
 that arrive for them (a spool backlog) go into their hour too."""

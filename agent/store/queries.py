@@ -11,8 +11,9 @@ import math
 import time
 from typing import Any, Literal
 
-from lightkeeper.agent.store import ophist, slowops
+from lightkeeper.agent.store import ophist, opswindows, slowops
 from lightkeeper.agent.store.db import Store
+from lightkeeper.agent.store.opswindows import OpsWindows
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
 from lightkeeper.contracts.agent import (
     CompareRow,
@@ -177,14 +178,15 @@ def _ops_filter(window: float, now: float, user: str | None, op: str | None,
 
 
 def latency(store: Store, window: float = 3600, step: float | str | None = None,
-            user: str | None = None, op: str | None = None, now: float | None = None
-            ) -> LatencyResponse:
+            user: str | None = None, op: str | None = None, now: float | None = None,
+            windows: OpsWindows | None = None) -> LatencyResponse:
     """p50/p95/p99 (seconds), count and errors per bucket, per operation and mode.
 
     Across all users the answer comes from the per-minute histograms (agent.store.ophist: its
     cost depends on the window and the series, not on the operations; quantiles within bucket
-    precision) and the step is a whole number of minutes. For one user it comes from the raw
-    rows (:func:`latency_raw`)."""
+    precision) and the step is a whole number of minutes; with ``windows`` (the agent's) a
+    window asked for before is answered from memory (:mod:`opswindows`). For one user it
+    comes from the raw rows (:func:`latency_raw`)."""
     now = time.time() if now is None else now
     step = check_step(step, window) or default_step(window, 60)
     if user:
@@ -192,22 +194,34 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
     # whole minutes; past a quarter of an hour whole hours, read from the hourly rows
     unit = ophist.HOUR if step > 900 else ophist.STEP
     step = max(unit, math.ceil(step / unit) * unit)
-    src, params = ophist.source(store, ophist.window_start(now, window), step >= ophist.HOUR)
+    start = ophist.window_start(now, window)
+    key = ("latency", window, step)
+    cached = None if windows is None or op else windows.read(
+        key, start, lambda points: _latency_answer(points, step, window))
+    if cached is not None:
+        return cached
+    ticket = windows.ticket() if windows is not None and not op else None
+    src, params = ophist.source(store, start, step >= ophist.HOUR)
     where = "TRUE"
     if op:
         where += " AND op = ?"
         params.append(op)
-    points: dict[tuple[str, str, float], list[Any]] = {}
+    points: dict[tuple[Any, ...], list[Any]] = {}
     for o, m, b, n, errors, lo, hi, *d in store.read(ophist.latency_sql(step, where, src),
                                                         params):
         acc = points.get((o, m, b))
         if acc is None:
             points[(o, m, b)] = [n, errors, lo, hi, d]
         else:  # several rows of a recent minute, not compacted yet
-            acc[0] += n
-            acc[1] += errors
-            acc[2], acc[3] = min(acc[2], lo), max(acc[3], hi)
-            acc[4] = [x + y for x, y in zip(acc[4], d, strict=True)]
+            opswindows.fold_point(acc, n, errors, lo, hi, d)
+    answer = _latency_answer(points, step, window)
+    if windows is not None and not op:
+        windows.keep(key, ticket, start, step, points)
+    return answer
+
+
+def _latency_answer(points: dict[tuple[Any, ...], list[Any]], step: float,
+                    window: float) -> LatencyResponse:
     out: dict[str, list[LatencyPoint]] = {}
     for (o, m, b), (n, errors, lo, hi, d) in sorted(points.items()):
         q = [ophist.quantile(x, d, n, lo, hi) for x in (0.5, 0.95, 0.99)]
@@ -239,15 +253,26 @@ def latency_raw(store: Store, window: float = 3600, step: float | str | None = N
 
 def ops_summary(store: Store, window: float = 3600, user: str | None = None,
                 tuning_version: int | None = None, run_id: str | None = None,
-                now: float | None = None) -> list[OpsSummaryRow]:
+                now: float | None = None, windows: OpsWindows | None = None
+                ) -> list[OpsSummaryRow]:
     """Per operation and mode: count, throughput, error rate, quantiles and time split.
 
     Across all users from the per-minute histograms (whole minutes, quantiles within bucket
-    precision, everything else exact); for one user from the raw rows."""
+    precision, everything else exact; with ``windows``, the agent's, a window asked for
+    before is answered from memory: :mod:`opswindows`); for one user from the raw rows."""
     now = time.time() if now is None else now
     if user:
         return ops_summary_raw(store, window, user, tuning_version, run_id, now)
-    src, params = ophist.source(store, ophist.window_start(now, window), True)
+    start = ophist.window_start(now, window)
+    cacheable = windows is not None and tuning_version is None and not run_id
+    key = ("summary", window)
+    if cacheable:
+        assert windows is not None
+        cached = windows.read(key, start, _summary_answer)
+        if cached is not None:
+            return cached
+    ticket = windows.ticket() if cacheable and windows is not None else None
+    src, params = ophist.source(store, start, True)
     where = "TRUE"
     if tuning_version is not None:
         where += " AND tuning_version = ?"
@@ -255,8 +280,17 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     if run_id:
         where += " AND run_id = ?"
         params.append(run_id)
+    groups = {(op, mode): list(sums) for op, mode, *sums in
+              store.read(ophist.sums_sql("op, mode", where, src=src), params)}
+    answer = _summary_answer(groups)
+    if cacheable and windows is not None:
+        windows.keep(key, ticket, start, None, groups)
+    return answer
+
+
+def _summary_answer(groups: dict[tuple[Any, ...], list[Any]]) -> list[OpsSummaryRow]:
     result: list[OpsSummaryRow] = []
-    for op, mode, *sums in store.read(ophist.sums_sql("op, mode", where, src=src), params):
+    for (op, mode), sums in sorted(groups.items()):
         h = ophist.as_row(sums)
         n, total, queued = int(h["n"]), float(h["sum_s"] or 0.0), int(h["queued"])
         q = [ophist.quantile(x, h["d"], n, h["min_s"], h["max_s"]) for x in (0.5, 0.95, 0.99)]
