@@ -196,11 +196,12 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
     step = max(unit, math.ceil(step / unit) * unit)
     start = ophist.window_start(now, window)
     key = ("latency", window, step)
-    cached = None if windows is None or op else windows.read(
-        key, start, lambda points: _latency_answer(points, step, window))
-    if cached is not None:
-        return cached
-    ticket = windows.ticket() if windows is not None and not op else None
+    held = None if op else windows  # one operation's chart is not held
+    if held is not None:
+        cached = held.read(key, start, lambda points: _latency_answer(points, step, window))
+        if cached is not None:
+            return cached
+    ticket = held.ticket() if held is not None else None
     src, params = ophist.source(store, start, step >= ophist.HOUR)
     where = "TRUE"
     if op:
@@ -215,8 +216,8 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
         else:  # several rows of a recent minute, not compacted yet
             opswindows.fold_point(acc, n, errors, lo, hi, d)
     answer = _latency_answer(points, step, window)
-    if windows is not None and not op:
-        windows.keep(key, ticket, start, step, points)
+    if held is not None:
+        held.keep(key, ticket, start, step, points)
     return answer
 
 
@@ -264,14 +265,14 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     if user:
         return ops_summary_raw(store, window, user, tuning_version, run_id, now)
     start = ophist.window_start(now, window)
-    cacheable = windows is not None and tuning_version is None and not run_id
     key = ("summary", window)
-    if cacheable:
-        assert windows is not None
-        cached = windows.read(key, start, _summary_answer)
+    # one tuning version's or bench run's summary is not held
+    held = windows if tuning_version is None and not run_id else None
+    if held is not None:
+        cached = held.read(key, start, _summary_answer)
         if cached is not None:
             return cached
-    ticket = windows.ticket() if cacheable and windows is not None else None
+    ticket = held.ticket() if held is not None else None
     src, params = ophist.source(store, start, True)
     where = "TRUE"
     if tuning_version is not None:
@@ -283,8 +284,8 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     groups = {(op, mode): list(sums) for op, mode, *sums in
               store.read(ophist.sums_sql("op, mode", where, src=src), params)}
     answer = _summary_answer(groups)
-    if cacheable and windows is not None:
-        windows.keep(key, ticket, start, None, groups)
+    if held is not None:
+        held.keep(key, ticket, start, None, groups)
     return answer
 
 
