@@ -156,6 +156,7 @@ class _State:
     alert_id: int | None = None
     severity: str | None = None
     value: float | None = None
+    stored_value: float | None = None  # the value the alert's row holds
     started: float | None = None
     message: str = ""
 
@@ -171,6 +172,7 @@ class AlertEvaluator:
         self.store = store
         self.audit = audit
         self.state: dict[tuple[str, str], _State] = {}
+        self._values: list[tuple[int, float]] = []  # open alerts' new values, this evaluation
         # (rule, label, severity) -> the resolved alert, kept RESOLVED_KEEP_SECONDS for delivery
         self.resolved: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.version = 0  # bumped on every firing, severity change and resolve
@@ -243,7 +245,15 @@ class AlertEvaluator:
                  now: float | None = None) -> list[dict[str, Any]]:
         """Evaluate every rule on ``current`` ((metric, label) -> (ts, value)); return changes."""
         with self._lock:
-            return self._evaluate(current, time.time() if now is None else now)
+            self._values = []
+            changes = self._evaluate(current, time.time() if now is None else now)
+            if self._values:  # the open alerts' current values, one statement for all
+                ids, values = zip(*self._values, strict=True)
+                self.store.execute(
+                    "UPDATE alerts SET value = v.value FROM (SELECT unnest(?::BIGINT[]) AS id,"
+                    " unnest(?::DOUBLE[]) AS value) AS v WHERE alerts.id = v.id",
+                    [list(ids), list(values)])
+            return changes
 
     def _evaluate(self, current: dict[tuple[str, str], tuple[float, float]],
                   now: float) -> list[dict[str, Any]]:
@@ -291,10 +301,13 @@ class AlertEvaluator:
             st.message = rule.summary.format(label=label or "-", value=value)
             self.store.execute("UPDATE alerts SET severity = ?, value = ?, message = ? "
                                "WHERE id = ?", [sev, value, st.message, st.alert_id])
+            st.stored_value = value
             self.audit("alert.changed", level="warning" if sev == "warning" else "error",
                        component="alerts", rule=rule.name, label=label, severity=sev, value=value)
             return [{"rule": rule.name, "label": label, "change": "severity", "severity": sev}]
-        self.store.execute("UPDATE alerts SET value = ? WHERE id = ?", [value, st.alert_id])
+        if value != st.stored_value:  # written with the others at the end of the evaluation
+            self._values.append((st.alert_id, value))
+            st.stored_value = value
         return []
 
     def _fire(self, rule: Rule, label: str, sev: str, value: float, now: float
@@ -306,6 +319,7 @@ class AlertEvaluator:
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [rule.name, label, sev, st.pending_since or now, value, message])
         st.alert_id, st.severity, st.started = int(row[0][0]), sev, st.pending_since or now
+        st.stored_value = value
         st.message = message
         self.resolved.pop((rule.name, label, sev), None)
         self.version += 1

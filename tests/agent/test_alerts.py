@@ -161,6 +161,26 @@ def test_drill_age_alert_from_repository(start_agent, run_cli, lk_env: dict[str,
     assert "lightkeeper_backup_drill_age_seconds " in metrics
 
 
+def test_open_alerts_values_are_stored_in_one_statement_each_evaluation(tmp_path: Path) -> None:
+    """Many open alerts whose values move: after every evaluation each stored row holds its
+    alert's current value (one UPDATE for all of them; before, one per alert and evaluation:
+    1.7 s with 1,000 open alerts), and an unchanged value is not written again."""
+    store = Store(tmp_path / "m.duckdb")
+    rule = Rule("rag_operations_stopped", "rag_silent_seconds", "above", 900.0, 3600.0, 0,
+                "{label} {value:.0f}")
+    ev = AlertEvaluator([rule], store, lambda *a, **k: None)
+    t = 1000.0
+    values = {f"u{i:03d}": 1000.0 + i for i in range(300)}
+    for step in range(4):
+        if step:
+            values = {u: v + 60 * (i % 3) for i, (u, v) in enumerate(values.items())}
+        ev.evaluate({("rag_silent_seconds", u): (t, v) for u, v in values.items()}, t + step)
+        stored = {r["label"]: r["value"] for r in list_alerts(store, active=True, limit=1000)}
+        assert stored == values
+    assert ev._values == [(ev.state[(rule.name, u)].alert_id, v)
+                          for i, (u, v) in enumerate(values.items()) if i % 3]
+
+
 def test_snapshot_for_delivery_firing_escalated_and_resolved(tmp_path: Path) -> None:
     """What the agent pushes to Alertmanager: a level change ends the old level's alert (its
     labels differ), and a resolved alert stays reported for a while."""
