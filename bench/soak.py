@@ -38,7 +38,8 @@ evaluations, store flushes, ingest passes, the console's polls and the spool wri
 Loop intervals the bench sets (real seconds): schedules checked every 0.25 s (a simulated
 quarter-hour), probes every 0.1 s (the setting's minimum: at speed 3600 the 5-minute probe runs
 every 6 simulated minutes), alerts every 0.5 s, maintenance (rollups and retention) every 1 s
-(a simulated hour). ``backup.schedule_jitter`` is 0 (it is a real sleep). Two alert
+(a simulated hour; set in a config file, ``LIGHTKEEPER_CONFIG``, which the real-time phase
+rewrites and reloads). ``backup.schedule_jitter`` is 0 (it is a real sleep). Two alert
 rules measure real-time delays against the wall clock and are meaningless on an accelerated
 one (``collector_stale``: a 5 s collector looks 5 hours stale; ``ingest_lag``): they are
 disabled. Retention of 1-minute rollups and operation records is 7 days (the default is 30):
@@ -62,8 +63,10 @@ the agent's clock (and its own) to real speed (SIGUSR1 and a clock file; both cl
 where they were), waits for a running job to end, and polls the panes the same way again. That
 is what an operator's idle console meets at this uptime and with this data: the spool writer
 goes on at its real rate, jobs come as often as they would in those real seconds (an hourly
-backup, mostly none), and the maintenance pass, still run every real second, finds a real
-second's work, not a simulated hour's. Then the clock speeds up again. The ≤ 10 ms goal is printed for both phases.
+backup, mostly none), and maintenance runs at its default pace, once a minute (a config
+reload; a pass that retention made delete rows ends with a checkpoint, which readers wait
+for). Then maintenance goes back to every real second, a pass runs, and the clock speeds up
+again. The ≤ 10 ms goal is printed for both phases.
 ``GET /v1/health``, timed the same way, is the
 reference for the machine's own noise: a p95 change smaller than the reference's p95 + 1 ms
 counts as flat. Numbers on a loaded machine are noisy: the load average is printed with them.
@@ -377,7 +380,9 @@ def agent_env(base: Path, sock: Path, clock: SimClock, retention_days: float,
         "LIGHTKEEPER_AGENT__PROBE_INTERVAL": "0.1",
         "LIGHTKEEPER_AGENT__ALERT_INTERVAL": "0.5",
         "LIGHTKEEPER_AGENT__TIMESTAMP_INTERVAL": "1",
-        "LIGHTKEEPER_STORE__MAINTENANCE_INTERVAL": "1",
+        # maintenance (rollups, retention) every simulated hour: in a file the real-time phase
+        # rewrites to the default's 60 s (agent reload)
+        "LIGHTKEEPER_CONFIG": str(base / "soak.toml"),
         # what an operator of this server configures
         "LIGHTKEEPER_BACKUP__SCHEDULE": "hourly",
         "LIGHTKEEPER_BACKUP__PRUNE_SCHEDULE": "daily",
@@ -394,10 +399,17 @@ def agent_env(base: Path, sock: Path, clock: SimClock, retention_days: float,
         "LIGHTKEEPER_ALERTS__COLLECTOR_STALE__ENABLED": "false",
         "LIGHTKEEPER_ALERTS__INGEST_LAG__ENABLED": "false",
     })
+    write_maintenance(base / "soak.toml", 1.0)
     if history_days is not None:
         for table in HISTORY_TABLES:
             env[f"LIGHTKEEPER_STORE__RETENTION_{table}_DAYS"] = str(history_days)
     return env
+
+
+def write_maintenance(path: Path, seconds: float) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"[store]\nmaintenance_interval = {seconds!r}\n")
+    tmp.replace(path)
 
 
 class Agent:
@@ -425,6 +437,21 @@ class Agent:
         assert self.proc is not None
         clock.switch(speed, Path(self.env["LK_SOAK_CLOCK_FILE"]))
         self.proc.send_signal(signal.SIGUSR1)
+
+    def set_maintenance(self, seconds: float, clock: SimClock) -> None:
+        """Maintenance every ``seconds`` real seconds (config file and reload); returns once
+        a pass ran at the new pace (the loop was sleeping out the old interval)."""
+        assert self.proc is not None
+        write_maintenance(Path(self.env["LIGHTKEEPER_CONFIG"]), seconds)
+        since = clock.now()
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            done = ((self.client.status().get("store") or {}).get("maintenance") or {}).get("ts")
+            if done is not None and done > since:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"no maintenance pass within 90 s of a reload: {self.tail()}")
 
     def tail(self) -> str:
         try:
@@ -506,10 +533,11 @@ def real_time_phase(agent: Agent, console: Console, clock: SimClock, speed: floa
     time: what an operator's idle console meets. At ``speed`` an hourly backup runs every
     real second and maintenance every simulated hour, so the accelerated figures measure the
     agent under a month's work compressed into minutes; here the spool writer goes on at its
-    real rate, jobs and maintenance find a real second's work (a backup still running is
+    real rate, maintenance runs once a minute as by default (a backup still running is
     waited for, up to a minute). Then the clock speeds up again."""
     agent.switch_clock(clock, 1.0)
     try:
+        agent.set_maintenance(60.0, clock)  # the default: a pass a minute
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and \
                 (agent.client.status().get("jobs") or {}).get("running"):
@@ -517,6 +545,7 @@ def real_time_phase(agent: Agent, console: Console, clock: SimClock, speed: floa
         time.sleep(2)
         return measure(console, rounds, bursts)[0]
     finally:
+        agent.set_maintenance(1.0, clock)  # a pass a simulated hour again, then speed up
         agent.switch_clock(clock, speed)
 
 
