@@ -58,5 +58,12 @@ async def wait_until(pilot: Any, cond: Callable[[], Any], what: str,
                          (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+async def wait_for_screen(pilot: Any, app: LightkeeperApp, screen: type, what: str) -> Any:
+    """Wait until ``app``'s screen is a mounted ``screen``: a pushed screen is ``app.screen``
+    before its widgets are composed and mounted (querying them then finds nothing)."""
+    return await wait_until(pilot, lambda: isinstance(app.screen, screen)
+                            and app.screen.is_mounted and app.screen, what)
+
+
 def notifications(app: LightkeeperApp) -> list[str]:
     return [n.message for n in app._notifications]
