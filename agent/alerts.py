@@ -172,7 +172,7 @@ class AlertEvaluator:
         self.store = store
         self.audit = audit
         self.state: dict[tuple[str, str], _State] = {}
-        self._values: list[tuple[int, float]] = []  # open alerts' new values, this evaluation
+        self._values: list[tuple[_State, float]] = []  # open alerts' new values, this round
         # (rule, label, severity) -> the resolved alert, kept RESOLVED_KEEP_SECONDS for delivery
         self.resolved: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.version = 0  # bumped on every firing, severity change and resolve
@@ -248,11 +248,12 @@ class AlertEvaluator:
             self._values = []
             changes = self._evaluate(current, time.time() if now is None else now)
             if self._values:  # the open alerts' current values, one statement for all
-                ids, values = zip(*self._values, strict=True)
                 self.store.execute(
                     "UPDATE alerts SET value = v.value FROM (SELECT unnest(?::BIGINT[]) AS id,"
                     " unnest(?::DOUBLE[]) AS value) AS v WHERE alerts.id = v.id",
-                    [list(ids), list(values)])
+                    [[st.alert_id for st, _ in self._values], [v for _, v in self._values]])
+                for st, value in self._values:  # written: not again until it moves
+                    st.stored_value = value
             return changes
 
     def _evaluate(self, current: dict[tuple[str, str], tuple[float, float]],
@@ -306,8 +307,7 @@ class AlertEvaluator:
                        component="alerts", rule=rule.name, label=label, severity=sev, value=value)
             return [{"rule": rule.name, "label": label, "change": "severity", "severity": sev}]
         if value != st.stored_value:  # written with the others at the end of the evaluation
-            self._values.append((st.alert_id, value))
-            st.stored_value = value
+            self._values.append((st, value))
         return []
 
     def _fire(self, rule: Rule, label: str, sev: str, value: float, now: float

@@ -177,8 +177,8 @@ def test_open_alerts_values_are_stored_in_one_statement_each_evaluation(tmp_path
         ev.evaluate({("rag_silent_seconds", u): (t, v) for u, v in values.items()}, t + step)
         stored = {r["label"]: r["value"] for r in list_alerts(store, active=True, limit=1000)}
         assert stored == values
-    assert ev._values == [(ev.state[(rule.name, u)].alert_id, v)
-                          for i, (u, v) in enumerate(values.items()) if i % 3]
+    assert [(st.alert_id, v) for st, v in ev._values] == [
+        (ev.state[(rule.name, u)].alert_id, v) for i, (u, v) in enumerate(values.items()) if i % 3]
 
 
 def test_snapshot_for_delivery_firing_escalated_and_resolved(tmp_path: Path) -> None:
