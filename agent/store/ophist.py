@@ -173,6 +173,13 @@ def latency_sql(step: float, where: str, src: str = TABLE) -> str:
             + f" FROM {src} WHERE {where} GROUP BY 1, 2, 3")
 
 
+def chart_step(step: float) -> float:
+    """A latency chart's step across all users: whole minutes, past a quarter of an hour whole
+    hours (read from the hourly rows)."""
+    unit = HOUR if step > 900 else STEP
+    return max(unit, math.ceil(step / unit) * unit)
+
+
 def window_start(now: float, window: float) -> float:
     return math.floor((now - window) / STEP) * STEP
 

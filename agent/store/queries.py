@@ -191,9 +191,7 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
     step = check_step(step, window) or default_step(window, 60)
     if user:
         return latency_raw(store, window, step, user, op, now)
-    # whole minutes; past a quarter of an hour whole hours, read from the hourly rows
-    unit = ophist.HOUR if step > 900 else ophist.STEP
-    step = max(unit, math.ceil(step / unit) * unit)
+    step = ophist.chart_step(step)
     start = ophist.window_start(now, window)
     key = ("latency", window, step)
     held = None if op else windows  # one operation's chart is not held

@@ -45,19 +45,13 @@ def _answers(store: Store, now: float, windows: OpsWindows | None) -> dict[str, 
     return out
 
 
-def _bucket(step: float) -> float:
-    """rag.latency's step across all users: whole minutes, past 15 minutes whole hours."""
-    unit = ophist.HOUR if step > 900 else ophist.STEP
-    return max(unit, math.ceil(step / unit) * unit)
-
-
 def _held(windows: OpsWindows, store: Store, now: float) -> int:
     """How many of the answers come from memory (their render is called under the lock)."""
     hits = 0
     for w in WINDOWS:
         start = ophist.window_start(now, w)
         hits += windows.read(("summary", w), start, lambda g: g) is not None
-        for step in {_bucket(queries.default_step(w, 60)), _bucket(3600.0)}:
+        for step in {ophist.chart_step(queries.default_step(w, 60)), ophist.chart_step(3600)}:
             hits += windows.read(("latency", w, step), start, lambda g: g) is not None
     return hits
 
@@ -154,3 +148,4 @@ def test_held_windows_are_bounded(entries: int) -> None:
     held = sum(w.read(("summary", float(i)), 0.0, lambda g: g) is not None
                for i in range(entries))
     assert held == 8
+
