@@ -5,7 +5,8 @@ rag.summary and rag.latency across all users answer from the per-minute histogra
 over the histograms' 58 columns), and the console repeats it on every poll of the LightRAG
 pane. Here the answer's sums are held per window once computed, and every ingest batch adds its
 histogram rows to them, so a poll reads memory until the window's first minute moves on (once
-a minute), a retention pass cuts into the window, or the entry is pushed out by newer ones.
+a minute), a retention pass cuts into the window, the entry is pushed out by newer ones, or nobody
+read it for two minutes (then batches stop collecting rows for it).
 
 What may be added is exactly what the store's query would count: the sums are additive and the
 extremes are minima and maxima, so folding a batch's rows (those from the window's first
@@ -21,6 +22,7 @@ meanwhile (:meth:`keep`): its query then saw exactly the data the held sums desc
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from lightkeeper.catalog import LATENCY_BUCKETS
 
 _N = len(LATENCY_BUCKETS)
 MAX_ENTRIES = 8  # windows held (the console asks for one window at a time per pane)
+IDLE_S = 120.0  # a window nobody read for this long is let go (a console polls every 2 s)
 
 # A summary group: [n, errors, sum_s, min_s, max_s, llm_s, embed_s, first, last, queued,
 # qw_sum, qw_min, qw_max, d (list), w (list)], the columns of ophist.sums_sql after its group.
@@ -75,12 +78,14 @@ class _Entry:
     start: float  # the window's first minute
     step: float | None  # latency: the bucket width; None for a summary
     groups: dict[tuple[Any, ...], list[Any]]
+    read_at: float  # the clock's time of its last read
 
 
 class OpsWindows:
     """Window sums held for the agent's calls; see the module's text for the protocol."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._gen = 0
         self._writing = 0
@@ -100,7 +105,7 @@ class OpsWindows:
         with self._lock:
             if ticket is None or ticket != self._gen or self._writing:
                 return
-            self._entries[key] = _Entry(start, step, groups)
+            self._entries[key] = _Entry(start, step, groups, self._clock())
             self._entries.move_to_end(key)
             while len(self._entries) > MAX_ENTRIES:
                 self._entries.popitem(last=False)
@@ -117,6 +122,7 @@ class OpsWindows:
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
+            entry.read_at = self._clock()
             return render(entry.groups)
 
     # -- writers ----------------------------------------------------------------------------
@@ -144,6 +150,10 @@ class OpsWindows:
         with self._lock:
             self._writing -= 1
             self._gen += 1
+            # windows no console reads any more: let go, so batches stop collecting rows
+            idle = self._clock() - IDLE_S
+            for key in [k for k, e in self._entries.items() if e.read_at < idle]:
+                del self._entries[key]
             for entry in self._entries.values():
                 for r in rows:
                     ts = r[0]

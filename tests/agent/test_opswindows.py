@@ -15,7 +15,7 @@ import pytest
 from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.store import ophist, queries
 from lightkeeper.agent.store.db import Store
-from lightkeeper.agent.store.opswindows import OpsWindows
+from lightkeeper.agent.store.opswindows import IDLE_S, OpsWindows
 from lightkeeper.agent.store.rollup import Retention, apply_retention
 from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
 from tests.agent.test_ophist import mixed_records
@@ -149,3 +149,21 @@ def test_held_windows_are_bounded(entries: int) -> None:
                for i in range(entries))
     assert held == 8
 
+
+def test_windows_nobody_reads_are_let_go_at_the_next_batch() -> None:
+    """After a console closes, ingest stops collecting rows for its windows."""
+    now = [0.0]
+    w = OpsWindows(clock=lambda: now[0])
+    w.keep(("summary", 60.0), w.ticket(), 0.0, None, {})
+    w.keep(("summary", 3600.0), w.ticket(), 0.0, None, {})
+    now[0] = IDLE_S - 1
+    assert w.read(("summary", 60.0), 0.0, lambda g: g) is not None  # still read
+    now[0] = IDLE_S + 1
+    w.begin()
+    w.add([])
+    assert w.read(("summary", 3600.0), 0.0, lambda g: g) is None  # not read for too long
+    assert w.read(("summary", 60.0), 0.0, lambda g: g) is not None
+    now[0] = 3 * IDLE_S
+    w.begin()
+    w.add([])
+    assert not w.wanted()
