@@ -508,31 +508,23 @@ class SpoolIngester:
             if rows:
                 self._stage_slow(raw_con, rows, quarantine_line)
             windows = self.store.ops_windows  # the idle calls' windows held in memory
-            windows.begin()
-            held: list[Any] = []
-            try:
-                with self.store.transaction() as con:
-                    n = con.execute("SELECT count(*) FROM _batch").fetchall()[0][0]
-                    if n:
-                        con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
-                        con.execute(ophist.INSERT_BATCH)  # the idle calls' histograms
-                        if windows.wanted():
-                            held = con.execute(ophist.BATCH_ROWS).fetchall()
-                        hour_mark = ophist.hour_mark(con)
-                        if hour_mark is not None:  # a backlog for hours already rolled up
-                            con.execute(ophist.INSERT_BATCH_LATE, [hour_mark])
-                        con.execute(slowops.INSERT_BATCH)  # and slowest operations
-                        aggregates = batch_aggregates(con)
-                    if bad:
-                        con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)",
-                                        bad)
-                    new_offset = offset + consumed
-                    con.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?, ?, ?)",
-                                [name, inode, new_offset, now])
-            except BaseException:
-                windows.abort()
-                raise
-            windows.add(held)
+            with windows.writing() as written, self.store.transaction() as con:
+                n = con.execute("SELECT count(*) FROM _batch").fetchall()[0][0]
+                if n:
+                    con.execute(f"INSERT INTO rag_ops ({TARGET}) SELECT * FROM _batch")
+                    con.execute(ophist.INSERT_BATCH)  # the idle calls' histograms
+                    if windows.wanted():
+                        written.rows = con.execute(ophist.BATCH_ROWS).fetchall()
+                    hour_mark = ophist.hour_mark(con)
+                    if hour_mark is not None:  # a backlog for hours already rolled up
+                        con.execute(ophist.INSERT_BATCH_LATE, [hour_mark])
+                    con.execute(slowops.INSERT_BATCH)  # and slowest operations
+                    aggregates = batch_aggregates(con)
+                if bad:
+                    con.executemany("INSERT INTO spool_quarantine VALUES (?, ?, ?, ?, ?)", bad)
+                new_offset = offset + consumed
+                con.execute("INSERT OR REPLACE INTO spool_offsets VALUES (?, ?, ?, ?)",
+                            [name, inode, new_offset, now])
             raw_con.execute("DROP TABLE IF EXISTS _raw")
             raw_con.execute("DROP TABLE IF EXISTS _batch")
         if aggregates and self.on_rows is not None:

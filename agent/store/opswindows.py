@@ -14,7 +14,8 @@ minute on) into a window's sums gives the sums of the store's rows. Compaction m
 rolls hours up without changing any sum, so it changes nothing here.
 
 Consistency with the store: a writer announces its transaction (:meth:`OpsWindows.begin`)
-before committing and folds (:meth:`add`) or cuts (:meth:`cut`) after. A reader notes the
+before committing and folds (:meth:`add`) or cuts (:meth:`cut`) after; ingest and retention
+do both through :meth:`OpsWindows.writing`. A reader notes the
 generation before its query and keeps its answer only if no writer began or finished
 meanwhile (:meth:`keep`): its query then saw exactly the data the held sums describe.
 """
@@ -24,8 +25,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightkeeper.catalog import LATENCY_BUCKETS
@@ -81,6 +83,14 @@ class _Entry:
     read_at: float  # the clock's time of its last read
 
 
+@dataclass
+class Write:
+    """What a write of the histogram tables tells the windows once it committed."""
+
+    rows: list[Any] = field(default_factory=list)  # the batch's histogram rows, to fold
+    cut_before: float | None = None  # rows older than this were deleted
+
+
 class OpsWindows:
     """Window sums held for the agent's calls; see the module's text for the protocol."""
 
@@ -129,6 +139,23 @@ class OpsWindows:
     def wanted(self) -> bool:
         """Whether any window is held (a writer need not collect rows otherwise)."""
         return bool(self._entries)
+
+    @contextmanager
+    def writing(self) -> Iterator[Write]:
+        """Around a write of the histogram tables: :meth:`begin` before, then :meth:`add` or
+        :meth:`cut` with what the body put in the :class:`Write`, or :meth:`abort` if it
+        raised."""
+        self.begin()
+        done = Write()
+        try:
+            yield done
+        except BaseException:
+            self.abort()
+            raise
+        if done.cut_before is not None:
+            self.cut(done.cut_before)
+        else:
+            self.add(done.rows)
 
     def begin(self) -> None:
         """Before a write of the histogram tables commits."""

@@ -114,17 +114,13 @@ def apply_retention(store: Store, retention: Retention, now: float | None = None
     else:
         limits["samples"] = -math.inf
     deleted = {}
-    store.ops_windows.begin()  # the histograms' windows held in memory: see opswindows
-    try:
+    with store.ops_windows.writing() as written:  # the windows held in memory: opswindows
         for table, limit in limits.items():
             if limit == -math.inf:
                 continue
             rows = store.execute(f"DELETE FROM {table} WHERE ts < ?", [limit])
             deleted[table] = int(rows[0][0]) if rows else 0
-    except BaseException:
-        store.ops_windows.abort()
-        raise
-    store.ops_windows.cut(limits["rag_ops_1m"])
+        written.cut_before = limits["rag_ops_1m"]
     # History tables: every one has a retention, so the file stays bounded with uptime.
     # Running jobs and firing alerts are never deleted, whatever their age.
     history = {
