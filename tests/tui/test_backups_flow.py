@@ -12,14 +12,8 @@ from textual.widgets import DataTable
 from lightkeeper.backup.gate import exclusive_gate
 from lightkeeper.tui.dialogs import ConfirmDialog
 from lightkeeper.tui.restore_wizard import RestoreWizard
-from tests.tui.conftest import (
-    async_test,
-    make_app,
-    notifications,
-    text_of,
-    wait_for_screen,
-    wait_until,
-)
+from tests.tui import conftest as tui
+from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 from tests.zones.repo_helper import write_user_files
 
 pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
@@ -63,7 +57,7 @@ async def test_backup_progress_until_it_finishes(agent, lk_env):
                          "the snapshot marked verified")
         # prune shows its plan before asking: what is forgotten, what is freed
         await pilot.press("p")
-        await wait_for_screen(pilot, app, ConfirmDialog, "the plan")
+        await tui.wait_for_screen(pilot, app, ConfirmDialog, "the plan")
         plan = text_of(app.screen.query_one(".dialog-body Static"))
         assert "keeps 1 snapshot, all there are" in plan and "Frees about" in plan, plan
         await pilot.press("escape")
@@ -109,7 +103,7 @@ async def test_restore_one_user_to_a_new_path_through_the_wizard(agent, lk_env, 
         table = app.query_one("#snap-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 1, "the snapshot")
         await pilot.press("r")
-        await wait_for_screen(pilot, app, RestoreWizard, "the wizard")
+        await tui.wait_for_screen(pilot, app, RestoreWizard, "the wizard")
         wizard = app.screen
         summary = wizard.query_one("#wiz-summary")
         await pilot.press("enter")  # 1. the (selected) snapshot
@@ -130,7 +124,7 @@ async def test_restore_one_user_to_a_new_path_through_the_wizard(agent, lk_env, 
                                             for m in notifications(app)), "where they went")
         # esc closes the wizard from any step, not one page at a time
         await pilot.press("r")
-        await wait_for_screen(pilot, app, RestoreWizard, "the wizard")
+        await tui.wait_for_screen(pilot, app, RestoreWizard, "the wizard")
         await pilot.press("enter", "down", "enter")
         await pilot.press("escape")
         assert not isinstance(app.screen, RestoreWizard)

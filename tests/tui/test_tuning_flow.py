@@ -7,14 +7,8 @@ from __future__ import annotations
 from textual.widgets import DataTable, Input
 
 from lightkeeper.tui.dialogs import NoteDialog
-from tests.tui.conftest import (
-    async_test,
-    make_app,
-    notifications,
-    text_of,
-    wait_for_screen,
-    wait_until,
-)
+from tests.tui import conftest as tui
+from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 
 
 async def _type_into_first_field(pilot, app, text: str) -> Input:
@@ -55,7 +49,7 @@ async def test_edit_validate_apply_diff_compare_revert(agent):
 
         # apply with a note
         await pilot.press("escape", "a")
-        await wait_for_screen(pilot, app, NoteDialog, "the note dialog")
+        await tui.wait_for_screen(pilot, app, NoteDialog, "the note dialog")
         await pilot.press("enter")  # an empty note is refused
         assert isinstance(app.screen, NoteDialog)
         await pilot.press(*"smaller chunks for short docs", "enter")
@@ -82,7 +76,7 @@ async def test_edit_validate_apply_diff_compare_revert(agent):
 
         # revert v1: confirm with a note
         await pilot.press("down", "r")
-        await wait_for_screen(pilot, app, NoteDialog, "revert dialog")
+        await tui.wait_for_screen(pilot, app, NoteDialog, "revert dialog")
         await pilot.press(*"back to defaults", "enter")
         await wait_until(pilot, lambda: client.call("tuning.show")["version"] == 3, "version 3")
         v3 = client.call("tuning.history")["versions"][0]

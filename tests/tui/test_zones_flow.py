@@ -11,14 +11,8 @@ import pytest
 from textual.widgets import DataTable
 
 from lightkeeper.tui.dialogs import ConfirmDialog
-from tests.tui.conftest import (
-    async_test,
-    make_app,
-    notifications,
-    text_of,
-    wait_for_screen,
-    wait_until,
-)
+from tests.tui import conftest as tui
+from tests.tui.conftest import async_test, make_app, notifications, text_of, wait_until
 from tests.zones.repo_helper import write_user_files
 from tests.zones.sshd import SFTP_SERVER, SSHD, Sshd, keygen
 
@@ -65,7 +59,7 @@ async def test_trust_host_key_after_confirming_then_sync(start_agent, zone_serve
         table = app.query_one("#zones-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 1, "zone a in the list")
         await pilot.press("k")
-        await wait_for_screen(pilot, app, ConfirmDialog, "trust dialog")
+        await tui.wait_for_screen(pilot, app, ConfirmDialog, "trust dialog")
         dialog = app.screen
         shown = "".join(text_of(s, 300) for s in dialog.query("Static"))
         assert fp in shown and "ssh-ed25519" in shown
