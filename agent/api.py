@@ -79,8 +79,10 @@ def build_app(agent: AgentView) -> Router:
             raise CallError("series needs ?metric=")
         window = queries.parse_window(q.get("window", "1h"))
         step = float_param(dict(q), "step", None, 1, queries.MAX_STEP)
-        return _json(await run(queries.series, agent.store, q["metric"], q.get("label"), window,
-                               step, agent.retention, None, q.get("agg", "avg")))
+        store = agent.store
+        held = store.series_windows if store is not None else None
+        return _json(await run(queries.series, store, q["metric"], q.get("label"), window,
+                               step, agent.retention, None, q.get("agg", "avg"), held))
 
     async def events(request: Request) -> Response:
         q = request.query

@@ -144,7 +144,8 @@ def metrics_series(services: Services, params: SeriesRequest) -> SeriesResponse:
     try:
         return queries.series(services.store, params["metric"], params.get("label"),
                               _window(params), params.get("step"), _retention(services),
-                              agg=params.get("agg", "avg"))
+                              agg=params.get("agg", "avg"),
+                              windows=services.store.series_windows)
     except ValueError as exc:
         raise CallError(str(exc)) from None
 

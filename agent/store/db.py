@@ -27,6 +27,7 @@ import duckdb
 
 from lightkeeper.agent.store.opswindows import OpsWindows
 from lightkeeper.agent.store.schema import LATEST, MIGRATIONS
+from lightkeeper.agent.store.serieswindows import SeriesWindows
 from lightkeeper.logs import get_logger, redact
 
 log = get_logger("store")
@@ -128,6 +129,8 @@ class Store:
         self.last_write_error: str | None = None
         # the LightRAG latency windows the agent's calls hold (their writers: ingest, retention)
         self.ops_windows = OpsWindows()
+        # the chart series the agent's calls hold (their writers: flush, rollup, retention)
+        self.series_windows = SeriesWindows()
         if not read_only:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -248,11 +251,12 @@ class Store:
         try:
             # one statement per batch: the columns travel as four lists (no row-at-a-time
             # INSERT, and no pyarrow, which would cost the agent ~90 MB with pandas)
-            with self.lock:
+            with self.series_windows.writing() as written, self.lock:
                 self.con.execute(
                     "INSERT INTO samples SELECT unnest($1::DOUBLE[]), unnest($2::VARCHAR[]), "
                     "unnest($3::VARCHAR[]), unnest($4::DOUBLE[])",
                     [list(ts), list(metric), list(label), list(value)])
+                written.rows = batch  # folded into the chart series held in memory
         except Exception as exc:  # noqa: BLE001  any write failure keeps the batch for the next attempt
             # Keep the batch for the next attempt (for example after disk space is freed).
             with self._buffer_lock:

@@ -15,6 +15,7 @@ from lightkeeper.agent.store import ophist, opswindows, slowops
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.opswindows import OpsWindows
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
+from lightkeeper.agent.store.serieswindows import MAX_HELD, SeriesSpec, SeriesWindows, value_of
 from lightkeeper.contracts.agent import (
     CompareRow,
     CompareRows,
@@ -88,11 +89,13 @@ def choose_resolution(window: float, step: float, retention: Retention) -> str:
 
 def series(store: Store, metric: str, label: str | None = None, window: float = 3600,
            step: float | str | None = None, retention: Retention | None = None,
-           now: float | None = None, agg: str = "avg") -> SeriesResponse:
+           now: float | None = None, agg: str = "avg",
+           windows: SeriesWindows | None = None) -> SeriesResponse:
     """Return ``{"metric", "step", "resolution", "series": {label: [[ts, value], ...]}}``.
 
     ``label`` filters exactly, or with a trailing ``*`` as a prefix. ``agg`` is avg, min,
-    max or last within each bucket.
+    max or last within each bucket. With ``windows`` (the agent's), a window asked for before
+    is answered from memory (:mod:`serieswindows`).
     """
     if agg not in ("avg", "min", "max", "last"):
         raise ValueError(f"invalid agg {agg!r}: use avg, min, max or last")
@@ -103,40 +106,50 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
     table = choose_resolution(window, step, retention)
     if table == "samples_1m" and is_slow(metric):
         table = "samples" if window <= retention.raw_hours * 3600 else "samples_1h"
+
+    def answer(groups: dict[tuple[Any, ...], list[Any]]) -> SeriesResponse:
+        out: dict[str, list[list[float | None]]] = {}
+        for (lab, b), acc in sorted(groups.items()):
+            out.setdefault(lab, []).append([float(b), value_of(acc, agg)])
+        return {"metric": metric, "step": step, "window": window, "resolution": table,
+                "start": start, "end": now, "series": out}
+
+    key = (metric, label, window, step, table)
+    if windows is not None:
+        held = windows.read(key, start, answer)
+        if held is not None:
+            return held
+    ticket = windows.ticket() if windows is not None else None
     where = "metric = ? AND ts >= ?"
     params: list[Any] = [metric, start]
     if label is not None:
         if label.endswith("*"):
-            where += " AND label LIKE ?"
-            params.append(label[:-1].replace("%", r"\%") + "%")
+            where += " AND starts_with(label, ?)"
+            params.append(label[:-1])
         else:
             where += " AND label = ?"
             params.append(label)
-    parts = []
-    all_params: list[Any] = []
-    raw_value = {"avg": "value", "min": "value", "max": "value", "last": "value"}[agg]
+    # every bucket's additive state (serieswindows: the same answers every agg)
+    cols = "ts, label, value AS va, value AS vlo, value AS vhi, value AS vlast, 1 AS n"
     if table == "samples":
-        parts.append(f"SELECT ts, label, {raw_value} AS v, 1 AS n FROM samples WHERE {where}")
-        all_params += params
+        inner = f"SELECT {cols} FROM samples WHERE {where}"
+        all_params = params
     else:
+        # buckets before the rollup's watermark from the rollup table, the part not rolled
+        # up yet from raw samples
         mark = _watermark(store, table) or start
-        col = {"avg": "avg", "min": "min", "max": "max", "last": "last"}[agg]
-        parts.append(f"SELECT ts, label, {col} AS v, n FROM {table} WHERE {where} AND ts < ?")
-        all_params += params + [mark]
-        # the part not rolled up yet comes from raw samples
-        parts.append(f"SELECT ts, label, value AS v, 1 AS n FROM samples WHERE {where} AND ts >= ?")
-        all_params += params + [mark]
-    inner = " UNION ALL ".join(parts)
-    outer_agg = {"avg": "sum(v * n) / sum(n)", "min": "min(v)", "max": "max(v)",
-                 "last": "arg_max(v, ts)"}[agg]
-    sql = (f"SELECT floor(ts / {step}) * {step} AS b, label, {outer_agg} FROM ({inner}) "
-           "GROUP BY b, label ORDER BY label, b")
-    rows = store.read(sql, all_params)
-    out: dict[str, list[list[float | None]]] = {}
-    for b, lab, v in rows:
-        out.setdefault(lab, []).append([float(b), None if v is None else float(v)])
-    return {"metric": metric, "step": step, "window": window, "resolution": table,
-            "start": start, "end": now, "series": out}
+        inner = (f"SELECT ts, label, avg AS va, min AS vlo, max AS vhi, last AS vlast, n "
+                 f"FROM {table} WHERE {where} "
+                 f"AND ts < ? UNION ALL SELECT {cols} FROM samples WHERE {where} AND ts >= ?")
+        all_params = [*params, mark, *params, mark]
+    sql = (f"SELECT label, floor(ts / {step}) * {step} AS b, sum(va * n), sum(n), min(vlo), "
+           "max(vhi), arg_max(vlast, ts), max(ts) FILTER (WHERE vlast IS NOT NULL) "
+           f"FROM ({inner}) GROUP BY b, label")
+    groups = {(lab, b): [s, int(n), lo, hi, last, last_ts]
+              for lab, b, s, n, lo, hi, last, last_ts in store.read(sql, all_params)}
+    if windows is not None and len(groups) <= MAX_HELD:
+        windows.keep(key, ticket, start, step, groups, SeriesSpec(metric, label, table))
+    return answer(groups)
 
 
 def latest(store: Store, metrics: list[str] | None = None, max_age: float = 600,

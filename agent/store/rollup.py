@@ -48,7 +48,8 @@ class Retention:
 
 
 def _watermark(store: Store, name: str) -> float | None:
-    rows = store.execute("SELECT value FROM meta WHERE key = ?", [f"rollup:{name}"])
+    # a read cursor: the chart queries that ask for it never wait behind a writer
+    rows = store.read("SELECT value FROM meta WHERE key = ?", [f"rollup:{name}"])
     return float(rows[0][0]) if rows else None
 
 
@@ -84,7 +85,9 @@ def rollup(store: Store, now: float | None = None) -> dict[str, int]:
                       f"FROM samples WHERE ts >= ? AND ts < ? AND ({_SLOW_SQL}) "
                       "GROUP BY b, metric, label")
             params = [start, end, start, end]
-        with store.transaction() as con:
+        # no held series changes (a rollup keeps every bucket's sums), but a query that
+        # overlaps this transaction is not held: serieswindows
+        with store.series_windows.writing(), store.transaction() as con:
             con.execute(f"DELETE FROM {table} WHERE ts >= ? AND ts < ?", [start, end])
             con.execute(f"INSERT INTO {table} (ts, metric, label, avg, min, max, last, n) "
                         + select, params)
@@ -114,13 +117,16 @@ def apply_retention(store: Store, retention: Retention, now: float | None = None
     else:
         limits["samples"] = -math.inf
     deleted = {}
-    with store.ops_windows.writing() as written:  # the windows held in memory: opswindows
+    # the windows held in memory (opswindows, serieswindows) learn what was cut
+    with store.ops_windows.writing() as written, store.series_windows.writing() as cut:
         for table, limit in limits.items():
             if limit == -math.inf:
                 continue
             rows = store.execute(f"DELETE FROM {table} WHERE ts < ?", [limit])
             deleted[table] = int(rows[0][0]) if rows else 0
-        written.cut_before = limits["rag_ops_1m"]
+        written.cut = limits["rag_ops_1m"]
+        cut.cut = {t: limit for t, limit in limits.items() if t.startswith("samples")
+                   and limit != -math.inf}
     # History tables: every one has a retention, so the file stays bounded with uptime.
     # Running jobs and firing alerts are never deleted, whatever their age.
     history = {

@@ -224,6 +224,8 @@ def test_series_label_filters(tmp_path: Path) -> None:
     assert set(queries.series(s, "disk_free_ratio", "/srv*", 300, now=NOW)["series"]) == {
         "/srv", "/srv/data"}
     assert set(queries.series(s, "disk_free_ratio", "/", 300, now=NOW)["series"]) == {"/"}
+    # a prefix is a prefix: no LIKE wildcards in it (a user id's "_" matched any character)
+    assert not queries.series(s, "disk_free_ratio", "/s_v*", 300, now=NOW)["series"]
     with pytest.raises(ValueError):
         queries.parse_window("soon")
 
