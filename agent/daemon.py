@@ -524,6 +524,8 @@ class Agent:
         written["rag_ops_1m merged"] = ophist.compact(self.store)
         written["rag_ops_slow trimmed"] = slowops.trim(self.store)
         deleted = apply_retention(self.store, self.retention)
+        if deleted.get("jobs"):
+            self.jobs.forget_records()  # the records the job list holds
         size = self.store.size_bytes()
         budget = self.cfg["store.size_budget_mb"] * 1024 * 1024
         now = time.time()

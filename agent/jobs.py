@@ -28,6 +28,9 @@ ACTIVE = ("queued", "running")
 MAX_LOGS = 500
 # Finished jobs kept in memory (for their logs); older ones are read from the store.
 RECENT_FINISHED = 20
+# The newest job records, held for list calls (the console's panes ask for 20 on every poll):
+# a list answers from memory, never from the store, once they are loaded.
+HELD_RECORDS = 100
 # Progress wakes long-polling clients at most this often; state changes and logs at once.
 PROGRESS_NOTIFY_S = 0.2
 
@@ -117,6 +120,10 @@ class JobManager:
         self.recent: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.feed = ChangeFeed()
+        # the newest records of the jobs table, newest first (None: not loaded); every write
+        # moves the generation, so a load that overlapped one is not kept
+        self._records: list[dict[str, Any]] | None = None
+        self._records_gen = 0
 
     def _notify(self, job: Job, progress: bool = False) -> None:
         job.version = self.feed.notify()
@@ -126,6 +133,7 @@ class JobManager:
 
     def recover(self) -> None:
         """Jobs that were running when the agent died are marked interrupted."""
+        self.forget_records()
         store = self.services.store
         rows = store.execute("SELECT id, kind FROM jobs WHERE state IN ('queued', 'running')")
         for job_id, kind in rows:
@@ -164,6 +172,7 @@ class JobManager:
                             kind=kind, params=params)
         job.thread = threading.Thread(target=self._run, args=(job, fn), name=f"job-{job.id}",
                                       daemon=True)
+        self._record_written(job.id)
         job.thread.start()
         return job
 
@@ -174,6 +183,8 @@ class JobManager:
         job.state = "running"
         self.services.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",
                                     [job.started, job.id])
+        with self._lock:  # (its held record is refreshed when it ends; until then it is live)
+            self._records_gen += 1
         job.changed()
         # The final state is published last, after the history row and the audit event, so
         # a client that sees the job end also finds its record.
@@ -203,6 +214,7 @@ class JobManager:
                  json.dumps(job.progress_state.as_dict(), default=str), job.id])
         except Exception as exc:  # noqa: BLE001  the job's own outcome is already published; logged
             log.error("job.record_failed", job_id=job.id, error=str(exc))
+        self._record_written(job.id)
         level = "info" if state == "succeeded" else "warning" if state in (
             "cancelled", "partial", "problems") else "error"
         self.services.audit(f"job.{state}", level=level, actor=job.actor, component="jobs",
@@ -243,19 +255,58 @@ class JobManager:
         return _row_to_job(rows[0])
 
     def list_jobs(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
+        """The newest jobs, newest first: the running ones and the last finished as they are
+        in memory, the others as their records in the store say (held in memory for the
+        usual list, :data:`HELD_RECORDS`)."""
         with self._lock:
-            known = [*self.jobs.values(), *self.recent.values()]
-        live = {j.id: j.as_dict() for j in known}
-        sql = "SELECT * FROM jobs"
-        if active:
-            sql += " WHERE state IN ('queued', 'running')"
-        sql += " ORDER BY created DESC LIMIT ?"
+            live = {j.id: j for j in (*self.jobs.values(), *self.recent.values())}
+        if active or limit > HELD_RECORDS:
+            sql = "SELECT * FROM jobs"
+            if active:
+                sql += " WHERE state IN ('queued', 'running')"
+            sql += " ORDER BY created DESC LIMIT ?"
+            records = [_row_to_job(r) for r in self.services.store.read_dicts(sql, [limit])]
+        else:
+            records = self._newest(limit)
         out = []
-        for row in self.services.store.read_dicts(sql, [limit]):
-            doc = live.get(row["id"]) or _row_to_job(row)
-            doc = {k: v for k, v in doc.items() if k != "logs"}
-            out.append(doc)
+        for record in records:
+            job = live.get(record["id"])
+            doc = job.as_dict() if job is not None else _as_of_now(record)
+            out.append({k: v for k, v in doc.items() if k != "logs"})
         return out
+
+    def _newest(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            held = self._records
+            if held is not None:
+                return held[:limit]
+            gen = self._records_gen
+        rows = self.services.store.read_dicts(
+            "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", [HELD_RECORDS])
+        records = [_row_to_job(r) for r in rows]
+        with self._lock:
+            if gen == self._records_gen:  # no write overlapped the query
+                self._records = records
+        return records[:limit]
+
+    def _record_written(self, job_id: str) -> None:
+        """A job's record was inserted or finished: the held records take it as the store
+        has it now."""
+        rows = self.services.store.read_dicts("SELECT * FROM jobs WHERE id = ?", [job_id])
+        with self._lock:
+            self._records_gen += 1
+            if self._records is None:
+                return
+            records = [r for r in self._records if r["id"] != job_id]
+            records += [_row_to_job(r) for r in rows]
+            records.sort(key=lambda r: r["created"] or 0.0, reverse=True)
+            self._records = records[:HELD_RECORDS]
+
+    def forget_records(self) -> None:
+        """Records were deleted (retention): the next list loads them again."""
+        with self._lock:
+            self._records_gen += 1
+            self._records = None
 
     def held(self) -> int:
         """Jobs held in memory: the running ones and the last few finished (bounded)."""
@@ -289,6 +340,13 @@ def job_topics(job: Job, progress: bool = False) -> tuple[str, ...]:
     if job.kind == "replicate" or job.kind.startswith("zone"):
         topics.append("zones")
     return tuple(topics)
+
+
+def _as_of_now(record: dict[str, Any]) -> dict[str, Any]:
+    """A held record as a fresh read would give it (an unfinished job's duration grows)."""
+    if record.get("started") and not record.get("finished"):
+        return {**record, "duration_s": time.time() - record["started"]}
+    return record
 
 
 def _row_to_job(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,94 @@
+"""The job list answers from the newest job records held in memory (agent/jobs.py): through
+job starts and ends, jobs that left memory, an interrupted job and a retention pass, it lists
+what the store's own query gives."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lightkeeper import config as config_mod
+from lightkeeper.agent.jobs import HELD_RECORDS, RECENT_FINISHED, JobManager
+from lightkeeper.agent.services import AgentServices
+from lightkeeper.agent.store.db import Store
+from lightkeeper.agent.store.rollup import Retention, apply_retention
+
+FIELDS = ("id", "kind", "state", "params", "created", "started", "finished", "summary", "error",
+          "actor")
+
+
+def _work(ctx: Any, services: Any, params: dict[str, Any]) -> dict[str, Any]:
+    gate = params.get("gate")
+    if gate:
+        GATES[gate].wait(30)
+    if params.get("fail"):
+        raise RuntimeError("asked to fail")
+    return {"n": params["n"], "files": params["n"] * 3}
+
+
+GATES: dict[str, threading.Event] = {}
+
+
+def _store_view(store: Store, limit: int) -> list[dict[str, Any]]:
+    """What the store says, newest first, as the list shows a record."""
+    import json
+    out = []
+    for row in store.read_dicts("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", [limit]):
+        for key in ("params", "summary"):
+            if isinstance(row[key], str):
+                row[key] = json.loads(row[key])
+        out.append({k: row[k] for k in FIELDS})
+    return out
+
+
+def _listed(jm: JobManager, limit: int) -> list[dict[str, Any]]:
+    return [{k: doc[k] for k in FIELDS} for doc in jm.list_jobs(limit)]
+
+
+def _run(jm: JobManager, n: int, **params: Any) -> str:
+    job = jm.start("work", {"n": n, **params}, actor="test")
+    if job.thread is not None:
+        job.thread.join(30)
+    return job.id
+
+
+def test_job_list_answers_as_the_store_does_from_held_records(tmp_path: Path) -> None:
+    cfg = config_mod.load(env={"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state")},
+                          read_system=False)
+    store = Store(tmp_path / "m.duckdb")
+    jm = JobManager(AgentServices(cfg, store), {"work": _work})
+    for n in range(3):
+        _run(jm, n)
+    assert _listed(jm, 20) == _store_view(store, 20)  # loads the held records
+    assert jm._records is not None
+
+    # more jobs than memory keeps: the older ones are listed from their held records
+    for n in range(3, 3 + RECENT_FINISHED + 10):
+        _run(jm, n, fail=n % 7 == 0)
+        time.sleep(0.002)  # distinct creation times, as jobs started by people have
+    assert not any(jm.find(d["id"]) for d in _store_view(store, 50)[RECENT_FINISHED:])
+    assert _listed(jm, 20) == _store_view(store, 20)
+    assert _listed(jm, 50) == _store_view(store, 50)
+    assert len(jm.list_jobs(HELD_RECORDS + 5)) == 3 + RECENT_FINISHED + 10  # from the store
+
+    # a running job is listed live, then as its record once it ended
+    GATES["g"] = threading.Event()
+    job = jm.start("work", {"n": 99, "gate": "g"})
+    time.sleep(0.05)
+    first = jm.list_jobs(5)[0]
+    assert first["id"] == job.id and first["state"] == "running"
+    GATES["g"].set()
+    assert job.thread is not None
+    job.thread.join(30)
+    assert _listed(jm, 20) == _store_view(store, 20)
+
+    # retention deletes old records: the agent's maintenance tells the job list
+    cut = jm.list_jobs(50)[10]["created"]
+    deleted = apply_retention(store, Retention(jobs_days=(time.time() - cut) / 86400))
+    assert deleted["jobs"] > 0
+    jm.forget_records()
+    assert _listed(jm, 50) == _store_view(store, 50)
+    assert len(_listed(jm, 50)) <= 11
+    store.close()
