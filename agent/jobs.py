@@ -165,14 +165,18 @@ class JobManager:
             job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], kind=kind,
                       params=params, actor=actor, resource=resource, notify=self._notify)
             self.jobs[job.id] = job
+        record = {"id": job.id, "kind": kind, "state": job.state,
+                  "params": json.dumps(redact(params), default=str), "created": job.created,
+                  "started": None, "finished": None, "progress": None, "summary": None,
+                  "error": None, "actor": actor}
         self.services.store.execute(
-            "INSERT INTO jobs (id, kind, state, params, created, actor) VALUES (?, ?, ?, ?, ?, ?)",
-            [job.id, kind, job.state, json.dumps(redact(params), default=str), job.created, actor])
+            f"INSERT INTO jobs ({', '.join(record)}) VALUES ({', '.join('?' * len(record))})",
+            list(record.values()))
+        self._record_written(record)
         self.services.audit("job.started", actor=actor, component="jobs", job_id=job.id,
                             kind=kind, params=params)
         job.thread = threading.Thread(target=self._run, args=(job, fn), name=f"job-{job.id}",
                                       daemon=True)
-        self._record_written(job.id)
         job.thread.start()
         return job
 
@@ -183,8 +187,7 @@ class JobManager:
         job.state = "running"
         self.services.store.execute("UPDATE jobs SET state = 'running', started = ? WHERE id = ?",
                                     [job.started, job.id])
-        with self._lock:  # (its held record is refreshed when it ends; until then it is live)
-            self._records_gen += 1
+        self._record_written({"id": job.id, "state": "running", "started": job.started})
         job.changed()
         # The final state is published last, after the history row and the audit event, so
         # a client that sees the job end also finds its record.
@@ -206,15 +209,16 @@ class JobManager:
                       error=f"{type(exc).__name__}: {exc}",
                       trace=traceback.format_exc(limit=8))
         job.finished = time.time()
+        ended = {"state": state, "finished": job.finished,
+                 "summary": json.dumps(job.summary, default=str), "error": job.error,
+                 "progress": json.dumps(job.progress_state.as_dict(), default=str)}
         try:
             self.services.store.execute(
-                "UPDATE jobs SET state = ?, finished = ?, summary = ?, error = ?, progress = ? "
-                "WHERE id = ?",
-                [state, job.finished, json.dumps(job.summary, default=str), job.error,
-                 json.dumps(job.progress_state.as_dict(), default=str), job.id])
+                f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in ended)} WHERE id = ?",
+                [*ended.values(), job.id])
+            self._record_written({"id": job.id, **ended})
         except Exception as exc:  # noqa: BLE001  the job's own outcome is already published; logged
             log.error("job.record_failed", job_id=job.id, error=str(exc))
-        self._record_written(job.id)
         level = "info" if state == "succeeded" else "warning" if state in (
             "cancelled", "partial", "problems") else "error"
         self.services.audit(f"job.{state}", level=level, actor=job.actor, component="jobs",
@@ -256,8 +260,8 @@ class JobManager:
 
     def list_jobs(self, limit: int = 50, active: bool = False) -> list[dict[str, Any]]:
         """The newest jobs, newest first: the running ones and the last finished as they are
-        in memory, the others as their records in the store say (held in memory for the
-        usual list, :data:`HELD_RECORDS`)."""
+        in memory, the others as their records in the store say (for the usual list, from the
+        newest records held in memory: :data:`HELD_RECORDS`)."""
         with self._lock:
             live = {j.id: j for j in (*self.jobs.values(), *self.recent.values())}
         if active or limit > HELD_RECORDS:
@@ -265,42 +269,43 @@ class JobManager:
             if active:
                 sql += " WHERE state IN ('queued', 'running')"
             sql += " ORDER BY created DESC LIMIT ?"
-            records = [_row_to_job(r) for r in self.services.store.read_dicts(sql, [limit])]
+            rows = self.services.store.read_dicts(sql, [limit])
         else:
-            records = self._newest(limit)
+            rows = self._newest(limit)
         out = []
-        for record in records:
-            job = live.get(record["id"])
-            doc = job.as_dict() if job is not None else _as_of_now(record)
+        for row in rows:
+            job = live.get(row["id"])
+            doc = job.as_dict() if job is not None else _row_to_job(row)
             out.append({k: v for k, v in doc.items() if k != "logs"})
         return out
 
     def _newest(self, limit: int) -> list[dict[str, Any]]:
+        """The newest records as the store holds them (their columns as read)."""
         with self._lock:
-            held = self._records
-            if held is not None:
-                return held[:limit]
+            if self._records is not None:
+                return [dict(r) for r in self._records[:limit]]
             gen = self._records_gen
         rows = self.services.store.read_dicts(
             "SELECT * FROM jobs ORDER BY created DESC LIMIT ?", [HELD_RECORDS])
-        records = [_row_to_job(r) for r in rows]
         with self._lock:
             if gen == self._records_gen:  # no write overlapped the query
-                self._records = records
-        return records[:limit]
+                self._records = [dict(r) for r in rows]
+        return rows[:limit]
 
-    def _record_written(self, job_id: str) -> None:
-        """A job's record was inserted or finished: the held records take it as the store
-        has it now."""
-        rows = self.services.store.read_dicts("SELECT * FROM jobs WHERE id = ?", [job_id])
+    def _record_written(self, columns: dict[str, Any]) -> None:
+        """A statement wrote these columns of a job's record (all of them when it inserted
+        it): the held records take the values it wrote."""
         with self._lock:
             self._records_gen += 1
             if self._records is None:
                 return
-            records = [r for r in self._records if r["id"] != job_id]
-            records += [_row_to_job(r) for r in rows]
-            records.sort(key=lambda r: r["created"] or 0.0, reverse=True)
-            self._records = records[:HELD_RECORDS]
+            held = next((r for r in self._records if r["id"] == columns["id"]), None)
+            if held is not None:
+                held.update(columns)
+            elif "created" in columns:  # a new record (an update of one not held: older)
+                self._records.append(dict(columns))
+                self._records.sort(key=lambda r: r["created"] or 0.0, reverse=True)
+                del self._records[HELD_RECORDS:]
 
     def forget_records(self) -> None:
         """Records were deleted (retention): the next list loads them again."""
@@ -340,13 +345,6 @@ def job_topics(job: Job, progress: bool = False) -> tuple[str, ...]:
     if job.kind == "replicate" or job.kind.startswith("zone"):
         topics.append("zones")
     return tuple(topics)
-
-
-def _as_of_now(record: dict[str, Any]) -> dict[str, Any]:
-    """A held record as a fresh read would give it (an unfinished job's duration grows)."""
-    if record.get("started") and not record.get("finished"):
-        return {**record, "duration_s": time.time() - record["started"]}
-    return record
 
 
 def _row_to_job(row: dict[str, Any]) -> dict[str, Any]:

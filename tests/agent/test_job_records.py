@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from lightkeeper import config as config_mod
-from lightkeeper.agent.jobs import HELD_RECORDS, RECENT_FINISHED, JobManager
+from lightkeeper.agent.jobs import HELD_RECORDS, RECENT_FINISHED, JobManager, _row_to_job
 from lightkeeper.agent.services import AgentServices
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, apply_retention
-
-FIELDS = ("id", "kind", "state", "params", "created", "started", "finished", "summary", "error",
-          "actor")
 
 
 def _work(ctx: Any, services: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -31,20 +28,26 @@ def _work(ctx: Any, services: Any, params: dict[str, Any]) -> dict[str, Any]:
 GATES: dict[str, threading.Event] = {}
 
 
-def _store_view(store: Store, limit: int) -> list[dict[str, Any]]:
-    """What the store says, newest first, as the list shows a record."""
-    import json
+def _store_view(jm: JobManager, store: Store, limit: int) -> list[dict[str, Any]]:
+    """What a list made from the store's own query shows: a job still in memory as it is
+    there, every other one as its record (all its columns, as read)."""
     out = []
     for row in store.read_dicts("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", [limit]):
-        for key in ("params", "summary"):
-            if isinstance(row[key], str):
-                row[key] = json.loads(row[key])
-        out.append({k: row[k] for k in FIELDS})
+        job = jm.find(row["id"])
+        doc = job.as_dict() if job is not None else _row_to_job(row)
+        out.append(_comparable(jm, doc))
     return out
 
 
+def _comparable(jm: JobManager, doc: dict[str, Any]) -> dict[str, Any]:
+    """A listed job without what moves with the clock (a live job's progress and every
+    unfinished job's duration)."""
+    moving = {"logs", "duration_s"} | ({"progress"} if jm.find(doc["id"]) else set())
+    return {k: v for k, v in doc.items() if k not in moving}
+
+
 def _listed(jm: JobManager, limit: int) -> list[dict[str, Any]]:
-    return [{k: doc[k] for k in FIELDS} for doc in jm.list_jobs(limit)]
+    return [_comparable(jm, doc) for doc in jm.list_jobs(limit)]
 
 
 def _run(jm: JobManager, n: int, **params: Any) -> str:
@@ -61,16 +64,17 @@ def test_job_list_answers_as_the_store_does_from_held_records(tmp_path: Path) ->
     jm = JobManager(AgentServices(cfg, store), {"work": _work})
     for n in range(3):
         _run(jm, n)
-    assert _listed(jm, 20) == _store_view(store, 20)  # loads the held records
+    assert _listed(jm, 20) == _store_view(jm, store, 20)  # loads the held records
     assert jm._records is not None
 
     # more jobs than memory keeps: the older ones are listed from their held records
     for n in range(3, 3 + RECENT_FINISHED + 10):
         _run(jm, n, fail=n % 7 == 0)
         time.sleep(0.002)  # distinct creation times, as jobs started by people have
-    assert not any(jm.find(d["id"]) for d in _store_view(store, 50)[RECENT_FINISHED:])
-    assert _listed(jm, 20) == _store_view(store, 20)
-    assert _listed(jm, 50) == _store_view(store, 50)
+    assert not any(jm.find(d["id"]) for d in _store_view(jm, store, 50)[RECENT_FINISHED:])
+    assert any(d["summary"] and "files" in d["summary"] for d in _listed(jm, 50)[RECENT_FINISHED:])
+    assert _listed(jm, 20) == _store_view(jm, store, 20)
+    assert _listed(jm, 50) == _store_view(jm, store, 50)
     assert len(jm.list_jobs(HELD_RECORDS + 5)) == 3 + RECENT_FINISHED + 10  # from the store
 
     # a running job is listed live, then as its record once it ended
@@ -82,13 +86,13 @@ def test_job_list_answers_as_the_store_does_from_held_records(tmp_path: Path) ->
     GATES["g"].set()
     assert job.thread is not None
     job.thread.join(30)
-    assert _listed(jm, 20) == _store_view(store, 20)
+    assert _listed(jm, 20) == _store_view(jm, store, 20)
 
     # retention deletes old records: the agent's maintenance tells the job list
     cut = jm.list_jobs(50)[10]["created"]
     deleted = apply_retention(store, Retention(jobs_days=(time.time() - cut) / 86400))
     assert deleted["jobs"] > 0
     jm.forget_records()
-    assert _listed(jm, 50) == _store_view(store, 50)
+    assert _listed(jm, 50) == _store_view(jm, store, 50)
     assert len(_listed(jm, 50)) <= 11
     store.close()
