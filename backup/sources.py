@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
 import stat
-from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
+from typing import NamedTuple
 
 from lightkeeper.gate import GATE_FILES
 from lightkeeper.ids import InvalidUserId, validate_user_id
@@ -19,8 +19,10 @@ GRAPH_FILE = "graph_chunk_entity_relation.graphml"
 _TOP_KEY = re.compile(rb'\n  "')
 
 
-@dataclass(frozen=True)
-class FileStat:
+class FileStat(NamedTuple):
+    """One regular file as a scan found it (a tuple: a scan makes one per file, and a data
+    root holds tens of thousands)."""
+
     rel: str          # relative to the user directory, '/'-separated
     size: int
     mtime_ns: int
@@ -37,11 +39,14 @@ class FileStat:
         return (self.size, self.mtime_ns, self.ino, self.ctime_ns)
 
 
-_EXCLUDE_RE = re.compile("|".join(fnmatch.translate(p) for p in EXCLUDE))
+_EXCLUDE_NAMES = frozenset(GATE_FILES)
+_name = attrgetter("name")
 
 
 def excluded(name: str) -> bool:
-    return _EXCLUDE_RE.match(name) is not None
+    """Whether a file name matches ``EXCLUDE`` (temp files ``*.tmp.*``, the gate's files):
+    a substring and a set lookup, as it runs for every file of every scan."""
+    return ".tmp." in name or name in _EXCLUDE_NAMES
 
 
 def list_users(data_root: Path) -> tuple[list[str], list[str]]:
@@ -67,7 +72,7 @@ def scan(user_dir: Path) -> tuple[list[FileStat], list[str]]:
 
     def walk(d: str, prefix: str) -> None:
         with os.scandir(d) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_name)
         for e in entries:
             rel = prefix + e.name
             if excluded(e.name):

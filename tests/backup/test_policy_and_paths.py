@@ -86,3 +86,21 @@ def test_symlink_escape_in_target_is_refused(data_root: Path, repo: Repository,
     with pytest.raises(RestoreError, match="escapes"):
         restore(repo, s["snapshot_id"], RestoreOptions(target=target, overwrite=True))
     assert not list(outside.iterdir())
+
+
+def test_excluded_names_are_exactly_those_the_patterns_match() -> None:
+    """``sources.excluded`` (a substring and a set lookup, run for every scanned file) says
+    what the documented ``EXCLUDE`` patterns say, for names near and far from them."""
+    import fnmatch
+    import re
+
+    from lightkeeper.backup import sources
+    from lightkeeper.gate import GATE_FILES
+
+    patterns = re.compile("|".join(fnmatch.translate(p) for p in sources.EXCLUDE))
+    names = ["a.tmp.b", ".tmp.", "x.tmp", "tmp.x", "a.tmp.", ".tmp.z", "a\n.tmp.b", "a.TMP.b",
+             "kv_store_full_docs.json", "graph.graphml.tmp.123", "", *GATE_FILES,
+             *(f"x{g}" for g in GATE_FILES), *(f"{g}.1" for g in GATE_FILES)]
+    for name in names:
+        assert sources.excluded(name) == (patterns.match(name) is not None), name
+    assert sum(map(sources.excluded, names)) == 8
