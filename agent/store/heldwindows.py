@@ -51,6 +51,7 @@ class HeldWindows:
     """Window answers held for the agent's calls; see the module's text for the protocol."""
 
     max_entries = 8
+    max_groups: int | None = None  # all entries' groups together (None: only max_entries)
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -91,6 +92,10 @@ class HeldWindows:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+            if self.max_groups is not None:  # the least recently read go first
+                total = sum(len(e.groups) for e in self._entries.values())
+                while total > self.max_groups and self._entries:
+                    total -= len(self._entries.popitem(last=False)[1].groups)
 
     def read(self, key: tuple[Any, ...], start: float,
              render: Callable[[dict[tuple[Any, ...], list[Any]]], Any]) -> Any | None:

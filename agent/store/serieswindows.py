@@ -33,6 +33,8 @@ from typing import Any
 from lightkeeper.agent.store.heldwindows import Entry, HeldWindows
 
 MAX_HELD = 20_000  # an answer with more buckets (every user's series, say) is not held
+# All held series together: a bucket's state is about 200 bytes, so at most about 10 MB
+MAX_GROUPS = 50_000
 
 # A bucket's state, as the store's query returns it after (bucket, label):
 # [sum of value × n, sum of n, min, max, last value, time of the last value]
@@ -82,6 +84,7 @@ class SeriesWindows(HeldWindows):
     it wrote, ``(ts, metric, label, value)``; a retention pass's cut is ``{table: limit}``."""
 
     max_entries = 32  # the console's panes show up to about a dozen charts
+    max_groups = MAX_GROUPS
 
     def _fold(self, entries: list[Entry], rows: list[Any]) -> None:
         by_metric: dict[str, list[Entry]] = {}

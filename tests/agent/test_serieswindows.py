@@ -11,7 +11,7 @@ from typing import Any
 from lightkeeper.agent.store import queries
 from lightkeeper.agent.store.db import Store
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
-from lightkeeper.agent.store.serieswindows import MAX_HELD
+from lightkeeper.agent.store.serieswindows import MAX_GROUPS, MAX_HELD
 from tests.agent.test_opswindows import _close
 
 NOW = 1_790_000_000.0 - 1_000.0  # 16 min 40 s past an hour: the windows stand still
@@ -102,4 +102,21 @@ def test_a_query_overlapping_a_flush_is_answered_but_not_held(tmp_path: Path) ->
     _flush(store, many)
     queries.series(store, "userdir_bytes", None, 3600, step=1.0, now=NOW, windows=windows)
     assert not windows.wanted()
+    store.close()
+
+
+def test_held_series_stay_within_their_budget(tmp_path: Path) -> None:
+    """Series asked for are held up to MAX_GROUPS buckets in all: past it, the least recently
+    read are let go (a console asking for every user's chart cannot grow the agent)."""
+    store = Store(tmp_path / "m.duckdb")
+    per = MAX_HELD // 2  # labels per metric: each answer is one bucket per label
+    _flush(store, [(NOW - 30, f"m{k}", f"u{i}", 1.0) for k in range(8) for i in range(per)])
+    windows = store.series_windows
+    for k in range(8):
+        queries.series(store, f"m{k}", None, 3600, step=3600.0, now=NOW, windows=windows)
+    held = [k for k in range(8) if windows.read((f"m{k}", None, 3600, 3600.0, "samples_1h"),
+                                               queries.series(store, f"m{k}", None, 3600,
+                                                              step=3600.0, now=NOW)["start"],
+                                               len) is not None]
+    assert held == list(range(8 - MAX_GROUPS // per, 8))  # the newest that fit
     store.close()
