@@ -133,7 +133,6 @@ class JobManager:
 
     def recover(self) -> None:
         """Jobs that were running when the agent died are marked interrupted."""
-        self.forget_records()
         store = self.services.store
         rows = store.execute("SELECT id, kind FROM jobs WHERE state IN ('queued', 'running')")
         for job_id, kind in rows:
@@ -141,6 +140,7 @@ class JobManager:
                           "WHERE id = ?", [time.time(), "the agent stopped while it ran", job_id])
             self.services.audit("job.interrupted", level="warning", component="jobs",
                                 job_id=job_id, kind=kind)
+        self.forget_records()  # after the updates: a list loads the records as they now are
 
     def _resource(self, fn: JobFn, params: dict[str, Any]) -> str | None:
         res = getattr(fn, "resource", None)

@@ -96,3 +96,22 @@ def test_job_list_answers_as_the_store_does_from_held_records(tmp_path: Path) ->
     assert _listed(jm, 50) == _store_view(jm, store, 50)
     assert len(_listed(jm, 50)) <= 11
     store.close()
+
+
+def test_jobs_interrupted_by_a_stop_are_listed_as_the_store_now_has_them(tmp_path: Path) -> None:
+    cfg = config_mod.load(env={"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state")},
+                          read_system=False)
+    store = Store(tmp_path / "m.duckdb")
+    first = JobManager(AgentServices(cfg, store), {"work": _work})
+    _run(first, 1)
+    assert _listed(first, 5) == _store_view(first, store, 5)  # held by this manager
+    # the agent died while a job ran: its record says running
+    store.execute("INSERT INTO jobs (id, kind, state, params, created, started, actor) "
+                  "VALUES ('crashed', 'work', 'running', '{}', ?, ?, 'test')",
+                  [time.time(), time.time()])
+    again = JobManager(AgentServices(cfg, store), {"work": _work})  # the next start
+    again.recover()
+    listed = again.list_jobs(5)
+    assert listed[0]["id"] == "crashed" and listed[0]["state"] == "interrupted"
+    assert _listed(again, 5) == _store_view(again, store, 5)
+    store.close()
