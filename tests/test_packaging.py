@@ -64,3 +64,39 @@ def test_generic_names_do_not_import_from_the_venv(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", "import lightkeeper.backup.repository"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# LightRAG installs some packages with pip when a module of it is imported and they are missing
+# (pipmaster: `if not pm.is_installed("ollama"): pm.install("ollama")`). The modules of it that
+# lightkeeper's processes load, with the file storages and the default (ollama) or the OpenAI
+# binding, must find everything installed: an install at run time reaches the network, takes
+# seconds of CPU on every start (it failed on every `lightkeeper serve` of a fresh venv,
+# whose tests trust only a loopback CA), and puts unpinned code into the operator's venv.
+LIGHTRAG_MODULES_WE_LOAD = (
+    "lightrag/llm/ollama.py", "lightrag/llm/openai.py", "lightrag/llm/binding_options.py",
+    "lightrag/kg/json_kv_impl.py", "lightrag/kg/json_doc_status_impl.py",
+    "lightrag/kg/nano_vector_db_impl.py", "lightrag/kg/networkx_impl.py",
+    "lightrag/lightrag.py", "lightrag/operate.py", "lightrag/utils.py",
+)
+
+
+def test_lightrag_installs_nothing_at_run_time() -> None:
+    import importlib.metadata as md
+    import re
+
+    files = {str(f): f for f in md.files("lightrag-hku") or []}
+    sources = [files[name] for name in LIGHTRAG_MODULES_WE_LOAD]
+    sources += [f for name, f in files.items()
+                if name.startswith("lightrag/api/") and name.endswith(".py")]
+    wanted = set()
+    for f in sources:
+        text = Path(str(f.locate())).read_text(encoding="utf-8")
+        wanted.update(re.findall(r"""pm\.install\(\s*["']([A-Za-z0-9_.\-]+)""", text))
+    assert "ollama" in wanted  # the scan sees what it looks for
+    missing = []
+    for name in sorted(wanted):
+        try:
+            md.version(name)
+        except md.PackageNotFoundError:
+            missing.append(name)
+    assert not missing, f"LightRAG would pip-install {missing} at run time: declare them"
