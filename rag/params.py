@@ -66,6 +66,15 @@ class ParamSource:
             self._cache[user] = active_params(self.cfg, user)
         return self._cache[user]
 
+    def refresh(self) -> None:
+        """Read the active tuning file now, not when the watcher's next event arrives: a
+        server being built (at start, at ``serve --restart``) takes the version the operator
+        just set, even when the restart follows the change within the watcher's debounce."""
+        if self._watcher is not None:
+            self._watcher.reload()
+        else:
+            self._cache.clear()
+
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()

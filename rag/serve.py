@@ -168,6 +168,7 @@ class ServeRuntime:
 
     def _configure(self, rag: Any) -> None:
         """Apply the active tuning to a LightRAG instance being built (before __post_init__)."""
+        self.tuning.refresh()
         version, p = self.tuning.get(self.user)
         self.built_version = self.live_version = version
         self.built_params = dict(p)

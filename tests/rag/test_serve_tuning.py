@@ -133,3 +133,28 @@ def test_status_parsing_validates_each_field() -> None:
     assert serve_restart.needs(built, latest) == (["llm_model_max_async"], [])
     # built without an active tuning file: none of it was applied at construction
     assert serve_restart.needs(None, latest) == (["llm_model_max_async"], ["embedding_dim"])
+
+
+def test_a_server_being_built_takes_the_version_just_set(tmp_path: Path) -> None:
+    """`serve --restart` right after `tuning set`: the rebuilt server reads the active file at
+    build time, not the version its watcher last saw (the watcher's event comes after its
+    debounce, later on a loaded machine: the restarted server once kept the old version)."""
+    from lightkeeper import config as config_mod
+    from lightkeeper.rag.params import ParamSource
+    from lightkeeper.tuning.activefile import write_active
+    from lightkeeper.tuning.tuningset import TuningSet
+
+    active = tmp_path / "tuning" / "active.toml"
+    write_active(active, 3, TuningSet().with_changes({"top_k": 33}))
+    cfg = config_mod.load(env={"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
+                               "LIGHTKEEPER_PATHS__TUNING_FILE": str(active)},
+                          read_system=False)
+    source = ParamSource(cfg, watch=True)
+    try:
+        assert source.get()[0] == 3
+        write_active(active, 4, TuningSet().with_changes({"top_k": 44}))
+        source.refresh()  # what a server being built does first
+        version, params = source.get()
+        assert (version, params["top_k"]) == (4, 44)
+    finally:
+        source.close()
