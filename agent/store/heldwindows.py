@@ -52,6 +52,7 @@ class HeldWindows:
 
     max_entries = 8
     max_groups: int | None = None  # all entries' groups together (None: only max_entries)
+    max_entry_groups: int | None = None  # an answer with more groups is not held
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -85,6 +86,8 @@ class HeldWindows:
              groups: dict[tuple[Any, ...], list[Any]], spec: Any = None) -> None:
         """Hold a query's answer (its groups are the entry's from now on) if nothing was
         written since its ticket."""
+        if self.max_entry_groups is not None and len(groups) > self.max_entry_groups:
+            return
         with self._lock:
             if ticket is None or ticket != self._gen or self._writing:
                 return
@@ -113,6 +116,20 @@ class HeldWindows:
             self._entries.move_to_end(key)
             entry.read_at = self._clock()
             return render(entry.groups)
+
+    def answer(self, key: tuple[Any, ...], start: float, step: float | None,
+               compute: Callable[[], dict[tuple[Any, ...], list[Any]]],
+               render: Callable[[dict[tuple[Any, ...], list[Any]]], Any],
+               spec: Any = None) -> Any:
+        """``render`` of the window held for ``key``; else of ``compute()`` (the store's
+        query), which is then held if no write overlapped it."""
+        held = self.read(key, start, render)
+        if held is not None:
+            return held
+        ticket = self.ticket()
+        groups = compute()
+        self.keep(key, ticket, start, step, groups, spec)
+        return render(groups)
 
     def held(self) -> int:
         """How many windows are held."""
@@ -153,7 +170,6 @@ class HeldWindows:
 
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
         """After a write committed: fold the rows it added into every window they fall in."""
-        rows = list(rows)
         with self._lock:
             self._writing -= 1
             self._gen += 1
@@ -161,8 +177,10 @@ class HeldWindows:
             idle = self._clock() - IDLE_S
             for key in [k for k, e in self._entries.items() if e.read_at < idle]:
                 del self._entries[key]
-            if rows and self._entries:
-                self._fold(list(self._entries.values()), rows)
+            if self._entries:  # (a flush with nothing held copies nothing)
+                rows = list(rows)
+                if rows:
+                    self._fold(list(self._entries.values()), rows)
 
     def cut(self, cut: Any) -> None:
         """After rows were deleted: the windows the deletion reached into are dropped."""
@@ -171,3 +189,14 @@ class HeldWindows:
             self._gen += 1
             for key in [k for k, e in self._entries.items() if self._cut(e, cut)]:
                 del self._entries[key]
+
+
+def held_answer(windows: HeldWindows | None, key: tuple[Any, ...], start: float,
+                step: float | None, compute: Callable[[], dict[tuple[Any, ...], list[Any]]],
+                render: Callable[[dict[tuple[Any, ...], list[Any]]], Any],
+                spec: Any = None) -> Any:
+    """:meth:`HeldWindows.answer`, or ``render(compute())`` when nothing is held (no
+    ``windows``: a caller outside the agent, or a filtered query)."""
+    if windows is None:
+        return render(compute())
+    return windows.answer(key, start, step, compute, render, spec)

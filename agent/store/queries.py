@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from lightkeeper.agent.store import ophist, opswindows, slowops
 from lightkeeper.agent.store.db import Store
+from lightkeeper.agent.store.heldwindows import held_answer
 from lightkeeper.agent.store.opswindows import OpsWindows
 from lightkeeper.agent.store.rollup import Retention, _watermark, is_slow
-from lightkeeper.agent.store.serieswindows import MAX_HELD, SeriesSpec, SeriesWindows, value_of
+from lightkeeper.agent.store.serieswindows import SeriesSpec, SeriesWindows, value_of
 from lightkeeper.contracts.agent import (
     CompareRow,
     CompareRows,
@@ -114,12 +115,14 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
         return {"metric": metric, "step": step, "window": window, "resolution": table,
                 "start": start, "end": now, "series": out}
 
-    key = (metric, label, window, step, table)
-    if windows is not None:
-        held = windows.read(key, start, answer)
-        if held is not None:
-            return held
-    ticket = windows.ticket() if windows is not None else None
+    return held_answer(windows, (metric, label, window, step, table), start, step,
+                       lambda: _series_groups(store, metric, label, start, step, table),
+                       answer, SeriesSpec(metric, label, table))
+
+
+def _series_groups(store: Store, metric: str, label: str | None, start: float, step: float,
+                   table: str) -> dict[tuple[Any, ...], list[Any]]:
+    """Every bucket's state (:mod:`serieswindows`) by (label, bucket), from the store."""
     where = "metric = ? AND ts >= ?"
     params: list[Any] = [metric, start]
     if label is not None:
@@ -145,11 +148,8 @@ def series(store: Store, metric: str, label: str | None = None, window: float = 
     sql = (f"SELECT label, floor(ts / {step}) * {step} AS b, sum(va * n), sum(n), min(vlo), "
            "max(vhi), arg_max(vlast, ts), max(ts) FILTER (WHERE vlast IS NOT NULL) "
            f"FROM ({inner}) GROUP BY b, label")
-    groups = {(lab, b): [s, int(n), lo, hi, last, last_ts]
-              for lab, b, s, n, lo, hi, last, last_ts in store.read(sql, all_params)}
-    if windows is not None and len(groups) <= MAX_HELD:
-        windows.keep(key, ticket, start, step, groups, SeriesSpec(metric, label, table))
-    return answer(groups)
+    return {(lab, b): [s, int(n), lo, hi, last, last_ts]
+            for lab, b, s, n, lo, hi, last, last_ts in store.read(sql, all_params)}
 
 
 def latest(store: Store, metrics: list[str] | None = None, max_age: float = 600,
@@ -206,13 +206,15 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
         return latency_raw(store, window, step, user, op, now)
     step = ophist.chart_step(step)
     start = ophist.window_start(now, window)
-    key = ("latency", window, step)
-    held = None if op else windows  # one operation's chart is not held
-    if held is not None:
-        cached = held.read(key, start, lambda points: _latency_answer(points, step, window))
-        if cached is not None:
-            return cached
-    ticket = held.ticket() if held is not None else None
+    return held_answer(None if op else windows,  # one operation's chart is not held
+                       ("latency", window, step), start, step,
+                       lambda: _latency_points(store, start, step, op),
+                       lambda points: _latency_answer(points, step, window))
+
+
+def _latency_points(store: Store, start: float, step: float, op: str | None
+                    ) -> dict[tuple[Any, ...], list[Any]]:
+    """[n, errors, min, max, buckets] by (op, mode, bucket), from the histograms."""
     src, params = ophist.source(store, start, step >= ophist.HOUR)
     where = "TRUE"
     if op:
@@ -226,10 +228,7 @@ def latency(store: Store, window: float = 3600, step: float | str | None = None,
             points[(o, m, b)] = [n, errors, lo, hi, d]
         else:  # several rows of a recent minute, not compacted yet
             opswindows.fold_point(acc, n, errors, lo, hi, d)
-    answer = _latency_answer(points, step, window)
-    if held is not None:
-        held.keep(key, ticket, start, step, points)
-    return answer
+    return points
 
 
 def _latency_answer(points: dict[tuple[Any, ...], list[Any]], step: float,
@@ -276,14 +275,16 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     if user:
         return ops_summary_raw(store, window, user, tuning_version, run_id, now)
     start = ophist.window_start(now, window)
-    key = ("summary", window)
     # one tuning version's or bench run's summary is not held
     held = windows if tuning_version is None and not run_id else None
-    if held is not None:
-        cached = held.read(key, start, _summary_answer)
-        if cached is not None:
-            return cached
-    ticket = held.ticket() if held is not None else None
+    return held_answer(held, ("summary", window), start, None,
+                       lambda: _summary_groups(store, start, tuning_version, run_id),
+                       _summary_answer)
+
+
+def _summary_groups(store: Store, start: float, tuning_version: int | None,
+                    run_id: str | None) -> dict[tuple[Any, ...], list[Any]]:
+    """The histograms' sums by (op, mode) from ``start`` on, from the store."""
     src, params = ophist.source(store, start, True)
     where = "TRUE"
     if tuning_version is not None:
@@ -292,12 +293,8 @@ def ops_summary(store: Store, window: float = 3600, user: str | None = None,
     if run_id:
         where += " AND run_id = ?"
         params.append(run_id)
-    groups = {(op, mode): list(sums) for op, mode, *sums in
-              store.read(ophist.sums_sql("op, mode", where, src=src), params)}
-    answer = _summary_answer(groups)
-    if held is not None:
-        held.keep(key, ticket, start, None, groups)
-    return answer
+    return {(op, mode): list(sums) for op, mode, *sums in
+            store.read(ophist.sums_sql("op, mode", where, src=src), params)}
 
 
 def _summary_answer(groups: dict[tuple[Any, ...], list[Any]]) -> list[OpsSummaryRow]:

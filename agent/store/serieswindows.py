@@ -85,6 +85,7 @@ class SeriesWindows(HeldWindows):
 
     max_entries = 32  # the console's panes show up to about a dozen charts
     max_groups = MAX_GROUPS
+    max_entry_groups = MAX_HELD
 
     def _fold(self, entries: list[Entry], rows: list[Any]) -> None:
         by_metric: dict[str, list[Entry]] = {}
