@@ -120,6 +120,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
+        self.memory: dict[str, Any] = {}  # where the agent's memory is (status "memory")
         self.http_listen: str | None = None
         self.config_loaded = time.time()
         self._reload_lock = threading.Lock()
@@ -178,6 +179,7 @@ class Agent:
                 self.services.process_table = c.snapshot
         for c in self.collectors:
             self.collector_health[c.name] = CollectorHealth(c.name, c.interval)
+        self._measure_memory()
         self.services.audit("agent.started", component="agent", pid=os.getpid(),
                             version=__version__, state_dir=str(self.state_dir),
                             data_root=str(self.data_root))
@@ -540,6 +542,16 @@ class Agent:
         permissions.secure_state_dir(self.state_dir, self._private_files())  # a new WAL, logs
         self._check_user_dirs()
         memory.trim()  # what finished jobs and queries freed goes back to the system
+        self._measure_memory()
+
+    def _measure_memory(self) -> None:
+        """Record where the agent's memory is: for status, and as samples to chart and alert on."""
+        assert self.store is not None
+        now = time.time()
+        parts = memory.usage(store_buffers=self.store.memory_bytes())
+        self.memory = {"ts": now, **parts}
+        self.services.add_samples([(now, "lightkeeper_agent_memory_bytes", part, float(v))
+                                   for part, v in parts.items()])
 
     def _private_files(self) -> list[Path]:
         """The agent's files that may live outside the state dir: the store, its WAL, logs."""
@@ -803,6 +815,7 @@ class Agent:
             "ready": not self.readiness_problems(),
             "problems": self.readiness_problems(),
             "cpu": self._cpu_status(),
+            "memory": self.memory,
         }
 
     def _cpu_status(self) -> dict[str, Any]:

@@ -267,6 +267,9 @@ def main() -> int:
                               for c in st["collectors"]))
             print("  CPU by task over the window (the agent's own accounting, status 'cpu'): "
                   + cpu_by_task(before, st["cpu"], res["seconds"]))
+            mem = st.get("memory") or {}
+            print("  memory by part at the last maintenance pass (status 'memory'): "
+                  + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in mem.items() if k != "ts"))
             met = res["cpu_percent_one_core"] <= 0.5 and res["peak_rss_mb"] <= 80
             print("  goal (issue #13, under --churn 20): <= 0.5 % of one core, <= 80 MB RSS: "
                   + ("met" if met else "not met"))

@@ -577,9 +577,14 @@ def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
         "rows": stats["rows"], "table_bytes": stats["table_bytes"], "snapshots": snaps,
         "blocks": stats.get("blocks") or {},
         "jobs_in_memory": (status.get("jobs") or {}).get("in_memory"),
+        "memory": status.get("memory") or {},  # the agent's own split, at its last maintenance
         "alerts_active": len(status.get("alerts") or []),
         "load": os.getloadavg(),
     }
+
+
+# the parts of the agent's memory its status reports (lightkeeper_agent_memory_bytes)
+MEMORY_PARTS = ("resident", "anonymous", "file", "store_buffers", "malloc_in_use", "malloc_free")
 
 
 def flat(a: float, b: float, floor: float = 0.0, one_sided: bool = False) -> bool:
@@ -653,6 +658,9 @@ def report(points: list[dict[str, Any]], out: Any = sys.stdout) -> bool:
             for p in points), file=out)
     print("MiB store WAL (at the checkpoint)".ljust(w) + "".join(
         f"{p['blocks'].get('wal_bytes', 0) / mib:>12.2f}" for p in points), file=out)
+    for part in MEMORY_PARTS:
+        print(f"MiB agent memory: {part} (last maintenance)".ljust(w) + "".join(
+            f"{p['memory'].get(part, float('nan')) / mib:>12.2f}" for p in points), file=out)
     for key in ("snapshots", "jobs_in_memory", "alerts_active", "busy_share", "burst_days"):
         print(key.ljust(w) + "".join(f"{round(p[key], 2)!s:>12}" for p in points), file=out)
     print("load average (1/5/15 min)".ljust(w) + "  " + "  ".join(

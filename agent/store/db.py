@@ -320,6 +320,11 @@ class Store:
                 pass
         return total
 
+    def memory_bytes(self) -> int:
+        """What DuckDB's buffer manager holds (cached blocks, query buffers), in bytes."""
+        return int(self.read("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()")
+                   [0][0])
+
     def close(self) -> None:
         with self.lock, self.readers.exclusive():
             try:

@@ -40,6 +40,8 @@ def render(s: dict[str, Any]) -> str:
         f"ingest     {s['ingest']['rows']} operations, {s['ingest']['quarantined']} quarantined, "
         f"lag {s['ingest']['lag_s']} s",
     ]
+    if s.get("memory"):
+        lines.append(f"memory     {memory_line(s['memory'])}")
     for p in s.get("problems", []):
         lines.append(f"problem    {p}")
     lines.append("")
@@ -58,6 +60,17 @@ def render(s: dict[str, Any]) -> str:
                                      ("label", "ON"), ("message", "MESSAGE")],
                        empty="no active alerts"))
     return "\n".join(lines)
+
+
+def memory_line(m: dict[str, Any]) -> str:
+    """``152.0 MiB resident (anonymous 80.1 MiB, file 71.9 MiB): store buffers ...``"""
+    def part(name: str) -> str:
+        return human_bytes(m.get(name))
+    text = f"{part('resident')} resident (anonymous {part('anonymous')}, file {part('file')})"
+    held = [f"store buffers {part('store_buffers')}"] if "store_buffers" in m else []
+    if "malloc_in_use" in m:
+        held.append(f"C heap {part('malloc_in_use')} in use, {part('malloc_free')} free")
+    return text + (": " + ", ".join(held) if held else "")
 
 
 def run(args: argparse.Namespace, ctx: CliContext) -> int:

@@ -13,10 +13,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from lightkeeper.agent.store.db import Store
 from lightkeeper.catalog import METRICS
+from lightkeeper.cli.status import render
 from tests.conftest import REPO, AgentProcess
 
 pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
@@ -65,6 +67,37 @@ def test_status_says_where_the_agent_cpu_went(module_agent: AgentProcess) -> Non
     assert {"collector:cpu", "collector:processes", "flush", "api"} <= set(tasks), tasks
     assert all(t["runs"] >= 1 and t["cpu_s"] >= 0 for t in tasks.values())
     assert 0 < sum(t["cpu_s"] for t in tasks.values()) <= cpu["process_s"]
+
+
+def test_status_and_metrics_say_where_the_agent_memory_is(module_agent: AgentProcess) -> None:
+    """Measured at start and after each maintenance pass (the first one 5 s after start): the
+    agent's RSS as the kernel counts it, split into parts, in status and on /metrics."""
+    deadline = time.monotonic() + 30
+    while True:
+        status = module_agent.client.status()
+        mem = status["memory"]
+        if mem["ts"] > status["started"] + 4 or time.monotonic() > deadline:
+            break  # a maintenance pass measured it, with the agent's loops running
+        time.sleep(0.2)
+    rss = psutil.Process(module_agent.proc.pid).memory_info().rss
+    parts = {"resident", "anonymous", "file", "store_buffers", "malloc_in_use", "malloc_free"}
+    assert parts <= set(mem), mem
+    assert mem["anonymous"] + mem["file"] <= mem["resident"]
+    assert 0.75 * rss <= mem["resident"] <= 1.25 * rss, (mem, rss)  # an idle agent: steady
+    assert 0 < mem["store_buffers"] < mem["anonymous"]
+    deadline = time.monotonic() + 30
+    while True:
+        text = http_get(module_agent.http + "/metrics")[1].decode()
+        found = {line.split('"')[1]: float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith('lightkeeper_agent_memory_bytes{part="')}
+        if set(found) == parts or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert set(found) == parts, text
+    assert 0.75 * rss <= found["resident"] <= 1.25 * rss, (found, rss)
+    line = next(ln for ln in render(module_agent.client.status()).splitlines()
+                if ln.startswith("memory"))
+    assert "resident (anonymous" in line and "C heap" in line, line
 
 
 def test_http_endpoints_and_promtool(module_agent: AgentProcess) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from lightkeeper.agent import memory
@@ -49,3 +50,35 @@ def arenas(mode: str) -> int:
 def test_threads_share_at_most_two_arenas_once_limited() -> None:
     assert arenas("none") > memory.ARENAS  # the default: an arena per concurrent thread
     assert arenas("limit") <= memory.ARENAS
+
+
+def test_the_c_library_is_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """find_library runs ``ldconfig -p`` in a child process: a maintenance pass (every 60 s,
+    every simulated minute in bench/soak.py) must not pay that each time."""
+    calls: list[str] = []
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: calls.append(name))
+    for _ in range(3):
+        memory.trim()
+        memory.usage()
+    assert memory._libc() is memory._libc()
+    assert calls == []
+
+
+@pytest.mark.skipif(memory._libc() is None, reason="not glibc")
+def test_usage_says_where_the_memory_is() -> None:
+    """``resident`` is the kernel's RSS (what psutil and top show), split into anonymous and
+    file-backed pages; a block malloc hands out shows in ``malloc_in_use`` and ``anonymous``
+    while it lives."""
+    before = memory.usage(store_buffers=123)
+    rss = psutil.Process().memory_info().rss
+    assert abs(before["resident"] - rss) < 4 * 1024 * 1024, (before, rss)
+    assert before["anonymous"] + before["file"] <= before["resident"]
+    assert before["store_buffers"] == 123
+    assert {"malloc_in_use", "malloc_free"} <= set(before)
+    block = b"x" * (64 * 1024 * 1024)  # touched: every page is resident
+    during = memory.usage()
+    assert during["malloc_in_use"] - before["malloc_in_use"] >= 64 * 1024 * 1024
+    assert during["anonymous"] - before["anonymous"] >= 60 * 1024 * 1024
+    del block
+    after = memory.usage()
+    assert during["malloc_in_use"] - after["malloc_in_use"] >= 64 * 1024 * 1024
