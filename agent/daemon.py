@@ -548,7 +548,12 @@ class Agent:
         """Record where the agent's memory is: for status, and as samples to chart and alert on."""
         assert self.store is not None
         now = time.time()
-        parts = memory.usage(store_buffers=self.store.memory_bytes())
+        try:
+            buffers: int | None = self.store.memory_bytes()
+        except Exception as exc:  # noqa: BLE001  a measurement never stops the agent
+            log.warning("memory.store_unmeasured", error=f"{type(exc).__name__}: {exc}")
+            buffers = None
+        parts = memory.usage(store_buffers=buffers)
         self.memory = {"ts": now, **parts}
         self.services.add_samples([(now, "lightkeeper_agent_memory_bytes", part, float(v))
                                    for part, v in parts.items()])

@@ -140,9 +140,9 @@ _DECLARED = [
     _m("lightkeeper_store_size_bytes", None, "", "Size of the metrics store file."),
     _m("lightkeeper_agent_memory_bytes", "part",
        "resident, anonymous, file, store_buffers, malloc_in_use, malloc_free",
-       "The agent's memory by part: resident = anonymous + file-backed; the store's buffers and "
-       "the C heap (in use, free but held) are parts of anonymous. Measured each maintenance "
-       "pass."),
+       "The agent's memory by part: resident = anonymous + file-backed pages; the store's "
+       "buffers and the C heap's bytes in use and free but held (allocated, not all of them "
+       "resident). Measured at start and after each maintenance pass."),
     _m("lightkeeper_store_budget_ratio", None, "",
        "Store size / store.size_budget_mb (retention tightens above 1)."),
     _m("lightkeeper_ingest_lag_seconds", None, "",
