@@ -117,6 +117,7 @@ class Agent:
         self.collector_health: dict[str, CollectorHealth] = {}
         self.rag_histograms = RagHistograms()
         self._rag_health_seen: set[tuple[str, str]] = set()
+        self._rag_gauges = rag_health.HealthGauges()
         self._stop = asyncio.Event()
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
@@ -601,7 +602,7 @@ class Agent:
         values, so its alert resolves."""
         assert self.store is not None
         now = time.time()
-        triples = rag_health.health_samples(self.store, now)
+        triples = self._rag_gauges.samples(self.store, self.ingester.stats.rows, now)
         self.services.add_samples([(now, m, lab, v) for m, lab, v in triples])
         seen = {(m, lab) for m, lab, _ in triples}
         for key in self._rag_health_seen - seen:

@@ -65,3 +65,22 @@ def health_samples(store: Any, now: float | None = None) -> list[Triple]:
     if newest is not None and busy_total >= MIN_OPS:
         out.append(("rag_server_silent_seconds", "", max(0.0, now - float(newest))))
     return out
+
+
+class HealthGauges:
+    """:func:`health_samples` for the agent's periodic pass, without the two queries while
+    nothing can have changed: an empty answer stays empty until operations arrive (time only
+    moves operations out of the windows), so once a pass found nothing, the next passes skip
+    the store until the ingested-row count moves. An idle server's agent then asks nothing."""
+
+    def __init__(self) -> None:
+        self._empty_at: int | None = None  # the ingested-row count of the last empty answer
+
+    def samples(self, store: Any, ingested_rows: int, now: float | None = None) -> list[Triple]:
+        """The gauges; ``ingested_rows`` is the ingester's running count, read before the
+        query (rows it counts later are either in this answer or move the count)."""
+        if self._empty_at is not None and self._empty_at == ingested_rows:
+            return []
+        out = health_samples(store, now)
+        self._empty_at = None if out else ingested_rows
+        return out

@@ -4,12 +4,14 @@ of a user that was busy. Records go through the real spool ingestion into the st
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lightkeeper import config
 from lightkeeper.agent.alerts import AlertEvaluator, configured_rules, list_alerts
 from lightkeeper.agent.ingest import SpoolIngester
-from lightkeeper.agent.rag_health import health_samples
+from lightkeeper.agent.rag_health import FORGET_AFTER, HealthGauges, health_samples
 from lightkeeper.agent.store.db import Store
 from lightkeeper.catalog import LATENCY_BUCKETS
 from tests.agent.spoolgen import dead_pid, record, spool_name, write_records
@@ -77,3 +79,37 @@ def test_buckets_resolve_50_to_500_ms() -> None:
     inside = [b for b in LATENCY_BUCKETS if 0.05 <= b <= 0.5]
     assert len(inside) >= 8
     assert max(b - a for a, b in zip(inside, inside[1:], strict=False)) <= 0.1 + 1e-9
+
+
+class _CountingStore(Store):
+    """The real store, counting the queries it answers."""
+    reads = 0
+
+    def read(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        self.reads += 1
+        return super().read(sql, params)
+
+
+def test_an_idle_server_costs_no_health_query_until_operations_arrive(tmp_path: Path) -> None:
+    store = _CountingStore(tmp_path / "m.duckdb")
+    gauges = HealthGauges()
+    now = time.time()
+    assert gauges.samples(store, 0, now) == [] and store.reads == 2  # a start asks the store
+    assert gauges.samples(store, 0, now + 30) == [] and store.reads == 2  # nothing came since
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    write_records(spool / spool_name(dead_pid(), 1, 0),
+                  [_rec(i, now - 60 + i, duration=20.0) for i in range(10)])
+    ingester = SpoolIngester(store, spool)
+    ingester.ingest_once()
+    first = dict(((m, lab), v) for m, lab, v in gauges.samples(store, ingester.stats.rows, now))
+    assert first[("rag_query_latency_p95_seconds", "mix")] == 20.0 and store.reads == 4
+    # while the answer is not empty, every pass asks: silences grow with time alone
+    later = dict(((m, lab), v) for m, lab, v in
+                 gauges.samples(store, ingester.stats.rows, now + 100))
+    assert later[("rag_silent_seconds", "alice")] > first[("rag_silent_seconds", "alice")]
+    assert store.reads == 6
+    # the operations leave every window: empty again, and the passes stop asking
+    gone = now + FORGET_AFTER + 3600
+    assert gauges.samples(store, ingester.stats.rows, gone) == [] and store.reads == 8
+    assert gauges.samples(store, ingester.stats.rows, gone + 30) == [] and store.reads == 8
