@@ -122,11 +122,17 @@ def test_demo_seeds_users_and_runs_a_background_workload(run_cli, lk_env) -> Non
             assert all(r["pid"] == e["pid"] for r in recs), {r["pid"] for r in recs}
         wait_for(lambda: (lambda g: g if sum(1 for k in g if k.startswith("query/")) >= 4
                              else None)(_latency(run_cli, "archivist")), 60, "archivist's ops")
-        # the processes panel's data names both servers by their workspace
-        procs = wait_for(lambda: (lambda ps: ps if {"serve:harbour_office", "serve:keepers_school"}
-                               <= {p["label"] for p in ps} else None)(
+        # the processes panel's data names both servers by their workspace, gated and
+        # instrumented. A server's spool file appears with its first record, and discovery
+        # runs every 15 s: a pass just before that file appeared lists the server as not
+        # instrumented until the next one.
+        def both_listed(ps: list[dict]) -> list[dict] | None:
+            mine = [p for p in ps if p["label"] in {"serve:harbour_office", "serve:keepers_school"}]
+            return ps if len(mine) == 2 and all(p["gated"] and p["instrumented"]
+                                                for p in mine) else None
+        procs = wait_for(lambda: both_listed(
             json.loads(run_cli("processes", "--json").stdout)["processes"]),
-            60, "both servers in lightkeeper processes")
+            60, "both servers in lightkeeper processes, gated and instrumented")
         # (the machine may run other tests' servers at the same time: look at ours)
         ours = {p["label"]: p for p in procs if p["label"] in
                 {f"serve:{u}" for u in served}}
