@@ -223,8 +223,8 @@ def _gate_state(data_root: str) -> tuple[dict[int, str], dict[int, tuple[str, in
     return inodes, stamps
 
 
-def _spool_pids(spool_dir: str) -> set[tuple[int, int]]:
-    """(pid, start) of every process with a spool file here (from this host)."""
+def spool_writers(spool_dir: str) -> set[tuple[int, int]]:
+    """(pid, start) of every process with a spool file here (from this host): one listing."""
     prefix = f"ops-{socket.gethostname()}-"
     out: set[tuple[int, int]] = set()
     try:
@@ -238,6 +238,13 @@ def _spool_pids(spool_dir: str) -> set[tuple[int, int]]:
         if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit():
             out.add((int(parts[0]), int(parts[1])))
     return out
+
+
+def writes_spool(pid: int, create_time: float, spooled: set[tuple[int, int]]) -> bool:
+    """Whether the process ``pid`` started at ``create_time`` has a spool file among
+    ``spooled`` (:func:`spool_writers`); the start tells it from an earlier process that had
+    the same pid."""
+    return any(p == pid and abs(s - create_time) <= 2 for p, s in spooled)
 
 
 def _gate_evidence(unproven: list[Found], root: str) -> None:
@@ -262,7 +269,7 @@ def discover(data_root: Path, spool_dir: Path, own_pid: int | None = None) -> li
     root = os.path.realpath(data_root)
     prefix = root.rstrip("/") + "/"
     own = os.getpid() if own_pid is None else own_pid
-    spooled = _spool_pids(str(spool_dir))
+    spooled = spool_writers(str(spool_dir))
     found: dict[int, Found] = {}
     for proc in psutil.process_iter(attrs=["pid", "ppid", "cmdline", "create_time", "name"]):
         info = proc.info
@@ -318,7 +325,7 @@ def discover(data_root: Path, spool_dir: Path, own_pid: int | None = None) -> li
             f.gated, f.gate_evidence = True, "lightkeeper runtime"
         else:
             f.gate_files_open = any(os.path.basename(p) in GATE_FILES for p in opened)
-        f.instrumented = any(p == pid and abs(s - ctime) <= 2 for p, s in spooled)
+        f.instrumented = writes_spool(pid, ctime, spooled)
         found[pid] = f
     _gate_evidence([f for f in found.values() if not f.gated], root)
     # forked gunicorn workers: a server whose parent is the same server

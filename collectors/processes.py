@@ -29,7 +29,13 @@ from typing import Any
 import psutil
 
 from lightkeeper.collectors.base import Triple
-from lightkeeper.collectors.lightrag_procs import Found, clean, discover
+from lightkeeper.collectors.lightrag_procs import (
+    Found,
+    clean,
+    discover,
+    spool_writers,
+    writes_spool,
+)
 from lightkeeper.ids import UnsafePath, read_regular
 from lightkeeper.logs import get_logger
 
@@ -142,6 +148,8 @@ class ProcessCollector:
             self._last_discover = now
             self._prev_cpu = {k: v for k, v in self._prev_cpu.items()
                               if k in self._watched or k == "agent"}
+        else:
+            self._refresh_instrumented()
         out: list[Triple] = []
         rows: dict[str, dict[str, Any]] = {}
         gone = []
@@ -207,6 +215,17 @@ class ProcessCollector:
         with self._lock:
             self._rows = rows
         return out
+
+    def _refresh_instrumented(self) -> None:
+        """Between discovery passes, which watched processes write the spool: a process
+        creates its spool file with its first record, often after the pass that found it, and
+        the processes panel would call it not instrumented until the next pass (15 s). One
+        listing of the spool directory."""
+        if self.spool_dir is None or not self._watched:
+            return
+        spooled = spool_writers(str(self.spool_dir))
+        for f in self._watched.values():
+            f.instrumented = writes_spool(f.pid, f.create_time, spooled)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """The newest table: one row per watched process (the agent first)."""

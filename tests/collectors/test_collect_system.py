@@ -211,6 +211,50 @@ def test_processes_are_bounded(sleepers):
     assert len(got) == 3 and "agent" in got
 
 
+# A process that writes its first spool record after it was found, through the real spool
+# writer, when the file "go" appears; it then keeps running.
+SPOOL_WRITER = r"""
+import sys, time
+from pathlib import Path
+from lightkeeper.rag.spool import SpoolWriter
+go, spool = Path(sys.argv[1]), Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.02)
+SpoolWriter(spool).write({"v": 1, "op": "query", "user": "alice", "ts": time.time(),
+                          "duration_s": 0.01})
+time.sleep(60)
+"""
+
+
+def test_a_process_that_starts_writing_the_spool_is_instrumented_before_the_next_discovery(
+        tmp_path):
+    marker = f"lk-spool-{uuid.uuid4().hex[:8]}"
+    spool = tmp_path / "spool"
+    go = tmp_path / "go"
+    proc = subprocess.Popen([sys.executable, "-c", SPOOL_WRITER, str(go), str(spool), marker])
+    try:
+        c = ProcessCollector(patterns=[marker], discover_interval=3600, spool_dir=spool,
+                             data_root=tmp_path / "data")
+
+        def row() -> dict:
+            c.collect()
+            return next(r for r in c.snapshot() if r["pid"] == proc.pid)
+
+        assert row()["instrumented"] is False  # found by the pass, before its first record
+        go.touch()
+        deadline = time.monotonic() + 30
+        while not list(spool.glob(f"ops-*-{proc.pid}-*.jsonl")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        assert row()["instrumented"] is True  # the next sample, no discovery pass between
+        got = {(m, lab): v for m, lab, v in c.collect()}
+        label = next(r["label"] for r in c.snapshot() if r["pid"] == proc.pid)
+        assert got[("process_instrumented", label)] == 1.0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_build_collectors_uses_configured_intervals(tmp_path):
     env = {"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state"),
            "LIGHTKEEPER_PATHS__DATA_ROOT": str(tmp_path / "data"),
