@@ -221,9 +221,10 @@ class ProcessCollector:
         creates its spool file with its first record, often after the pass that found it, and
         the processes panel would call it not instrumented until the next pass (15 s). One
         listing of the spool directory."""
-        if self.spool_dir is None or not self._watched:
+        spool = self.spool_dir or self.data_root  # where discovery looks too
+        if spool is None or not self._watched:
             return
-        spooled = spool_writers(str(self.spool_dir))
+        spooled = spool_writers(str(spool))
         for f in self._watched.values():
             f.instrumented = writes_spool(f.pid, f.create_time, spooled)
 
