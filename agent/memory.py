@@ -20,6 +20,8 @@ from pathlib import Path
 
 M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
 ARENAS = 2
+# the parts :func:`usage` reports, in this order (lightkeeper_agent_memory_bytes{part})
+PARTS = ("resident", "anonymous", "file", "store_buffers", "malloc_in_use", "malloc_free")
 
 
 @functools.cache

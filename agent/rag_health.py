@@ -79,7 +79,7 @@ class HealthGauges:
     def samples(self, store: Any, ingested_rows: int, now: float | None = None) -> list[Triple]:
         """The gauges; ``ingested_rows`` is the ingester's running count, read before the
         query (rows it counts later are either in this answer or move the count)."""
-        if self._empty_at is not None and self._empty_at == ingested_rows:
+        if self._empty_at == ingested_rows:
             return []
         out = health_samples(store, now)
         self._empty_at = None if out else ingested_rows

@@ -107,6 +107,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+from lightkeeper.agent import memory  # noqa: E402
 from lightkeeper.client import AgentClient, AgentError  # noqa: E402
 from lightkeeper.rag.spool import SpoolWriter  # noqa: E402
 from lightkeeper.tui.actions import window_for_age  # noqa: E402
@@ -583,10 +584,6 @@ def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
     }
 
 
-# the parts of the agent's memory its status reports (lightkeeper_agent_memory_bytes)
-MEMORY_PARTS = ("resident", "anonymous", "file", "store_buffers", "malloc_in_use", "malloc_free")
-
-
 def flat(a: float, b: float, floor: float = 0.0, one_sided: bool = False) -> bool:
     """``b`` within FLAT of ``a`` (or within ``floor`` of it). One-sided (latencies): only a
     rise fails; a call that got faster by day 30 costs nothing more with uptime."""
@@ -658,7 +655,7 @@ def report(points: list[dict[str, Any]], out: Any = sys.stdout) -> bool:
             for p in points), file=out)
     print("MiB store WAL (at the checkpoint)".ljust(w) + "".join(
         f"{p['blocks'].get('wal_bytes', 0) / mib:>12.2f}" for p in points), file=out)
-    for part in MEMORY_PARTS:
+    for part in memory.PARTS:
         print(f"MiB agent memory: {part} (last maintenance)".ljust(w) + "".join(
             f"{p['memory'].get(part, float('nan')) / mib:>12.2f}" for p in points), file=out)
     for key in ("snapshots", "jobs_in_memory", "alerts_active", "busy_share", "burst_days"):

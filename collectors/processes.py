@@ -68,7 +68,8 @@ class ProcessCollector:
         self.discover_interval = max(discover_interval, interval)
         self.max_processes = max_processes
         self.data_root = Path(data_root) if data_root is not None else None
-        self.spool_dir = Path(spool_dir) if spool_dir is not None else None
+        # where discovery and the refresh between passes look for spool files
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else self.data_root
         self._own = psutil.Process()
         self._watched: dict[str, Found] = {}
         self._prev_cpu: dict[str, tuple[float, float]] = {}
@@ -221,10 +222,9 @@ class ProcessCollector:
         creates its spool file with its first record, often after the pass that found it, and
         the processes panel would call it not instrumented until the next pass (15 s). One
         listing of the spool directory."""
-        spool = self.spool_dir or self.data_root  # where discovery looks too
-        if spool is None or not self._watched:
+        if self.spool_dir is None or not self._watched:
             return
-        spooled = spool_writers(str(spool))
+        spooled = spool_writers(str(self.spool_dir))
         for f in self._watched.values():
             f.instrumented = writes_spool(f.pid, f.create_time, spooled)
 
