@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 import psutil
 
+from lightkeeper import procstart
 from lightkeeper.agent.store import ophist, slowops
 from lightkeeper.catalog import LATENCY_BUCKETS
 from lightkeeper.ids import USER_ID_RE
@@ -247,6 +248,11 @@ class NotSpoolFile(OSError):
     """A name in the spool that is not a regular file of its own (symlink, FIFO, hard link)."""
 
 
+class StageError(RuntimeError):
+    """The agent's own staging directory refused the block (gone, full, not writable): the
+    file's error, so the pass records it; never taken for the spool file having vanished."""
+
+
 def open_spool_file(path: Path) -> tuple[int, os.stat_result]:
     """Open a spool file for reading without following a symlink and without blocking on a
     FIFO; refuse anything but a regular file with one link (a hard link to a file the writer
@@ -324,10 +330,17 @@ class SpoolIngester:
         if m["host"] != self.host:
             return False  # cannot tell for another host: wait for its next file
         try:
-            proc = psutil.Process(int(m["pid"]))
-            return abs(proc.create_time() - int(m["start"])) > 2
+            pid = int(m["pid"])
+            if procstart.start_ticks(pid) is None:
+                return True  # gone (or exited, not yet reaped)
+            if abs(psutil.Process(pid).create_time() - int(m["start"])) <= 2:
+                return False
         except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
             return True
+        # The pid runs a process whose wall-clock start is another: a new process that got
+        # the pid, or the writer itself after a clock step (which moves the create time of
+        # every process, lightkeeper.procstart). The writer keeps its current file open.
+        return not procstart.has_open(pid, os.path.join(os.path.realpath(self.spool_dir), name))
 
     def _list(self) -> dict[str, os.stat_result]:
         """Spool files by name with their lstat; names that are not regular files of their own
@@ -538,7 +551,12 @@ class SpoolIngester:
     def _stage_fast(self, con: Any, block: bytes, lines: int, now: float) -> bool:
         """Stage a block through DuckDB's JSON reader. The staging file is created exclusively
         (O_EXCL, unpredictable name, 0600) in the agent's own directory."""
-        fd, tmp = tempfile.mkstemp(prefix=".ingest-block.", suffix=".tmp", dir=self.stage_dir)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".ingest-block.", suffix=".tmp",
+                                       dir=self.stage_dir)
+        except OSError as exc:  # the agent's own directory: not a spool file that vanished
+            raise StageError(f"cannot create a staging file in {self.stage_dir}: "
+                             f"{exc.strerror or exc}") from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(block)

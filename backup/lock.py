@@ -3,7 +3,8 @@
 A job that changes the repository (backup, prune, forget, in-place restore) takes an exclusive
 lock; a job that only reads it (verify, restore) a shared one. Any exclusive lock excludes every
 other lock. A lock whose process is gone (same host, pid not running or running a different
-process) is stale and removed. A lock from another host is stale when it has not been refreshed
+process, told apart by this boot's id and the start in clock ticks, which no clock step moves:
+``lightkeeper.procstart``) is stale and removed. A lock from another host is stale when it has not been refreshed
 for ``STALE_AFTER`` seconds; holders refresh theirs every ``REFRESH_EVERY`` seconds.
 """
 
@@ -20,6 +21,7 @@ from types import TracebackType
 
 import psutil
 
+from lightkeeper import procstart
 from lightkeeper.logs import get_logger
 
 log = get_logger("backup.lock")
@@ -48,6 +50,10 @@ def _is_stale(doc: dict, mtime: float, host: str) -> bool:
     if doc.get("host") != host:
         return time.time() - mtime > STALE_AFTER
     pid = int(doc.get("pid", -1))
+    same = procstart.same_process(pid, doc)
+    if same is not None:  # recorded by boot id and start in ticks: clock steps do not matter
+        return not same
+    # a lock written by an older version: its wall-clock start time, which moves with the clock
     start = _proc_start(pid)
     if start is None:
         return True
@@ -96,7 +102,7 @@ class RepoLock:
         self.dir.mkdir(parents=True, exist_ok=True)
         pid = os.getpid()
         doc = {"host": socket.gethostname(), "pid": pid, "proc_start": _proc_start(pid),
-               "exclusive": self.exclusive, "purpose": self.purpose, "job_id": self.job_id,
+               **procstart.identity(pid), "exclusive": self.exclusive, "purpose": self.purpose, "job_id": self.job_id,
                "time": time.time()}
         path = self.dir / f"{secrets.token_hex(8)}.lock"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import psutil
 
+from lightkeeper import procstart
 from lightkeeper.gate import GATE_FILES, LOCK_NAME
 
 SERVER_SCRIPTS = ("lightrag-server", "lightrag-gunicorn")
@@ -223,28 +224,35 @@ def _gate_state(data_root: str) -> tuple[dict[int, str], dict[int, tuple[str, in
     return inodes, stamps
 
 
-def spool_writers(spool_dir: str) -> set[tuple[int, int]]:
-    """(pid, start) of every process with a spool file here (from this host): one listing."""
+def spool_writers(spool_dir: str) -> dict[tuple[int, int], str]:
+    """(pid, start) of every process with a spool file here (from this host), each with the
+    path of its latest file: one listing."""
     prefix = f"ops-{socket.gethostname()}-"
-    out: set[tuple[int, int]] = set()
+    out: dict[tuple[int, int], str] = {}
     try:
         names = os.listdir(spool_dir)
     except OSError:
         return out
-    for n in names:
+    real = os.path.realpath(spool_dir)
+    for n in sorted(names):  # the sequence number is fixed-width: the latest file comes last
         if not n.startswith(prefix) or not n.endswith(".jsonl"):
             continue
         parts = n[len(prefix):].split("-")
         if len(parts) >= 3 and parts[0].isdigit() and parts[1].isdigit():
-            out.add((int(parts[0]), int(parts[1])))
+            out[(int(parts[0]), int(parts[1]))] = os.path.join(real, n)
     return out
 
 
-def writes_spool(pid: int, create_time: float, spooled: set[tuple[int, int]]) -> bool:
+def writes_spool(pid: int, create_time: float, spooled: dict[tuple[int, int], str]) -> bool:
     """Whether the process ``pid`` started at ``create_time`` has a spool file among
-    ``spooled`` (:func:`spool_writers`); the start tells it from an earlier process that had
-    the same pid."""
-    return any(p == pid and abs(s - create_time) <= 2 for p, s in spooled)
+    ``spooled`` (:func:`spool_writers`). The start in the file's name tells it from an earlier
+    process that had the same pid; when it differs, the process may still be that writer after
+    a clock step (which moves every create time, ``lightkeeper.procstart``): then it holds its
+    latest file open."""
+    for (p, start), path in spooled.items():
+        if p == pid and (abs(start - create_time) <= 2 or procstart.has_open(pid, path)):
+            return True
+    return False
 
 
 def _gate_evidence(unproven: list[Found], root: str) -> None:

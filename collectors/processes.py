@@ -28,6 +28,7 @@ from typing import Any
 
 import psutil
 
+from lightkeeper import procstart
 from lightkeeper.collectors.base import Triple
 from lightkeeper.collectors.lightrag_procs import (
     Found,
@@ -73,7 +74,7 @@ class ProcessCollector:
         self._own = psutil.Process()
         self._watched: dict[str, Found] = {}
         self._prev_cpu: dict[str, tuple[float, float]] = {}
-        self._identity: dict[str, tuple[int, float]] = {}   # label -> (pid, create time)
+        self._identity: dict[str, tuple[int, int]] = {}   # label -> (pid, start ticks)
         self._restarts: dict[str, int] = {}
         self._rows: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -132,7 +133,12 @@ class ProcessCollector:
                 n += 1
             watched[label] = f
         for label, f in watched.items():
-            ident = (f.pid, f.create_time)
+            # by the start in clock ticks, not the wall-clock create time: a clock step moves
+            # the latter for every process, which counted a restart of each (procstart)
+            ticks = procstart.start_ticks(f.pid)
+            if ticks is None:
+                continue  # ended since the pass listed it: the next sample drops it
+            ident = (f.pid, ticks)
             old = self._identity.get(label)
             if old is not None and old != ident:
                 self._restarts[label] = self._restarts.get(label, 0) + 1

@@ -1,8 +1,8 @@
 """The demo's LightRAG servers: ``lightkeeper offline-llm`` and one ``lightkeeper serve`` per
 served demo user, as detached processes on free loopback ports.
 
-Each one is recorded in ``<state_dir>/demo-servers.json`` (pid, the process's start time,
-URL) so that ``demo --stop`` ends exactly those processes (a recycled pid is never
+Each one is recorded in ``<state_dir>/demo-servers.json`` (pid, this boot's id and the
+process's start in clock ticks, URL) so that ``demo --stop`` ends exactly those processes (a recycled pid is never
 signalled) and a second ``demo`` run reuses servers that still run. Their logs go to
 ``<state_dir>/logs/demo-*.log``; they run in ``<state_dir>/demo`` so no ``.env`` of the
 current directory is read by LightRAG's server.
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lightkeeper import procstart
 from lightkeeper.cli.common import EXIT_FAILED, CliContext, CliError
 
 STATE_NAME = "demo-servers.json"
@@ -54,15 +55,22 @@ def _write_state(ctx: CliContext, doc: dict[str, Any]) -> None:
 
 
 def alive(entry: dict[str, Any] | None, marker: str) -> bool:
-    """The recorded process still runs (same pid and start time, ``marker`` in its argv)."""
+    """The recorded process still runs (same pid, boot and start in clock ticks, ``marker`` in
+    its argv). The wall-clock start time is compared only in a record of an older version: it
+    moves with every clock step (``lightkeeper.procstart``), and a step between ``demo`` and
+    ``demo --stop`` left the demo's processes running."""
     import psutil
 
     if not entry:
         return False
     try:
-        proc = psutil.Process(int(entry["pid"]))
-        return abs(proc.create_time() - float(entry["create_time"])) < 0.5 \
-            and marker in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE
+        pid = int(entry["pid"])
+        same = procstart.same_process(pid, entry)
+        proc = psutil.Process(pid)
+        if same is None:
+            same = abs(proc.create_time() - float(entry["create_time"])) < 0.5 \
+                and proc.status() != psutil.STATUS_ZOMBIE
+        return same and marker in proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, TypeError, ValueError):
         return False
 
@@ -116,7 +124,8 @@ class DemoServers:
                 if isinstance(info, dict) and info.get("url"):
                     entry = {"pid": proc.pid, "url": info["url"],
                              "create_time": psutil.Process(proc.pid).create_time(),
-                             "marker": marker, "log": str(log)}
+                             **procstart.identity(proc.pid), "marker": marker,
+                             "log": str(log)}
                     self.started.append(entry)
                     return entry
             if proc.poll() is not None:

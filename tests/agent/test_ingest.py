@@ -171,3 +171,27 @@ def test_idle_passes_see_the_next_file(tmp_path: Path) -> None:
         assert not list(spool.iterdir())
     assert store.execute("SELECT count(*), count(DISTINCT op_id) FROM rag_ops")[0] == (12, 12)
     assert store.execute("SELECT count(*) FROM spool_offsets")[0][0] == 0
+
+
+def test_a_staging_failure_is_the_files_error_not_a_vanished_file(tmp_path: Path) -> None:
+    """The staging directory is the agent's own; when it is gone the pass says so and keeps
+    the spool file. It used to pass for the spool file having vanished: nothing ingested,
+    nothing reported, nothing pending."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = Store(tmp_path / "m.duckdb")
+    f = spool / spool_name(dead_pid(), 1000, 0)
+    write_records(f, [record(i) for i in range(4)])
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    ing = SpoolIngester(store, spool, stage_dir=stage)
+    stage.rmdir()
+    assert ing.ingest_once() == 0
+    (error,) = ing.stats.file_errors.values()
+    assert f"cannot create a staging file in {stage}" in error
+    assert ing.stats.last_error and ing.stats.pending_bytes == f.stat().st_size
+    assert f.exists()
+    stage.mkdir()
+    assert ing.ingest_once() == 4 and not f.exists()
+    assert not ing.stats.file_errors and ing.stats.last_error is None
+    store.close()

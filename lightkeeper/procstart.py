@@ -1,0 +1,90 @@
+"""Which process a recorded pid was: its start in clock ticks since boot, and the boot's id.
+
+A pid alone is reused; a pid with ``psutil.Process.create_time()`` looks unique but is not
+stable: psutil adds the kernel's boot time (``btime`` in ``/proc/stat``) to the start in
+ticks, and the kernel derives ``btime`` from the wall clock, so every clock step (an NTP
+correction at boot, a virtual machine resumed, an operator's ``date -s``) moves the
+``create_time`` of every running process by the step. A record made before the step then no
+longer matches its own live process: a live job's repository lock looked stale (and was
+removed), and ``demo --stop`` did not recognise the demo's servers.
+
+The start in ticks (field 22 of ``/proc/<pid>/stat``) never changes for a process, and the
+boot id (``/proc/sys/kernel/random/boot_id``) tells whether a record is from this boot: the
+pair is the identity to record and compare. Wall-clock start times remain for display.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id ("" where the kernel does not say)."""
+    try:
+        with open(BOOT_ID_PATH, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start of process ``pid`` in clock ticks since boot; None when no such process runs
+    (gone, or a zombie: it exited and holds nothing, its parent has not reaped it yet)."""
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # the command name (field 2) is in parentheses and may hold spaces and parentheses
+    fields = raw[raw.rfind(b")") + 2:].split()
+    try:
+        if fields[0] == b"Z":
+            return None
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def identity(pid: int) -> dict[str, Any]:
+    """What to record about a process to recognise it later: ``boot_id`` and ``start_ticks``
+    (None when it does not run)."""
+    return {"boot_id": boot_id(), "start_ticks": start_ticks(pid)}
+
+
+def same_process(pid: int, recorded: Mapping[str, Any]) -> bool | None:
+    """Whether ``pid`` is still the process ``recorded`` (:func:`identity`) describes: True or
+    False, or None when the record carries no identity (written by an older version: the caller
+    decides by what it has)."""
+    ticks = recorded.get("start_ticks")
+    rec_boot = recorded.get("boot_id")
+    if not isinstance(ticks, int) or isinstance(ticks, bool) or not isinstance(rec_boot, str):
+        return None
+    if rec_boot and boot_id() and rec_boot != boot_id():
+        return False  # recorded in an earlier boot: that process is gone
+    return start_ticks(pid) == ticks
+
+
+def has_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` holds the file ``path`` (absolute, symlinks resolved) open: one
+    readlink per descriptor, nothing opened. False when the process is gone or not ours to
+    look at."""
+    base = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(base)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"{base}/{fd}") == path:
+                return True
+        except OSError:
+            continue
+    return False
