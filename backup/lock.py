@@ -34,6 +34,11 @@ class RepositoryLocked(Exception):
     """Another job holds the repository."""
 
 
+class LockLost(RuntimeError):
+    """The lock this job took is no longer in place: another process removed it (taking it for
+    stale) or someone deleted it by hand, so another job may be changing the repository."""
+
+
 def _proc_start(pid: int) -> float | None:
     """The start time of a live process ``pid``; None when there is none. A zombie (exited,
     not yet reaped by its parent) holds nothing: it counts as gone."""
@@ -124,6 +129,23 @@ class RepoLock:
                                         daemon=True)
         self._thread.start()
         return self
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` unless this lock's file is still in place. A job calls it
+        right before it changes what other jobs rely on (a backup before it commits its
+        snapshot, a prune before it deletes anything): without its lock, a prune may have
+        removed packs the new snapshot needs, or a backup added a snapshot the prune did not
+        see. The lock's name is random and created exclusively: being there is being ours."""
+        path = self.path
+        try:
+            if path is not None and os.stat(path, follow_symlinks=False).st_size > 0:
+                return
+        except FileNotFoundError:
+            pass
+        raise LockLost(f"the repository lock of this {self.purpose} "
+                       f"({path.name if path else 'never taken'}) was removed while it ran "
+                       "(another process took it for stale, or it was deleted by hand); "
+                       "another job may have changed the repository meanwhile")
 
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):

@@ -24,7 +24,7 @@ from lightkeeper.backup import retention
 from lightkeeper.backup.crypto import IntegrityError
 from lightkeeper.backup.fsutil import require_space
 from lightkeeper.backup.index import PackInfo
-from lightkeeper.backup.lock import RepoLock
+from lightkeeper.backup.lock import LockLost, RepoLock
 from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import ID_LEN, Repository, reindex_orphans, repo_size
 from lightkeeper.contracts.backup import ForgetSummary, PrunePlan, PruneSummary
@@ -90,7 +90,7 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
     ctx = ctx or LocalContext()
     started = time.time()
     size_before = repo_size(repo.path)
-    with RepoLock(repo.path, exclusive=True, purpose="prune", job_id=job_id):
+    with RepoLock(repo.path, exclusive=True, purpose="prune", job_id=job_id) as lock:
         ctx.progress(phase="index")
         for tmp in repo.temp_files():
             tmp.unlink(missing_ok=True)
@@ -197,6 +197,12 @@ def _prune(repo: Repository, ctx: JobContext | None, job_id: str,
         if batch:
             new_index_files.add(repo.write_index(batch))
         ctx.check_cancelled()
+        try:
+            lock.check()  # nothing is deleted by a prune that no longer holds the repository
+        except LockLost as exc:
+            raise PruneError(f"{exc}; nothing was deleted (the packs and index files this "
+                             "prune wrote are kept, as after an interrupted prune): run it "
+                             "again") from None
         for name in old_index_files:
             if name not in new_index_files:
                 (repo.path / "index" / name).unlink(missing_ok=True)

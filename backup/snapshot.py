@@ -30,7 +30,7 @@ from lightkeeper.backup import dbsources, sources, storecheck
 from lightkeeper.backup.chunkindex import ChunkIndex
 from lightkeeper.backup.fsutil import NoSpace, is_enospc, open_regular_below, require_space
 from lightkeeper.backup.gate import GateTimeout, read_gate, read_stamp, writer_active
-from lightkeeper.backup.lock import RepoLock
+from lightkeeper.backup.lock import LockLost, RepoLock
 from lightkeeper.backup.packs import PackWriter
 from lightkeeper.backup.priority import lowered
 from lightkeeper.backup.repository import Repository, reindex_orphans, repo_size
@@ -608,6 +608,7 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
             summary: SnapshotSummary = {**figures, "bytes_added_data": bytes_added_pre}
             manifest["summary"] = summary
             ctx.check_cancelled()
+            lock.check()  # without it a prune may have taken packs this snapshot needs
             sid = repo.write_snapshot(manifest)
         except BaseException as exc:
             b.abort()
@@ -628,7 +629,7 @@ def _run_backup(repo: Repository, opts: BackupOptions, ctx: JobContext | None = 
                     f"the backup repository's file system is full ({repo.path}); nothing was "
                     "committed and earlier snapshots are intact. Free space or run "
                     "'lightkeeper backup forget' + 'prune'") from None
-            if type(exc).__name__ == "SourceError":
+            if type(exc).__name__ == "SourceError" or isinstance(exc, LockLost):
                 raise BackupError(f"{exc}; nothing was committed") from None
             raise
     bytes_added = b.bytes_written + (repo.bytes_added - bytes_before)

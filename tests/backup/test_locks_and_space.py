@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from lightkeeper.backup import retention
 from lightkeeper.backup.fsutil import NoSpace
 from lightkeeper.backup.lock import RepoLock, RepositoryLocked
-from lightkeeper.backup.prune import prune
+from lightkeeper.backup.prune import PruneError, forget, prune
 from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.restore import RestoreOptions, restore
 from lightkeeper.backup.snapshot import BackupError, BackupOptions, run_backup
 from lightkeeper.backup.verify import verify
+from lightkeeper.progress import LocalContext
 from tests.backup.conftest import tree_digest
 
 
@@ -101,3 +103,48 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_repository(
     (data_root / "user00" / "big.bin").unlink()
     prune(fresh)
     assert run_backup(fresh, BackupOptions(data_root))["files_unmodified"] == len(expected)
+
+
+def _remove_locks_at(repo: Repository, phase: str, nth: int = 1) -> LocalContext:
+    """A job context that, at the job's ``nth`` report of ``phase``, deletes every lock file:
+    as another process that wrongly took the job's lock for stale, or an operator, would."""
+    seen = [0]
+
+    def on_progress(state: dict) -> None:
+        if state.get("phase") == phase:
+            seen[0] += 1
+            if seen[0] == nth:
+                for p in (Path(repo.path) / "locks").glob("*.lock"):
+                    p.unlink()
+    return LocalContext(on_progress=on_progress)
+
+
+def test_a_backup_that_lost_its_lock_commits_nothing(data_root: Path, repo: Repository) -> None:
+    first = run_backup(repo, BackupOptions(data_root))
+    (next(data_root.iterdir()) / "new_file.json").write_text('{"a": 1}')
+    with pytest.raises(BackupError, match="lock of this backup .* was removed while it ran.*"
+                                          "nothing was committed"):
+        run_backup(repo, BackupOptions(data_root), _remove_locks_at(repo, "commit"))
+    assert [s.id for s in repo.snapshots()] == [first["snapshot_id"]]
+    again = run_backup(repo, BackupOptions(data_root))  # the packs it wrote stay usable
+    assert again["files_new"] == 1 and verify(repo, full=True)["ok"]
+
+
+def test_a_prune_that_lost_its_lock_deletes_nothing(data_root: Path, repo: Repository) -> None:
+    run_backup(repo, BackupOptions(data_root))
+    for d in data_root.iterdir():  # the second snapshot shares nothing of these files
+        for f in d.rglob("*.json"):
+            f.write_text(json.dumps({"x": os.urandom(2048).hex()}))
+    run_backup(repo, BackupOptions(data_root))
+    forget(repo, retention.Policy(last=1))
+    before = {p.name for p in Path(repo.path).rglob("*") if p.is_file()} - \
+        {p.name for p in (Path(repo.path) / "locks").glob("*")}
+    # the second "index" report comes after the new index is written, before any deletion
+    with pytest.raises(PruneError, match="lock of this prune .* was removed.*nothing was "
+                                         "deleted"):
+        prune(repo, _remove_locks_at(repo, "index", nth=2))
+    after = {p.name for p in Path(repo.path).rglob("*") if p.is_file()}
+    assert before <= after  # every pack and index file is still there
+    assert verify(repo, full=True)["ok"]
+    done = prune(repo)
+    assert done["packs_delete"] > 0 and verify(repo, full=True)["ok"]
