@@ -4,9 +4,10 @@ Each direct subdirectory of the data root whose name is a valid user id
 (``lightkeeper.ids``) is one user. Scans are incremental:
 
 - a watcher thread (``watchfiles.watch``, recursive on the data root) marks the users whose
-  files changed as dirty;
+  files changed as dirty, with the paths that changed;
 - each ``collect()`` lists the data root (new users are dirty, vanished users are dropped) and
-  rescans only the dirty users;
+  brings only the dirty users up to date: by the changed files alone (one ``lstat`` each) when
+  their earlier sizes are known, else by rescanning the user's directory;
 - every ``full_rescan`` seconds all users are rescanned, which catches whatever the watcher
   missed (events lost on overflow, a watch limit reached, a network filesystem).
 
@@ -21,6 +22,7 @@ as ``userdir_data_root_present 0`` until it appears.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -35,6 +37,11 @@ log = get_logger("collectors.userdirs")
 
 WATCH_DEBOUNCE_MS = 2000
 WATCH_TIMEOUT_MS = 10_000  # the watcher wakes at least this often to notice a vanished root
+# Files whose size is remembered (about 130 bytes each): the ones a rescan found changed, so
+# their next change costs one lstat instead of a rescan of the user's directory. LightRAG
+# rewrites the same few stores of a user in place on every insert.
+HOT_FILES_MAX = 50_000
+DIRTY_PATHS_MAX = 64  # changed paths of one user per pass beyond which a rescan is as cheap
 
 
 class UserDirGone(Exception):
@@ -45,8 +52,10 @@ class UserDirUnreadable(Exception):
     """The agent may not list the user's directory."""
 
 
-def scan_user(path: str) -> tuple[int, int]:
-    """(bytes, files) of the regular files under ``path``; raises UserDirGone if it vanished."""
+def scan_user(path: str, remember: set[str] | None = None,
+              sizes: dict[str, int] | None = None) -> tuple[int, int]:
+    """(bytes, files) of the regular files under ``path``; raises UserDirGone if it vanished.
+    The size of each file whose path is in ``remember`` is put into ``sizes``."""
     total = files = 0
     stack = [path]
     first = True
@@ -73,13 +82,40 @@ def scan_user(path: str) -> tuple[int, int]:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
+                        size = entry.stat(follow_symlinks=False).st_size
+                        total += size
                         files += 1
+                        if remember and sizes is not None and entry.path in remember:
+                            sizes[entry.path] = size
                 except FileNotFoundError:
                     continue  # removed between listing and stat
     if not os.path.isdir(path):
         raise UserDirGone(path)
     return total, files
+
+
+def _lstat_inside(user_dir: str, path: str) -> os.stat_result | None:
+    """``lstat`` of ``path`` under ``user_dir``, None if it is gone. Every directory between
+    them must be a directory, not a symlink (a rescan would not follow one either): raises
+    NotADirectoryError otherwise."""
+    prefix = user_dir.rstrip(os.sep) + os.sep
+    if not path.startswith(prefix) or len(path) == len(prefix):
+        raise NotADirectoryError(path)
+    parts = path[len(prefix):].split(os.sep)
+    if ".." in parts or "." in parts or "" in parts:
+        raise NotADirectoryError(path)
+    current = prefix.rstrip(os.sep)
+    for part in parts[:-1]:
+        current = os.path.join(current, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                raise NotADirectoryError(current)
+        except FileNotFoundError:
+            return None
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
 
 
 class _Growth:
@@ -124,8 +160,12 @@ class UserDirCollector:
         self.watch = watch
         self._sizes: dict[str, tuple[int, int]] = {}
         self._growth: dict[str, _Growth] = {}
-        self._dirty: set[str] = set()
+        # user -> the paths that changed, or None: rescan the user's directory
+        self._dirty: dict[str, set[str] | None] = {}
         self._dirty_lock = threading.Lock()
+        # user -> {path: size} of the files whose size is remembered (HOT_FILES_MAX in all)
+        self._hot: dict[str, dict[str, int]] = {}
+        self._hot_count = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_full = -float("inf")
@@ -149,9 +189,23 @@ class UserDirCollector:
             return None
         return first
 
-    def mark_dirty(self, user: str) -> None:
+    def mark_dirty(self, user: str, path: str | None = None) -> None:
+        """The user's files changed: ``path`` (absolute) or, without one, anything."""
         with self._dirty_lock:
-            self._dirty.add(user)
+            self._mark(user, path)
+
+    def _mark(self, user: str, path: str | None) -> None:  # with _dirty_lock held
+        if path is None:
+            self._dirty[user] = None
+            return
+        if user in self._dirty and self._dirty[user] is None:
+            return
+        paths = self._dirty.setdefault(user, set())
+        assert paths is not None
+        if len(paths) >= DIRTY_PATHS_MAX:
+            self._dirty[user] = None
+        else:
+            paths.add(path)
 
     def _watch_loop(self) -> None:
         import watchfiles  # noqa: PLC0415  only the agent's collector thread needs it
@@ -168,10 +222,11 @@ class UserDirCollector:
                         stop_event=self._stop, rust_timeout=WATCH_TIMEOUT_MS,
                         yield_on_timeout=True, raise_interrupt=False, recursive=True,
                         ignore_permission_denied=True):
-                    users = {u for _change, p in changes if (u := self._user_of(p, root))}
-                    if users:
+                    marks = [(u, p) for _change, p in changes if (u := self._user_of(p, root))]
+                    if marks:
                         with self._dirty_lock:
-                            self._dirty |= users
+                            for user, path in marks:
+                                self._mark(user, path)
                     try:
                         if os.stat(root).st_ino != root_ino:
                             break  # the root was replaced: watch the new one
@@ -214,20 +269,25 @@ class UserDirCollector:
 
         now = time.monotonic()
         with self._dirty_lock:
-            dirty, self._dirty = self._dirty, set()
+            dirty, self._dirty = self._dirty, {}
         full = now - self._last_full >= self.full_rescan
         if full:
-            dirty = set(users)
+            dirty = dict.fromkeys(users)
             self._last_full = now
             self.full_rescans += 1
         for gone in set(self._sizes) - users:
             self._drop(gone)
         self._unreadable &= users
-        dirty |= users - set(self._sizes)  # new users
-        scanned = 0
-        for user in sorted(dirty & users):
+        for user in users - set(self._sizes):  # new users
+            dirty[user] = None
+        scanned = updated = 0
+        for user in sorted(set(dirty) & users):
+            paths = dirty[user]
+            if paths is not None and self._update(user, paths):
+                updated += 1
+                continue
             try:
-                self._sizes[user] = scan_user(str(self.data_root / user))
+                self._sizes[user] = self._rescan(user, paths)
                 scanned += 1
                 self._unreadable.discard(user)
             except UserDirGone:
@@ -260,6 +320,7 @@ class UserDirCollector:
             ("userdir_total_bytes", "", float(total_bytes)),
             ("userdir_total_files", "", float(total_files)),
             ("userdir_scanned_users", "", float(scanned)),
+            ("userdir_updated_users", "", float(updated)),
             ("userdir_unreadable_users", "", float(len(self._unreadable))),
             ("userdir_full_rescan", "", 1.0 if full else 0.0),
             ("userdir_watcher_ok", "", 0.0 if (self.watch and self.watcher_error) else 1.0),
@@ -267,9 +328,54 @@ class UserDirCollector:
         ]
         return out
 
+    def _rescan(self, user: str, changed: set[str] | None) -> tuple[int, int]:
+        """Scan the user's directory; remember the sizes of the files that changed (and of
+        those remembered before, refreshed), room permitting."""
+        remember = set(self._hot.get(user, ())) | (changed or set())
+        sizes: dict[str, int] = {}
+        result = scan_user(str(self.data_root / user), remember, sizes)
+        self._hot_count -= len(self._hot.pop(user, {}))
+        if sizes and self._hot_count + len(sizes) <= HOT_FILES_MAX:
+            self._hot[user] = sizes
+            self._hot_count += len(sizes)
+        return result
+
+    def _update(self, user: str, paths: set[str]) -> bool:
+        """Bring the user's totals up to date from the changed files alone: possible when the
+        size of every one of them is remembered and each is still a regular file or gone.
+        False (nothing changed) when the user's directory must be rescanned instead."""
+        hot = self._hot.get(user)
+        known = self._sizes.get(user)
+        if hot is None or known is None or not paths <= hot.keys():
+            return False
+        user_dir = os.path.join(self.data_root, user)
+        now: dict[str, int | None] = {}
+        for path in paths:
+            try:
+                st = _lstat_inside(user_dir, path)
+            except OSError:  # a directory became something else, or is unreadable
+                return False
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                return False  # a directory (it may hold files) or a link where a file was
+            now[path] = None if st is None else st.st_size
+        size, files = known
+        for path, new in now.items():
+            old = hot[path]
+            if new is None:
+                size -= old
+                files -= 1
+                del hot[path]
+                self._hot_count -= 1
+            else:
+                size += new - old
+                hot[path] = new
+        self._sizes[user] = (size, files)
+        return True
+
     def _drop(self, user: str) -> None:
         self._sizes.pop(user, None)
         self._growth.pop(user, None)
+        self._hot_count -= len(self._hot.pop(user, {}))
 
     def close(self) -> None:
         """Stop the watcher without waiting out its step: the thread (a daemon, holding nothing

@@ -127,6 +127,8 @@ _DECLARED = [
     _m("userdir_total_bytes", None, "", "Sum of userdir_bytes over all users."),
     _m("userdir_total_files", None, "", "Sum of userdir_files over all users."),
     _m("userdir_scanned_users", None, "", "Users rescanned in the last pass (dirty or full rescan)."),
+    _m("userdir_updated_users", None, "",
+       "Users brought up to date in the last pass from their changed files alone (no rescan)."),
     _m("userdir_unreadable_users", None, "", "User directories the agent may not read (logged)."),
     _m("userdir_full_rescan", None, "", "1 if the last pass was a full rescan, else 0."),
     _m("userdir_scan_seconds", None, "", "Duration of the last pass."),

@@ -236,3 +236,130 @@ def test_an_unreadable_user_dir_is_counted_and_logged_once():
     finally:
         (base / "data" / "secret").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _truth(root) -> dict:
+    return {u.name: scan_user(str(u)) for u in root.iterdir()
+            if u.is_dir() and not u.is_symlink() and u.name in ("alice", "bob", "carol")}
+
+
+def test_changed_files_alone_bring_a_user_up_to_date_and_agree_with_a_rescan(root, tmp_path):
+    """Random in-place rewrites, appends, deletions, new files and directories, a file turned
+    into a symlink, each reported as the watcher reports it (the changed paths): after every
+    pass each user's bytes and files equal a fresh scan's."""
+    import random
+
+    rng = random.Random(13)
+    write(root / "carol" / "a.json", 10)
+    c = UserDirCollector(root, watch=False, full_rescan=10**9)
+    c.collect()
+    outside = tmp_path / "outside.bin"
+    write(outside, 99_999)
+    updated = scanned = 0
+    for _ in range(300):
+        user = rng.choice(["alice", "bob", "carol"])
+        udir = root / user
+        files = [p for p in udir.rglob("*") if p.is_file() and not p.is_symlink()]
+        op = rng.random()
+        if op < 0.6 and files:  # LightRAG's way: rewrite a store in place
+            target = rng.choice(files)
+            write(target, rng.randrange(0, 5000))
+            c.mark_dirty(user, str(target))
+        elif op < 0.7 and files:
+            target = rng.choice(files)
+            target.unlink()
+            c.mark_dirty(user, str(target))
+        elif op < 0.8:
+            target = udir / rng.choice(["", "ws1/", "ws1/deep/"]) / f"n{rng.randrange(9)}.json"
+            write(target, rng.randrange(1, 3000))
+            c.mark_dirty(user, str(target.parent))
+            c.mark_dirty(user, str(target))
+        elif op < 0.85 and files:  # a file replaced by a link to a big file elsewhere
+            target = rng.choice(files)
+            target.unlink()
+            os.symlink(outside, target)
+            c.mark_dirty(user, str(target))
+        else:  # several files at once
+            for target in files[:3]:
+                with open(target, "ab") as fh:
+                    fh.write(b"y" * rng.randrange(1, 100))
+                c.mark_dirty(user, str(target))
+        got = as_dict(c.collect())
+        updated += int(got[("userdir_updated_users", "")])
+        scanned += int(got[("userdir_scanned_users", "")])
+        for u, (size, count) in _truth(root).items():
+            assert got[("userdir_bytes", u)] == size, u
+            assert got[("userdir_files", u)] == count, u
+    assert updated > 100 and scanned > 20  # both ways were taken
+
+
+def test_a_symlinked_directory_is_never_followed_by_an_update(root, tmp_path):
+    """A remembered file in a subdirectory that becomes a symlink to another directory: the
+    update sees the link and rescans (which does not follow it) instead of stat-ing through."""
+    c = UserDirCollector(root, watch=False, full_rescan=10**9)
+    c.collect()
+    hot = root / "alice" / "sub" / "graph_chunk_entity_relation.graphml"
+    write(hot, 300)
+    c.mark_dirty("alice", str(hot))
+    assert as_dict(c.collect())[("userdir_bytes", "alice")] == 1300  # rescanned: now known
+    write(hot, 400)
+    c.mark_dirty("alice", str(hot))
+    got = as_dict(c.collect())
+    assert got[("userdir_bytes", "alice")] == 1400 and got[("userdir_updated_users", "")] == 1
+    elsewhere = tmp_path / "elsewhere"
+    write(elsewhere / hot.name, 1_000_000)
+    shutil.rmtree(root / "alice" / "sub")
+    os.symlink(elsewhere, root / "alice" / "sub")
+    c.mark_dirty("alice", str(hot))  # as if the directory's own events were lost
+    got = as_dict(c.collect())
+    assert got[("userdir_bytes", "alice")] == 1000 and got[("userdir_files", "alice")] == 1
+    assert got[("userdir_updated_users", "")] == 0 and got[("userdir_scanned_users", "")] == 1
+
+
+def test_remembered_sizes_and_changed_paths_are_bounded(root, monkeypatch):
+    from lightkeeper.collectors import userdirs
+
+    monkeypatch.setattr(userdirs, "HOT_FILES_MAX", 3)
+    c = UserDirCollector(root, watch=False, full_rescan=10**9)
+    c.collect()
+    for i in range(6):
+        write(root / "bob" / f"f{i}.json", 10)
+        c.mark_dirty("bob", str(root / "bob" / f"f{i}.json"))
+    got = as_dict(c.collect())
+    assert got[("userdir_bytes", "bob")] == 110 and got[("userdir_scanned_users", "")] == 1
+    assert c._hot_count == sum(len(v) for v in c._hot.values()) <= 3
+    for i in range(userdirs.DIRTY_PATHS_MAX + 1):  # more changes than are worth listing
+        c.mark_dirty("alice", str(root / "alice" / f"x{i}"))
+    assert c._dirty["alice"] is None
+    c.collect()
+    assert c._hot_count == sum(len(v) for v in c._hot.values()) <= 3
+
+
+def test_the_watcher_reports_paths_and_a_rewrite_costs_no_rescan(root):
+    c = UserDirCollector(root, full_rescan=3600)
+    store = root / "alice" / "kv_store_doc_status.json"
+    try:
+        c.collect()
+
+        def rewrite_until_reported(size: int) -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                write(store, size)
+                poll_until = time.monotonic() + 3
+                while time.monotonic() < poll_until:
+                    with c._dirty_lock:
+                        paths = c._dirty.get("alice")
+                    if paths and str(store) in paths:
+                        return
+                    time.sleep(0.05)
+            raise AssertionError("the watcher did not report the rewrite")
+
+        rewrite_until_reported(2000)
+        got = as_dict(c.collect())  # first change of this file: a rescan remembers its size
+        assert got[("userdir_bytes", "alice")] == 2234 and got[("userdir_scanned_users", "")] == 1
+        rewrite_until_reported(3000)
+        got = as_dict(c.collect())
+        assert got[("userdir_bytes", "alice")] == 3234
+        assert got[("userdir_updated_users", "")] == 1 and got[("userdir_scanned_users", "")] == 0
+    finally:
+        c.close()
