@@ -271,8 +271,8 @@ class UserDirCollector:
         with self._dirty_lock:
             dirty, self._dirty = self._dirty, {}
         full = now - self._last_full >= self.full_rescan
-        if full:
-            dirty = dict.fromkeys(users)
+        if full:  # every user rescanned; the paths that changed are remembered all the same
+            dirty = {user: dirty.get(user) for user in users}
             self._last_full = now
             self.full_rescans += 1
         for gone in set(self._sizes) - users:
@@ -283,7 +283,7 @@ class UserDirCollector:
         scanned = updated = 0
         for user in sorted(set(dirty) & users):
             paths = dirty[user]
-            if paths is not None and self._update(user, paths):
+            if not full and paths is not None and self._update(user, paths):
                 updated += 1
                 continue
             try:

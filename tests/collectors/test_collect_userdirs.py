@@ -363,3 +363,19 @@ def test_the_watcher_reports_paths_and_a_rewrite_costs_no_rescan(root):
         assert got[("userdir_updated_users", "")] == 1 and got[("userdir_scanned_users", "")] == 0
     finally:
         c.close()
+
+
+def test_a_full_rescan_remembers_the_files_that_changed(root):
+    c = UserDirCollector(root, watch=False, full_rescan=0)
+    c.collect()
+    store = root / "bob" / "vdb_chunks.json"
+    write(store, 70)
+    c.mark_dirty("bob", str(store))
+    got = as_dict(c.collect())  # a full rescan: every user scanned, nobody updated
+    assert got[("userdir_full_rescan", "")] == 1 and got[("userdir_updated_users", "")] == 0
+    assert got[("userdir_bytes", "bob")] == 70
+    c.full_rescan = 10**9
+    write(store, 90)
+    c.mark_dirty("bob", str(store))
+    got = as_dict(c.collect())
+    assert got[("userdir_bytes", "bob")] == 90 and got[("userdir_updated_users", "")] == 1
