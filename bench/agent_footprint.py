@@ -5,7 +5,9 @@ Generates 1,000 synthetic user directories of 10 files each in a temporary data 
 waits until every collector has run once, then samples the agent's CPU time and RSS (children
 included) with psutil for the measurement window. If ``node_exporter`` (Debian:
 ``prometheus-node-exporter``) or ``glances`` is installed, it runs alongside as a reference,
-node_exporter scraped every system interval as Prometheus would.
+node_exporter scraped every system interval as Prometheus would. The floor under the agent's
+RSS is printed too: its metrics store alone in a bare Python (the agent's DuckDB settings, one
+write, one read).
 
     .venv/bin/python bench/agent_footprint.py [--seconds 60] [--users 1000] [--churn N] [--json]
 
@@ -145,6 +147,34 @@ while True:
             due[c.name] = now + c.interval
     time.sleep(max(0.05, min(due.values()) - time.monotonic()))
 """
+
+
+# The floor under the agent's RSS: the agent's own metrics store in a bare Python, with the
+# agent's engine settings, after one write of 3,000 samples (a user-directory pass of 1,000
+# users) and one read. Prints VmRSS, RssAnon and RssFile in kB.
+STORE_ONLY = r"""
+import sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from lightkeeper.agent.store.db import Store
+with tempfile.TemporaryDirectory() as d:
+    store = Store(Path(d) / "metrics.duckdb", memory_limit_mb=128, threads=1)
+    now = time.time()
+    store.add_samples([(now, "userdir_bytes", f"user{i:04d}", float(i)) for i in range(3000)])
+    store.flush()
+    store.execute("SELECT metric, count(*), avg(value) FROM samples GROUP BY metric")
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    print(" ".join(status[k].split()[0] for k in ("VmRSS", "RssAnon", "RssFile")))
+    store.close()
+"""
+
+
+def run_store_only(env: dict) -> dict:
+    """RSS of the agent's store alone (see STORE_ONLY), in MB."""
+    out = subprocess.run([sys.executable, "-c", STORE_ONLY, str(REPO)], env=env, cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout.split()
+    rss, anon, file = (int(x) * 1024 / 1e6 for x in out)
+    return {"rss_mb": rss, "anon_mb": anon, "file_mb": file}
 
 
 def run_collectors_only(env: dict, seconds: float) -> dict:
@@ -290,6 +320,11 @@ def main() -> int:
         print(f"  breakdown: the same collectors alone in a bare loop (no store, API, alerts): "
               f"CPU {res['cpu_percent_one_core']:.2f} % of one core, peak RSS "
               f"{res['peak_rss_mb']:.1f} MB")
+        res = run_store_only(env)
+        report["store_only"] = res
+        print(f"  floor: the agent's metrics store alone (DuckDB with the agent's settings, one "
+              f"write of 3,000 samples and one read): RSS {res['rss_mb']:.1f} MB "
+              f"({res['file_mb']:.1f} file-backed, {res['anon_mb']:.1f} anonymous)")
         refs = 0
         node = shutil.which("node_exporter") or shutil.which("prometheus-node-exporter")
         if node:
