@@ -4,8 +4,9 @@ A job that changes the repository (backup, prune, forget, in-place restore) take
 lock; a job that only reads it (verify, restore) a shared one. Any exclusive lock excludes every
 other lock. A lock whose process is gone (same host, pid not running or running a different
 process, told apart by this boot's id and the start in clock ticks, which no clock step moves:
-``lightkeeper.procstart``) is stale and removed. A lock from another host is stale when it has not been refreshed
-for ``STALE_AFTER`` seconds; holders refresh theirs every ``REFRESH_EVERY`` seconds.
+``lightkeeper.procstart``) is stale and removed. A lock from another host is stale when it has
+not been refreshed for ``STALE_AFTER`` seconds; holders refresh theirs every ``REFRESH_EVERY``
+seconds.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ class RepoLock:
         self.dir.mkdir(parents=True, exist_ok=True)
         pid = os.getpid()
         doc = {"host": socket.gethostname(), "pid": pid, "proc_start": _proc_start(pid),
-               **procstart.identity(pid), "exclusive": self.exclusive, "purpose": self.purpose, "job_id": self.job_id,
+               **procstart.identity(pid), "exclusive": self.exclusive, "purpose": self.purpose,
+               "job_id": self.job_id,
                "time": time.time()}
         path = self.dir / f"{secrets.token_hex(8)}.lock"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
