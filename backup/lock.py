@@ -151,10 +151,17 @@ class RepoLock:
 
     def _refresh(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):
-            if self.path is not None:
+            path = self.path
+            if path is not None:
                 try:
-                    os.utime(self.path)
+                    os.utime(path, follow_symlinks=False)
                 except FileNotFoundError:
+                    if not self._stop.is_set():  # not our own release
+                        log.error("lock.lost", lock=path.name, purpose=self.purpose,
+                                  job_id=self.job_id,
+                                  hint="another process removed this job's repository lock "
+                                       "(it took it for stale) or it was deleted by hand; a "
+                                       "backup will not commit, a prune will not delete")
                     return
 
     def release(self) -> None:

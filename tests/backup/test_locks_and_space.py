@@ -148,3 +148,28 @@ def test_a_prune_that_lost_its_lock_deletes_nothing(data_root: Path, repo: Repos
     assert verify(repo, full=True)["ok"]
     done = prune(repo)
     assert done["packs_delete"] > 0 and verify(repo, full=True)["ok"]
+
+
+def test_a_lost_lock_is_logged_when_its_refresh_finds_it_gone(repo: Repository, monkeypatch,
+                                                              caplog) -> None:
+    """The refresh used to stop in silence; the operator now reads the loss in the log as it
+    happens, not only when the job reaches its commit."""
+    import logging
+
+    from lightkeeper.backup import lock as lock_mod
+
+    monkeypatch.setattr(lock_mod, "REFRESH_EVERY", 0.05)
+    with caplog.at_level(logging.INFO, logger="lightkeeper"):
+        with RepoLock(repo.path, exclusive=False, purpose="verify", job_id="j7") as held:
+            assert held.path is not None
+            held.path.unlink()
+            deadline = time.monotonic() + 10
+            while not [r for r in caplog.records if r.getMessage() == "lock.lost"]:
+                assert time.monotonic() < deadline, "the loss was not logged"
+                time.sleep(0.05)
+            with pytest.raises(lock_mod.LockLost, match="lock of this verify"):
+                held.check()
+        with RepoLock(repo.path, exclusive=True, purpose="backup"):
+            time.sleep(0.2)  # refreshes of a lock that stays: nothing logged
+    lost = [r for r in caplog.records if r.getMessage() == "lock.lost"]
+    assert len(lost) == 1 and lost[0].levelno == logging.ERROR
