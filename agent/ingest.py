@@ -329,14 +329,13 @@ class SpoolIngester:
             return True
         if m["host"] != self.host:
             return False  # cannot tell for another host: wait for its next file
-        try:
-            pid = int(m["pid"])
-            if procstart.start_ticks(pid) is None:
-                return True  # gone (or exited, not yet reaped)
-            if abs(psutil.Process(pid).create_time() - int(m["start"])) <= 2:
-                return False
-        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, OverflowError):
-            return True
+        pid = int(m["pid"])  # NAME_RE: digits
+        ticks = procstart.start_ticks(pid)  # one read of /proc/<pid>/stat
+        if ticks is None:
+            return True  # gone (or exited, not yet reaped)
+        # its wall-clock start as psutil's create_time() gives it, which the writer named
+        if abs(psutil.boot_time() + ticks / procstart.CLOCK_TICKS - int(m["start"])) <= 2:
+            return False
         # The pid runs a process whose wall-clock start is another: a new process that got
         # the pid, or the writer itself after a clock step (which moves the create time of
         # every process, lightkeeper.procstart). The writer keeps its current file open.

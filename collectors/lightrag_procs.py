@@ -151,20 +151,7 @@ def user_of(path: str | None, data_root: str) -> str | None:
 
 def _open_user_files(pid: int, prefix: str) -> list[str]:
     """Paths under ``prefix`` that ``pid`` has open (one readlink per descriptor)."""
-    out: list[str] = []
-    base = f"/proc/{pid}/fd"
-    try:
-        fds = os.listdir(base)
-    except OSError:  # gone, or another user's process
-        return out
-    for fd in fds:
-        try:
-            target = os.readlink(f"{base}/{fd}")
-        except OSError:
-            continue
-        if target.startswith(prefix):
-            out.append(target)
-    return out
+    return [target for target in procstart.open_paths(pid) if target.startswith(prefix)]
 
 
 def _flock_holders(inodes: dict[int, str]) -> dict[int, set[str]]:

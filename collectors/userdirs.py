@@ -345,8 +345,7 @@ class UserDirCollector:
         size of every one of them is remembered and each is still a regular file or gone.
         False (nothing changed) when the user's directory must be rescanned instead."""
         hot = self._hot.get(user)
-        known = self._sizes.get(user)
-        if hot is None or known is None or not paths <= hot.keys():
+        if hot is None or not paths <= hot.keys():  # a user with remembered sizes is known
             return False
         user_dir = os.path.join(self.data_root, user)
         now: dict[str, int | None] = {}
@@ -358,7 +357,7 @@ class UserDirCollector:
             if st is not None and not stat.S_ISREG(st.st_mode):
                 return False  # a directory (it may hold files) or a link where a file was
             now[path] = None if st is None else st.st_size
-        size, files = known
+        size, files = self._sizes[user]
         for path, new in now.items():
             old = hot[path]
             if new is None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # the unit of start_ticks, per second
 
 
 @functools.cache
@@ -72,19 +73,22 @@ def same_process(pid: int, recorded: Mapping[str, Any]) -> bool | None:
     return start_ticks(pid) == ticks
 
 
-def has_open(pid: int, path: str) -> bool:
-    """Whether process ``pid`` holds the file ``path`` (absolute, symlinks resolved) open: one
-    readlink per descriptor, nothing opened. False when the process is gone or not ours to
-    look at."""
+def open_paths(pid: int) -> Iterator[str]:
+    """What each descriptor of process ``pid`` points to (absolute paths, symlinks resolved):
+    one readlink per descriptor, nothing opened. Nothing when the process is gone or not ours
+    to look at."""
     base = f"/proc/{pid}/fd"
     try:
         fds = os.listdir(base)
     except OSError:
-        return False
+        return
     for fd in fds:
         try:
-            if os.readlink(f"{base}/{fd}") == path:
-                return True
+            yield os.readlink(f"{base}/{fd}")
         except OSError:
             continue
-    return False
+
+
+def has_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` holds the file ``path`` (absolute, symlinks resolved) open."""
+    return path in open_paths(pid)

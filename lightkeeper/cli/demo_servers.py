@@ -4,9 +4,8 @@ served demo user, as detached processes on free loopback ports.
 Each one is recorded in ``<state_dir>/demo-servers.json`` (pid, this boot's id and the
 process's start in clock ticks, URL) so that ``demo --stop`` ends exactly those processes (a
 recycled pid is never signalled) and a second ``demo`` run reuses servers that still run. Their
-logs go to
-``<state_dir>/logs/demo-*.log``; they run in ``<state_dir>/demo`` so no ``.env`` of the
-current directory is read by LightRAG's server.
+logs go to ``<state_dir>/logs/demo-*.log``; they run in ``<state_dir>/demo`` so no ``.env`` of
+the current directory is read by LightRAG's server.
 """
 
 from __future__ import annotations
