@@ -251,10 +251,11 @@ SETTINGS: tuple[Setting, ...] = (
       min=0, max=20),
     S("replication.timeout_seconds", "float", 15.0, "Connect and handshake timeout per zone.",
       min=1, max=600),
-    S("replication.keep_open_seconds", "float", 60.0,
-      "Seconds a zone's SSH session stays open after a sync for the zone's next sync (0: "
-      "closed at once). Saves the connection and sftp-server start (about 0.2 s) per sync.",
-      min=0, max=3600),
+    S("replication.keep_open_seconds", "float", 600.0,
+      "Seconds a zone's SSH session stays open after a sync or a probe, for the zone's next "
+      "sync or probe (0: closed at once). Longer than replication.status_schedule's interval, "
+      "the agent holds one session per SFTP zone; each sync then saves the connection and "
+      "sftp-server start (about 0.2 s).", min=0, max=86400),
     S("replication.status_schedule", "str", "every 5m",
       "How often the agent probes each zone and refreshes its lag and up/down metrics."),
     # alert delivery

@@ -238,9 +238,12 @@ def job_zone_rebuild(ctx: Any, services: Services, params: ZoneRequest) -> ZoneR
 def probe_zones(services: Services, names: list[str] | None = None,
                 check: Callable[[], None] | None = None) -> dict[str, ZoneStatus]:
     """Probe every zone (or the given ones) and push its metrics: keeps lag and up/down
-    current between syncs, so alerts fire for a zone that is down."""
+    current between syncs, so alerts fire for a zone that is down. Each probe keeps its SSH
+    session open for the zone's next sync or probe (replication.keep_open_seconds)."""
+    from lightkeeper.backup.zones.session_pool import DEFAULT_KEEP_OPEN_S  # noqa: PLC0415
     from lightkeeper.backup.zones.status import samples, zone_status  # noqa: PLC0415
     cfg = services.cfg
+    keep_open = float(cfg.get("replication.keep_open_seconds", DEFAULT_KEEP_OPEN_S))
     local = _local(services)
     local_times = local.snapshot_times() if local.exists() else {}
     out: dict[str, ZoneStatus] = {}
@@ -248,7 +251,7 @@ def probe_zones(services: Services, names: list[str] | None = None,
         if check is not None:
             check()
         st = zone_status(zone, zone_state_dir(cfg, zone.name), local, local_times,
-                         do_probe=True)
+                         do_probe=True, keep_open=keep_open)
         services.add_samples(samples(st, time.time()))
         out[zone.name] = st
     return out

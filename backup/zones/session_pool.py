@@ -1,18 +1,24 @@
-"""A zone's SSH session kept open for a short while after a sync, for the next sync.
+"""A zone's SSH session kept open after a sync or a probe, for the zone's next sync or probe.
 
 Opening a session costs a TCP connect, the key exchange, authentication and, above all, the
 server starting ``sftp-server`` through the account's login shell: 0.2 s on a loopback zone
-(bench/replication_bench.py), most of a sync that finds nothing to send. rsync pays the same
-at every run; OpenSSH users avoid it with ``ControlPersist``. Here a sync hands its healthy
-session back and the next sync of the *same zone* within ``keep_open`` seconds takes it (with
-the channels it has), so a no-change sync is a few SFTP round trips.
+(bench/replication_bench.py), most of a sync that finds nothing to send and a third of a full
+one. rsync and ``sftp -b`` pay it at every run; OpenSSH users avoid it with ``ControlPersist``.
+Here a sync or the agent's periodic probe hands its healthy session back and the next sync or
+probe of the *same zone* within ``keep_open`` seconds takes it (with the channels it has). With
+``keep_open`` longer than the probe interval (the defaults: 600 s and 5 minutes) the agent
+holds one session per zone (one ``sshd`` child and one ``sftp-server`` per channel on the
+zone), and an operator's sync starts sending at once.
 
 What keeps this safe:
 - a session is only reused for the zone it was opened for, with the same host, port, user,
   key file and known_hosts file, both files unchanged since (size and mtime): a key or trust
   change takes effect at the next sync, never later;
-- only a session whose transports are all still active is handed out; a session that failed
-  in any way is closed, never pooled;
+- only a session whose transports are all still active and whose first channel answers a
+  request within ``CHECK_TIMEOUT_S`` is handed out: a connection that died silently (a
+  network path that went away, no reset) costs that wait and a fresh session, not a sync
+  stalled on the channel's 60-s timeout; a session that failed in any way is closed, never
+  pooled;
 - an idle session is closed after ``keep_open`` seconds by a timer (and all at shutdown).
 """
 
@@ -29,7 +35,9 @@ if TYPE_CHECKING:
     from lightkeeper.backup.zones.connection import ZoneSession
     from lightkeeper.backup.zones.model import Zone
 
-DEFAULT_KEEP_OPEN_S = 60.0
+DEFAULT_KEEP_OPEN_S = 600.0
+# how long a kept session may take to answer before it counts as dead (one round trip)
+CHECK_TIMEOUT_S = 5.0
 
 
 def _file_sig(path: str | Path) -> tuple[int, int] | None:
@@ -47,13 +55,31 @@ def _key(zone: Zone) -> tuple[object, ...]:
             _file_sig(zone.key_file), str(zone.known_hosts), _file_sig(zone.known_hosts))
 
 
+def _answers(sess: ZoneSession, timeout: float) -> bool:
+    """One request on the session's first channel, waiting at most ``timeout`` seconds."""
+    try:
+        channel = sess.sftp.get_channel()
+        if channel is None or channel.closed:
+            return False
+        before = channel.gettimeout()
+        channel.settimeout(timeout)
+        try:
+            sess.sftp.normalize(".")
+        finally:
+            channel.settimeout(before)
+    except Exception:  # noqa: BLE001 - any failure: not usable, a fresh session instead
+        return False
+    return True
+
+
 class SessionPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._idle: dict[tuple[object, ...], tuple[ZoneSession, float]] = {}
 
     def take(self, zone: Zone) -> ZoneSession | None:
-        """The zone's idle session, if one is open and still matches the zone; else None."""
+        """The zone's idle session, if one is open, still matches the zone and answers within
+        ``CHECK_TIMEOUT_S``; else None."""
         key = _key(zone)
         with self._lock:
             found = self._idle.pop(key, None)
@@ -64,7 +90,8 @@ class SessionPool:
         if found is None:
             return None
         sess, _ = found
-        if not sess.transports or not all(t.is_active() for t in sess.transports):
+        if not sess.transports or not all(t.is_active() for t in sess.transports) or \
+                not _answers(sess, CHECK_TIMEOUT_S):
             sess.close()
             return None
         return sess

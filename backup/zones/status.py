@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import cast
 
 from lightkeeper.backup.zones import remote_ops
-from lightkeeper.backup.zones.connection import ZoneSession
+from lightkeeper.backup.zones.connection import ZoneSession, is_network_error
 from lightkeeper.backup.zones.errors import ZoneError
 from lightkeeper.backup.zones.local_repo import LocalRepo
 from lightkeeper.backup.zones.model import Zone
 from lightkeeper.backup.zones.remote_path import RemoteRoot
+from lightkeeper.backup.zones.session_pool import POOL
 from lightkeeper.backup.zones.state import ZoneStatus
 from lightkeeper.contracts import zones as contracts
 from lightkeeper.logs import get_logger
@@ -45,29 +46,49 @@ def lag_seconds(local_times: dict[str, float], remote_ids: Iterable[str],
     return (0.0 if since is None else max(0.0, now - since)), behind
 
 
-def probe(zone: Zone, timeout: float = 10.0) -> tuple[bool, str | None, dict[str, int] | None]:
-    """Connect (host key checked), list the zone's snapshots. (reachable, error, snapshots)."""
+def probe(zone: Zone, timeout: float = 10.0, keep_open: float = 0.0
+          ) -> tuple[bool, str | None, dict[str, int] | None]:
+    """Connect (host key checked), list the zone's snapshots. (reachable, error, snapshots).
+    With ``keep_open`` the probe takes the zone's kept session if there is one and hands its
+    own back for the zone's next sync or probe (session_pool.py)."""
     if zone.kind == "s3":
         from lightkeeper.backup.zones.s3_jobs import probe_s3  # noqa: PLC0415
 
         return probe_s3(zone, timeout)
+    root = RemoteRoot(zone.name, zone.remote_path)
+    kept = POOL.take(zone) if keep_open > 0 else None
+    sess = kept
     try:
-        with ZoneSession(zone, 1, 1, timeout) as sess:
-            snaps, _ = remote_ops.list_snapshots(sess.sftp, RemoteRoot(zone.name,
-                                                                       zone.remote_path))
-            return True, None, snaps
+        if sess is not None:
+            try:
+                snaps, _ = remote_ops.list_snapshots(sess.sftp, root)
+            except Exception as exc:  # the kept session died since its check?
+                if remote_ops.connected(sess.sftp) and not is_network_error(exc):
+                    raise  # the zone's answer (a missing path...), not a lost session
+                log.info("zones.kept_session_lost", zone=zone.name, error=str(exc))
+                sess.close()
+                sess = None
+        if sess is None:
+            sess = ZoneSession(zone, 1, 1, timeout)
+            snaps, _ = remote_ops.list_snapshots(sess.sftp, root)
     except ZoneError as exc:
+        if sess is not None:
+            sess.close()
         return False, str(exc), None
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable now"
+        if sess is not None:
+            sess.close()
         return False, f"{type(exc).__name__}: {exc}", None
+    POOL.give(zone, sess, keep_open)  # closes it when keep_open is 0
+    return True, None, snaps
 
 
 def zone_status(zone: Zone, zone_dir: Path, local: LocalRepo | None,
                 local_times: dict[str, float] | None = None, do_probe: bool = False,
-                now: float | None = None) -> contracts.ZoneStatus:
+                now: float | None = None, keep_open: float = 0.0) -> contracts.ZoneStatus:
     st = ZoneStatus(zone_dir)
     if do_probe:
-        ok, err, snaps = probe(zone)
+        ok, err, snaps = probe(zone, keep_open=keep_open)
         t = time.time()
         with st.update() as data:
             st.record_reachability(data, ok, t)

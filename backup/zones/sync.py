@@ -286,6 +286,7 @@ class _Pass:
         healthy = False
         try:
             out = self._run(sess, started, local_snaps, snap_times, files)
+            out["session"] = "kept" if self.reused else "new"
             healthy = True
             return out
         except OSError as exc:

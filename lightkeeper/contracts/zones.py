@@ -105,6 +105,7 @@ class ZoneSyncResult(TypedDict):
     remote_bytes: int
     elapsed_s: float
     attempts: int
+    session: NotRequired[str]  # SFTP zones: "kept" (opened by an earlier sync or probe), "new"
     kind: NotRequired[str]  # s3 zones: "s3" and their upload figures
     uploads_aborted: NotRequired[int]
     uploads_resumed: NotRequired[int]

@@ -47,12 +47,19 @@ def test_trust_through_the_agent(lab, start_agent, run_cli):
     assert any(e.get("event") == "zone.host_key_trusted" for e in events)
 
 
-def test_zone_probes_are_samples_not_jobs(lab, start_agent):
+def test_zone_probes_are_samples_not_jobs_and_keep_their_session(lab, start_agent):
     """The agent probes every zone on replication.status_schedule: zone_up and the lag arrive as
-    samples, and no job record is written for it (288 a day otherwise)."""
+    samples, and no job record is written for it (288 a day otherwise). The probe's SSH session
+    stays open (replication.keep_open_seconds), and the operator's sync takes it: no new
+    connection and no new sftp-server on the zone."""
     import time
 
-    lab.add_zone("p")
+    import psutil
+
+    server = lab.add_zone("p")
+    write_user_files(lab.data_root, "alice", 2, 50_000, 5)
+    sid = lab.backup()
+    lab.repo.close()
     agent = start_agent()
     deadline = time.monotonic() + 60
     up = None
@@ -65,6 +72,13 @@ def test_zone_probes_are_samples_not_jobs(lab, start_agent):
     assert up == [1.0] or (up and up[-1] == 1.0), up
     kinds = {j["kind"] for j in agent.client.jobs(limit=100)}
     assert "zone_status" not in kinds
+    sessions = psutil.Process(server.proc.pid).children
+    assert len(sessions()) == 1  # the probe's, kept while the agent is idle
+    job = agent.client.wait_job(agent.client.start_job("replicate", {"zones": ["p"]}))
+    assert job["state"] == "succeeded", job
+    result = job["summary"]["zones"]["p"]
+    assert result["session"] == "kept" and result["snapshots_published"] == [sid]
+    assert len(sessions()) == 1
 
 
 def test_zone_lag_gauge_grows_without_probe_or_sync(lab, start_agent, run_cli):

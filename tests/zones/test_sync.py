@@ -232,6 +232,78 @@ def test_a_kept_session_serves_the_next_sync_of_the_same_zone_only(lab):
     assert len(POOL) == 0
 
 
+def test_a_probe_keeps_its_session_for_the_next_sync_and_probe(lab):
+    """The agent's periodic probe hands its session to the pool: the operator's next sync of
+    the zone takes it (no new connection, no new sftp-server on the zone), and so does the
+    next probe; with keep_open 0 the probe keeps nothing."""
+    import psutil
+
+    from lightkeeper.backup.zones.local_repo import LocalRepo
+    from lightkeeper.backup.zones.session_pool import POOL
+    from lightkeeper.backup.zones.status import probe
+    from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
+
+    server = lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 3, 5_000, 31)
+    sid = lab.backup()
+
+    def sessions() -> int:  # sshd's per-connection children
+        return len(psutil.Process(server.proc.pid).children())
+
+    ok, err, snaps = probe(lab.zone("a"), keep_open=30)
+    assert (ok, err, snaps) == (True, None, {})
+    assert len(POOL) == 1 and sessions() == 1
+    r = sync_zone(lab.zone("a"), LocalRepo(lab.repo.path), lab.zone_dir("a"), None,
+                  SyncOptions(keep_open=30))
+    assert r["session"] == "kept" and r["attempts"] == 1 and r["snapshots_published"] == [sid]
+    assert sessions() == 1
+    ok, _, snaps = probe(lab.zone("a"), keep_open=30)
+    assert ok and snaps is not None and set(snaps) == {sid}
+    assert len(POOL) == 1 and sessions() == 1
+    POOL.close_all()
+    ok, _, _ = probe(lab.zone("a"), keep_open=0)
+    assert ok and len(POOL) == 0
+
+
+def test_a_kept_session_that_stopped_answering_is_not_handed_out(lab, monkeypatch):
+    """A kept connection can die without a reset (the path to the zone went away): the
+    transport still looks active. It must not be handed out, or the next sync waits on the
+    channel's 60-s timeout; the probe then opens a fresh session and finds the zone up."""
+    import signal
+
+    import psutil
+
+    from lightkeeper.backup.zones import session_pool
+    from lightkeeper.backup.zones.local_repo import LocalRepo
+    from lightkeeper.backup.zones.session_pool import POOL
+    from lightkeeper.backup.zones.status import probe
+    from lightkeeper.backup.zones.sync import SyncOptions, sync_zone
+
+    server = lab.add_zone("a")
+    write_user_files(lab.data_root, "alice", 2, 5_000, 33)
+    sid = lab.backup()
+    monkeypatch.setattr(session_pool, "CHECK_TIMEOUT_S", 0.5)
+    assert probe(lab.zone("a"), keep_open=30)[0]
+    (child,) = psutil.Process(server.proc.pid).children()
+    stuck = [child, *child.children(recursive=True)]  # the session's sshd and sftp-server
+    for proc in stuck:
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        assert POOL.take(lab.zone("a")) is None
+        assert len(POOL) == 0
+        assert probe(lab.zone("a"), keep_open=30)[0]  # not reported unreachable
+        r = sync_zone(lab.zone("a"), LocalRepo(lab.repo.path), lab.zone_dir("a"), None,
+                      SyncOptions(keep_open=30))
+        assert r["session"] == "kept" and r["attempts"] == 1
+        assert r["snapshots_published"] == [sid]
+    finally:
+        for proc in stuck:
+            try:
+                proc.send_signal(signal.SIGCONT)
+            except psutil.NoSuchProcess:
+                pass
+
+
 def test_a_loopback_zone_is_synced_on_one_channel(lab):
     """Extra channels only hide latency: to a zone on this host the sync uses one, whatever
     replication.connections says (a second would cost the server another sftp-server)."""
