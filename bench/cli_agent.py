@@ -100,6 +100,19 @@ class BenchAgent:
         self.stop()
         raise SystemExit(f"the agent did not answer within {timeout:.0f} s")
 
+    def wait_probed(self, zones: list[str], timeout: float = 120.0) -> None:
+        """Wait until the agent's zone probe has reached every zone in ``zones``."""
+        from lightkeeper.client import AgentClient
+
+        client = AgentClient(self.state / "agent.sock", timeout=10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reached = {z["name"] for z in client.call("zones.list") if z.get("reachable")}
+            if reached >= set(zones):
+                return
+            time.sleep(0.2)
+        raise SystemExit(f"the agent's probe did not reach {zones} within {timeout:.0f} s")
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
