@@ -257,7 +257,8 @@ SETTINGS: tuple[Setting, ...] = (
       "the agent holds one session per SFTP zone; each sync then saves the connection and "
       "sftp-server start (about 0.2 s).", min=0, max=86400),
     S("replication.status_schedule", "str", "every 5m",
-      "How often the agent probes each zone and refreshes its lag and up/down metrics."),
+      "How often the agent probes each zone and refreshes its lag and up/down metrics ('' "
+      "or 'off': never; a sync still refreshes them)."),
     # alert delivery
     S("alerting.alertmanager_url", "str", "",
       "Alertmanager base URL (for example http://127.0.0.1:9093); the agent pushes firing and "

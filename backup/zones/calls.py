@@ -240,13 +240,15 @@ def probe_zones(services: Services, names: list[str] | None = None,
     """Probe every zone (or the given ones) and push its metrics: keeps lag and up/down
     current between syncs, so alerts fire for a zone that is down. Each probe keeps its SSH
     session open for the zone's next sync or probe (replication.keep_open_seconds)."""
-    from lightkeeper.backup.zones.session_pool import DEFAULT_KEEP_OPEN_S  # noqa: PLC0415
+    from lightkeeper.backup.zones.session_pool import DEFAULT_KEEP_OPEN_S, POOL  # noqa: PLC0415
     from lightkeeper.backup.zones.status import samples, zone_status  # noqa: PLC0415
     cfg = services.cfg
     keep_open = float(cfg.get("replication.keep_open_seconds", DEFAULT_KEEP_OPEN_S))
     local = _local(services)
     local_times = local.snapshot_times() if local.exists() else {}
     out: dict[str, ZoneStatus] = {}
+    if names is None:  # a zone removed by a reload: its kept session goes now, not at expiry
+        POOL.retain(set(load_zones(cfg)) if keep_open > 0 else set())
     for zone in select_zones(cfg, names):
         if check is not None:
             check()
@@ -266,7 +268,8 @@ def probes(services: Services) -> list[tuple[str, str, Callable[[Services], Any]
     """The agent's periodic zone probe: samples, not a job (288 job records a day otherwise)."""
     if not load_zones(services.cfg):
         return []
-    text = str(services.cfg.get("replication.status_schedule") or STATUS_SCHEDULE)
+    # '' turns the probes off, like any schedule (it used to mean the default)
+    text = str(services.cfg.get("replication.status_schedule", STATUS_SCHEDULE))
     return [("zone_status", text, probe_zones)]
 
 

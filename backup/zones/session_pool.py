@@ -123,6 +123,16 @@ class SessionPool:
             del self._idle[key]
         sess.close()
 
+    def retain(self, zones: set[str]) -> int:
+        """Close the kept sessions of zones not in ``zones`` (removed from the configuration,
+        which no probe or sync will take again); returns how many were closed."""
+        with self._lock:
+            gone = [k for k in self._idle if k[0] not in zones]
+            sessions = [self._idle.pop(k)[0] for k in gone]
+        for sess in sessions:
+            sess.close()
+        return len(sessions)
+
     def close_all(self) -> None:
         with self._lock:
             sessions = [s for s, _ in self._idle.values()]

@@ -22,6 +22,20 @@ def test_schedules_follow_zone_then_replication_schedule(lab):
     assert {"zones.list", "zones.status", "zones.trust_probe", "zones.trust"} <= set(CALLS)
 
 
+def test_an_empty_status_schedule_turns_the_probes_off(lab):
+    """'' turns a schedule off (agent/scheduler.py); the probe took it for the default and
+    probed every 5 minutes anyway, holding a session per zone with keep_open."""
+    from lightkeeper.agent import scheduler
+
+    lab.zones["a"] = {"host": "127.0.0.1", "user": "u", "remote_path": "/srv/a"}
+    lab.write_config()
+    assert PROBES(lab.services()) == [("zone_status", "every 5m", probe_zones)]
+    lab.set("replication.status_schedule", '""')
+    lab.write_config()
+    ((_, text, _),) = PROBES(lab.services())
+    assert scheduler.parse(text) is None
+
+
 def test_no_zones_no_schedules(lab):
     assert SCHEDULES(lab.services()) == []
     assert PROBES(lab.services()) == []

@@ -263,6 +263,10 @@ def test_a_probe_keeps_its_session_for_the_next_sync_and_probe(lab):
     POOL.close_all()
     ok, _, _ = probe(lab.zone("a"), keep_open=0)
     assert ok and len(POOL) == 0
+    # a zone no longer configured: the probe round closes its kept session
+    assert probe(lab.zone("a"), keep_open=30)[0] and len(POOL) == 1
+    assert POOL.retain({"a", "b"}) == 0 and len(POOL) == 1
+    assert POOL.retain({"b"}) == 1 and len(POOL) == 0
 
 
 def test_a_kept_session_that_stopped_answering_is_not_handed_out(lab, monkeypatch):
