@@ -300,21 +300,23 @@ def main() -> int:
         kept_agent.wait_probed(list(kept_zones))
         cli_jobs: dict[str, list[float]] = {}
 
-        def lk_cli(zone_name: str, label: str, by: BenchAgent | None = None) -> float:
+        def lk_cli(zone_name: str, label: str, session: str,
+                   by: BenchAgent | None = None) -> float:
             t, job = (by or agent).cli("replicate", zone_name)
             cli_jobs.setdefault(label, []).append(job_seconds(job))
-            session = job["summary"]["zones"][zone_name].get("session")
-            if session != ("kept" if by is kept_agent else "new"):
-                raise SystemExit(f"{label} sync of {zone_name} ran on a {session} session")
+            used = job["summary"]["zones"][zone_name].get("session")
+            if used != session:
+                raise SystemExit(f"{label} sync of {zone_name} ran on a {used} session, "
+                                 f"not a {session} one")
             return t
 
         # interleaved rounds, best of each: the machine's other load hits every tool alike
         full_runs: dict[str, list[float]] = {}
         for rnd in range(runs):
             full_runs.setdefault("lightkeeper replicate (CLI, agent)", []).append(
-                lk_cli(f"cli{rnd}", "full"))
+                lk_cli(f"cli{rnd}", "full", "new"))
             full_runs.setdefault("lightkeeper replicate (CLI, session kept)", []).append(
-                lk_cli(f"kept{rnd}", "full, kept", kept_agent))
+                lk_cli(f"kept{rnd}", "full, kept", "kept", kept_agent))
             for ch in args.channels:
                 full_runs.setdefault(f"lightkeeper full, {ch} channel(s)", []).append(
                     lk_full(ch, repo))
@@ -332,9 +334,10 @@ def main() -> int:
             d_rs = fresh("rsync")
             rs_dest = f"{user}@127.0.0.1:{d_rs}/"
             run(["rsync", "-a", "--exclude", "locks/", "-e", rsh, f"{repo}/", rs_dest])
-        lk_cli(f"cli{runs}", "first")
+        lk_cli(f"cli{runs}", "first", "new")
         for _ in range(runs):
-            nochange_cli.append(lk_cli(f"cli{runs}", "no-change"))
+            # on the session the previous sync of the zone kept
+            nochange_cli.append(lk_cli(f"cli{runs}", "no-change", "kept"))
             if have_rsync:
                 nochange_ref.append(run(["rsync", "-a", "--exclude", "locks/", "-e", rsh,
                                          f"{repo}/", rs_dest]))
