@@ -28,7 +28,14 @@ from pyfastcdc import FastCDC
 
 from lightkeeper.backup import dbsources, sources, storecheck
 from lightkeeper.backup.chunkindex import ChunkIndex
-from lightkeeper.backup.fsutil import NoSpace, is_enospc, open_regular_below, require_space
+from lightkeeper.backup.fsutil import (
+    DirsBelow,
+    NoSpace,
+    is_enospc,
+    open_regular_below,
+    read_fd,
+    require_space,
+)
 from lightkeeper.backup.gate import GateTimeout, read_gate, read_stamp, writer_active
 from lightkeeper.backup.lock import LockLost, RepoLock
 from lightkeeper.backup.packs import PackWriter
@@ -42,6 +49,10 @@ from lightkeeper.progress import JobContext, LocalContext
 log = get_logger("backup.snapshot")
 
 WHOLE_FILE_LIMIT = 256 << 20
+# chunks queued for one index check (_Builder._add_batch): enough files to spread numpy's
+# fixed cost per search, few enough bytes to hold
+BATCH_CHUNKS = 1024
+BATCH_BYTES = 8 << 20
 SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # with fullmatch
 MANIFEST_VERSION = 1
 # Files whose changes do not count against the quiet period: LightRAG's LLM cache is written on
@@ -110,6 +121,10 @@ class _Builder:
         self.bytes_total = bytes_total
         self.files_done = 0
         self._last_progress = 0.0
+        # chunks and chunk lists waiting for one index check of many files (_add_batch)
+        self._batch: list[tuple[bytes, Any]] = []
+        self._batch_bytes = 0
+        self._lists: list[tuple[bytes, bytes]] = []
 
     @property
     def idx(self) -> ChunkIndex:
@@ -117,31 +132,42 @@ class _Builder:
             self._idx = self.repo.index
         return self._idx
 
-    def _known(self, cid: bytes) -> bool:
-        return cid in self.idx or cid in self.data.pending or cid in self.tree.pending
-
     def _add_list(self, ids: list[bytes]) -> str | None:
         if not ids:
             return None
         lst = b"".join(ids)
         lid = self.chunk_id(lst)
-        if not self._known(lid):
-            self.tree.add(lid, lst)
+        self._lists.append((lid, lst))
         return lid.hex()
 
     def _store_chunks(self, chunks: list[tuple[bytes, Any]]) -> None:
-        """Add the chunks the repository does not have yet; the index is asked once for the
-        whole batch (a vectorised search), pending chunks of this backup one by one."""
-        if not chunks:
-            return
-        indexed = self.idx.contains_many([cid for cid, _ in chunks])
-        add = self.data.add
-        for (cid, mv), known in zip(chunks, indexed, strict=True):
-            if known or cid in self.data.pending or cid in self.tree.pending:
+        """Queue chunks for the repository; the queue is checked against the index and added
+        when it holds BATCH_CHUNKS chunks or BATCH_BYTES bytes (``_add_batch``)."""
+        self._batch.extend(chunks)
+        self._batch_bytes += sum(len(data) for _, data in chunks)
+        if len(self._batch) >= BATCH_CHUNKS or self._batch_bytes >= BATCH_BYTES:
+            self._add_batch()
+
+    def _add_batch(self) -> None:
+        """Add the queued chunks and chunk lists the repository does not have yet: the index is
+        asked once for the whole queue (a vectorised search over many files: asked per file,
+        numpy's fixed cost per call was a fifth of a first backup of small files), chunks
+        pending in this backup's packs one by one."""
+        chunks, self._batch, self._batch_bytes = self._batch, [], 0
+        lists, self._lists = self._lists, []
+        pending_data, pending_tree = self.data.pending, self.tree.pending
+        for queue, writer, counted in ((chunks, self.data, True), (lists, self.tree, False)):
+            if not queue:
                 continue
-            add(cid, mv)
-            self.c.raw_new += len(mv)
-            self.c.chunks_new += 1
+            indexed = self.idx.contains_many([cid for cid, _ in queue])
+            add = writer.add
+            for (cid, data), known in zip(queue, indexed, strict=True):
+                if known or cid in pending_data or cid in pending_tree:
+                    continue
+                add(cid, data)
+                if counted:
+                    self.c.raw_new += len(data)
+                    self.c.chunks_new += 1
 
     def store_bytes(self, data: bytes) -> tuple[str, str | None, int]:
         chunks = [(self.chunk_id(c.data), c.data) for c in self.cdc.cut_buf(data)]
@@ -168,25 +194,27 @@ class _Builder:
         self._store_chunks(batch)
         return h.hexdigest(), self._add_list(ids), len(ids), size
 
-    def store_file(self, path: Path, rel: str, st: os.stat_result | sources.FileStat,
-                   keep: bool = False, base: Path | None = None
-                   ) -> tuple[dict[str, Any], bytes | None]:
-        """Read and store one file; returns its manifest entry (and its bytes if ``keep``).
-        With ``base``, no symlink between ``base`` and the file is followed."""
-        size = st.st_size if isinstance(st, os.stat_result) else st.size
+    def store_fd(self, fd: int, rel: str, size: int, keep: bool = False
+                 ) -> tuple[dict[str, Any], bytes | None]:
+        """Read and store the open file ``fd`` (``size``: its size at the scan); returns its
+        manifest entry (and its bytes if ``keep``). The caller closes ``fd``."""
         data = None
-        # A user's directory may be written by another account: a file swapped for a symlink
-        # (or a FIFO) after the scan must not make us read what it points to.
-        with open_regular_below(path, base) as f:
-            if size <= WHOLE_FILE_LIMIT:
-                data = f.read()
-                fhash, lid, n = self.store_bytes(data)
-                size = len(data)
-            else:
+        if size <= WHOLE_FILE_LIMIT:
+            data = read_fd(fd, size)
+            fhash, lid, n = self.store_bytes(data)
+            size = len(data)
+        else:
+            with os.fdopen(fd, "rb", closefd=False) as f:
                 fhash, lid, n, size = self.store_stream(f)
         self.c.bytes_read += size
         entry = {"path": rel, "size": size, "hash": fhash, "list": lid, "chunks": n}
         return entry, (data if keep else None)
+
+    def store_file(self, path: Path, rel: str, st: os.stat_result,
+                   keep: bool = False) -> tuple[dict[str, Any], bytes | None]:
+        """Read and store one file the agent wrote itself (a dump, the metrics copy)."""
+        with open_regular_below(path) as f:
+            return self.store_fd(f.fileno(), rel, st.st_size, keep)
 
     def progress(self, current: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -197,11 +225,13 @@ class _Builder:
                               current=current)
 
     def finish(self) -> None:
+        self._add_batch()
         self.data.flush()
         self.tree.flush()
         self.repo.flush_index()
 
     def abort(self) -> None:
+        self._batch, self._lists = [], []
         self.data.abort()
         self.tree.abort()
 
@@ -324,6 +354,14 @@ def _check_copy(udir: Path, files: list[sources.FileStat], captured: dict[str, b
 def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                  parent_files: dict[str, dict[str, Any]],
                  parent_users: dict[str, dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]:
+    """Copy one user (``_copy_user``), its directories opened once each (``DirsBelow``)."""
+    with DirsBelow(Path(opts.data_root) / user) as dirs:
+        return _copy_user(b, opts, user, parent_files, parent_users, dirs)
+
+
+def _copy_user(b: _Builder, opts: BackupOptions, user: str,
+               parent_files: dict[str, dict[str, Any]], parent_users: dict[str, dict[str, Any]],
+               dirs: DirsBelow) -> tuple[list[dict], dict[str, Any]]:
     """Copy one user. The copy is accepted only when the directory stayed quiet (no file
     modified outside the gate for ``quiet_seconds`` before and during the copy) and its LightRAG
     stores agree (``backup/storecheck.py``); otherwise the user is retried, then
@@ -342,6 +380,7 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
             b.ctx.check_cancelled()
         before = dataclasses.replace(b.c)
         files_done_before = b.files_done
+        dirs.close()  # each attempt walks the user's directories afresh
         try:
             _wait_quiet(udir, opts, b.ctx)
         except _NotAccepted as exc:
@@ -392,11 +431,18 @@ def _backup_user(b: _Builder, opts: BackupOptions, user: str,
                     prev = parent_files.get(rel)
                     meta = {"mtime_ns": f.mtime_ns, "ino": f.ino, "mode": f.mode}
                     keep = f.rel in keep_names
+                    # A user's directory may be written by another account: a file swapped for
+                    # a symlink (or a FIFO) after the scan must not make us read what it
+                    # points to, nor a directory on the way swapped for a symlink.
                     try:
-                        entry, data = b.store_file(udir / f.rel, rel, f, keep=keep, base=udir)
+                        fd = dirs.open_fd(f.rel)
                     except FileNotFoundError:
                         last_changed = [f.rel]
                         break
+                    try:
+                        entry, data = b.store_fd(fd, rel, f.size, keep=keep)
+                    finally:
+                        os.close(fd)
                     entry.update(meta)
                     entries.append(entry)
                     if prev is None:

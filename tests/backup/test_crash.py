@@ -22,15 +22,15 @@ import sys, time
 from pathlib import Path
 import lightkeeper.backup.snapshot as s
 from lightkeeper.backup.repository import Repository
-orig = s._Builder.store_file
+orig = s._Builder.store_fd
 calls = [0]
-def store_file(self, *a, **k):
+def store_fd(self, *a, **k):
     calls[0] += 1
     if calls[0] == 25:
         print("READY", flush=True)
         time.sleep(600)
     return orig(self, *a, **k)
-s._Builder.store_file = store_file
+s._Builder.store_fd = store_fd
 repo = Repository.open(Path(sys.argv[1]), Path(sys.argv[2]))
 s.run_backup(repo, s.BackupOptions(Path(sys.argv[3])))
 """

@@ -54,6 +54,42 @@ def test_backup_does_not_follow_a_symlink_swapped_in_after_the_scan(
     assert s.get("errors", {}).get("user00"), "the user must be reported, not silently copied"
 
 
+def test_a_directory_swapped_for_a_symlink_between_two_of_its_files_is_not_followed(
+        data_root: Path, repo: Repository, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backup opens each directory of a user once and reads the directory's files through
+    that descriptor (fsutil.DirsBelow): a directory renamed away and replaced by a symlink
+    after its first file was read must not lead the next read to the symlink's target."""
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    for name in ("a.json", "b.json"):
+        (secret_dir / name).write_bytes(SECRET)
+    udir = data_root / "user00"
+    (udir / "sub").mkdir()
+    for name in ("a.json", "b.json"):
+        (udir / "sub" / name).write_bytes(b"an ordinary file of the user\n")
+    real = snapshot_mod._Builder.store_fd
+    swapped = []
+
+    def store_then_swap(self, fd: int, rel: str, size: int, keep: bool = False):
+        out = real(self, fd, rel, size, keep)
+        if rel.startswith("users/user00/sub/") and not swapped:
+            os.rename(udir / "sub", udir / "sub.old")
+            os.symlink(secret_dir, udir / "sub")
+            swapped.append(rel)
+        return out
+
+    monkeypatch.setattr(snapshot_mod._Builder, "store_fd", store_then_swap)
+    s = run_backup(repo, BackupOptions(data_root, users=["user00"], retries=0,
+                                       low_priority=False))
+    assert swapped
+    for sid in repo.snapshot_ids():
+        for f in repo.read_snapshot(sid)["files"]:
+            data = b"".join(bytes(c) for c in repo.iter_file_data(f))
+            assert SECRET not in data, f"{f['path']} holds the symlink target's bytes"
+    assert s.get("errors", {}).get("user00"), "the changed listing must fail the user's copy"
+
+
 def test_backup_does_not_hang_on_a_fifo_swapped_in_after_the_scan(
         data_root: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     """Opening a FIFO for reading blocks until someone writes: before the fix a FIFO swapped in
