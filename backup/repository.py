@@ -397,10 +397,12 @@ class Repository:
         with self._cache_lock:
             return self._block_cache.get(key[:2])
 
-    def read_chunk(self, cid: bytes, check: bool = True) -> bytes | memoryview:
+    def read_chunk(self, cid: bytes, check: bool = True, loc: Loc | None = None
+                   ) -> bytes | memoryview:
         """A chunk's bytes. ``check=False`` skips re-hashing it (blocks of an encrypted
-        repository are authenticated anyway; restore checks each whole file's hash)."""
-        loc = self.index.get(cid)
+        repository are authenticated anyway; restore checks each whole file's hash). ``loc``:
+        its location when the caller looked it up already (``index.get_many``)."""
+        loc = loc if loc is not None else self.index.get(cid)
         if loc is None:
             raise IntegrityError(f"chunk {cid.hex()[:16]} is not in any index")
         raw = self.read_block(loc.pack, loc.block_off, loc.block_len)

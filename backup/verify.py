@@ -135,8 +135,8 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
             if snapshot_id:
                 needed = set()
                 for m in manifests.values():
-                    got, _ = _chunks_of(repo, m, set())
-                    needed |= {index[c].pack for c in got if c in index}
+                    got = list(_chunks_of(repo, m, set())[0])
+                    needed |= {loc.pack for loc in index.get_many(got) if loc is not None}
                 packs = [p for p in packs if p in needed]
             if sample_pct and not full:
                 rng = random.Random(seed)
@@ -196,30 +196,39 @@ def _verify(repo: Repository, snapshot_id: str | None, full: bool,
 def _chunks_of(repo: Repository, manifest: dict[str, Any], bad: set[bytes],
                lists: dict[bytes, list[bytes]] | None = None) -> tuple[set[bytes], set[str]]:
     """(every chunk the manifest needs, paths of files touching a bad or missing chunk).
-    ``lists`` memoizes content lists shared by many snapshots."""
+    ``lists`` memoizes content lists shared by many snapshots. The index is searched once for
+    all the manifest's content lists and once for all the chunks they name (a scalar search
+    per file and per chunk was most of a full verify of many small files)."""
     index = repo.index
     lists = {} if lists is None else lists
     needed: set[bytes] = set()
     damaged: set[str] = set()
-    for f in manifest.get("files", []):
-        lid = f.get("list")
-        if not lid:
+    files = [(f["path"], bytes.fromhex(f["list"])) for f in manifest.get("files", [])
+             if f.get("list")]
+    to_read = list({lcid for _, lcid in files if lcid not in lists and lcid not in bad})
+    for lcid, loc in zip(to_read, index.get_many(to_read), strict=True):
+        if loc is None:
+            continue  # not in the index: its files are damaged below
+        try:
+            raw = bytes(repo.read_chunk(lcid, loc=loc))
+        except (IntegrityError, OSError):
+            bad.add(lcid)
             continue
-        lcid = bytes.fromhex(lid)
+        lists[lcid] = [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
+    listed: list[tuple[str, list[bytes]]] = []
+    for path, lcid in files:
         needed.add(lcid)
-        if lcid in bad or lcid not in index:
-            damaged.add(f["path"])
-            continue
         ids = lists.get(lcid)
-        if ids is None:
-            try:
-                raw = bytes(repo.read_chunk(lcid))
-            except (IntegrityError, OSError):
-                damaged.add(f["path"])
-                bad.add(lcid)
-                continue
-            ids = lists[lcid] = [raw[i:i + ID_LEN] for i in range(0, len(raw), ID_LEN)]
-        needed.update(ids)
-        if any(c in bad or c not in index for c in ids):
-            damaged.add(f["path"])
+        if ids is None or lcid in bad:
+            damaged.add(path)  # unreadable, bad or not in the index
+            continue
+        listed.append((path, ids))
+    distinct = list({c for _, ids in listed for c in ids})
+    needed.update(distinct)
+    missing = {c for c, found in zip(distinct, index.contains_many(distinct), strict=True)
+               if not found}
+    if missing or bad:
+        for path, ids in listed:
+            if any(c in bad or c in missing for c in ids):
+                damaged.add(path)
     return needed, damaged
