@@ -270,11 +270,16 @@ class AlertEvaluator:
                 key = (rule.name, label)
                 seen.add(key)
                 changes += self._step(rule, label, value, now)
-        # series that disappeared resolve their alerts
+        # series that disappeared resolve their alerts, and their state goes: it was kept for
+        # every label ever evaluated (a user's series for each user ever seen), growing with
+        # uptime; a pending alert of a series that is gone starts again when it comes back
         for key, st in list(self.state.items()):
-            if key not in seen and st.alert_id is not None:
+            if key in seen:
+                continue
+            if st.alert_id is not None:
                 rule = next(r for r in self.rules if r.name == key[0])
                 changes += self._resolve(rule, key[1], st, now)
+            self.state.pop(key, None)
         return changes
 
     def _step(self, rule: Rule, label: str, value: float, now: float) -> list[dict[str, Any]]:

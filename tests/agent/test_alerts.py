@@ -56,6 +56,25 @@ def test_short_blip_does_not_fire(tmp_path: Path) -> None:
     assert list_alerts(store) == []
 
 
+def test_the_state_of_series_that_are_gone_is_not_kept(tmp_path: Path) -> None:
+    """Evaluated series come and go (a user's series for every user active at some time):
+    the evaluator kept a state for each label it ever saw, growing with uptime. A series that
+    is gone drops its state; one that comes back starts its pending time again."""
+    store = Store(tmp_path / "m.duckdb")
+    rule = Rule("silent", "rag_silent_seconds", "above", 600, None, 120, "{label}")
+    ev = AlertEvaluator([rule], store, lambda *a, **k: None)
+    for i in range(50):  # 50 users in turn, 10 at a time, each under the threshold
+        now = 1000.0 + 60 * i
+        ev.evaluate({("rag_silent_seconds", f"u{j}"): (now, 5.0) for j in range(i, i + 10)}, now)
+        assert len(ev.state) <= 10
+    ev.evaluate({("rag_silent_seconds", "u1"): (0, 900.0)}, 5000)  # pending
+    ev.evaluate({}, 5100)  # gone
+    ev.evaluate({("rag_silent_seconds", "u1"): (0, 900.0)}, 5150)  # back: pending again
+    assert list_alerts(store) == []
+    ev.evaluate({("rag_silent_seconds", "u1"): (0, 900.0)}, 5280)
+    assert [a["label"] for a in list_alerts(store)] == ["u1"]
+
+
 def test_overrides_from_config(lk_env: dict[str, str], tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text("[alerts.disk_free_low]\nwarning = 0.3\nfor_seconds = 5\n"
