@@ -56,8 +56,7 @@ def probe(zone: Zone, timeout: float = 10.0, keep_open: float = 0.0
 
         return probe_s3(zone, timeout)
     root = RemoteRoot(zone.name, zone.remote_path)
-    kept = POOL.take(zone) if keep_open > 0 else None
-    sess = kept
+    sess = POOL.take(zone) if keep_open > 0 else None
     try:
         if sess is not None:
             try:
