@@ -21,7 +21,11 @@ def spool_records(lk_env: dict[str, str]) -> list[dict]:
     spool = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"]) / "spool"
     out = []
     for f in spool.glob("ops-*.jsonl"):
-        out += [json.loads(line) for line in f.read_text().splitlines()]
+        try:
+            text = f.read_text()
+        except FileNotFoundError:
+            continue  # a finished writer's file, ingested and removed by a running agent
+        out += [json.loads(line) for line in text.splitlines()]
     return sorted(out, key=lambda r: r["ts"])
 
 

@@ -157,7 +157,11 @@ def drive(base: str, docs: list[str]) -> dict[str, int]:
 def spool_records(spool: Path, user: str) -> list[dict[str, Any]]:
     out = []
     for f in sorted(spool.glob("ops-*.jsonl")):
-        for line in f.read_text().splitlines():
+        try:
+            text = f.read_text()
+        except FileNotFoundError:
+            continue  # a finished writer's file, ingested and removed by the running agent
+        for line in text.splitlines():
             r = json.loads(line)
             if r["user"] == user:
                 out.append(r)
