@@ -259,28 +259,22 @@ def _open_regular_at(dir_fd: int | None, name: str | Path, shown: Path | str) ->
     return fd
 
 
-def open_regular_below(path: Path, base: Path | None = None) -> BinaryIO:
+def open_regular(path: Path) -> BinaryIO:
     """Open ``path`` for reading, refusing anything but a regular file and never following a
-    symlink (below ``base`` when given, else at the last component)."""
-
+    symlink at its last component (files below a directory another account writes:
+    ``DirsBelow``)."""
     path = Path(path)
-    if base is None:
-        return os.fdopen(_open_regular_at(None, path, path), "rb")
-    dfd = open_dir_below(Path(base), list(path.relative_to(base).parts[:-1]), create=False)
-    try:
-        return os.fdopen(_open_regular_at(dfd, path.name, path), "rb")
-    finally:
-        os.close(dfd)
+    return os.fdopen(_open_regular_at(None, path, path), "rb")
 
 
 class DirsBelow:
-    """Files below ``base`` opened with ``open_regular_below``'s rules, each directory on the
-    way opened once (without following a symlink) and its descriptor kept for the next file
-    of the same directory: a backup reads thousands of files from a few hundred directories,
-    and walking from ``base`` for each one cost three more ``open`` calls per file. A directory
-    swapped for a symlink after it was opened is not followed: its kept descriptor still names
-    the directory that was checked. At most ``MAX_OPEN`` descriptors are kept; close() (or the
-    end of a ``with`` block) closes them."""
+    """Regular files below ``base`` opened without following a symlink anywhere below it
+    (``open_dir_below``'s rules), each directory on the way opened once and its descriptor
+    kept for the next file of the same directory: a backup reads thousands of files from a
+    few hundred directories, and walking from ``base`` for each one cost three more ``open``
+    calls per file. A directory swapped for a symlink after it was opened is not followed: its
+    kept descriptor still names the directory that was checked. At most ``MAX_OPEN``
+    descriptors are kept; close() (or the end of a ``with`` block) closes them."""
 
     MAX_OPEN = 256
 

@@ -446,12 +446,7 @@ class Repository:
                 out[i] = f"chunk {cid.hex()[:16]} is not in any index"
                 continue
             try:
-                raw = self.read_block(loc.pack, loc.block_off, loc.block_len)
-                data = memoryview(raw)[loc.inner_off:loc.inner_off + loc.length]
-                if len(data) != loc.length or self.sealer.chunk_id(data) != cid:
-                    raise IntegrityError(f"chunk {cid.hex()[:16]} in pack {loc.pack[:12]} "
-                                         "does not match its hash")
-                ids_of[i] = decode_content_list(bytes(data))
+                ids_of[i] = decode_content_list(bytes(self.read_chunk(cid, loc=loc)))
             except IntegrityError as exc:
                 out[i] = str(exc)
         flat = [cid for ids in ids_of.values() for cid in ids]

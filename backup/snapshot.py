@@ -32,7 +32,7 @@ from lightkeeper.backup.fsutil import (
     DirsBelow,
     NoSpace,
     is_enospc,
-    open_regular_below,
+    open_regular,
     read_fd,
     require_space,
 )
@@ -213,7 +213,7 @@ class _Builder:
     def store_file(self, path: Path, rel: str, st: os.stat_result,
                    keep: bool = False) -> tuple[dict[str, Any], bytes | None]:
         """Read and store one file the agent wrote itself (a dump, the metrics copy)."""
-        with open_regular_below(path) as f:
+        with open_regular(path) as f:
             return self.store_fd(f.fileno(), rel, st.st_size, keep)
 
     def progress(self, current: str, force: bool = False) -> None:
