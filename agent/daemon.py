@@ -36,7 +36,7 @@ from lightkeeper.agent.ingest import SpoolIngester
 from lightkeeper.agent.jobs import JobManager
 from lightkeeper.agent.pidlock import PidLock
 from lightkeeper.agent.services import AgentServices
-from lightkeeper.agent.store import ophist, slowops
+from lightkeeper.agent.store import compact, ophist, slowops
 from lightkeeper.agent.store.db import Store, StoreError
 from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
 from lightkeeper.collectors.registry import build_collectors
@@ -121,6 +121,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
+        self._last_compaction = -float("inf")  # time.time() of the last attempt
         self.memory: dict[str, Any] = {}  # where the agent's memory is (status "memory")
         self.http_listen: str | None = None
         self.config_loaded = time.time()
@@ -540,10 +541,35 @@ class Agent:
                             "duration_ms": round((time.monotonic() - t0) * 1000, 1)}
         if any(deleted.values()):
             self.store.checkpoint()
+        self._compact_if_due(now)
         permissions.secure_state_dir(self.state_dir, self._private_files())  # a new WAL, logs
         self._check_user_dirs()
         memory.trim()  # what finished jobs and queries freed goes back to the system
         self._measure_memory()
+
+    def _compact_if_due(self, now: float) -> None:
+        """A fresh copy of the store in place of its file when free blocks make a large share of
+        it (``store.compact_*``; agent.store.compact), at most once per interval."""
+        assert self.store is not None
+        interval = self.cfg["store.compact_min_interval_hours"] * 3600
+        if now - self._last_compaction < interval:
+            return
+        b = compact.blocks(self.store)
+        if not compact.due(b, self.cfg["store.compact_free_share"],
+                           int(self.cfg["store.compact_min_free_mb"] * 1024 * 1024)):
+            return
+        self._last_compaction = now
+        try:
+            done = compact.compact(self.store)
+        except StoreError as exc:
+            self.services.audit("store.compaction_failed", level="warning", error=str(exc),
+                                free_bytes=b.free_bytes, file_bytes=b.total_bytes)
+            return
+        self.maintenance["compacted"] = done
+        self.services.audit("store.compacted", free_bytes=b.free_bytes,
+                            before_bytes=int(done["before_bytes"]),
+                            after_bytes=int(done["after_bytes"]),
+                            held_ms=round(done["held_ms"], 1))
 
     def _measure_memory(self) -> None:
         """Record where the agent's memory is: for status, and as samples to chart and alert on."""

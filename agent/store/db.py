@@ -15,6 +15,7 @@ inserts them as one Arrow table (DuckDB ingests Arrow at millions of rows per se
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ import duckdb
 from lightkeeper.agent.store.opswindows import OpsWindows
 from lightkeeper.agent.store.schema import LATEST, MIGRATIONS
 from lightkeeper.agent.store.serieswindows import SeriesWindows
+from lightkeeper.backup.fsutil import fsync_dir
 from lightkeeper.logs import get_logger, redact
 
 log = get_logger("store")
@@ -137,14 +139,45 @@ class Store:
             except OSError as exc:
                 raise StoreError(f"cannot create store directory {self.path.parent}: "
                                  f"{exc.strerror}") from None
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only,
-                                      config=_engine_config(memory_limit_mb, threads))
-        except (duckdb.Error, OSError) as exc:
-            raise StoreError(_describe_open_error(self.path, exc)) from None
+        self._read_only = read_only
+        self.engine_config = _engine_config(memory_limit_mb, threads)
+        self.con = self._connect()
         if not read_only:
             self.migrate()
         self._cursor_source = self.con.cursor()  # makes the reading cursors; never queries
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(self.path), read_only=self._read_only,
+                                  config=self.engine_config)
+        except (duckdb.Error, OSError) as exc:
+            raise StoreError(_describe_open_error(self.path, exc)) from None
+
+    def _disconnect(self) -> None:
+        """Close every cursor and the connection (with :attr:`lock` and the readers' gate held:
+        no cursor is in use)."""
+        try:
+            while not self._cursors.empty():
+                self._cursors.get_nowait().close()
+            self._cursor_source.close()
+        finally:
+            self.con.close()
+
+    def replace_file(self, new: Path) -> None:
+        """Put ``new``, a whole store written and closed, in place of the store's file and open
+        it (agent.store.compact), with :attr:`lock` and the readers' gate held and the store
+        checkpointed. Temp tables of the old connection are gone. Raises StoreError, the store
+        unchanged and open, if the old file still has a WAL once closed."""
+        self._disconnect()
+        try:
+            if self.path.with_name(self.path.name + ".wal").exists():
+                raise StoreError(f"cannot replace metrics store {self.path}: a WAL remained "
+                                 "after its checkpoint; the store is unchanged")
+            os.replace(new, self.path)
+            fsync_dir(self.path.parent)
+        finally:
+            self.con = self._connect()
+            self._cursor_source = self.con.cursor()
 
     # -- schema ---------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -326,14 +359,11 @@ class Store:
                    [0][0])
 
     def close(self) -> None:
-        with self.lock, self.readers.exclusive():
+        with self.lock, self.readers.exclusive():  # no reader inside: every cursor is idle
             try:
-                while not self._cursors.empty():  # no reader inside: every cursor is idle
-                    self._cursors.get_nowait().close()
-                self._cursor_source.close()
                 self.con.execute("CHECKPOINT")
             finally:
-                self.con.close()
+                self._disconnect()
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -1,0 +1,155 @@
+"""Compacting the metrics store (agent.store.compact): a fresh copy replaces a file that retention
+deletes left full of free blocks, nothing is lost, and a copy that fails leaves the store as
+it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightkeeper.agent.store import compact
+from lightkeeper.agent.store.db import Store, StoreError
+
+NOW = 1_800_000_000.0
+HOUR = 3600.0
+
+
+def _bloated(path: Path, hours: int = 5, rows: int = 100_000) -> Store:
+    """A store whose oldest samples were deleted after they were checkpointed (as retention
+    does): their blocks are free and stay in the file."""
+    s = Store(path)
+    for h in range(hours):
+        s.add_samples([(NOW - 10 * HOUR + h * HOUR + i * 0.01, f"m{i % 7}", f"u{i % 997}",
+                        float(i)) for i in range(rows)])
+        s.flush()
+        s.checkpoint()
+    for i in range(40):
+        s.add_event("audit", "test.event", context={"i": i})
+    s.execute("DELETE FROM samples WHERE ts < ?", [NOW - 10 * HOUR + (hours - 2) * HOUR])
+    s.checkpoint()
+    return s
+
+
+def _contents(s: Store) -> dict[str, Any]:
+    return {
+        "samples": s.read("SELECT count(*), sum(value), min(ts), max(ts) FROM samples"),
+        "events": s.read("SELECT id, event, context FROM events ORDER BY id"),
+        "schema": s.schema_version(),
+    }
+
+
+def test_a_compaction_gives_back_the_free_blocks_and_keeps_every_row(tmp_path: Path) -> None:
+    s = _bloated(tmp_path / "m.duckdb")
+    before = compact.blocks(s)
+    assert before.free_bytes >= 0.3 * before.total_bytes  # what retention deletes leave behind
+    assert compact.due(before, share=0.3, min_free=0)
+    kept = _contents(s)
+    size = s.size_bytes()
+
+    done = compact.compact(s)
+
+    after = compact.blocks(s)
+    assert after.free == 0
+    assert done["before_bytes"] == size
+    assert done["after_bytes"] == s.size_bytes() <= size - before.free_bytes
+    assert _contents(s) == kept  # the same rows, read through the reading cursors
+    # the store goes on: its sequences continue and its writer and readers work
+    new_id = s.add_event("audit", "after.compaction")
+    assert new_id == max(r[0] for r in kept["events"]) + 1
+    s.add_samples([(NOW, "m0", "u0", 1.0)])
+    assert s.flush() == 1
+    assert s.read("SELECT count(*) FROM samples WHERE ts = ?", [NOW])[0][0] == 1
+    assert os.stat(s.path).st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["m.duckdb"], ["m.duckdb",
+                                                                        "m.duckdb.wal"])
+    s.close()
+    reopened = Store(tmp_path / "m.duckdb")  # the new file is a whole store
+    assert reopened.read("SELECT count(*) FROM events")[0][0] == len(kept["events"]) + 1
+    reopened.close()
+
+
+def test_compaction_is_due_only_past_both_thresholds() -> None:
+    mib = 1024 * 1024
+    b = compact.FileBlocks(block_size=256 * 1024, used=60, free=40)  # 10 MiB free of 25
+    assert compact.due(b, share=0.3, min_free=8 * mib)
+    assert not compact.due(b, share=0.5, min_free=0)  # 40 % free, not half
+    assert not compact.due(b, share=0.3, min_free=16 * mib)  # 10 MiB, not 16
+    assert not compact.due(b, share=0.0, min_free=0)  # 0 turns it off
+
+
+def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        s = _bloated(mnt / "m.duckdb")
+        kept = _contents(s)
+        size = s.size_bytes()
+        filler = mnt / "filler"
+        with open(filler, "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        with pytest.raises(StoreError, match="the copy failed.*the store is unchanged"):
+            compact.compact(s)
+        assert sorted(p.name for p in mnt.iterdir()) == ["filler", "m.duckdb"]  # no copy left
+        assert s.size_bytes() == size
+        assert _contents(s) == kept
+        filler.unlink()
+        s.add_event("audit", "after.failure")  # still open and writable
+        compact.compact(s)  # with room, the same store compacts
+        assert compact.blocks(s).free == 0
+        assert _contents(s)["samples"] == kept["samples"]
+        s.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_the_agent_compacts_its_store_after_retention_and_says_so(start_agent: Any,
+                                                                   lk_env: dict[str, str]) -> None:
+    """A store whose old samples the agent's retention deletes at its first maintenance pass:
+    the pass compacts it (store.compact_* lowered to this small store), records the event, and
+    the agent goes on writing and answering on the new file."""
+    state = Path(lk_env["LIGHTKEEPER_PATHS__STATE_DIR"])
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / "metrics.duckdb"
+    s = Store(path)
+    old = time.time() - 10 * 86400  # older than the raw samples' 48 hours
+    for h in range(4):
+        s.add_samples([(old + h * HOUR + i * 0.01, f"m{i % 7}", f"u{i % 997}", float(i))
+                       for i in range(100_000)])
+        s.flush()
+        s.checkpoint()
+    s.close()
+    agent = start_agent({"LIGHTKEEPER_STORE__COMPACT_MIN_FREE_MB": "1",
+                         "LIGHTKEEPER_STORE__MAINTENANCE_INTERVAL": "1"})
+    deadline = time.monotonic() + 60
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not found:
+        found = agent.client.events(kind="audit", q="store.compacted")
+        time.sleep(0.3)
+    assert found, agent.output()
+    ctx = found[0]["context"]
+    assert ctx["after_bytes"] < ctx["before_bytes"]
+    assert ctx["free_bytes"] > 0
+    # the agent goes on: its collectors' samples land in the new file and are read back
+    written = agent.client.call("store.stats")["rows_written"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        stats = agent.client.call("store.stats")
+        if stats["rows_written"] > written:
+            break
+        time.sleep(0.3)
+    assert stats["rows_written"] > written and stats["last_write_error"] is None
+    assert stats["rows"]["samples"] > 0
+    assert not [p for p in state.iterdir() if ".compact-" in p.name]
