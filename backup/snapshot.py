@@ -374,20 +374,26 @@ def _copy_user(b: _Builder, opts: BackupOptions, user: str,
     keep_names = {sources.DOCS_FILE, sources.GRAPH_FILE}
     if opts.check_stores:
         keep_names.update(storecheck.FILES)
-    for attempt in range(opts.retries + 1):
+    # The first try looks under the gate at once: a quiet directory (the usual case) is then
+    # scanned once, not once to wait for quiet and again under the gate. Only when that look
+    # finds recent writes does it wait outside the gate (not counted as an attempt).
+    attempt, looked = 0, False
+    while attempt <= opts.retries:
         if attempt:
             time.sleep(opts.retry_delay * attempt)
             b.ctx.check_cancelled()
         before = dataclasses.replace(b.c)
         files_done_before = b.files_done
         dirs.close()  # each attempt walks the user's directories afresh
-        try:
-            _wait_quiet(udir, opts, b.ctx)
-        except _NotAccepted as exc:
-            reason = str(exc)
-            log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1,
-                        reason=reason)
-            continue
+        if attempt or looked:
+            try:
+                _wait_quiet(udir, opts, b.ctx)
+            except _NotAccepted as exc:
+                reason = str(exc)
+                log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1,
+                            reason=reason)
+                attempt += 1
+                continue
         with read_gate(udir, opts.gate_timeout):
             started = time.time()
             files, skipped = sources.scan(udir)
@@ -395,9 +401,13 @@ def _copy_user(b: _Builder, opts: BackupOptions, user: str,
             found = _unquiet(files, stamp_ns, opts.quiet_seconds, started) \
                 if opts.quiet_seconds > 0 else None
             if found is not None:
+                if not attempt and not looked:
+                    looked = True  # wait for quiet outside the gate, then look again
+                    continue
                 reason = _not_quiet_reason(found, opts.quiet_seconds)
                 log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1,
                             reason=reason)
+                attempt += 1
                 continue
             # each file's entry in the parent snapshot, if it is unchanged since (one lookup
             # and one comparison per file: an unchanged data root is mostly this loop)
@@ -496,6 +506,7 @@ def _copy_user(b: _Builder, opts: BackupOptions, user: str,
         b.c.files_unmodified = before.files_unmodified
         b.files_done = files_done_before
         log.warning("backup.user_not_accepted", user=user, attempt=attempt + 1, reason=reason)
+        attempt += 1
     raise _NotAccepted(f"user {user}: copy not accepted after {opts.retries + 1} attempts: "
                        f"{reason}", last_check)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +72,30 @@ def test_an_unchanged_user_reuses_the_parents_check(data_root: Path, repo: Repos
     assert s["files_unmodified"] == s["files"] and s["bytes_read"] == 0
     m = repo.read_snapshot(s["snapshot_id"])
     assert all(u["check"]["stores"]["ok"] for u in m["users"].values())
+
+
+def test_a_quiet_directory_is_scanned_once_per_backup(data_root: Path, repo: Repository,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quiet check looks under the gate first: a directory nobody wrote in for
+    ``quiet_seconds`` is listed once, not once to wait for quiet and again under the gate (an
+    unchanged data root's backup is mostly these listings)."""
+    from lightkeeper.backup import sources
+
+    run_backup(repo, BackupOptions(data_root))
+    old = time.time() - 60
+    for f in (data_root / "user02").rglob("*"):
+        os.utime(f, (old, old))  # quiet for a minute
+    scanned: list[str] = []
+    real_scan = sources.scan
+
+    def counting_scan(udir: Path) -> Any:
+        scanned.append(Path(udir).name)
+        return real_scan(udir)
+
+    monkeypatch.setattr(sources, "scan", counting_scan)
+    s = run_backup(repo, BackupOptions(data_root, users=["user02"], quiet_seconds=2, retries=0))
+    assert s.get("state") is None, s
+    assert scanned == ["user02"]
 
 
 def test_ungated_change_waits_for_the_quiet_period(data_root: Path, repo: Repository) -> None:
