@@ -470,8 +470,19 @@ class Repository:
     # MAC in front when the repository is not encrypted: see crypto): listing snapshots opens
     # only the small header; the file list is read when it is needed.
     def read_snapshot(self, snapshot_id: str, files: bool = True) -> dict[str, Any]:
-        sid = self.resolve_snapshot(snapshot_id)
-        data = (self.path / "snapshots" / sid).read_bytes()
+        return self._read_manifest(self.resolve_snapshot(snapshot_id), files)
+
+    def _read_manifest(self, sid: str, files: bool) -> dict[str, Any]:
+        """The manifest of snapshot ``sid`` (a full id). Its header alone, in an encrypted
+        repository, is read without the file list: the header is a block of its own that
+        AES-GCM authenticates, so listing the snapshots reads a few hundred bytes of each
+        instead of its whole manifest (1.4 MB for 15,000 files). An unencrypted repository's MAC
+        covers the whole manifest, which is therefore read whole."""
+        path = self.path / "snapshots" / sid
+        if files or not self.keys.encrypted:
+            data = path.read_bytes()
+        else:
+            data = _read_head(path)
         if files and _hash_name(data) != sid:
             raise IntegrityError(f"snapshots/{sid} does not match its name (corrupted)")
         return decode_manifest(self.sealer, data, sid, files)
@@ -543,7 +554,7 @@ class Repository:
         self.refused = {}
         for sid in self.snapshot_ids():
             try:
-                doc = self.read_snapshot(sid, files=False)
+                doc = self._read_manifest(sid, files=False)
             except (IntegrityError, OSError) as exc:
                 log.warning("snapshot.unreadable", snapshot=sid[:12], error=str(exc))
                 self.refused[sid] = str(exc)
@@ -824,6 +835,17 @@ def _files_from_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return json.loads(raw)  # lone surrogates (escaped), or a real error: ValueError
+
+
+def _read_head(path: Path) -> bytes:
+    """The length prefix and header block of an encrypted manifest (the file list left unread);
+    a file too short for its header comes back whole, for decode_manifest to refuse."""
+    with open(path, "rb") as fh:
+        prefix = fh.read(4)
+        if len(prefix) < 4:
+            return prefix
+        (hlen,) = struct.unpack("<I", prefix)
+        return prefix + fh.read(min(hlen, os.fstat(fh.fileno()).st_size - 4))
 
 
 def encode_manifest(sealer: Sealer, level: int, manifest: dict[str, Any]) -> bytes:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lightkeeper.backup.crypto import IntegrityError
 from lightkeeper.backup.prune import prune
 from lightkeeper.backup.repository import Repository
 from lightkeeper.backup.restore import RestoreOptions, restore
@@ -144,3 +145,31 @@ def test_unencrypted_repository_still_detects_damage(data_root: Path, tmp_path: 
     assert not report["ok"] and report["affected"][0]["snapshot"] == s["snapshot_id"]
     r = restore(fresh, s["snapshot_id"], RestoreOptions(target=tmp_path / "out"))
     assert r["state"] == "problems" and r["failures"]
+
+
+def test_the_snapshot_list_reads_headers_and_refuses_a_damaged_one(two: tuple[str, str],
+                                                                     repo: Repository) -> None:
+    """Listing the snapshots of an encrypted repository reads each manifest's header block
+    alone: what it lists is what the whole manifest says, and a header that is truncated or
+    fails authentication is refused, named, while the other snapshot still lists."""
+    s1, s2 = two
+    listed = {i.id: i for i in repo.snapshots()}
+    assert set(listed) == {s1, s2}
+    for sid in (s1, s2):
+        whole = repo.read_snapshot(sid)
+        assert listed[sid].users == sorted(whole["users"])
+        assert listed[sid].time == whole["time"]
+    snap = repo.path / "snapshots" / s2
+    data = snap.read_bytes()
+    hlen = int.from_bytes(data[:4], "little")
+    snap.write_bytes(data[:4 + hlen // 2])  # cut inside the header
+    assert [i.id for i in repo.snapshots()] == [s1]
+    assert "truncated" in repo.refused[s2]
+    damaged = bytearray(data)
+    damaged[4 + hlen // 2] ^= 0x01  # inside the header block: AES-GCM refuses it
+    snap.write_bytes(bytes(damaged))
+    assert [i.id for i in repo.snapshots()] == [s1] and s2 in repo.refused
+    snap.write_bytes(data[:4 + hlen])  # the header whole, the file list gone: listed, and
+    assert {i.id for i in repo.snapshots()} == {s1, s2}  # reading it whole is refused
+    with pytest.raises(IntegrityError):
+        repo.read_snapshot(s2)
