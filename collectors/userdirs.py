@@ -37,9 +37,10 @@ log = get_logger("collectors.userdirs")
 
 WATCH_DEBOUNCE_MS = 2000
 WATCH_TIMEOUT_MS = 10_000  # the watcher wakes at least this often to notice a vanished root
-# Files whose size is remembered (about 130 bytes each): the ones a rescan found changed, so
-# their next change costs one lstat instead of a rescan of the user's directory. LightRAG
-# rewrites the same few stores of a user in place on every insert.
+# Files whose size is remembered (about 160 bytes each), so that their next change costs one
+# lstat instead of a rescan of the user's directory: every file a scan found, up to this many
+# in all (1,000 LightRAG users of about 15 files each take 15,000); past it, only the files
+# that changed. LightRAG rewrites the same few stores of a user in place on every insert.
 HOT_FILES_MAX = 50_000
 DIRTY_PATHS_MAX = 64  # changed paths of one user per pass beyond which a rescan is as cheap
 
@@ -52,10 +53,9 @@ class UserDirUnreadable(Exception):
     """The agent may not list the user's directory."""
 
 
-def scan_user(path: str, remember: set[str] | None = None,
-              sizes: dict[str, int] | None = None) -> tuple[int, int]:
+def scan_user(path: str, sizes: dict[str, int] | None = None) -> tuple[int, int]:
     """(bytes, files) of the regular files under ``path``; raises UserDirGone if it vanished.
-    The size of each file whose path is in ``remember`` is put into ``sizes``."""
+    The size of each file is put into ``sizes`` by path, if given."""
     total = files = 0
     stack = [path]
     first = True
@@ -85,7 +85,7 @@ def scan_user(path: str, remember: set[str] | None = None,
                         size = entry.stat(follow_symlinks=False).st_size
                         total += size
                         files += 1
-                        if remember and sizes is not None and entry.path in remember:
+                        if sizes is not None:
                             sizes[entry.path] = size
                 except FileNotFoundError:
                     continue  # removed between listing and stat
@@ -329,13 +329,18 @@ class UserDirCollector:
         return out
 
     def _rescan(self, user: str, changed: set[str] | None) -> tuple[int, int]:
-        """Scan the user's directory; remember the sizes of the files that changed (and of
-        those remembered before, refreshed), room permitting."""
-        remember = set(self._hot.get(user, ())) | (changed or set())
+        """Scan the user's directory and remember the size of every file in it, so that the
+        user's next changes cost one ``lstat`` each; past ``HOT_FILES_MAX`` files in all, only
+        of the files that changed and those remembered before, room permitting."""
+        previous = self._hot.pop(user, {})
+        self._hot_count -= len(previous)
         sizes: dict[str, int] = {}
-        result = scan_user(str(self.data_root / user), remember, sizes)
-        self._hot_count -= len(self._hot.pop(user, {}))
-        if sizes and self._hot_count + len(sizes) <= HOT_FILES_MAX:
+        result = scan_user(str(self.data_root / user), sizes)
+        room = HOT_FILES_MAX - self._hot_count
+        if len(sizes) > room:
+            wanted = previous.keys() | (changed or set())
+            sizes = {path: size for path, size in sizes.items() if path in wanted}
+        if sizes and len(sizes) <= room:
             self._hot[user] = sizes
             self._hot_count += len(sizes)
         return result

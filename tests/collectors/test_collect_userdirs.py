@@ -316,6 +316,22 @@ def test_a_symlinked_directory_is_never_followed_by_an_update(root, tmp_path):
     assert got[("userdir_updated_users", "")] == 0 and got[("userdir_scanned_users", "")] == 1
 
 
+def test_the_first_change_of_a_file_a_scan_found_costs_no_rescan(root):
+    """A scan remembers the size of every file it finds: the first rewrite of any of them
+    after the agent started is one lstat, not a rescan of the user's directory."""
+    c = UserDirCollector(root, watch=False, full_rescan=10**9)
+    first = as_dict(c.collect())
+    files = sorted(p for p in (root / "bob").rglob("*") if p.is_file())
+    assert files
+    target = files[-1]
+    write(target, target.stat().st_size + 77)
+    c.mark_dirty("bob", str(target))
+    got = as_dict(c.collect())
+    assert got[("userdir_bytes", "bob")] == first[("userdir_bytes", "bob")] + 77
+    assert got[("userdir_updated_users", "")] == 1 and got[("userdir_scanned_users", "")] == 0
+    assert c._hot_count == sum(int(v) for (m, _), v in first.items() if m == "userdir_files")
+
+
 def test_remembered_sizes_and_changed_paths_are_bounded(root, monkeypatch):
     from lightkeeper.collectors import userdirs
 
@@ -355,8 +371,9 @@ def test_the_watcher_reports_paths_and_a_rewrite_costs_no_rescan(root):
             raise AssertionError("the watcher did not report the rewrite")
 
         rewrite_until_reported(2000)
-        got = as_dict(c.collect())  # first change of this file: a rescan remembers its size
-        assert got[("userdir_bytes", "alice")] == 2234 and got[("userdir_scanned_users", "")] == 1
+        got = as_dict(c.collect())  # the first scan remembered its size: no rescan either
+        assert got[("userdir_bytes", "alice")] == 2234
+        assert got[("userdir_updated_users", "")] == 1 and got[("userdir_scanned_users", "")] == 0
         rewrite_until_reported(3000)
         got = as_dict(c.collect())
         assert got[("userdir_bytes", "alice")] == 3234
