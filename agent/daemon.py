@@ -433,7 +433,6 @@ class Agent:
         every = interval() if callable(interval) else interval
         await asyncio.sleep(min(first_delay, every))
         while True:
-            t0 = time.monotonic()
             try:
                 if due is None or due():
                     await asyncio.to_thread(self._cpu_counted, _task_name(fn), fn)
@@ -442,7 +441,7 @@ class Agent:
                 log.error("agent.task_failed", task=fn.__name__,
                           error=f"{type(exc).__name__}: {exc}")
             every = interval() if callable(interval) else interval  # a reload may change it
-            await asyncio.sleep(max(0.05, every - (time.monotonic() - t0)))
+            await asyncio.sleep(until_tick(every))
 
     async def _restart_collectors(self) -> None:
         """Replace the collectors with ones built from the current configuration (a reload
@@ -506,7 +505,7 @@ class Agent:
                 log.error("collector.failed", collector=collector.name, error=health.last_error,
                           errors=health.errors)
             health.last_duration = time.monotonic() - t0
-            await asyncio.sleep(max(0.05, collector.interval - health.last_duration))
+            await asyncio.sleep(until_tick(collector.interval))
 
     def _flush_due(self) -> bool:
         """Something to write (or a write to retry): rounds between two collections have none."""
@@ -857,6 +856,19 @@ class Agent:
             tasks = {name: {"cpu_s": round(cpu, 4), "runs": int(runs)}
                      for name, (cpu, runs) in sorted(self._task_cpu.items())}
         return {"process_s": round(time.process_time(), 3), "tasks": tasks}
+
+
+def until_tick(interval: float, now: float | None = None) -> float:
+    """Seconds to the next multiple of ``interval`` on the monotonic clock (at least 50 ms).
+
+    The agent's loops wake on these ticks rather than ``interval`` after their last round, as
+    Telegraf's ``round_interval`` does: loops of the same interval (the system collectors and
+    the alert evaluation, every 5 s) run at the same instants, so one flush writes a round's
+    samples and the process wakes once for them, where loops drifting apart cost a flush and
+    a wake-up each. A round longer than its interval runs again at the next tick."""
+    now = time.monotonic() if now is None else now
+    wait = interval - now % interval
+    return wait if wait >= 0.05 else wait + interval
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
