@@ -189,7 +189,7 @@ class Agent:
         if tightened:  # an install from before the state dir was private
             self.services.audit("state.permissions_tightened", level="warning",
                                 component="agent", changed=tightened[:50])
-        self._exposed_users: set[tuple[str, str]] = set()
+        self._exposed_users: dict[str, int] = {}  # user -> the mode last warned about
         self._check_user_dirs()
         self._audit_config_change()
 
@@ -593,17 +593,16 @@ class Agent:
 
     def _check_user_dirs(self) -> None:
         """Warn (once per user and mode) about users' directories other accounts can read."""
-        exposed = permissions.exposed_user_dirs(self.data_root)
-        keys = {(str(e["user"]), str(e["mode"])) for e in exposed}
-        for e in exposed:
-            if (str(e["user"]), str(e["mode"])) not in self._exposed_users:
+        root_mode, exposed = permissions.exposed_user_modes(self.data_root)
+        for user, mode in exposed.items():
+            if self._exposed_users.get(user) != mode:
                 self.services.audit(
                     "userdir.readable_by_others", level="warning", component="agent",
-                    user=e["user"], mode=e["mode"], path=e["path"],
-                    data_root_mode=e["data_root_mode"],
+                    user=user, mode=f"{mode:04o}", path=str(self.data_root / user),
+                    data_root_mode=f"{root_mode:04o}",
                     hint="other accounts can read this user's documents and graph; "
                          "chmod o-rwx it (docs/security.md, 'The data root')")
-        self._exposed_users = keys
+        self._exposed_users = exposed
 
     def _evaluate_alerts(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -68,24 +68,22 @@ def open_private(path: Path, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     return fd
 
 
-def exposed_user_dirs(data_root: Path) -> list[dict[str, object]]:
-    """Users' directories that other accounts can list or enter (any 'other' permission bit),
-    with whether the data root itself lets them through."""
+def exposed_user_modes(data_root: Path) -> tuple[int, dict[str, int]]:
+    """(the data root's mode, {user: mode}) of the users' directories other accounts can list
+    or enter (any 'other' permission bit); (0, {}) without a readable data root. One ``lstat``
+    per directory and nothing built for the others: a maintenance pass asks every minute,
+    for every user."""
     try:
         root_mode = stat.S_IMODE(data_root.stat().st_mode)
         entries = list(os.scandir(data_root))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []
-    found = []
+        return 0, {}
+    found: dict[str, int] = {}
     for e in entries:
-        if not USER_ID_RE.fullmatch(e.name) or not e.is_dir(follow_symlinks=False):
-            continue
         try:
-            mode = stat.S_IMODE(e.stat(follow_symlinks=False).st_mode)
+            st = e.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if mode & 0o007:
-            found.append({"user": e.name, "mode": f"{mode:04o}", "path": e.path,
-                          "data_root_mode": f"{root_mode:04o}",
-                          "reachable": bool(root_mode & 0o001)})
-    return sorted(found, key=lambda f: str(f["user"]))
+        if st.st_mode & 0o007 and stat.S_ISDIR(st.st_mode) and USER_ID_RE.fullmatch(e.name):
+            found[e.name] = stat.S_IMODE(st.st_mode)
+    return root_mode, found

@@ -92,3 +92,31 @@ def test_medium4_user_dir_readable_by_others_is_reported(lk_cfg) -> None:
         agent.close()
     found = {json.loads(r["context"])["user"]: json.loads(r["context"])["mode"] for r in rows}
     assert found == {"alice": "0755", "carol": "0701"}
+
+
+def test_a_user_dir_warned_about_is_warned_about_again_when_its_mode_changes(lk_cfg) -> None:
+    from lightkeeper.agent.daemon import Agent
+
+    root = lk_cfg.path("paths.data_root")
+    for user, m in (("alice", 0o755), ("carol", 0o701)):
+        (root / user).mkdir()
+        os.chmod(root / user, m)
+    agent = Agent(lk_cfg)
+    agent.open()
+    try:
+        os.chmod(root / "carol", 0o705)  # wider: warned again, with the new mode
+        agent._check_user_dirs()
+        os.chmod(root / "alice", 0o750)  # closed: nothing to say
+        agent._check_user_dirs()
+        os.chmod(root / "alice", 0o755)  # opened again: warned again
+        agent._check_user_dirs()
+        agent._check_user_dirs()
+        rows = agent.store.query_dicts(
+            "SELECT context FROM events WHERE event = 'userdir.readable_by_others' ORDER BY id")
+    finally:
+        agent.close()
+    seen = [(json.loads(r["context"])["user"], json.loads(r["context"])["mode"]) for r in rows]
+    assert sorted(seen[:2]) == [("alice", "0755"), ("carol", "0701")]
+    assert seen[2:] == [("carol", "0705"), ("alice", "0755")]
+    assert all(json.loads(r["context"])["path"] == str(root / u) for r, (u, _) in
+               zip(rows, seen, strict=True))
