@@ -8,14 +8,15 @@ day 7 to 8.25 MiB at day 30 beside 15 MiB of data, and a long-lived store reache
 its data (DuckDB's answer, "Reclaiming space": copy the database into a new file,
 ``COPY FROM DATABASE``).
 
-:func:`compact` does that while the store's writers and readers wait: a checkpoint, the copy
-into a new file in a private directory beside the store (created exclusively, owner-only), a
-check that every table holds as many rows in the copy as in the store, the copy flushed to disk,
-then renamed over the store and the store reopened. A failure before the rename (a full disk,
-a copy that does not match) leaves the store as it was and removes the copy; a crash at any
-moment leaves either the old file or the new one, each whole (the old one was checkpointed
-first, so it has no WAL to lose). :func:`due` decides when the copy pays: free blocks at least
-``share`` of the file and ``min_free`` bytes.
+:func:`compact` does that while the store's writers wait (samples queue in memory, spool
+files on disk); the console's reads go on during the copy and wait only for the checkpoint and
+the swap of the files. The copy is made in a private directory beside the store (created
+exclusively, owner-only), every table must hold as many rows in it as in the store, and it is
+flushed to disk, then renamed over the store, which is reopened. A failure before the rename
+(a full disk, a copy that does not match) leaves the store as it was and removes the copy; a
+crash at any moment leaves either the old file or the new one, each whole (the old one was
+checkpointed first, so it has no WAL to lose). :func:`due` decides when the copy pays: free
+blocks at least ``share`` of the file and ``min_free`` bytes.
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ def compact(store: Store) -> dict[str, float]:
     the copy cannot be made; the store is then unchanged and open."""
     path = store.path
     t0 = time.monotonic()
-    with store.lock, store.readers.exclusive():
+    with store.lock:  # writers wait throughout; readers only for the checkpoint and the swap
         con = store.con
-        con.execute("CHECKPOINT")
+        with store.readers.exclusive():  # DuckDB refuses a checkpoint while a reader runs
+            con.execute("CHECKPOINT")
         before = store.size_bytes()
         catalog = str(con.execute("SELECT current_database()").fetchall()[0][0])
         work = Path(tempfile.mkdtemp(prefix=f".{path.name}.compact-", dir=path.parent))
@@ -121,7 +123,8 @@ def compact(store: Store) -> dict[str, float]:
                                  "the store is unchanged")
             os.chmod(copy, 0o600)
             _fsync(copy)
-            store.replace_file(copy)
+            with store.readers.exclusive():
+                store.replace_file(copy)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         after = store.size_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,28 @@ def test_the_agent_compacts_its_store_after_retention_and_says_so(start_agent: A
     assert stats["rows_written"] > written and stats["last_write_error"] is None
     assert stats["rows"]["samples"] > 0
     assert not [p for p in state.iterdir() if ".compact-" in p.name]
+
+
+def test_reads_go_on_while_the_copy_is_made(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only writers wait for the whole compaction: a console's read made while the copy is
+    being checked (between the copy and the swap) answers, from the store as it was."""
+    s = _bloated(tmp_path / "m.duckdb", hours=3)
+    want = s.read("SELECT count(*) FROM samples")[0][0]
+    answers: list[Any] = []
+    real_counts = compact._counts
+
+    def counts_with_a_reader(con: Any, catalog: str, tables: list[tuple[str, str]]) -> Any:
+        if catalog != compact.ALIAS and not answers:
+            reader = threading.Thread(
+                target=lambda: answers.append(s.read("SELECT count(*) FROM samples")[0][0]))
+            reader.start()
+            reader.join(timeout=20)
+            answers.append("joined" if not reader.is_alive() else "still waiting")
+        return real_counts(con, catalog, tables)
+
+    monkeypatch.setattr(compact, "_counts", counts_with_a_reader)
+    compact.compact(s)
+    assert answers == [want, "joined"]
+    assert s.read("SELECT count(*) FROM samples")[0][0] == want
+    s.close()
