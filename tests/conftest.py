@@ -228,6 +228,28 @@ def run_cli(lk_env: dict[str, str]) -> Any:
     return run
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Any]:
+    """Factory: ``small_disk(size_mb)`` mounts a tmpfs of that size (a disk to fill up) and
+    returns its path; skips the test where a tmpfs cannot be mounted (needs root). Every
+    mount is undone after the test."""
+    mounts: list[Path] = []
+
+    def mount(size_mb: int) -> Path:
+        mnt = tmp_path / f"small-disk-{len(mounts)}"
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mnt)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs to fill here (needs root): {r.stderr.strip()}")
+        mounts.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounts:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _stop_stray_agents() -> Iterator[None]:
     """Agents that CLI tests started with autostart run detached: stop them at the end."""

@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -198,40 +199,33 @@ def test_invalid_config_exit_2(lk_env: dict[str, str], tmp_path: Path) -> None:
     assert r.returncode == 2 and "did you mean 'agent.socket'" in r.stderr
 
 
-def test_full_disk_keeps_data_and_recovers(tmp_path: Path) -> None:
+def test_full_disk_keeps_data_and_recovers(small_disk: Any) -> None:
     """The store's filesystem fills up: the write fails with a clear error, nothing already
     stored is lost, the failed batch is kept and lands once space is back."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        store = Store(mnt / "m.duckdb")
-        store.add_samples([(1.0 + i, "m", "", float(i)) for i in range(1000)])
+    mnt = small_disk(16)
+    store = Store(mnt / "m.duckdb")
+    store.add_samples([(1.0 + i, "m", "", float(i)) for i in range(1000)])
+    store.flush()
+    store.checkpoint()
+    filler = mnt / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    store.add_samples([(5000.0 + i, "m", "", float(i)) for i in range(200_000)])
+    from lightkeeper.agent.store.db import StoreError
+
+    with pytest.raises(StoreError, match="cannot write 200000 samples"):
         store.flush()
         store.checkpoint()
-        filler = mnt / "filler"
-        with open(filler, "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-            except OSError:
-                pass
-        store.add_samples([(5000.0 + i, "m", "", float(i)) for i in range(200_000)])
-        from lightkeeper.agent.store.db import StoreError
-
-        with pytest.raises(StoreError, match="cannot write 200000 samples"):
-            store.flush()
-            store.checkpoint()
-        assert store.last_write_error
-        filler.unlink()
-        if store.pending():
-            store.flush()
-        assert store.execute("SELECT count(*) FROM samples")[0][0] == 201_000
-        store.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    assert store.last_write_error
+    filler.unlink()
+    if store.pending():
+        store.flush()
+    assert store.execute("SELECT count(*) FROM samples")[0][0] == 201_000
+    store.close()
 
 
 def test_config_change_is_audited(start_agent, lk_env: dict[str, str]) -> None:

@@ -5,7 +5,6 @@ it was."""
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -83,37 +82,30 @@ def test_compaction_is_due_only_past_both_thresholds() -> None:
     assert not compact.due(b, share=0.0, min_free=0)  # 0 turns it off
 
 
-def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(tmp_path: Path) -> None:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    try:
-        s = _bloated(mnt / "m.duckdb")
-        kept = _contents(s)
-        size = s.size_bytes()
-        filler = mnt / "filler"
-        with open(filler, "wb") as fh:
-            try:
-                while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
-            except OSError:
-                pass
-        with pytest.raises(StoreError, match="the copy failed.*the store is unchanged"):
-            compact.compact(s)
-        assert sorted(p.name for p in mnt.iterdir()) == ["filler", "m.duckdb"]  # no copy left
-        assert s.size_bytes() == size
-        assert _contents(s) == kept
-        filler.unlink()
-        s.add_event("audit", "after.failure")  # still open and writable
-        compact.compact(s)  # with room, the same store compacts
-        assert compact.blocks(s).free == 0
-        assert _contents(s)["samples"] == kept["samples"]
-        s.close()
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(small_disk: Any) -> None:
+    mnt = small_disk(24)
+    s = _bloated(mnt / "m.duckdb")
+    kept = _contents(s)
+    size = s.size_bytes()
+    filler = mnt / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    with pytest.raises(StoreError, match="the copy failed.*the store is unchanged"):
+        compact.compact(s)
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler", "m.duckdb"]  # no copy left
+    assert s.size_bytes() == size
+    assert _contents(s) == kept
+    filler.unlink()
+    s.add_event("audit", "after.failure")  # still open and writable
+    compact.compact(s)  # with room, the same store compacts
+    assert compact.blocks(s).free == 0
+    assert _contents(s)["samples"] == kept["samples"]
+    s.close()
 
 
 def test_the_agent_compacts_its_store_after_retention_and_says_so(start_agent: Any,

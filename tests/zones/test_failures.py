@@ -4,9 +4,9 @@ replicate (lag, alert), a full remote disk, corruption found by verify --full.""
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,15 +142,8 @@ def test_one_zone_down_others_replicate_and_the_lag_alert_fires_then_clears(lab,
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path):
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full test: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+def small_tmpfs(small_disk: Any) -> Path:
+    return small_disk(4)
 
 
 @pytest.mark.parametrize("pack_size", [1 << 21, 1 << 18], ids=["large-files", "small-batches"])
