@@ -17,12 +17,21 @@ class NoSpace(OSError):
     """Not enough free space for the work about to start (or the disk filled up)."""
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def _fsync_opened(path: Path, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    _fsync_opened(path, os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file written by another writer (a library) to disk; a symlink is refused."""
+    _fsync_opened(path, os.O_NOFOLLOW)
 
 
 def tmp_name(directory: Path) -> Path:

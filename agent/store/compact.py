@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 
 from lightkeeper.agent.store.db import Store, StoreError
+from lightkeeper.backup.fsutil import fsync_file
 from lightkeeper.logs import get_logger
 
 log = get_logger("store.compact")
@@ -79,14 +80,6 @@ def _counts(con: duckdb.DuckDBPyConnection, catalog: str,
         f'SELECT count(*) FROM "{catalog}"."{s}"."{t}"').fetchall()[0][0]) for s, t in tables}
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def compact(store: Store) -> dict[str, float]:
     """Rewrite the store into a fresh file (see the module's text). Returns the file's size
     before and after, in bytes, and the time the store was held, in ms. Raises StoreError when
@@ -122,7 +115,7 @@ def compact(store: Store) -> dict[str, float]:
                 raise StoreError(f"cannot compact metrics store {path}: the copy kept a WAL; "
                                  "the store is unchanged")
             os.chmod(copy, 0o600)
-            _fsync(copy)
+            fsync_file(copy)
             with store.readers.exclusive():
                 store.replace_file(copy)
         finally:
