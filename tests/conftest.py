@@ -230,15 +230,16 @@ def run_cli(lk_env: dict[str, str]) -> Any:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Any]:
-    """Factory: ``small_disk(size_mb)`` mounts a tmpfs of that size (a disk to fill up) and
-    returns its path; skips the test where a tmpfs cannot be mounted (needs root). Every
-    mount is undone after the test."""
+    """Factory: ``small_disk(size_mb, inodes=None)`` mounts a tmpfs of that size (and at most
+    that many inodes) to fill up and returns its path; skips the test where a tmpfs cannot be
+    mounted (needs root). Every mount is undone after the test."""
     mounts: list[Path] = []
 
-    def mount(size_mb: int) -> Path:
+    def mount(size_mb: int, inodes: int | None = None) -> Path:
         mnt = tmp_path / f"small-disk-{len(mounts)}"
         mnt.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mnt)],
+        opts = f"size={size_mb}m" + (f",nr_inodes={inodes}" if inodes else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
                            capture_output=True, text=True)
         if r.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs to fill here (needs root): {r.stderr.strip()}")

@@ -92,7 +92,11 @@ def compact(store: Store) -> dict[str, float]:
             con.execute("CHECKPOINT")
         before = store.size_bytes()
         catalog = str(con.execute("SELECT current_database()").fetchall()[0][0])
-        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.compact-", dir=path.parent))
+        try:
+            work = Path(tempfile.mkdtemp(prefix=f".{path.name}.compact-", dir=path.parent))
+        except OSError as exc:
+            raise StoreError(f"cannot compact metrics store {path}: no room for the copy "
+                             f"beside it ({exc.strerror}); the store is unchanged") from None
         copy = work / path.name
         try:
             try:
@@ -114,10 +118,14 @@ def compact(store: Store) -> dict[str, float]:
             if copy.with_name(copy.name + ".wal").exists():
                 raise StoreError(f"cannot compact metrics store {path}: the copy kept a WAL; "
                                  "the store is unchanged")
-            os.chmod(copy, 0o600)
-            fsync_file(copy)
-            with store.readers.exclusive():
-                store.replace_file(copy)
+            try:
+                os.chmod(copy, 0o600)
+                fsync_file(copy)
+                with store.readers.exclusive():
+                    store.replace_file(copy)  # reopens the old file if the rename fails
+            except OSError as exc:
+                raise StoreError(f"cannot compact metrics store {path}: the copy could not take "
+                                 f"its place ({exc}); the store is unchanged") from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
         after = store.size_bytes()

@@ -108,6 +108,25 @@ def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(small_disk:
     s.close()
 
 
+def test_no_room_for_the_copys_directory_is_a_store_error(small_disk: Any) -> None:
+    """Out of inodes beside the store (its directory cannot get the copy's directory): the
+    agent's maintenance gets a StoreError it reports, and the store stays open."""
+    mnt = small_disk(24, inodes=64)
+    s = _bloated(mnt / "m.duckdb", hours=3)
+    kept = _contents(s)
+    n = 0
+    try:
+        while True:
+            (mnt / f"f{n}").touch()
+            n += 1
+    except OSError:
+        pass
+    with pytest.raises(StoreError, match="no room for the copy.*the store is unchanged"):
+        compact.compact(s)
+    assert _contents(s) == kept
+    s.close()
+
+
 def test_the_agent_compacts_its_store_after_retention_and_says_so(start_agent: Any,
                                                                    lk_env: dict[str, str]) -> None:
     """A store whose old samples the agent's retention deletes at its first maintenance pass:
