@@ -85,8 +85,8 @@ def compact(store: Store) -> dict[str, float]:
     before and after, in bytes, and the time the store was held, in ms. Raises StoreError when
     the copy cannot be made; the store is then unchanged and open."""
     path = store.path
-    t0 = time.monotonic()
     with store.lock:  # writers wait throughout; readers only for the checkpoint and the swap
+        t0 = time.monotonic()  # held from here: the wait for the lock is not the compaction's
         con = store.con
         with store.readers.exclusive():  # DuckDB refuses a checkpoint while a reader runs
             con.execute("CHECKPOINT")
@@ -129,7 +129,7 @@ def compact(store: Store) -> dict[str, float]:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         after = store.size_bytes()
-    held_ms = (time.monotonic() - t0) * 1000
+        held_ms = (time.monotonic() - t0) * 1000
     log.info("store.compacted", before_bytes=before, after_bytes=after,
              held_ms=round(held_ms, 1))
     return {"before_bytes": float(before), "after_bytes": float(after), "held_ms": held_ms}

@@ -19,15 +19,20 @@ NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def _bloated(path: Path, hours: int = 5, rows: int = 100_000) -> Store:
+def _checkpointed_hours(s: Store, start: float, hours: int, rows: int = 100_000) -> None:
+    """``rows`` samples in each of ``hours`` hours from ``start``, each hour checkpointed."""
+    for h in range(hours):
+        s.add_samples([(start + h * HOUR + i * 0.01, f"m{i % 7}", f"u{i % 997}", float(i))
+                       for i in range(rows)])
+        s.flush()
+        s.checkpoint()
+
+
+def _bloated(path: Path, hours: int = 5) -> Store:
     """A store whose oldest samples were deleted after they were checkpointed (as retention
     does): their blocks are free and stay in the file."""
     s = Store(path)
-    for h in range(hours):
-        s.add_samples([(NOW - 10 * HOUR + h * HOUR + i * 0.01, f"m{i % 7}", f"u{i % 997}",
-                        float(i)) for i in range(rows)])
-        s.flush()
-        s.checkpoint()
+    _checkpointed_hours(s, NOW - 10 * HOUR, hours)
     for i in range(40):
         s.add_event("audit", "test.event", context={"i": i})
     s.execute("DELETE FROM samples WHERE ts < ?", [NOW - 10 * HOUR + (hours - 2) * HOUR])
@@ -136,12 +141,7 @@ def test_the_agent_compacts_its_store_after_retention_and_says_so(start_agent: A
     state.mkdir(parents=True, exist_ok=True)
     path = state / "metrics.duckdb"
     s = Store(path)
-    old = time.time() - 10 * 86400  # older than the raw samples' 48 hours
-    for h in range(4):
-        s.add_samples([(old + h * HOUR + i * 0.01, f"m{i % 7}", f"u{i % 997}", float(i))
-                       for i in range(100_000)])
-        s.flush()
-        s.checkpoint()
+    _checkpointed_hours(s, time.time() - 10 * 86400, 4)  # older than the raw samples' 48 h
     s.close()
     agent = start_agent({"LIGHTKEEPER_STORE__COMPACT_MIN_FREE_MB": "1",
                          "LIGHTKEEPER_STORE__MAINTENANCE_INTERVAL": "1"})
