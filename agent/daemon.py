@@ -47,6 +47,8 @@ from lightkeeper.tuning.calls import on_active_file_changed
 log = get_logger("agent")
 
 MAX_BUFFERED_SAMPLES = 2_000_000
+# the store's rows are counted for the compaction's estimate at most this often
+COMPACTION_CHECK_SECONDS = 3600.0
 
 
 class AgentStartError(RuntimeError):
@@ -121,7 +123,10 @@ class Agent:
         self._stop = asyncio.Event()
         self._thread_stop = threading.Event()
         self.maintenance: dict[str, Any] = {}
-        self._last_compaction = -float("inf")  # time.time() of the last attempt
+        # the last compaction's time.time() and what it left (from its event, at the first check)
+        self._last_compaction: float | None = None
+        self._packed: compact.Packed | None = None
+        self._compaction_checked = -float("inf")  # the last look at the store's reclaim
         self.memory: dict[str, Any] = {}  # where the agent's memory is (status "memory")
         self.http_listen: str | None = None
         self.config_loaded = time.time()
@@ -547,27 +552,37 @@ class Agent:
         self._measure_memory()
 
     def _compact_if_due(self, now: float) -> None:
-        """A fresh copy of the store in place of its file when free blocks make a large share of
-        it (``store.compact_*``; agent.store.compact), at most once per interval."""
+        """A fresh copy of the store in place of its file when that gives back a large share of
+        it (``store.compact_*``; agent.store.compact), at most once per interval. The store's
+        rows are counted for the estimate at most once an hour."""
         assert self.store is not None
+        if self._last_compaction is None:
+            self._last_compaction, self._packed = compact.last_compaction(self.store)
         interval = self.cfg["store.compact_min_interval_hours"] * 3600
-        if now - self._last_compaction < interval:
+        if (now - self._last_compaction < interval
+                or now - self._compaction_checked < COMPACTION_CHECK_SECONDS):
             return
+        self._compaction_checked = now
         b = compact.blocks(self.store)
-        if not compact.due(b, self.cfg["store.compact_free_share"],
-                           int(self.cfg["store.compact_min_free_mb"] * 1024 * 1024)):
+        live = compact.rows(self.store) if self._packed is not None else None
+        why = compact.due(b, self._packed, live, self.cfg["store.compact_free_share"],
+                          int(self.cfg["store.compact_min_free_mb"] * 1024 * 1024))
+        if why is None:
             return
         self._last_compaction = now
+        reclaim = compact.reclaimable(b, self._packed, live)
         try:
             done = compact.compact(self.store)
         except StoreError as exc:
             self.services.audit("store.compaction_failed", level="warning", error=str(exc),
-                                free_bytes=b.free_bytes, file_bytes=b.total_bytes)
+                                reason=why, free_bytes=b.free_bytes, file_bytes=b.total_bytes)
             return
+        self._packed = compact.Packed(int(done["packed_bytes"]), int(done["rows"]))
         self.maintenance["compacted"] = done
-        self.services.audit("store.compacted", free_bytes=b.free_bytes,
-                            before_bytes=int(done["before_bytes"]),
+        self.services.audit("store.compacted", reason=why, free_bytes=b.free_bytes,
+                            estimated_bytes=reclaim, before_bytes=int(done["before_bytes"]),
                             after_bytes=int(done["after_bytes"]),
+                            packed_bytes=self._packed.bytes, rows=self._packed.rows,
                             held_ms=round(done["held_ms"], 1))
 
     def _measure_memory(self) -> None:

@@ -139,11 +139,16 @@ SETTINGS: tuple[Setting, ...] = (
     S("store.size_budget_mb", "float", 2048.0, "Alert when the store file grows past this.",
       min=1),
     S("store.compact_free_share", "float", 0.3,
-      "Rewrite the store into a fresh file when its free blocks (space DuckDB keeps after "
-      "retention deletes, never returned to the file system) are at least this share of the "
-      "file; 0 never does. Writers and readers wait while the copy is made.", min=0, max=0.95),
-    S("store.compact_min_free_mb", "float", 8.0,
-      "Compact the store only once its free blocks reach this many MB too.", min=0),
+      "Rewrite the store into a fresh file when that gives back at least this share of the "
+      "file: its free blocks (space DuckDB keeps after retention deletes, never returned to the "
+      "file system) and the dead rows and half-filled blocks inside used ones, estimated from "
+      "the last compaction's bytes per row; 0 never does. This bounds how far the file grows "
+      "past its data with uptime; between copies it runs at its working size (a small store's "
+      "checkpoints keep about half its data again). Writers wait while the copy is made "
+      "(about 0.3 s for 20 MB).",
+      min=0, max=0.95),
+    S("store.compact_min_free_mb", "float", 2.0,
+      "Compact the store only when that gives back this many MB too.", min=0),
     S("store.compact_min_interval_hours", "float", 6.0,
       "At most one compaction of the store in this many hours.", min=0, max=24 * 365),
     S("store.maintenance_interval", "float", 60.0,

@@ -52,7 +52,7 @@ def test_a_compaction_gives_back_the_free_blocks_and_keeps_every_row(tmp_path: P
     s = _bloated(tmp_path / "m.duckdb")
     before = compact.blocks(s)
     assert before.free_bytes >= 0.3 * before.total_bytes  # what retention deletes leave behind
-    assert compact.due(before, share=0.3, min_free=0)
+    assert compact.due(before, None, None, share=0.3, min_free=0) == "reclaim"
     kept = _contents(s)
     size = s.size_bytes()
 
@@ -81,10 +81,74 @@ def test_a_compaction_gives_back_the_free_blocks_and_keeps_every_row(tmp_path: P
 def test_compaction_is_due_only_past_both_thresholds() -> None:
     mib = 1024 * 1024
     b = compact.FileBlocks(block_size=256 * 1024, used=60, free=40)  # 10 MiB free of 25
-    assert compact.due(b, share=0.3, min_free=8 * mib)
-    assert not compact.due(b, share=0.5, min_free=0)  # 40 % free, not half
-    assert not compact.due(b, share=0.3, min_free=16 * mib)  # 10 MiB, not 16
-    assert not compact.due(b, share=0.0, min_free=0)  # 0 turns it off
+    packed = compact.Packed(bytes=15 * mib, rows=100)  # the used blocks hold live data only
+    assert compact.due(b, packed, 100, share=0.3, min_free=8 * mib) == "reclaim"
+    assert compact.due(b, packed, 100, share=0.5, min_free=0) is None  # 40 % free, not half
+    assert compact.due(b, packed, 100, share=0.3, min_free=16 * mib) is None  # 10 MiB, not 16
+    assert compact.due(b, packed, 100, share=0.0, min_free=0) is None  # 0 turns it off
+    assert compact.due(b, None, None, share=0.3, min_free=8 * mib) == "reclaim"  # free alone
+
+
+def test_dead_space_in_used_blocks_counts_once_the_packed_size_is_known() -> None:
+    """2.5 MiB free of 25: not worth a copy on free blocks alone. The last compaction left 10
+    MiB for 1,000,000 rows and the store holds 1,100,000 now, about 11 MiB of live data: the
+    copy would give back about 14 MiB."""
+    mib = 1024 * 1024
+    b = compact.FileBlocks(block_size=256 * 1024, used=90, free=10)
+    packed = compact.Packed(bytes=10 * mib, rows=1_000_000)
+    assert compact.reclaimable(b, None, None) == b.free_bytes
+    assert compact.reclaimable(b, packed, 1_100_000) == 25 * mib - 11 * mib
+    assert compact.due(b, packed, 1_100_000, share=0.3, min_free=2 * mib) == "reclaim"
+    assert compact.due(b, packed, 2_400_000, share=0.3, min_free=2 * mib) is None  # 24 MiB live
+    # a store with no compaction on record: the first copy, once the file is large enough that
+    # a reclaim could be due at all (min_free / share), measures its packed size
+    assert compact.due(b, None, None, share=0.3, min_free=2 * mib) == "first"
+    assert compact.due(b, None, None, share=0.3, min_free=8 * mib) is None  # 25 < 8 / 0.3
+    assert compact.due(b, packed, 2_400_000, share=0.0, min_free=0) is None
+
+
+def test_the_estimate_matches_what_a_copy_gives_back(tmp_path: Path) -> None:
+    """The agent's pattern (each flush checkpointed, retention deleting the oldest rows): after
+    a first compaction, the estimate from its bytes per row is what the next copy gives back,
+    to a block or so, and more than the free blocks alone say."""
+    s = Store(tmp_path / "m.duckdb")
+
+    def minutes(start: float, n: int, rows: int = 3000) -> None:
+        for k in range(n):
+            t = start + k * 60
+            s.add_samples([(t + i * 0.001, f"m{i % 7}", f"u{i % 97}", float(i))
+                           for i in range(rows)])
+            s.flush()
+            s.checkpoint()
+            s.execute("DELETE FROM samples WHERE ts < ?", [t - 40 * 60])
+
+    minutes(NOW, 60)
+    done = compact.compact(s)
+    packed = compact.Packed(int(done["packed_bytes"]), int(done["rows"]))
+    assert packed.rows == compact.rows(s) > s.read("SELECT count(*) FROM samples")[0][0] > 0
+    assert packed.bytes == compact.blocks(s).total_bytes
+    assert compact.last_compaction(s) == (-float("inf"), None)  # the agent records the event
+    minutes(NOW + 3600, 80)
+    s.checkpoint()
+    b = compact.blocks(s)
+    estimate = compact.reclaimable(b, packed, compact.rows(s))
+    real = b.total_bytes - compact.compact(s)["packed_bytes"]
+    assert real > 0
+    assert abs(estimate - real) <= max(0.3 * real, 2 * b.block_size), (estimate, real)
+    s.close()
+
+
+def test_the_last_compaction_is_read_from_its_event(tmp_path: Path) -> None:
+    """An agent that starts again knows when the store was last compacted and what that left;
+    an event from before the record said so gives the time alone."""
+    s = Store(tmp_path / "m.duckdb")
+    s.add_event("audit", "store.compacted", ts=NOW - 100, context={"after_bytes": 1})
+    assert compact.last_compaction(s) == (NOW - 100, None)
+    s.add_event("audit", "store.compacted", ts=NOW,
+                context={"packed_bytes": 4096, "rows": 12})
+    s.add_event("audit", "store.compaction_failed", ts=NOW + 5, context={"error": "full"})
+    assert compact.last_compaction(s) == (NOW, compact.Packed(4096, 12))
+    s.close()
 
 
 def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(small_disk: Any) -> None:
@@ -153,7 +217,8 @@ def test_the_agent_compacts_its_store_after_retention_and_says_so(start_agent: A
     assert found, agent.output()
     ctx = found[0]["context"]
     assert ctx["after_bytes"] < ctx["before_bytes"]
-    assert ctx["free_bytes"] > 0
+    assert ctx["free_bytes"] > 0 and ctx["reason"] == "reclaim"
+    assert 0 < ctx["packed_bytes"] <= ctx["after_bytes"] and ctx["rows"] > 0  # the estimate's base
     # the agent goes on: its collectors' samples land in the new file and are read back
     written = agent.client.call("store.stats")["rows_written"]
     deadline = time.monotonic() + 30
