@@ -568,6 +568,9 @@ def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
         snaps = len(agent.client.call("backup.snapshots")["snapshots"])
     except AgentError:
         snaps = 0
+    compactions = agent.client.events(kind="audit", q="store.compact", limit=1000)
+    packed = [e["context"].get("packed_bytes", 0) for e in compactions
+              if e["event"] == "store.compacted"]
     return {
         "day": day, "sim_day": round(sim_day, 2),
         "rss": median([r for r, _ in recent]), "store_bytes": median([b for _, b in recent]),
@@ -576,6 +579,8 @@ def checkpoint(day: int, agent: Agent, console: Console, clock: SimClock,
         "p95_real_time_ms": p95_real_time_ms, "busy_share": busy_share,
         "burst_days": burst_days,
         "rows": stats["rows"], "table_bytes": stats["table_bytes"], "snapshots": snaps,
+        "compactions": len(packed), "compactions_failed": len(compactions) - len(packed),
+        "packed_bytes": packed[-1] if packed else 0,  # what the last compaction left
         "blocks": stats.get("blocks") or {},
         "jobs_in_memory": (status.get("jobs") or {}).get("in_memory"),
         "memory": status.get("memory") or {},  # the agent's own split, at its last maintenance
@@ -655,10 +660,13 @@ def report(points: list[dict[str, Any]], out: Any = sys.stdout) -> bool:
             for p in points), file=out)
     print("MiB store WAL (at the checkpoint)".ljust(w) + "".join(
         f"{p['blocks'].get('wal_bytes', 0) / mib:>12.2f}" for p in points), file=out)
+    print("MiB store after the last compaction".ljust(w) + "".join(
+        f"{p['packed_bytes'] / mib:>12.2f}" for p in points), file=out)
     for part in memory.PARTS:
         print(f"MiB agent memory: {part} (last maintenance)".ljust(w) + "".join(
             f"{p['memory'].get(part, float('nan')) / mib:>12.2f}" for p in points), file=out)
-    for key in ("snapshots", "jobs_in_memory", "alerts_active", "busy_share", "burst_days"):
+    for key in ("compactions", "compactions_failed", "snapshots", "jobs_in_memory",
+                "alerts_active", "busy_share", "burst_days"):
         print(key.ljust(w) + "".join(f"{round(p[key], 2)!s:>12}" for p in points), file=out)
     print("load average (1/5/15 min)".ljust(w) + "  " + "  ".join(
         "/".join(f"{x:.1f}" for x in p["load"]) for p in points), file=out)
