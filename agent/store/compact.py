@@ -24,7 +24,9 @@ blocks until the whole group goes). The soak bench's day-30 store held 16 MiB of
 whose copy took 11.25. DuckDB does not say how much of a used block is dead, so the live data
 is estimated from what the last compaction left (:class:`Packed`: its bytes per row) times the
 rows the store holds now. A store with no compaction on record is compacted once it is large
-enough to be worth one, which gives the estimate its first measure.
+enough to be worth one, which gives the estimate its first measure. Between copies the file
+regains its working size (what checkpoints keep: in the soak's small store 1.5-1.7x its packed
+data, within hours), so the copies bound the file's growth with uptime, not that size.
 """
 
 from __future__ import annotations
