@@ -70,7 +70,8 @@ again. The ≤ 10 ms goal is printed for both phases.
 ``GET /v1/health``, timed the same way, is the
 reference for the machine's own noise: a p95 change smaller than the reference's p95 + 1 ms
 counts as flat. Numbers on a loaded machine are noisy: the load average is printed with them.
-The report also gives the store's blocks at each checkpoint (``store.stats``: used, free, WAL).
+The report also gives the store's blocks at each checkpoint (``store.stats``: used, free, WAL)
+and its compactions so far, with the size the last one left (the data, packed).
 DuckDB's file runs at about twice its data (a copy written fresh): free blocks it keeps for
 reuse, row groups that hold deleted rows, one or more 256 KiB blocks per table and per index.
 That share stays the same with uptime, so the file follows the data: with the history tables'
