@@ -15,7 +15,8 @@ exclusively, owner-only), every table must hold as many rows in it as in the sto
 flushed to disk, then renamed over the store, which is reopened. A failure before the rename
 (a full disk, a copy that does not match) leaves the store as it was and removes the copy; a
 crash at any moment leaves either the old file or the new one, each whole (the old one was
-checkpointed first, so it has no WAL to lose).
+checkpointed first, so it has no WAL to lose). A copy that would leave the file system with less
+than a tenth of it free (at most 64 MiB) is not started: users' data may share it.
 
 :func:`due` decides when the copy pays, from what it would give back: the free blocks, and the
 dead space inside blocks DuckDB still counts as used (a checkpoint appends each flush's rows as
@@ -48,6 +49,10 @@ from lightkeeper.logs import get_logger
 log = get_logger("store.compact")
 
 ALIAS = "lk_compacting"
+# what a copy must leave free on the store's file system: this share of it, at most RESERVE_MAX
+RESERVE_SHARE = 0.1
+RESERVE_MAX = 64 * 1024 * 1024
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,23 @@ def _counts(con: duckdb.DuckDBPyConnection, catalog: str,
         f'SELECT count(*) FROM "{catalog}"."{s}"."{t}"').fetchall()[0][0]) for s, t in tables}
 
 
+def check_room(path: Path, need: int) -> None:
+    """Refuse a copy of ``need`` bytes that would take the store's file system below its
+    reserve (:data:`RESERVE_SHARE`, at most :data:`RESERVE_MAX`): the store shares it with
+    files that must not meet a full disk for a compaction's sake (users' data, logs)."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot compact metrics store {path}: its directory cannot be "
+                         f"measured ({exc.strerror}); the store is unchanged") from None
+    free = st.f_bavail * st.f_frsize
+    reserve = min(RESERVE_MAX, int(RESERVE_SHARE * st.f_blocks * st.f_frsize))
+    if free - need < reserve:
+        raise StoreError(f"cannot compact metrics store {path}: no room for the copy beside it "
+                         f"(up to {need / MIB:.1f} MiB, with {reserve / MIB:.1f} MiB left free; "
+                         f"{free / MIB:.1f} MiB free); the store is unchanged")
+
+
 def compact(store: Store) -> dict[str, float]:
     """Rewrite the store into a fresh file (see the module's text). Returns the file's size
     before and after, in bytes, the new file's blocks and rows (a :class:`Packed`'s
@@ -160,6 +182,8 @@ def compact(store: Store) -> dict[str, float]:
         with store.readers.exclusive():  # DuckDB refuses a checkpoint while a reader runs
             con.execute("CHECKPOINT")
         before = store.size_bytes()
+        b = blocks(store)
+        check_room(path, b.used * b.block_size)  # the copy holds the used blocks' data at most
         catalog = str(con.execute("SELECT current_database()").fetchall()[0][0])
         try:
             work = Path(tempfile.mkdtemp(prefix=f".{path.name}.compact-", dir=path.parent))

@@ -5,6 +5,7 @@ it was."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -151,19 +152,52 @@ def test_the_last_compaction_is_read_from_its_event(tmp_path: Path) -> None:
     s.close()
 
 
-def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(small_disk: Any) -> None:
+def _fill(mnt: Path, leave: int = 0) -> Path:
+    """Fill the file system at ``mnt`` until ``leave`` bytes are free (0: until it is full)."""
+    filler = mnt / "filler"
+    with open(filler, "wb") as fh:
+        try:
+            while (free := shutil.disk_usage(mnt).free) > leave:
+                fh.write(b"\0" * max(4096, min(65536, free - leave)))
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_copy_that_would_fill_the_disk_is_not_started(small_disk: Any) -> None:
+    """The store shares its file system with users' data: a copy that would leave less than
+    its reserve free is refused before it writes anything, and made once there is room."""
     mnt = small_disk(24)
     s = _bloated(mnt / "m.duckdb")
     kept = _contents(s)
     size = s.size_bytes()
-    filler = mnt / "filler"
-    with open(filler, "wb") as fh:
-        try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError:
-            pass
+    used = compact.blocks(s).used * compact.blocks(s).block_size
+    reserve = int(compact.RESERVE_SHARE * 24 * 1024 * 1024)
+    filler = _fill(mnt, leave=used + reserve // 2)  # room for the copy, not for the reserve too
+    free = shutil.disk_usage(mnt).free
+    with pytest.raises(StoreError, match="no room for the copy beside it.*MiB left free"):
+        compact.compact(s)
+    assert shutil.disk_usage(mnt).free == free  # nothing was written
+    assert sorted(p.name for p in mnt.iterdir()) == ["filler", "m.duckdb"]
+    assert s.size_bytes() == size and _contents(s) == kept
+    filler.unlink()
+    compact.compact(s)  # with room, the same store compacts
+    assert compact.blocks(s).free == 0
+    assert _contents(s)["samples"] == kept["samples"]
+    s.close()
+
+
+def test_a_copy_that_fails_on_a_full_disk_leaves_the_store_as_it_was(
+        small_disk: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills while the copy is written (the room check passed, then another process
+    wrote): DuckDB's failure leaves the store as it was and no copy behind."""
+    mnt = small_disk(24)
+    s = _bloated(mnt / "m.duckdb")
+    kept = _contents(s)
+    size = s.size_bytes()
+    filler = _fill(mnt)
+    monkeypatch.setattr(compact, "check_room", lambda path, need: None)
     with pytest.raises(StoreError, match="the copy failed.*the store is unchanged"):
         compact.compact(s)
     assert sorted(p.name for p in mnt.iterdir()) == ["filler", "m.duckdb"]  # no copy left
