@@ -18,10 +18,12 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import stat
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,8 +284,11 @@ class SpoolIngester:
         self.stats = IngestStats()
         self.on_rows: Callable[[list[dict[str, Any]]], None] | None = None
         self.created = time.time()
-        self.stage_dir = Path(stage_dir) if stage_dir is not None else \
-            Path(tempfile.mkdtemp(prefix="lightkeeper-ingest-"))
+        if stage_dir is not None:
+            self.stage_dir = Path(stage_dir)
+        else:  # its own, removed with the ingester (or at exit)
+            self.stage_dir = Path(tempfile.mkdtemp(prefix="lightkeeper-ingest-"))
+            weakref.finalize(self, shutil.rmtree, self.stage_dir, ignore_errors=True)
         for stale in self.stage_dir.glob(".ingest-block.*.tmp"):  # left by a killed agent
             stale.unlink(missing_ok=True)
         self._warned: dict[str, str] = {}

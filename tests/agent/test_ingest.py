@@ -195,3 +195,24 @@ def test_a_staging_failure_is_the_files_error_not_a_vanished_file(tmp_path: Path
     assert ing.ingest_once() == 4 and not f.exists()
     assert not ing.stats.file_errors and ing.stats.last_error is None
     store.close()
+
+
+def test_a_private_staging_directory_goes_with_its_ingester(tmp_path: Path) -> None:
+    """An ingester given no staging directory makes a private one and removes it when it is
+    gone (tests and tools made one per ingester and left it in /tmp); one it was given stays."""
+    import gc
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    store = Store(tmp_path / "m.duckdb")
+    ing = SpoolIngester(store, spool)
+    own = ing.stage_dir
+    assert own.is_dir() and os.stat(own).st_mode & 0o777 == 0o700
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    given = SpoolIngester(store, spool, stage_dir=stage)
+    del ing, given
+    gc.collect()
+    assert not own.exists()
+    assert stage.is_dir()
+    store.close()
