@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import stat
 import tempfile
@@ -108,6 +109,7 @@ def running() -> Iterator[Running]:
         yield run
     finally:
         run.close()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def test_routes_keep_alive_and_decoding(running: Running) -> None:
