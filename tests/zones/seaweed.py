@@ -65,7 +65,9 @@ class Seaweed:
         ports = {name: free_port() for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
             "filer.port.grpc", "s3.port.grpc", "metricsPort")}
-        args = [binary, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        self._ports = {self.port, *ports.values()}
+        # its own logs in its directory (weed's default is /tmp); -logdir goes before "server"
+        args = [binary, f"-logdir={self.root}", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-s3", f"-s3.port={self.port}", f"-s3.config={conf}", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.max=0",
                 *[f"-{k}={v}" for k, v in ports.items()]]
@@ -128,5 +130,10 @@ class Seaweed:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.proc = None
+        # weed puts a Unix socket per gRPC and S3 port in /tmp (seaweedfs-<what>-<port>.sock,
+        # not all of them configurable) and leaves them: these ports are this server's alone
+        for port in getattr(self, "_ports", ()):
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
         if getattr(self, "log", None) is not None:
             self.log.close()
