@@ -37,13 +37,15 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from lightkeeper.agent.store.db import Store, StoreError
-from lightkeeper.backup.fsutil import fsync_file
+from lightkeeper.backup.fsutil import NoSpace, fsync_file, require_space
 from lightkeeper.logs import get_logger
 
 log = get_logger("store.compact")
@@ -105,13 +107,9 @@ def last_compaction(store: Store) -> tuple[float, Packed | None]:
 
 
 def rows(store: Store) -> int:
-    """Every table's rows, in all (for :meth:`Packed.live_bytes`)."""
-    tables = store.read("SELECT schema_name, table_name FROM duckdb_tables() "
-                        "WHERE database_name = current_database() AND NOT temporary")
-    if not tables:
-        return 0
-    counts = " + ".join(f'(SELECT count(*) FROM "{s}"."{t}")' for s, t in tables)
-    return int(store.read(f"SELECT {counts}")[0][0])
+    """Every table's rows, in all (for :meth:`Packed.live_bytes`), read as the console reads."""
+    catalog = str(store.read("SELECT current_database()")[0][0])
+    return sum(_counts(store.read, catalog, _tables(store.read, catalog)).values())
 
 
 def reclaimable(b: FileBlocks, packed: Packed | None, live_rows: int | None) -> int:
@@ -140,17 +138,23 @@ def due(b: FileBlocks, packed: Packed | None, live_rows: int | None, share: floa
     return None
 
 
-def _tables(con: duckdb.DuckDBPyConnection, catalog: str) -> list[tuple[str, str]]:
-    rows = con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() "
-        "WHERE database_name = ? AND NOT temporary ORDER BY 1, 2", [catalog]).fetchall()
-    return [(str(s), str(t)) for s, t in rows]
+# a query's rows: the compaction's own connection, or Store.read (a reading cursor)
+Query = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
 
-def _counts(con: duckdb.DuckDBPyConnection, catalog: str,
-            tables: list[tuple[str, str]]) -> dict[str, int]:
-    return {f"{s}.{t}": int(con.execute(
-        f'SELECT count(*) FROM "{catalog}"."{s}"."{t}"').fetchall()[0][0]) for s, t in tables}
+def _on(con: duckdb.DuckDBPyConnection) -> Query:
+    return lambda sql, params: con.execute(sql, params).fetchall()
+
+
+def _tables(query: Query, catalog: str) -> list[tuple[str, str]]:
+    found = query("SELECT schema_name, table_name FROM duckdb_tables() "
+                  "WHERE database_name = ? AND NOT temporary ORDER BY 1, 2", [catalog])
+    return [(str(s), str(t)) for s, t in found]
+
+
+def _counts(query: Query, catalog: str, tables: list[tuple[str, str]]) -> dict[str, int]:
+    return {f"{s}.{t}": int(query(f'SELECT count(*) FROM "{catalog}"."{s}"."{t}"', [])[0][0])
+            for s, t in tables}
 
 
 def check_room(path: Path, need: int) -> None:
@@ -158,16 +162,15 @@ def check_room(path: Path, need: int) -> None:
     reserve (:data:`RESERVE_SHARE`, at most :data:`RESERVE_MAX`): the store shares it with
     files that must not meet a full disk for a compaction's sake (users' data, logs)."""
     try:
-        st = os.statvfs(path.parent)
+        reserve = min(RESERVE_MAX, int(RESERVE_SHARE * shutil.disk_usage(path.parent).total))
+        require_space(path.parent, need + reserve,
+                      f"a copy of the store with {reserve / MIB:.1f} MiB left free")
+    except NoSpace as exc:
+        raise StoreError(f"cannot compact metrics store {path}: no room for the copy beside it "
+                         f"({exc.strerror}); the store is unchanged") from None
     except OSError as exc:
         raise StoreError(f"cannot compact metrics store {path}: its directory cannot be "
                          f"measured ({exc.strerror}); the store is unchanged") from None
-    free = st.f_bavail * st.f_frsize
-    reserve = min(RESERVE_MAX, int(RESERVE_SHARE * st.f_blocks * st.f_frsize))
-    if free - need < reserve:
-        raise StoreError(f"cannot compact metrics store {path}: no room for the copy beside it "
-                         f"(up to {need / MIB:.1f} MiB, with {reserve / MIB:.1f} MiB left free; "
-                         f"{free / MIB:.1f} MiB free); the store is unchanged")
 
 
 def compact(store: Store) -> dict[str, float]:
@@ -197,8 +200,9 @@ def compact(store: Store) -> dict[str, float]:
                 con.execute(f"ATTACH '{_quoted(copy)}' AS {ALIAS}")
                 try:
                     con.execute(f"COPY FROM DATABASE \"{catalog}\" TO {ALIAS}")
-                    tables = _tables(con, catalog)
-                    mine, theirs = _counts(con, catalog, tables), _counts(con, ALIAS, tables)
+                    tables = _tables(_on(con), catalog)
+                    mine = _counts(_on(con), catalog, tables)
+                    theirs = _counts(_on(con), ALIAS, tables)
                 finally:
                     con.execute(f"DETACH {ALIAS}")
             except Exception as exc:  # noqa: BLE001  any failure of the copy leaves the store as it was
