@@ -266,19 +266,25 @@ def discover(data_root: Path, spool_dir: Path, own_pid: int | None = None) -> li
     own = os.getpid() if own_pid is None else own_pid
     spooled = spool_writers(str(spool_dir))
     found: dict[int, Found] = {}
-    for proc in psutil.process_iter(attrs=["pid", "ppid", "cmdline", "create_time", "name"]):
-        info = proc.info
-        pid = info["pid"]
+    for entry in procstart.table():
+        pid = entry.pid
         if pid == own:
             continue
-        argv = info.get("cmdline") or []
+        argv = entry.argv
         kind_sub = classify(argv)
         opened = _open_user_files(pid, prefix)
         if kind_sub is None and not opened:
             continue
-        ctime = float(info.get("create_time") or 0)
+        try:  # psutil for the few processes kept: sampled between passes, their files, env
+            proc = psutil.Process(pid)
+            ctime = proc.create_time()
+            pname = proc.name()
+        except psutil.Error:
+            continue  # ended since the table was read
+        if procstart.start_ticks(pid) != entry.start_ticks:
+            continue  # ended, and its pid was taken: the next pass sees the new process
         f = Found(pid, ctime, kind_sub[0] if kind_sub else "open", "", proc,
-                  ppid=int(info.get("ppid") or 0), cmd=" ".join(argv)[:300])
+                  ppid=entry.ppid, cmd=" ".join(argv)[:300])
         for path in opened:
             u = user_of(path, root)
             if u is not None:
@@ -315,7 +321,7 @@ def discover(data_root: Path, spool_dir: Path, own_pid: int | None = None) -> li
         else:
             users = sorted(f.users_open)
             f.user = users[0] if len(users) == 1 else None
-            f.name = clean(f"{'+'.join(users)}.{info.get('name') or 'proc'}")
+            f.name = clean(f"{'+'.join(users)}.{pname or 'proc'}")
         if f.kind in ("serve", "library"):
             f.gated, f.gate_evidence = True, "lightkeeper runtime"
         else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -92,3 +93,63 @@ def open_paths(pid: int) -> Iterator[str]:
 def has_open(pid: int, path: str) -> bool:
     """Whether process ``pid`` holds the file ``path`` (absolute, symlinks resolved) open."""
     return path in open_paths(pid)
+
+
+PF_KTHREAD = 0x00200000  # the process flags (field 9 of stat) of a kernel thread
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One process of the table (:func:`table`): what discovery needs to tell whether it is a
+    LightRAG process, from two reads."""
+
+    pid: int
+    ppid: int
+    start_ticks: int
+    argv: list[str]
+
+
+def _read(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
+
+
+def parse_cmdline(raw: bytes) -> list[str]:
+    """``/proc/<pid>/cmdline`` as psutil reads it: NUL-separated arguments, or a title a
+    process rewrote (setproctitle) separated by spaces."""
+    if not raw:
+        return []
+    sep = b"\0" if raw.endswith(b"\0") else b" "
+    if raw.endswith(sep):
+        raw = raw[:-1]
+    parts = raw.split(sep)
+    if sep == b"\0" and len(parts) == 1 and b" " in raw:
+        parts = raw.split(b" ")
+    return [os.fsdecode(p) for p in parts]
+
+
+def table() -> Iterator[Entry]:
+    """Every user-space process that runs now (kernel threads and zombies left out): its pid,
+    parent, start and argv, read from ``/proc/<pid>/stat`` and ``/proc/<pid>/cmdline`` alone.
+    psutil's ``process_iter`` with the same attributes took seven times the CPU (its per-process
+    objects, checks and a third read), most of a discovery pass (issue 13, a small resident).
+    A process that ends during the pass is left out."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            stat = _read(f"/proc/{name}/stat", 4096)
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if fields[0] in (b"Z", b"X") or int(fields[6]) & PF_KTHREAD:
+                continue
+            argv = parse_cmdline(_read(f"/proc/{name}/cmdline", 128 * 1024))
+            yield Entry(int(name), int(fields[1]), int(fields[19]), argv)
+        except (OSError, IndexError, ValueError):
+            continue
