@@ -2,7 +2,11 @@
 
 Each pass re-aggregates the buckets from a little before the watermark up to the last complete
 bucket, replacing them (delete then insert in one transaction), so it is idempotent and late
-samples in recent buckets are counted.
+samples in recent buckets are counted. A pass in which no bucket ended does the last one again
+only for ``LATE_SECONDS`` after it ended (samples come late by a flush or a collector round):
+the last hour was re-aggregated at every pass, every minute until the next hour ended (60
+times, its ~3,000 per-user series each time: most of a maintenance pass's CPU once the agent
+had run an hour), and is now done in the first minutes after it ends and with the next hour.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from typing import Any
 from lightkeeper.agent.store.db import Store
 
 RESOLUTIONS = (("samples_1m", 60.0, "samples"), ("samples_1h", 3600.0, "samples_1m"))
+# how long after its end a bucket is aggregated again, for samples that came late: a flush's
+# retry, a collector round that ended after the bucket, the minute rollups an hour reads (done
+# again a pass later)
+LATE_SECONDS = 300.0
 # Series sampled once a minute or less often gain nothing from 1-minute rollups (each bucket
 # would copy one sample, and per-user series are most of the rows): they roll up straight from
 # raw samples into hours, and charts read them raw while raw samples are kept.
@@ -67,6 +75,8 @@ def rollup(store: Store, now: float | None = None) -> dict[str, int]:
             start = math.floor(first / step) * step
         else:
             start = mark - step  # re-do one bucket for late arrivals
+            if end <= mark and now - mark >= LATE_SECONDS:
+                continue  # no bucket ended since the last pass, and the last one has settled
         if end <= start:
             continue
         raw_agg = "avg(value), min(value), max(value), arg_max(value, ts), count(*)"

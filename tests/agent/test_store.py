@@ -12,7 +12,7 @@ import pytest
 
 from lightkeeper.agent.store import ophist, queries
 from lightkeeper.agent.store.db import Store, StoreError
-from lightkeeper.agent.store.rollup import Retention, apply_retention, rollup
+from lightkeeper.agent.store.rollup import LATE_SECONDS, Retention, apply_retention, rollup
 from lightkeeper.agent.store.schema import LATEST
 from lightkeeper.catalog import LATENCY_BUCKETS
 
@@ -170,6 +170,38 @@ def test_rollups_match_raw_aggregates(tmp_path: Path) -> None:
     # idempotent: a second pass writes the same buckets again, no duplicates
     rollup(s, now=NOW)
     assert s.execute("SELECT count(*) FROM samples_1m")[0][0] == 2 * 180
+
+
+def test_a_bucket_is_aggregated_again_only_while_late_samples_may_come(tmp_path: Path) -> None:
+    """The last complete bucket is done again for LATE_SECONDS after it ends, so a sample that
+    comes late is counted; after that a pass in which no bucket ended leaves it alone (it
+    re-aggregated the last hour at every pass, every minute, until the next hour ended), and
+    the pass that rolls up the next bucket does it once more."""
+    s = Store(tmp_path / "m.duckdb")
+    hour = NOW - 3600
+    s.add_samples([(hour + i * 60.0, "userdir_bytes", "alice", 100.0) for i in range(60)])
+    s.add_samples([(hour + i * 60.0, "cpu_usage_ratio", "", 0.5) for i in range(60)])
+    s.flush()
+    assert rollup(s, now=NOW + 60)["samples_1h"] == 2
+    late = NOW - 1.0  # the hour's last round, flushed after the first pass
+    s.add_samples([(late, "userdir_bytes", "alice", 700.0)])
+    s.flush()
+    assert rollup(s, now=NOW + 120)["samples_1h"] == 2
+    assert s.execute("SELECT max, n FROM samples_1h WHERE ts = ? AND label = 'alice'",
+                     [hour])[0] == (700.0, 61)
+    assert "samples_1h" not in rollup(s, now=NOW + LATE_SECONDS + 60)
+    s.add_samples([(late, "userdir_bytes", "alice", 900.0)])  # later still
+    s.flush()
+    assert "samples_1h" not in rollup(s, now=NOW + LATE_SECONDS + 120)
+    assert s.execute("SELECT max, n FROM samples_1h WHERE ts = ? AND label = 'alice'",
+                     [hour])[0] == (700.0, 61)
+    # when the next hour ends, both are rolled up: the later sample is counted then
+    s.add_samples([(NOW + 3000.0, "userdir_bytes", "alice", 5.0)])
+    s.add_samples([(NOW + 3000.0, "cpu_usage_ratio", "", 0.5)])
+    s.flush()
+    assert rollup(s, now=NOW + 3600 + 60)["samples_1h"] == 4
+    assert s.execute("SELECT max, n FROM samples_1h WHERE ts = ? AND label = 'alice'",
+                     [hour])[0] == (900.0, 62)
 
 
 def test_retention_per_resolution_keeps_unrolled_raw(tmp_path: Path) -> None:
