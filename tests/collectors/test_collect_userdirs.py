@@ -396,3 +396,17 @@ def test_a_full_rescan_remembers_the_files_that_changed(root):
     c.mark_dirty("bob", str(store))
     got = as_dict(c.collect())
     assert got[("userdir_bytes", "bob")] == 90 and got[("userdir_updated_users", "")] == 1
+
+
+def test_a_changed_path_is_given_to_the_user_whose_directory_holds_it(tmp_path):
+    c = UserDirCollector(tmp_path / "data", watch=False)
+    root = str(tmp_path / "data")
+    assert c._user_of(f"{root}/alice/kv_store_0.json", root) == "alice"
+    assert c._user_of(f"{root}/alice", root) == "alice"
+    assert c._user_of(f"{root}/bob/sub/dir/f.graphml", root + "/") == "bob"
+    assert c._user_of(root, root) is None  # the root itself
+    assert c._user_of(f"{root}2/alice/x", root) is None  # a sibling sharing the prefix
+    assert c._user_of(f"{root}/Not_A_User/x", root) is None
+    assert c._user_of(f"{root}/../etc/passwd", root) is None
+    assert c._user_of(os.path.join("data", "carol", "x"), "data") == "carol"  # relative root
+    assert c._user_of(f"{tmp_path}/other/x", root) is None
