@@ -178,6 +178,11 @@ class AlertEvaluator:
         self.version = 0  # bumped on every firing, severity change and resolve
         self._lock = threading.RLock()
 
+    @property
+    def metrics(self) -> frozenset[str]:
+        """The metrics the rules read: all the evaluation needs of the current values."""
+        return frozenset(r.metric for r in self.rules)
+
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
 

@@ -633,7 +633,7 @@ class Agent:
         samples.append((now, "lightkeeper_quarantined_lines_total", "",
                         float(self.ingester.stats.quarantined)))
         self.services.add_samples(samples)
-        self.alerts.evaluate(self.services.current_values(now), now)
+        self.alerts.evaluate(self.services.current_values(now, self.alerts.metrics), now)
 
     def _rag_health(self) -> None:
         """LightRAG latency, error and silence gauges for the alert rules (agent.rag_health);

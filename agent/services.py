@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +62,12 @@ class AgentServices:
         else:
             self.current[(metric, label)] = (ts, value)
 
-    def current_values(self, now: float | None = None) -> dict[tuple[str, str], tuple[float, float]]:
+    def current_values(self, now: float | None = None, only: Collection[str] | None = None
+                       ) -> dict[tuple[str, str], tuple[float, float]]:
         """The newest values with ages and lags computed now from their timestamps
-        (``agent.derived``): what alerts, ``/metrics`` and ``metrics.latest`` read."""
-        return with_derived(dict(self.current), now)
+        (``agent.derived``): what alerts, ``/metrics`` and ``metrics.latest`` read; with
+        ``only``, those metrics' alone."""
+        return with_derived(dict(self.current), now, only)
 
     def drop_current(self, metric: str, label: str) -> None:
         self.current.pop((metric, label), None)

@@ -24,3 +24,10 @@ def test_gauges_computed_from_timestamps_at_read_time() -> None:
     # a gauge whose timestamp is unknown is not reported (no made-up zero)
     assert ("backup_drill_age_seconds", "") not in at_2000
     assert current[("backup_age_seconds", "")] == (100.0, 0.0)  # the input is left alone
+    # the alert rules' metrics alone: derived gauges among them, their sources and the rest not
+    rules = {"zone_lag_seconds", "disk_free_ratio", "backup_drill_age_seconds"}
+    only = with_derived(current, 2000.0, only=rules)
+    assert only == {("zone_lag_seconds", "eu1"): (2000.0, 500.0),
+                    ("zone_lag_seconds", "us1"): (2000.0, 0.0),
+                    ("disk_free_ratio", "/"): (100.0, 0.5)}
+    assert {k: v for k, v in at_2000.items() if k[0] in rules} == only
