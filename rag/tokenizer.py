@@ -14,6 +14,7 @@ differ from o200k's by a few percent; chunk sizes are counted in cl100k tokens.
 from __future__ import annotations
 
 import functools
+import os
 
 from lightrag.utils import Tokenizer
 
@@ -29,9 +30,22 @@ class _SharedTokenizer(Tokenizer):
         return self
 
 
+def _no_shared_cache() -> None:
+    """tiktoken keeps a copy of every encoding file it reads in ``$TMPDIR/data-gym-cache`` unless
+    told where: a directory any local account can create first, and a file there is opened
+    before its hash is checked (a FIFO planted under the bundled file's cache name hung every
+    process that built the tokenizer; each install path also left a 1.7 MB copy behind). The
+    bundled file needs no cache, so caching is off unless the operator set a cache directory
+    (``TIKTOKEN_CACHE_DIR``, or tiktoken's older ``DATA_GYM_CACHE_DIR``) for this process."""
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and "DATA_GYM_CACHE_DIR" not in os.environ:
+        os.environ["TIKTOKEN_CACHE_DIR"] = ""  # tiktoken's own switch: "" reads the file directly
+
+
 @functools.cache
 def offline_tokenizer() -> Tokenizer:
     import tiktoken  # noqa: PLC0415  heavy; loaded on the first tokenization only
+
+    _no_shared_cache()
 
     return _SharedTokenizer(model_name=ENCODING, tokenizer=tiktoken.get_encoding(ENCODING))
 
@@ -50,6 +64,7 @@ def serve_offline_encodings() -> list[str]:
     import tiktoken  # noqa: PLC0415  heavy; only servers that need the mapping load it
     import tiktoken.registry  # noqa: PLC0415
 
+    _no_shared_cache()
     enc = tiktoken.get_encoding(ENCODING)
     mapped = []
     with tiktoken.registry._lock:  # noqa: SLF001  the registry's own lock guards its cache
