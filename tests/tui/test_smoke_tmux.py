@@ -3,6 +3,7 @@ overview, switches screens by key and quits cleanly with q (exit status 0)."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -43,7 +44,11 @@ class Tmux:
         raise AssertionError(f"{text!r} did not appear; the screen shows:\n{screen}")
 
     def kill(self) -> None:
+        """Stop the server and remove its socket, which tmux leaves behind in its directory
+        (``$TMUX_TMPDIR/tmux-<uid>``) when the session has already ended."""
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        base = os.environ.get("TMUX_TMPDIR") or "/tmp"
+        Path(base, f"tmux-{os.getuid()}", self.socket).unlink(missing_ok=True)
 
 
 def test_console_in_tmux_shows_overview_switches_and_quits(agent, lk_env, tmp_path):
