@@ -32,6 +32,7 @@ import psutil
 
 from lightkeeper import procstart
 from lightkeeper.gate import GATE_FILES, LOCK_NAME
+from lightkeeper.ids import top_dir
 
 SERVER_SCRIPTS = ("lightrag-server", "lightrag-gunicorn")
 SERVER_MODULES = ("lightrag.api.lightrag_server", "lightrag.api.run_with_gunicorn",
@@ -141,12 +142,7 @@ def data_dir(argv: list[str], env: dict[str, str], cwd: str | None
 
 def user_of(path: str | None, data_root: str) -> str | None:
     """The user whose directory ``path`` is (or is inside), under ``data_root``."""
-    if not path:
-        return None
-    rel = os.path.relpath(path, data_root)
-    if rel.startswith("..") or rel == ".":
-        return None
-    return rel.split(os.sep, 1)[0]
+    return top_dir(path, data_root) if path else None
 
 
 def _open_user_files(pid: int, prefix: str) -> list[str]:

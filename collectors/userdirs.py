@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lightkeeper import fswatch
 from lightkeeper.collectors.base import Triple
-from lightkeeper.ids import USER_ID_RE
+from lightkeeper.ids import USER_ID_RE, top_dir
 from lightkeeper.logs import get_logger
 
 log = get_logger("collectors.userdirs")
@@ -183,14 +183,8 @@ class UserDirCollector:
         self._thread.start()
 
     def _user_of(self, path: str, root: str) -> str | None:
-        prefix = root.rstrip(os.sep) + os.sep
-        if path.startswith(prefix):  # the watcher's paths start with the root it was given
-            first = path[len(prefix):].split(os.sep, 1)[0]
-        else:  # os.path.relpath costs 3 us, every change under --churn 20 is one
-            first = os.path.relpath(path, root).split(os.sep, 1)[0]
-        if first in ("", ".", "..") or not USER_ID_RE.fullmatch(first):
-            return None
-        return first
+        first = top_dir(path, root)
+        return first if first is not None and USER_ID_RE.fullmatch(first) else None
 
     def mark_dirty(self, user: str, path: str | None = None) -> None:
         """The user's files changed: ``path`` (absolute) or, without one, anything."""

@@ -40,19 +40,32 @@ def start_ticks(pid: int) -> int | None:
     (gone, or a zombie: it exited and holds nothing, its parent has not reaped it yet)."""
     if pid <= 0:
         return None
+    fields = _live_stat(str(pid))
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
+        return int(fields[19]) if fields is not None else None
+    except (IndexError, ValueError):
+        return None
+
+
+def _live_stat(pid: str) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the first is the state, field
+    3); None when no such process runs: gone, or a zombie (it exited and holds nothing, its
+    parent has not reaped it yet)."""
+    try:
+        raw = _read(f"/proc/{pid}/stat", 4096)
     except OSError:
         return None
     # the command name (field 2) is in parentheses and may hold spaces and parentheses
     fields = raw[raw.rfind(b")") + 2:].split()
+    return fields if fields and fields[0] not in (b"Z", b"X") else None
+
+
+def _read(path: str, size: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if fields[0] == b"Z":
-            return None
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
 
 
 def identity(pid: int) -> dict[str, Any]:
@@ -109,14 +122,6 @@ class Entry:
     argv: list[str]
 
 
-def _read(path: str, size: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return os.read(fd, size)
-    finally:
-        os.close(fd)
-
-
 def parse_cmdline(raw: bytes) -> list[str]:
     """``/proc/<pid>/cmdline`` as psutil reads it: NUL-separated arguments, or a title a
     process rewrote (setproctitle) separated by spaces."""
@@ -144,10 +149,9 @@ def table() -> Iterator[Entry]:
     for name in names:
         if not name.isdigit():
             continue
+        fields = _live_stat(name)
         try:
-            stat = _read(f"/proc/{name}/stat", 4096)
-            fields = stat[stat.rfind(b")") + 2:].split()
-            if fields[0] in (b"Z", b"X") or int(fields[6]) & PF_KTHREAD:
+            if fields is None or int(fields[6]) & PF_KTHREAD:
                 continue
             argv = parse_cmdline(_read(f"/proc/{name}/cmdline", 128 * 1024))
             yield Entry(int(name), int(fields[1]), int(fields[19]), argv)
