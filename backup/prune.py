@@ -68,7 +68,7 @@ def forget(repo: Repository, policy: retention.Policy, dry_run: bool = False,
                 ctx.progress(phase="forget", files_done=i + 1, files_total=len(removed),
                              current=s.id[:8])
     out: ForgetSummary = {"dry_run": dry_run, "policy": policy.as_dict(), "kept": kept,
-           "removed": [s.as_dict() for s in removed], "kept_count": len(kept),
+           "removed": [s.ref() for s in removed], "kept_count": len(kept),
            "removed_count": len(removed)}
     log.info("forget.finished", dry_run=dry_run, kept=len(kept), removed=len(removed))
     return out

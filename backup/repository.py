@@ -90,6 +90,12 @@ class SnapshotInfo:
                 "host": self.host, "tags": self.tags, "users": self.users,
                 "parent": self.parent, "summary": self.summary}
 
+    def ref(self) -> contracts.SnapshotRef:
+        """The short form a forget summary lists (see :class:`contracts.SnapshotRef`)."""
+        return {"id": self.id, "short_id": self.id[:8], "time": self.time,
+                "tags": list(self.tags), "users": len(self.users),
+                "bytes_total": int(self.summary.get("bytes_total") or 0)}
+
 
 def _hash_name(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()

@@ -85,7 +85,7 @@ def apply(snapshots: list[SnapshotInfo], policy: Policy, groups: dict[str, str],
             if s.id in protected:
                 reasons[s.id].append("protected")
             if reasons[s.id]:
-                kept.append({**s.as_dict(), "reasons": sorted(set(reasons[s.id]))})
+                kept.append({**s.ref(), "reasons": sorted(set(reasons[s.id]))})
             else:
                 removed.append(s)
     return kept, removed

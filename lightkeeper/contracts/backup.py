@@ -211,7 +211,21 @@ class PruneSummary(PrunePlan, total=False):
     problem: str
 
 
-class KeptSnapshot(SnapshotInfo):
+class SnapshotRef(TypedDict):
+    """A snapshot as a forget summary names it: which one, when, and how much it held. Not its
+    users' names nor its manifest's figures: the summary stays in the job's record and in its
+    audit event for months, and with 1,000 users a full :class:`SnapshotInfo` is about 10 KB,
+    so a daily forget that lists 50 snapshots would add 1 MB a day to the store."""
+
+    id: str
+    short_id: str
+    time: float
+    tags: list[str]
+    users: int  # how many users it holds
+    bytes_total: int  # its size
+
+
+class KeptSnapshot(SnapshotRef):
     reasons: list[str]  # the retention rules that keep it ("last", "daily"..., "protected")
 
 
@@ -219,7 +233,7 @@ class ForgetSummary(TypedDict):
     dry_run: bool
     policy: dict[str, int]  # keep_last...keep_yearly
     kept: list[KeptSnapshot]
-    removed: list[SnapshotInfo]
+    removed: list[SnapshotRef]
     kept_count: int
     removed_count: int
     prune: NotRequired[PruneSummary]  # with ``prune``

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -55,6 +56,29 @@ def test_groups_keep_one_user_snapshots_apart(data_root: Path, repo: Repository)
         forget(repo, Policy())
     dry = forget(repo, Policy(last=1), dry_run=True)
     assert dry["removed_count"] == 0 and dry["kept_count"] == 2
+
+
+def test_forget_summary_names_snapshots_without_their_users(tmp_path: Path,
+                                                             repo: Repository) -> None:
+    """The summary is stored twice (the job's record, its audit event) for months: each
+    snapshot in it is a short reference, its size not growing with the users it holds (with
+    1,000 users the full form was ~10 KB a snapshot)."""
+    root = tmp_path / "many"
+    names = [f"tenant-{i:03d}" for i in range(60)]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "kv_store_doc_status.json").write_text(f'{{"{name}": {{}}}}')
+    first = run_backup(repo, BackupOptions(root))
+    second = run_backup(repo, BackupOptions(root))
+    r = forget(repo, Policy(last=1))
+    assert r["removed"] == [{"id": first["snapshot_id"], "short_id": first["snapshot_id"][:8],
+                             "time": r["removed"][0]["time"], "tags": [], "users": 60,
+                             "bytes_total": first["bytes_total"]}]
+    assert [(k["id"], k["users"], k["reasons"]) for k in r["kept"]] == [
+        (second["snapshot_id"], 60, ["last", "newest"])]
+    text = json.dumps(r)
+    assert not any(name in text for name in names)
+    assert len(text) < 1000
 
 
 @pytest.mark.parametrize("bad", ["users/user00/../../escape.txt", "users/../x",

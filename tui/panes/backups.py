@@ -277,7 +277,7 @@ def prune_plan_text(summary: ForgetSummary) -> Group:
                         f"{summary['kept_count']}):", style="bold"))
         for s in removed[:8]:
             out.append(Text(f"  {s['short_id']}  {clock_time(s['time'], True)}  "
-                            f"{human_bytes(s['summary'].get('bytes_total'))}"))
+                            f"{human_bytes(s['bytes_total'])}"))
         if len(removed) > 8:
             out.append(Text(f"  and {len(removed) - 8} more", style="dim"))
     else:
