@@ -49,6 +49,12 @@ log = get_logger("agent")
 MAX_BUFFERED_SAMPLES = 2_000_000
 # the store's rows are counted for the compaction's estimate at most this often
 COMPACTION_CHECK_SECONDS = 3600.0
+# Retention deletes at most this often (wall-clock seconds, the clock retention cuts by; the
+# first maintenance pass, the first after a configuration change and one after the clock went
+# back always run it). Every minute it cost a pass 12 deletes and, once raw samples aged out
+# (48 h), a checkpoint of the store; what is due now waits at most this long: minutes of rows
+# in tables that keep hours to months.
+RETENTION_INTERVAL = 600.0
 
 
 class AgentStartError(RuntimeError):
@@ -127,6 +133,7 @@ class Agent:
         self._last_compaction: float | None = None
         self._packed: compact.Packed | None = None
         self._compaction_checked = -float("inf")  # the last look at the store's reclaim
+        self._retention_due = 0.0  # time.time() of the next retention pass
         self.memory: dict[str, Any] = {}  # where the agent's memory is (status "memory")
         self.http_listen: str | None = None
         self.config_loaded = time.time()
@@ -417,6 +424,7 @@ class Agent:
         if any(k.startswith("collect.") for k in changed) and self._loop is not None:
             asyncio.run_coroutine_threadsafe(self._restart_collectors(), self._loop).result(120)
         self.retention = Retention.from_config(self.cfg)
+        self._retention_due = 0.0  # a changed retention applies at the next pass
         self.alerts.set_rules(configured_rules(self.cfg))
         logging.getLogger("lightkeeper").setLevel(self.cfg["log.level"].upper())
         self.config_loaded = time.time()
@@ -531,7 +539,11 @@ class Agent:
         written = rollup(self.store)
         written["rag_ops_1m merged"] = ophist.compact(self.store)
         written["rag_ops_slow trimmed"] = slowops.trim(self.store)
-        deleted = apply_retention(self.store, self.retention)
+        deleted: dict[str, int] = {}
+        wall = time.time()
+        if not 0 < self._retention_due - wall <= RETENTION_INTERVAL:
+            deleted = apply_retention(self.store, self.retention, now=wall)
+            self._retention_due = wall + RETENTION_INTERVAL
         if deleted.get("jobs"):
             self.jobs.forget_records()  # the records the job list holds
         size = self.store.size_bytes()
