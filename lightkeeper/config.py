@@ -152,7 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("store.compact_min_interval_hours", "float", 6.0,
       "At most one compaction of the store in this many hours.", min=0, max=24 * 365),
     S("store.maintenance_interval", "float", 60.0,
-      "Seconds between maintenance passes: rollups, and retention at most every 10 minutes.", min=1, max=3600),
+      "Seconds between maintenance passes: rollups, and retention at most every 10 minutes.",
+      min=1, max=3600),
     S("store.memory_limit_mb", "int", 128,
       "Memory DuckDB may hold for the store (its cache and queries; larger work spills to "
       "disk). DuckDB's own default is 80 % of the machine's RAM.", min=32, max=65536),
