@@ -224,7 +224,7 @@ class JobManager:
         self.services.audit(f"job.{state}", level=level, actor=job.actor, component="jobs",
                             job_id=job.id, kind=job.kind, error=job.error,
                             duration_ms=round((job.finished - job.started) * 1000),
-                            summary=job.summary)
+                            log_only={"summary": job.summary})
         job.state = state
         # A finished job leaves the live table (its record is in the store); the last few stay
         # in memory for their logs. Waiters are woken after the move, so they find it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +37,10 @@ class AgentServices:
         return self._store
 
     def audit(self, event: str, actor: str | None = None, level: str = "info",
-              component: str = "agent", **context: Any) -> None:
+              component: str = "agent", log_only: Mapping[str, Any] | None = None,
+              **context: Any) -> None:
         getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
-            event, actor=actor, **context)
+            event, actor=actor, **context, **(log_only or {}))
         kind = "alert" if event.startswith("alert.") else "audit"
         try:
             self._store.add_event(kind, event, level=level, component=component, actor=actor,

@@ -77,8 +77,11 @@ class Services(Protocol):
         ``transaction``; never keep a cursor across calls."""
 
     def audit(self, event: str, actor: str | None = None, level: str = "info",
-              component: str = "agent", **context: Any) -> None:
-        """Record a critical operation: an audit event in the store and a log line."""
+              component: str = "agent", log_only: Mapping[str, Any] | None = None,
+              **context: Any) -> None:
+        """Record a critical operation: an audit event in the store and a log line.
+        ``log_only``: more context for the log line alone (a finished job's summary, which the
+        job's record in the store already holds)."""
 
     def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
         """Queue (ts, metric, label, value) samples for the store."""

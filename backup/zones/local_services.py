@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,11 @@ class LocalServices:
         return None
 
     def audit(self, event: str, actor: str | None = None, level: str = "info",
-              component: str = "zones", **context: Any) -> None:
+              component: str = "zones", log_only: Mapping[str, Any] | None = None,
+              **context: Any) -> None:
         self.events.append((event, {"actor": actor, "level": level, **context}))
         getattr(log, level if level in ("debug", "info", "warning", "error") else "info")(
-            event, actor=actor, **context)
+            event, actor=actor, **context, **(log_only or {}))
 
     def add_samples(self, samples: Iterable[tuple[float, str, str, float]]) -> None:
         self.samples.extend(samples)

@@ -213,9 +213,9 @@ class PruneSummary(PrunePlan, total=False):
 
 class SnapshotRef(TypedDict):
     """A snapshot as a forget summary names it: which one, when, and how much it held. Not its
-    users' names nor its manifest's figures: the summary stays in the job's record and in its
-    audit event for months, and with 1,000 users a full :class:`SnapshotInfo` is 12.5 KB of JSON
-    (this form 0.2 KB), so a daily forget that lists 50 snapshots added over 1 MB a day."""
+    users' names nor its manifest's figures: the summary stays in the job's record for months
+    (and was copied into its audit event), and with 1,000 users a full :class:`SnapshotInfo`
+    is 12.5 KB of JSON (this form 0.2 KB): a daily forget listing 50 snapshots added 1 MB a day."""
 
     id: str
     short_id: str

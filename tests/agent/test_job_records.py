@@ -4,6 +4,7 @@ what the store's own query gives."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -114,4 +115,40 @@ def test_jobs_interrupted_by_a_stop_are_listed_as_the_store_now_has_them(tmp_pat
     listed = again.list_jobs(5)
     assert listed[0]["id"] == "crashed" and listed[0]["state"] == "interrupted"
     assert _listed(again, 5) == _store_view(again, store, 5)
+    store.close()
+
+
+def test_a_finished_jobs_audit_event_leaves_its_summary_to_the_record(tmp_path: Path) -> None:
+    """The stored job.succeeded event names the job; the summary is in the job's record (kept
+    longer than events) and in the event's log line, not copied into the events table too."""
+    import logging
+
+    cfg = config_mod.load(env={"LIGHTKEEPER_PATHS__STATE_DIR": str(tmp_path / "state")},
+                          read_system=False)
+    store = Store(tmp_path / "m.duckdb")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root = logging.getLogger("lightkeeper")
+    handler, level = Keep(), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        jm = JobManager(AgentServices(cfg, store), {"work": _work})
+        job_id = _run(jm, 4)
+        store.flush()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    [event] = store.read_dicts("SELECT context FROM events WHERE event = 'job.succeeded'")
+    context = json.loads(event["context"])
+    assert context["job_id"] == job_id and context["kind"] == "work"
+    assert "summary" not in context
+    [record] = store.read_dicts("SELECT summary FROM jobs WHERE id = ?", [job_id])
+    assert json.loads(record["summary"]) == {"n": 4, "files": 12}
+    [line] = [r for r in seen if r.getMessage() == "job.succeeded"]
+    assert line.ctx["summary"] == {"n": 4, "files": 12} and line.ctx["job_id"] == job_id
     store.close()

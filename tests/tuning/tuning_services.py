@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from lightkeeper.agent.store.db import Store
@@ -18,7 +19,8 @@ class LocalServices:
         self.current: dict[tuple[str, str], float] = {}
 
     def audit(self, event: str, actor: str | None = None, level: str = "info",
-              component: str = "agent", **context: Any) -> None:
+              component: str = "agent", log_only: Mapping[str, Any] | None = None,
+              **context: Any) -> None:
         self.audits.append({"event": event, "actor": actor, "level": level, **context})
         self.store.add_event("audit", event, level=level, component=component, actor=actor,
                              context=context)
