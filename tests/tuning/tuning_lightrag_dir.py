@@ -13,14 +13,6 @@ from typing import Any
 import numpy as np
 
 
-def _tokenizer() -> Any:
-    # lightkeeper's own: it also keeps tiktoken from caching the encoding file in the shared
-    # temp directory (tests/security/test_tokenizer_cache.py), which a direct get_encoding did
-    from lightkeeper.rag.tokenizer import offline_tokenizer
-
-    return offline_tokenizer()
-
-
 async def _llm(prompt: str, system_prompt: str | None = None, history_messages: Any = None,
                **kwargs: Any) -> str:
     text = f"{system_prompt or ''}\n{prompt}"
@@ -48,11 +40,15 @@ def build_lightrag(data_root: Path, user: str, dim: int) -> Any:
     from lightrag import LightRAG
     from lightrag.utils import EmbeddingFunc
 
+    # lightkeeper's tokenizer: it also keeps tiktoken from caching the encoding file in the
+    # shared temp directory (tests/security/test_tokenizer_cache.py)
+    from lightkeeper.rag.tokenizer import offline_tokenizer
+
     return LightRAG(
         working_dir=str(data_root), workspace=user, llm_model_func=_llm,
         embedding_func=EmbeddingFunc(embedding_dim=dim, func=_embedder(dim),
                                      max_token_size=8192, model_name="hash-test"),
-        tokenizer=_tokenizer(), llm_model_name="offline-test")
+        tokenizer=offline_tokenizer(), llm_model_name="offline-test")
 
 
 async def _insert(data_root: Path, user: str, dim: int, texts: list[str]) -> None:
